@@ -1,0 +1,7 @@
+"""``python -m lmix`` (also what ``torchrun -m lmix train ...`` runs)."""
+
+import sys
+
+from lmix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``lmix`` CLI; each module has ``add_parser(subparsers)`` and sets ``func``."""

@@ -1,0 +1,25 @@
+"""``lmix methods``: list the registered mixing methods and their parameters."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("methods", help="list the mixing methods")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lmix.mixing.registry import _REGISTRY
+
+    for name, cls in _REGISTRY.items():
+        params = [
+            f"{n}={p.default!r}"
+            for n, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "seed"
+        ]
+        print(f"{name:8s} {', '.join(params)}")
+    print("a+b      combine registered methods per batch, e.g. lmix+mixup (p=..., schedule='random'|'alternate')")
+    return 0

@@ -1,0 +1,26 @@
+"""The mixing core: pure torch, vectorised per sample, randomness from explicit generators."""
+
+from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
+from lmix.mixing.masks import fourier_masks, fourier_noise, sharpen
+from lmix.mixing.mixers import CutMix, Cutout, FMix, LMix, MixChoice, Mixer, MixParams, Mixup, NoMix
+from lmix.mixing.registry import create_mixer, list_mixers, register_mixer
+
+__all__ = [
+    "MixedBatch",
+    "mixed_cross_entropy",
+    "fourier_masks",
+    "fourier_noise",
+    "sharpen",
+    "Mixer",
+    "MixParams",
+    "LMix",
+    "FMix",
+    "Mixup",
+    "CutMix",
+    "Cutout",
+    "NoMix",
+    "MixChoice",
+    "create_mixer",
+    "list_mixers",
+    "register_mixer",
+]

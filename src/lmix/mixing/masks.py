@@ -1,0 +1,195 @@
+"""Fourier masks (FMix / LMix) and box masks (CutMix / Cutout), vectorised over the batch.
+
+SPEC section 1, steps 3-8:
+
+* ``f[u, v] = sqrt(fy[u]^2 + fx[v]^2)`` with ``fftfreq(H)``, ``rfftfreq(W)``;
+* ``H_lp = (f_min / max(f, f_min)) ** decay`` with ``f_min = 1 / max(H, W)``;
+* ``H_hp = 1 - H_lp``;
+* ``G = irfft2((1 + k * H_hp) * H_lp * Z)``;
+* the ``round(lam * H * W)`` largest pixels of ``G`` are 1.
+
+Isotropy: a complex field drawn independently in every bin of the half spectrum is not
+Hermitian on the columns ``fx = 0`` (and ``fx = W/2`` for even W); ``irfft2`` silently keeps
+only its Hermitian part there, which halves the power on those columns and biases the masks
+towards vertical structure. We project those two columns onto their Hermitian part scaled by
+``sqrt(2)``, which gives exactly the statistics of the real part of a full complex field
+(every frequency bin with the same expected power), at the cost of one cheap gather.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lmix.mixing.sampling import gen_device
+from lmix.mixing.validation import check_size
+
+__all__ = [
+    "frequency_magnitude",
+    "lowpass_filter",
+    "emphasis_filter",
+    "fourier_noise",
+    "fourier_masks",
+    "binarise_top",
+    "sharpen",
+    "box_masks",
+]
+
+
+def frequency_magnitude(size: tuple[int, int], *, device: torch.device | None = None) -> torch.Tensor:
+    """(H, W//2+1) float32 radial frequency ``sqrt(fy^2 + fx^2)`` in cycles per pixel."""
+    h, w = size
+    fy = torch.fft.fftfreq(h, device=device, dtype=torch.float32)
+    fx = torch.fft.rfftfreq(w, device=device, dtype=torch.float32)
+    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+
+
+def lowpass_filter(size: tuple[int, int], decay: float, *, device: torch.device | None = None) -> torch.Tensor:
+    """(H, W//2+1) low-pass transfer ``(f_min / max(f, f_min)) ** decay``: 1 at DC, in (0, 1]."""
+    f_min = 1.0 / max(size)
+    f = frequency_magnitude(size, device=device)
+    return (f_min / f.clamp_min(f_min)) ** decay
+
+
+def emphasis_filter(
+    size: tuple[int, int], decay: float, k: float, *, device: torch.device | None = None
+) -> torch.Tensor:
+    """(H, W//2+1) LMix transfer ``(1 + k * H_hp) * H_lp`` (eq. 5); ``k = 0`` is FMix's ``H_lp``."""
+    h_lp = lowpass_filter(size, decay, device=device)
+    return (1.0 + k * (1.0 - h_lp)) * h_lp
+
+
+def _hermitian_columns(z: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Make the self-conjugate columns of a half spectrum (B, H, W//2+1) Hermitian along H."""
+    cols = [0] + ([width // 2] if width % 2 == 0 else [])
+    flip = (-torch.arange(height, device=z.device)) % height
+    zc = z[:, :, cols]
+    z = z.clone()
+    z[:, :, cols] = (zc + zc[:, flip, :].conj()) * (1.0 / math.sqrt(2.0))
+    return z
+
+
+def fourier_noise(
+    n: int,
+    size: tuple[int, int],
+    *,
+    decay: float = 3.0,
+    k: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """(n, H, W) float32 grey-scale images ``G`` with spectrum ``(1 + k H_hp) H_lp`` (SPEC steps 3-7).
+
+    The complex noise is drawn with ``generator`` on its device and the result is returned on
+    ``device`` (default: the generator's device).
+    """
+    h, w = check_size(size)
+    if generator is None:
+        generator = torch.Generator(device=device or "cpu")
+        generator.seed()
+    gdev = generator.device
+    # Real and imaginary parts are independent N(0, 1): one randn call of twice the size.
+    parts = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=gdev, dtype=torch.float32)
+    out_dev = torch.device(device) if device is not None else gdev
+    z = torch.view_as_complex(parts.to(out_dev))
+    z = _hermitian_columns(z, h, w)
+    spectrum = z * emphasis_filter((h, w), decay, k, device=out_dev)
+    return torch.fft.irfft2(spectrum, s=(h, w))
+
+
+def binarise_top(grey: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Per-sample top-n binarisation: (B, H, W) values, (B,) lam -> (B, 1, H, W) float32 masks.
+
+    Exactly ``round(lam * H * W)`` ones per sample (``torch.round``: half to even), placed on
+    the largest values of ``grey``; ties are broken by the stable sort's order.
+    """
+    b, h, w = grey.shape
+    n = torch.round(lam.to(torch.float64) * (h * w)).to(torch.int64).to(grey.device)
+    order = torch.argsort(grey.reshape(b, h * w), dim=1, descending=True, stable=True)
+    rank_is_kept = (torch.arange(h * w, device=grey.device)[None, :] < n[:, None]).to(torch.float32)
+    flat = torch.empty((b, h * w), dtype=torch.float32, device=grey.device)
+    flat.scatter_(1, order, rank_is_kept)
+    return flat.reshape(b, 1, h, w)
+
+
+def fourier_masks(
+    lam: torch.Tensor,
+    size: tuple[int, int] | list[int],
+    *,
+    decay: float = 3.0,
+    k: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Binary LMix masks (SPEC section 1, steps 3-8); ``k = 0`` gives FMix masks.
+
+    Args:
+        lam: (B,) floating tensor of target areas in [0, 1].
+        size: (H, W), both >= 2.
+        decay: low-pass exponent delta >= 0 (larger: smoother masks).
+        k: high-frequency emphasis >= 0 (0: FMix).
+        generator: source of all randomness; noise is drawn on its device. ``None`` uses a
+            freshly, non-deterministically seeded generator (the global RNG is never used).
+
+    Returns:
+        (B, 1, H, W) float32 tensor of 0s and 1s on ``lam``'s device, with exactly
+        ``round(lam[i] * H * W)`` ones in mask ``i``.
+    """
+    from lmix.mixing.validation import check_decay, check_k, check_lam
+
+    lam = check_lam(lam)
+    check_decay(decay)
+    check_k(k, name="k")
+    h, w = check_size(size)
+    if generator is None:
+        generator = torch.Generator(device=lam.device)
+        generator.seed()
+    grey = fourier_noise(lam.shape[0], (h, w), decay=decay, k=k, generator=generator, device=lam.device)
+    return binarise_top(grey, lam)
+
+
+def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:
+    """Apply the emphasis ``1 + k * H_hp`` to every channel in the frequency domain (SPEC step 10).
+
+    Args:
+        images: (B, C, H, W) floating tensor.
+
+    Returns:
+        Tensor of the same shape and dtype; the DC component (image mean) is unchanged.
+    """
+    h, w = images.shape[-2:]
+    gain = 1.0 + k * (1.0 - lowpass_filter((h, w), decay, device=images.device))
+    spec = torch.fft.rfft2(images.to(torch.float32)) * gain
+    return torch.fft.irfft2(spec, s=(h, w)).to(images.dtype)
+
+
+def box_masks(
+    centre_y: torch.Tensor,
+    centre_x: torch.Tensor,
+    box_h: torch.Tensor,
+    box_w: torch.Tensor,
+    size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks that are 0 inside axis-aligned boxes clipped at the border, 1 elsewhere.
+
+    Args:
+        centre_y, centre_x: (B,) int64 box centres (may lie anywhere in the image).
+        box_h, box_w: (B,) int64 box sizes before clipping.
+        size: (H, W).
+
+    Returns:
+        ((B, 1, H, W) float32 masks, (B,) float32 share of ones: ``1 - clipped area / (H W)``).
+    """
+    h, w = size
+    y1 = (centre_y - box_h // 2).clamp(0, h)
+    y2 = (centre_y - box_h // 2 + box_h).clamp(0, h)
+    x1 = (centre_x - box_w // 2).clamp(0, w)
+    x2 = (centre_x - box_w // 2 + box_w).clamp(0, w)
+    rows = torch.arange(h, device=centre_y.device)
+    cols = torch.arange(w, device=centre_y.device)
+    in_rows = (rows[None, :] >= y1[:, None]) & (rows[None, :] < y2[:, None])  # (B, H)
+    in_cols = (cols[None, :] >= x1[:, None]) & (cols[None, :] < x2[:, None])  # (B, W)
+    inside = in_rows[:, :, None] & in_cols[:, None, :]
+    keep = (~inside).to(torch.float32).unsqueeze(1)
+    area = ((y2 - y1) * (x2 - x1)).to(torch.float32)
+    return keep, 1.0 - area / float(h * w)

@@ -1,0 +1,172 @@
+"""Registry of models: ``create_model``, ``list_models``, ``register_model``, ``model_info``.
+
+A model builder is a function ``builder(*, num_classes, in_channels, **options) -> StagedNet``
+whose options are keyword-only with defaults; ``register_model`` records it with its metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lmix.models.base import StagedNet, check_int
+
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "count_parameters"]
+
+Builder = Callable[..., StagedNet]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Builder
+    paper: bool
+    published_params: int | None
+    published_source: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is known about a registered model.
+
+    Attributes:
+        name: registry name.
+        description: one line.
+        paper: whether the LMix paper trains this model.
+        published_params: parameter count published for it (10 classes, 3 input channels), or None.
+        published_source: where that count is published.
+        params: parameter count of our implementation at 10 classes and 3 input channels.
+        options: the builder's keyword options and their defaults.
+        num_hook_points: hook points of the built model (see ``StagedNet``).
+    """
+
+    name: str
+    description: str
+    paper: bool
+    published_params: int | None
+    published_source: str | None
+    params: int
+    options: dict[str, Any]
+    num_hook_points: int
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def _options(builder: Builder) -> dict[str, Any]:
+    sig = inspect.signature(builder)
+    return {
+        n: p.default
+        for n, p in sig.parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("num_classes", "in_channels")
+    }
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    paper: bool,
+    description: str,
+    published_params: int | None = None,
+    published_source: str | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering a model builder under ``name`` (default: the function's name).
+
+    Args:
+        name: registry name; must be new.
+        paper: whether the LMix paper uses the model.
+        description: one line shown by ``lmix models``.
+        published_params: published parameter count for 10 classes, if any.
+        published_source: the publication of that count.
+    """
+    if not isinstance(description, str) or not description or "\n" in description:
+        raise ValueError("description must be one non-empty line")
+    if published_params is not None:
+        check_int("published_params", published_params, minimum=1)
+
+    def decorate(builder: Builder) -> Builder:
+        key = builder.__name__ if name is None else name
+        if not isinstance(key, str) or not key or key in _REGISTRY:
+            raise ValueError(f"cannot register model name {key!r}: empty or already taken")
+        params = inspect.signature(builder).parameters
+        for required in ("num_classes", "in_channels"):
+            if required not in params or params[required].kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"model builder {key!r} must take keyword-only {required!r}")
+        for n, p in params.items():
+            if n not in ("num_classes", "in_channels") and (
+                p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty
+            ):
+                raise TypeError(f"model builder {key!r}: option {n!r} must be keyword-only with a default")
+        _REGISTRY[key] = _Entry(builder, bool(paper), published_params, published_source, description)
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, in registration order."""
+    return list(_REGISTRY)
+
+
+def _entry(name: str) -> _Entry:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> StagedNet:
+    """Build a registered model with freshly initialised weights (uses torch's global RNG).
+
+    Args:
+        name: one of ``list_models()``.
+        num_classes: number of classes, an int >= 2.
+        in_channels: channels of the input images, an int >= 1.
+        **kwargs: the model's options (see ``model_info(name).options``), e.g. ``width``.
+
+    Raises:
+        ValueError: unknown name or option, or a value out of range.
+        TypeError: a value of the wrong type.
+    """
+    entry = _entry(name)
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("in_channels", in_channels, minimum=1)
+    allowed = _options(entry.builder)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        shown = ", ".join(f"{k}={v!r}" for k, v in allowed.items()) or "none"
+        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; allowed: {shown}")
+    return entry.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+@functools.lru_cache(maxsize=256)
+def _count(name: str, num_classes: int, in_channels: int, options: tuple[tuple[str, Any], ...]) -> tuple[int, int]:
+    # On the meta device no memory is allocated and init is a no-op: counting is instant.
+    with torch.device("meta"):
+        model = create_model(name, num_classes, in_channels, **dict(options))
+    return sum(p.numel() for p in model.parameters()), model.num_hook_points
+
+
+def count_parameters(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> int:
+    """Number of parameters of ``create_model(name, num_classes, in_channels, **kwargs)``, without building it."""
+    return _count(name, num_classes, in_channels, tuple(sorted(kwargs.items())))[0]
+
+
+def model_info(name: str) -> ModelInfo:
+    """Metadata of a registered model, with its parameter count at 10 classes and 3 input channels."""
+    entry = _entry(name)
+    params, hooks = _count(name, 10, 3, ())
+    return ModelInfo(
+        name=name,
+        description=entry.description,
+        paper=entry.paper,
+        published_params=entry.published_params,
+        published_source=entry.published_source,
+        params=params,
+        options=_options(entry.builder),
+        num_hook_points=hooks,
+    )

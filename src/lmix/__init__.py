@@ -22,6 +22,8 @@ from lmix.mixing import (
     register_mixer,
 )
 
+from lmix.models import create_model, list_models, model_info
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -40,5 +42,8 @@ __all__ = [
     "list_mixers",
     "mixed_cross_entropy",
     "register_mixer",
+    "create_model",
+    "list_models",
+    "model_info",
     "__version__",
 ]

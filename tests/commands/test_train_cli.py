@@ -1,0 +1,98 @@
+"""``lmix train`` user errors: one line on stderr, exit code 2, nothing overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from lmix.cli import main
+
+QUICK = ["--dataset", "digits", "--model", "simple_cnn", "--width", "8", "--epochs", "1", "--no-progress",
+         "--eval-train", "0"]
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line_error(code, err):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--dataset", "imagenet22k"], "cifar10"),
+        (["--model", "resnet9000"], "preact_resnet18"),
+        (["--method", "supermix"], "lmix"),
+        (["--method", "lmix+supermix"], "known mixers"),
+        (["--epochs", "0"], "epochs"),
+        (["--batch-size", "-3"], "batch_size"),
+        (["--lr", "0"], "lr"),
+        (["--epochs", "5", "--milestones", "2,9"], "past the last epoch"),
+        (["--epochs", "abc"], "invalid int"),
+        (["--alpha", "-1"], "alpha"),
+        (["--config", "/nonexistent/file.yaml"], "does not exist"),
+    ],
+)
+def test_bad_arguments(capsys, tmp_path, extra, needle):
+    code, _, err = _run(capsys, ["train", *QUICK, "--out", str(tmp_path / "run"), *extra])
+    line = _one_line_error(code, err)
+    assert needle in line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_missing_data_names_root_and_flag(capsys, tmp_path):
+    code, _, err = _run(capsys, ["train", *QUICK, "--dataset", "cifar10", "--data-root", str(tmp_path / "nodata"),
+                                 "--out", str(tmp_path / "run")])
+    line = _one_line_error(code, err)
+    assert str(tmp_path / "nodata") in line and "--download" in line
+
+
+def test_out_dir_of_another_run_and_corrupt_checkpoint(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *QUICK, "--out", str(out)]) == 0
+    capsys.readouterr()
+    ckpt = out / "checkpoint.pt"
+    before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+    code, _, err = _run(capsys, ["train", *QUICK, "--method", "mixup", "--out", str(out)])
+    assert "different run" in _one_line_error(code, err)
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
+
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])  # truncated
+    truncated = ckpt.read_bytes()
+    code, _, err = _run(capsys, ["train", *QUICK, "--out", str(out)])
+    assert "corrupt or truncated" in _one_line_error(code, err)
+    assert ckpt.read_bytes() == truncated
+
+    ckpt.write_bytes(b"not a checkpoint at all")
+    code, _, err = _run(capsys, ["train", *QUICK, "--out", str(out)])
+    assert "corrupt or truncated" in _one_line_error(code, err)
+
+
+def test_resume_flag(capsys, tmp_path):
+    code, _, err = _run(capsys, ["train", "--resume", "--out", str(tmp_path / "none")])
+    assert "no run to resume" in _one_line_error(code, err)
+    out = tmp_path / "run"
+    assert main(["train", *QUICK, "--out", str(out)]) == 0
+    assert main(["train", "--resume", "--out", str(out)]) == 0  # complete: skipped
+    assert "already complete" in capsys.readouterr().out
+
+
+def test_models_and_methods_commands(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("lmix", "fmix", "mixup", "cutmix", "cutout", "none"):
+        assert name in out
+    assert main(["models"]) == 0
+    assert "preact_resnet18" in capsys.readouterr().out

@@ -1,0 +1,201 @@
+"""Crop, flip and normalise a batch of images on its device (see the package docstring)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "crop_at",
+    "crop_flip_at",
+    "flip_where",
+    "normalize",
+    "normalize_with",
+    "random_crop",
+    "random_hflip",
+    "sample_crop_offsets",
+    "sample_flips",
+]
+
+
+def _check_batch(images: object) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+    return images
+
+
+def _check_padding(padding: object) -> int:
+    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+    return padding
+
+
+def _check_generator(generator: object) -> torch.Generator:
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return generator
+
+
+def sample_crop_offsets(n: int, padding: int, *, generator: torch.Generator) -> torch.Tensor:
+    """Draw per-sample crop offsets for :func:`crop_at`.
+
+    Args:
+        n: number of samples.
+        padding: zero padding on each side; offsets lie in ``[0, 2 * padding]``.
+        generator: source of randomness; the offsets are drawn on its device.
+
+    Returns:
+        int64 ``(n, 2)``: (row, column) offset into the padded image, on the generator's device.
+    """
+    padding = _check_padding(padding)
+    generator = _check_generator(generator)
+    return torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=generator.device)
+
+
+def sample_flips(n: int, *, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Draw per-sample flip decisions for :func:`flip_where`: bool ``(n,)``, True with probability ``p``."""
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"p must be a number in [0, 1], got {p!r}")
+    generator = _check_generator(generator)
+    return torch.rand(n, generator=generator, device=generator.device) < p
+
+
+def crop_at(images: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
+    """Zero-pad every image by ``padding`` on each side and cut the original size at per-sample offsets.
+
+    Offset ``(padding, padding)`` returns the image unchanged; ``(0, 0)`` shifts its content down and
+    right by ``padding`` pixels, filling with zeros. One batched gather, no per-sample Python.
+
+    Args:
+        images: ``(B, C, H, W)``, any dtype.
+        offsets: int ``(B, 2)`` with values in ``[0, 2 * padding]`` (row, column).
+        padding: zero padding on each side.
+
+    Returns:
+        ``(B, C, H, W)``, same dtype and device as ``images``.
+    """
+    return crop_flip_at(images, offsets=offsets, flips=None, padding=padding)
+
+
+def crop_flip_at(
+    images: torch.Tensor, *, offsets: torch.Tensor | None, flips: torch.Tensor | None, padding: int
+) -> torch.Tensor:
+    """:func:`crop_at` followed by :func:`flip_where`, fused into a single gather.
+
+    A flipped crop reads the padded image's columns right to left, so both steps are one index
+    computation; this is the loaders' hot path.
+
+    Args:
+        images: ``(B, C, H, W)``, any dtype.
+        offsets: int ``(B, 2)`` in ``[0, 2 * padding]``, or ``None`` for no crop.
+        flips: bool ``(B,)``, or ``None`` for no flip.
+        padding: zero padding on each side (ignored without ``offsets``).
+
+    Returns:
+        ``(B, C, H, W)``, same dtype and device as ``images``.
+    """
+    images = _check_batch(images)
+    padding = _check_padding(padding)
+    b, c, h, w = images.shape
+    dev = images.device
+    if offsets is not None and offsets.shape != (b, 2):
+        raise ValueError(f"offsets must have shape (B, 2) = ({b}, 2), got {tuple(offsets.shape)}")
+    if flips is not None and flips.shape != (b,):
+        raise ValueError(f"flips must have shape (B,) = ({b},), got {tuple(flips.shape)}")
+    if offsets is None or padding == 0:
+        return images.clone() if flips is None else flip_where(images, flips)
+    offsets = offsets.to(device=dev, dtype=torch.long)
+    padded = F.pad(images, (padding, padding, padding, padding))  # zeros: black in pixel space
+    ar_w = torch.arange(w, device=dev)
+    cols = ar_w.expand(b, w) if flips is None else torch.where(flips.to(dev, torch.bool).view(b, 1), ar_w.flip(0), ar_w)
+    cols = cols + offsets[:, 1:2]  # (B, W) column in the padded image
+    rows = torch.arange(h, device=dev) + offsets[:, 0:1]  # (B, H)
+    flat = (rows.unsqueeze(2) * (w + 2 * padding) + cols.unsqueeze(1)).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.view(b, c, -1).gather(2, flat).view(b, c, h, w)
+
+
+def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose ``mask`` entry is True.
+
+    Args:
+        images: ``(B, C, H, W)``, any dtype.
+        mask: bool ``(B,)``.
+
+    Returns:
+        ``(B, C, H, W)``, same dtype and device.
+    """
+    images = _check_batch(images)
+    if mask.shape != (images.shape[0],):
+        raise ValueError(f"mask must have shape (B,) = ({images.shape[0]},), got {tuple(mask.shape)}")
+    mask = mask.to(device=images.device, dtype=torch.bool)
+    return torch.where(mask.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def random_crop(images: torch.Tensor, padding: int, *, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding (torchvision ``RandomCrop(size, padding)``), one offset per sample.
+
+    Args:
+        images: ``(B, C, H, W)``, any dtype.
+        padding: zero padding on each side.
+        generator: source of randomness, drawn on its own device.
+
+    Returns:
+        ``(B, C, H, W)``, same dtype and device as ``images``.
+    """
+    images = _check_batch(images)
+    offsets = sample_crop_offsets(images.shape[0], padding, generator=generator)
+    return crop_at(images, offsets, padding)
+
+
+def random_hflip(images: torch.Tensor, *, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability ``p`` (randomness drawn on the generator's device)."""
+    images = _check_batch(images)
+    return flip_where(images, sample_flips(images.shape[0], generator=generator, p=p))
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Per-channel normalisation to float32: ``(x - mean) / std``.
+
+    uint8 input is first scaled to [0, 1] (divided by 255); float input is taken to be in [0, 1].
+    The operations are the same, in the same order, as torchvision's ``ToDtype(float32, scale=True)``
+    followed by ``Normalize``, so both data paths give bit-identical tensors.
+
+    Args:
+        images: ``(B, C, H, W)`` or ``(C, H, W)``, uint8 or floating point.
+        mean: C per-channel means on the [0, 1] scale.
+        std: C per-channel standard deviations (> 0) on the [0, 1] scale.
+
+    Returns:
+        float32 tensor of the same shape, on the same device.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4):
+        raise ValueError("images must be a tensor of shape (B, C, H, W) or (C, H, W)")
+    c = images.shape[-3]
+    # Validate on Python floats: checking device tensors would force a host sync on every batch.
+    mean_f, std_f = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean_f) != c or len(std_f) != c:
+        raise ValueError(f"mean and std must have one entry per channel ({c}), got {len(mean_f)} and {len(std_f)}")
+    if not all(math.isfinite(m) for m in mean_f) or not all(math.isfinite(s) and s > 0 for s in std_f):
+        raise ValueError(f"std must be finite and > 0 and mean finite, got mean={mean_f}, std={std_f}")
+    mean_t = torch.tensor(mean_f, dtype=torch.float32, device=images.device)
+    std_t = torch.tensor(std_f, dtype=torch.float32, device=images.device)
+    return normalize_with(images, mean_t, std_t)
+
+
+def normalize_with(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize` with ``mean`` and ``std`` already float32 ``(C,)`` tensors on the images' device.
+
+    No validation and no host-device copy: for loaders that call it on every batch.
+    """
+    if images.dtype == torch.uint8:
+        out = images.to(torch.float32).mul_(1.0 / 255)
+    elif images.is_floating_point():
+        out = images.to(torch.float32, copy=True)
+    else:
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+    return out.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))

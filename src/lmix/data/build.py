@@ -1,0 +1,168 @@
+"""``build_loaders``: the trainer's one entry point to the data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from lmix.data.info import DatasetInfo, dataset_info
+from lmix.data.loaders import DeviceLoader, FileDataset, StreamingLoader, _check_common, _check_int
+from lmix.data.sources import _default_image_size, _torchvision_dataset, file_samples, load_tensors, resolve_root
+from lmix.data.subset import stratified_subset
+
+__all__ = ["build_loaders"]
+
+Loader = DeviceLoader | StreamingLoader
+
+
+def _with_overrides(info: DatasetInfo, *, crop_padding: int | None, flip: bool | None) -> DatasetInfo:
+    if crop_padding is not None:
+        if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or crop_padding < 0:
+            raise ValueError(f"crop_padding must be an integer >= 0, got {crop_padding!r}")
+        info = replace(info, crop_padding=crop_padding)
+    if flip is not None:
+        if not isinstance(flip, bool):
+            raise TypeError(f"flip must be True, False or None, got {flip!r}")
+        info = replace(info, flip=flip)
+    return info
+
+
+def _streaming_split(
+    name: str, *, root: Any, download: bool, train: bool, svhn_extra: bool, image_size: tuple[int, int] | None
+) -> tuple[Dataset, torch.Tensor, DatasetInfo]:
+    """An untransformed dataset of (image, label) for one split, its labels and its info."""
+    info = dataset_info(name)
+    if name == "digits":
+        data = load_tensors(name, train=train)
+        return TensorDataset(data.images, data.labels), data.labels, info
+    path = resolve_root(name, root, download=download, train=train, svhn_extra=svhn_extra)
+    if name in ("tiny_imagenet", "imagefolder"):
+        samples, classes = file_samples(name, path, train=train)
+        size = image_size or _default_image_size(name, path)
+        ds = FileDataset(samples)
+        return (
+            ds,
+            torch.as_tensor(ds.targets, dtype=torch.long),
+            replace(info, num_classes=len(classes), image_size=tuple(size)),
+        )
+    from torchvision.datasets import CIFAR10, CIFAR100, SVHN, FashionMNIST
+
+    if name == "svhn":
+        splits = ["train", "extra"] if (train and svhn_extra) else ["train" if train else "test"]
+        parts = [_torchvision_dataset(name, SVHN, path, download=download, split=s) for s in splits]
+        labels = torch.cat([torch.as_tensor(p.labels, dtype=torch.long) for p in parts])
+        return torch.utils.data.ConcatDataset(parts), labels, info
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100, "fashion_mnist": FashionMNIST}[name]
+    ds = _torchvision_dataset(name, cls, path, download=download, train=train)
+    return ds, torch.as_tensor(ds.targets, dtype=torch.long), info
+
+
+def build_loaders(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    batch_size: int,
+    device: torch.device | str,
+    seed: int,
+    train_subset: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    in_memory: bool | None = None,
+    svhn_extra: bool = False,
+    test_batch_size: int | None = None,
+    augment: bool = True,
+    crop_padding: int | None = None,
+    flip: bool | None = None,
+    image_size: tuple[int, int] | None = None,
+    num_workers: int | None = None,
+) -> tuple[Loader, Loader, DatasetInfo]:
+    """Train and test loaders for data set ``name``, and its info with ``num_classes`` filled in.
+
+    Args:
+        name: one of ``lmix.data.list_datasets()``.
+        root: data root (``--data-root``; see ``lmix.data.sources``). ``None``: ``$LMIX_DATA_ROOT`` or ``./data``.
+        download: let torchvision download missing CIFAR / Fashion-MNIST / SVHN files.
+        batch_size: training batch size per rank.
+        device: training device; batches arrive there.
+        seed: seeds the subset, the order (per epoch) and the augmentation (per epoch and rank).
+        train_subset: keep only this many training samples, class-stratified (``stratified_subset``).
+        rank, world_size: this process's shard of the data.
+        in_memory: uint8 tensors on ``device`` (:class:`DeviceLoader`) or a torchvision DataLoader
+            (:class:`StreamingLoader`). Default: ``info.in_memory``.
+        svhn_extra: SVHN: add the ``extra`` split to training.
+        test_batch_size: test batch size (default: ``batch_size``).
+        augment: random crop and flip for training (False: none).
+        crop_padding: override ``info.crop_padding`` (0 disables the crop).
+        flip: override ``info.flip``.
+        image_size: tiny_imagenet / imagefolder: ``(H, W)`` every image is fitted to.
+        num_workers: DataLoader workers of the streaming path (default: min(8, CPUs)).
+
+    Returns:
+        ``(train_loader, test_loader, info)``. Both loaders have ``set_epoch``, ``__len__``
+        (batches), ``num_samples`` (this rank's samples per epoch), ``dataset_size``,
+        ``state_dict``/``load_state_dict`` and yield float32 ``(B, C, H, W)`` and int64 ``(B,)``.
+    """
+    info = dataset_info(name)
+    if in_memory is None:
+        in_memory = info.in_memory
+    if not isinstance(in_memory, bool):
+        raise TypeError(f"in_memory must be True, False or None, got {in_memory!r}")
+    if train_subset is not None and (
+        not isinstance(train_subset, int) or isinstance(train_subset, bool) or train_subset < 1
+    ):
+        raise ValueError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
+    if image_size is not None and name not in ("tiny_imagenet", "imagefolder"):
+        raise ValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
+    if test_batch_size is None:
+        test_batch_size = batch_size
+    # Fail on bad arguments before spending time on reading the data.
+    _check_common(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=True)
+    _check_int(test_batch_size, name="test_batch_size", low=1)
+    _with_overrides(info, crop_padding=crop_padding, flip=flip)
+    common = dict(device=device, seed=seed, rank=rank, world_size=world_size)
+
+    if in_memory:
+        train = load_tensors(
+            name, root=root, train=True, download=download, svhn_extra=svhn_extra, image_size=image_size
+        )
+        folder = name in ("tiny_imagenet", "imagefolder")
+        # The test split is fitted to the training split's size (an ImageFolder's comes from its first image).
+        test = load_tensors(
+            name, root=root, train=False, download=download, image_size=train.info.image_size if folder else None
+        )
+        info = _with_overrides(train.info, crop_padding=crop_padding, flip=flip)
+        images, labels = train.images, train.labels
+        if train_subset is not None:
+            idx = stratified_subset(labels, train_subset, seed=seed)
+            images, labels = images[idx], labels[idx]
+        train_loader: Loader = DeviceLoader(
+            images, labels, info=info, batch_size=batch_size, train=True, augment=augment, **common
+        )
+        test_loader: Loader = DeviceLoader(
+            test.images, test.labels, info=info, batch_size=test_batch_size, train=False, **common
+        )
+        return train_loader, test_loader, info
+
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1)
+    base_train, train_labels, info = _streaming_split(
+        name, root=root, download=download, train=True, svhn_extra=svhn_extra, image_size=image_size
+    )
+    base_test, _, _ = _streaming_split(
+        name, root=root, download=download, train=False, svhn_extra=False, image_size=info.image_size
+    )
+    info = _with_overrides(info, crop_padding=crop_padding, flip=flip)
+    if train_subset is not None:
+        base_train = Subset(base_train, stratified_subset(train_labels, train_subset, seed=seed).tolist())
+    train_loader = StreamingLoader(
+        base_train, info=info, batch_size=batch_size, train=True, augment=augment, num_workers=num_workers, **common
+    )
+    test_loader = StreamingLoader(
+        base_test, info=info, batch_size=test_batch_size, train=False, num_workers=num_workers, **common
+    )
+    return train_loader, test_loader, info

@@ -19,11 +19,12 @@ towards vertical structure. We project those two columns onto their Hermitian pa
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 
-from lmix.mixing.sampling import gen_device
-from lmix.mixing.validation import check_size
+from lmix.mixing.validation import check_decay, check_k, check_lam, check_size
 
 __all__ = [
     "frequency_magnitude",
@@ -61,11 +62,13 @@ def emphasis_filter(
 
 
 def _hermitian_columns(z: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Make the self-conjugate columns of a half spectrum (B, H, W//2+1) Hermitian along H."""
+    """Make the self-conjugate columns of a half spectrum (B, H, W//2+1) Hermitian along H, in place.
+
+    ``z`` must be a fresh tensor owned by the caller (it is modified and returned).
+    """
     cols = [0] + ([width // 2] if width % 2 == 0 else [])
     flip = (-torch.arange(height, device=z.device)) % height
-    zc = z[:, :, cols]
-    z = z.clone()
+    zc = z[:, :, cols]  # advanced indexing: a copy, so the in-place write below is safe
     z[:, :, cols] = (zc + zc[:, flip, :].conj()) * (1.0 / math.sqrt(2.0))
     return z
 
@@ -85,6 +88,10 @@ def fourier_noise(
     ``device`` (default: the generator's device).
     """
     h, w = check_size(size)
+    decay = check_decay(decay)
+    k = check_k(k, name="k")
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be a non-negative integer (number of images), got {n!r}")
     if generator is None:
         generator = torch.Generator(device=device or "cpu")
         generator.seed()
@@ -98,19 +105,125 @@ def fourier_noise(
     return torch.fft.irfft2(spectrum, s=(h, w))
 
 
+# Below this many pixels a full sort per row is cheaper than narrowing down candidates first.
+_BRACKET_MIN_PIXELS = 16384
+
+
+def _coprime_stride(width: int) -> int:
+    """A subsampling stride near 8 that shares no factor with the image width.
+
+    A stride dividing W would sample the same few columns of every row; a coprime one walks
+    across all columns, so the subsample's values are spread like the image's.
+    """
+    return next(s for s in (7, 9, 11, 13, 17, 19, 23) if math.gcd(s, width) == 1)
+
+
+def _nth_largest_cpu(values: np.ndarray, n: np.ndarray, width: int) -> np.ndarray:
+    """Exact ``n[i]``-th largest value of each row of ``values`` (``+inf`` where ``n[i] == 0``).
+
+    numpy's sort and partition on CPU are several times faster than ``torch.sort`` (vectorised
+    sorting networks), and only the threshold value is needed, not an ordering. For large
+    rows, a sorted strided subsample brackets the threshold, and only the pixels inside the
+    bracket are sorted; rows whose bracket misses the threshold (rare) are sorted in full.
+
+    Args:
+        values: (B, L) float32 or float64 array, finite.
+        n: (B,) int64 ranks in [0, L].
+        width: image width W (L = H * W), to pick the subsampling stride.
+
+    Returns:
+        (B,) array of ``values.dtype``.
+    """
+    b, length = values.shape
+    rank = np.clip(n, 1, length)
+    rows = np.arange(b)
+    if b == 1 or np.all(rank == rank[0]):
+        # One rank for every row (per-batch mode): a linear-time selection.
+        kth = length - int(rank[0])
+        out = np.partition(values, kth, axis=1)[:, kth]
+    elif length < _BRACKET_MIN_PIXELS:
+        out = np.sort(values, axis=1)[rows, length - rank]
+    else:
+        stride = _coprime_stride(width)
+        sub = np.sort(values[:, ::stride], axis=1)
+        m = sub.shape[1]
+        # Ascending index of the threshold in the subsample, and a margin of about four
+        # standard deviations of that index for independent pixels (neighbouring pixels of a
+        # low-pass field are correlated, which only makes the estimate better).
+        centre = (length - rank) * (m / length)
+        margin = 2.0 * math.sqrt(m) + 2.0
+        lo_i = np.floor(centre - margin).astype(np.int64)
+        hi_i = np.ceil(centre + margin).astype(np.int64)
+        lo = np.where(lo_i >= 0, sub[rows, np.clip(lo_i, 0, m - 1)], -np.inf).astype(values.dtype)
+        hi = np.where(hi_i < m, sub[rows, np.clip(hi_i, 0, m - 1)], np.inf).astype(values.dtype)
+        above = values > hi[:, None]
+        inside = values >= lo[:, None]
+        inside &= ~above
+        n_above = np.count_nonzero(above, axis=1)
+        n_inside = np.count_nonzero(inside, axis=1)
+        # The threshold is the (rank - n_above)-th largest candidate when it lies in the bracket.
+        ok = (n_above < rank) & (rank <= n_above + n_inside)
+        width_c = max(int(n_inside.max()), 1)
+        cand = np.full((b, width_c), -np.inf, dtype=values.dtype)
+        starts = np.cumsum(n_inside) - n_inside
+        flat = values[inside]  # row-major: each row's candidates in turn
+        cand[np.repeat(rows, n_inside), np.arange(flat.size) - np.repeat(starts, n_inside)] = flat
+        cand.sort(axis=1)
+        out = cand[rows, np.clip(width_c - (rank - n_above), 0, width_c - 1)]
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            out[bad] = np.sort(values[bad], axis=1)[np.arange(bad.size), length - rank[bad]]
+    return np.where(n > 0, out, np.inf).astype(values.dtype)
+
+
+def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """(B, L) values, (B,) counts -> (B, L) float32 with ones on the ``n`` largest (stable sort ties)."""
+    b, length = flat.shape
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    rank_is_kept = (torch.arange(length, device=flat.device)[None, :] < n[:, None]).to(torch.float32)
+    out = torch.empty((b, length), dtype=torch.float32, device=flat.device)
+    out.scatter_(1, order, rank_is_kept)
+    return out
+
+
+def _top_by_threshold_cpu(flat: torch.Tensor, n: torch.Tensor, width: int) -> torch.Tensor:
+    """Same result as ``_top_by_sort`` on CPU: keep the values >= each row's n-th largest.
+
+    Rows where that keeps more than ``n`` values (ties at the threshold, or NaN) are redone by
+    ``_top_by_sort``, so the output is identical to the sort's, ties included.
+    """
+    values = flat.detach()
+    if values.dtype not in (torch.float32, torch.float64):
+        values = values.to(torch.float32)  # exact for float16/bfloat16: same order
+    values = values.contiguous()
+    threshold = _nth_largest_cpu(values.numpy(), n.numpy(), width)
+    out = (values >= torch.from_numpy(threshold)[:, None]).to(torch.float32)
+    # float32 sums of 0/1 are exact below 2**24 pixels per row.
+    counts = out.sum(1, dtype=torch.float64 if flat.shape[1] >= 2**24 else torch.float32)
+    wrong = counts != n.to(counts.dtype)
+    if bool(wrong.any()):
+        out[wrong] = _top_by_sort(flat[wrong], n[wrong])
+    return out
+
+
 def binarise_top(grey: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """Per-sample top-n binarisation: (B, H, W) values, (B,) lam -> (B, 1, H, W) float32 masks.
 
     Exactly ``round(lam * H * W)`` ones per sample (``torch.round``: half to even), placed on
-    the largest values of ``grey``; ties are broken by the stable sort's order.
+    the largest values of ``grey``; among values equal to the threshold, the first in raster
+    order are kept (the order of a stable descending sort).
+
+    On CPU the threshold is found by selection (numpy) instead of a full ``torch.argsort``,
+    which dominated the cost of LMix masks; the result is the same, bit for bit.
     """
     b, h, w = grey.shape
     n = torch.round(lam.to(torch.float64) * (h * w)).to(torch.int64).to(grey.device)
-    order = torch.argsort(grey.reshape(b, h * w), dim=1, descending=True, stable=True)
-    rank_is_kept = (torch.arange(h * w, device=grey.device)[None, :] < n[:, None]).to(torch.float32)
-    flat = torch.empty((b, h * w), dtype=torch.float32, device=grey.device)
-    flat.scatter_(1, order, rank_is_kept)
-    return flat.reshape(b, 1, h, w)
+    flat = grey.reshape(b, h * w)
+    if grey.device.type == "cpu" and b > 0:
+        out = _top_by_threshold_cpu(flat, n, w)
+    else:
+        out = _top_by_sort(flat, n)
+    return out.reshape(b, 1, h, w)
 
 
 def fourier_masks(
@@ -135,8 +248,6 @@ def fourier_masks(
         (B, 1, H, W) float32 tensor of 0s and 1s on ``lam``'s device, with exactly
         ``round(lam[i] * H * W)`` ones in mask ``i``.
     """
-    from lmix.mixing.validation import check_decay, check_k, check_lam
-
     lam = check_lam(lam)
     check_decay(decay)
     check_k(k, name="k")
@@ -191,5 +302,6 @@ def box_masks(
     in_cols = (cols[None, :] >= x1[:, None]) & (cols[None, :] < x2[:, None])  # (B, W)
     inside = in_rows[:, :, None] & in_cols[:, None, :]
     keep = (~inside).to(torch.float32).unsqueeze(1)
-    area = ((y2 - y1) * (x2 - x1)).to(torch.float32)
-    return keep, 1.0 - area / float(h * w)
+    kept = (h * w - (y2 - y1) * (x2 - x1)).to(torch.float32)
+    # One rounding (integer count / pixels), so that lam equals the mask's mean bit for bit.
+    return keep, kept / float(h * w)

@@ -7,6 +7,7 @@ the global RNG is never touched and the state can be checkpointed (``state_dict`
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from lmix.mixing.batch import MixedBatch
-from lmix.mixing.masks import box_masks, fourier_noise, binarise_top, sharpen
+from lmix.mixing.masks import binarise_top, box_masks, fourier_noise, sharpen
 from lmix.mixing.sampling import sample_beta, sample_permutation
 from lmix.mixing.validation import (
     check_alpha,
@@ -36,8 +37,9 @@ class MixParams:
     Attributes:
         perm: (B,) int64 partner index of every sample.
         lam: (B,) float32 exact share of the sample's own image/label.
-        mask: (B, 1, H, W) or (1, 1, H, W) bool, True where the sample's own pixel is kept;
-            ``None`` for a pixel-wise convex combination (Mixup) with weights ``lam``.
+        mask: (B, 1, H, W) or (1, 1, H, W) bool, True where the sample's own pixel is kept
+            (for ``erase``: float, 1 where kept, 0 where zeroed); ``None`` for a pixel-wise
+            convex combination (Mixup) with weights ``lam``.
         erase: if True the partner is an all-zero image and labels are not mixed (Cutout).
     """
 
@@ -53,7 +55,7 @@ class Mixer:
     name: ClassVar[str] = "base"
 
     def __init__(self, *, seed: int | None = None) -> None:
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if seed is None:
             seed = torch.Generator().seed()  # non-deterministic, leaves the global RNG alone
@@ -94,12 +96,15 @@ class Mixer:
             mixed = images * params.mask.to(images.dtype)
             return MixedBatch(mixed, labels, labels, params.lam)
         partner = images[params.perm]
+        lam = params.lam
         if params.mask is None:
-            weight = params.lam.to(images.dtype).view(-1, 1, 1, 1)
-            mixed = torch.lerp(partner, images, weight)
+            weight = lam.to(images.dtype)
+            mixed = torch.lerp(partner, images, weight.view(-1, 1, 1, 1))
+            # In float16/bfloat16 the weight actually applied is the rounded one: report that.
+            lam = weight.to(torch.float32)
         else:
             mixed = torch.where(params.mask, images, partner)
-        return MixedBatch(mixed, labels, labels[params.perm], params.lam)
+        return MixedBatch(mixed, labels, labels[params.perm], lam)
 
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
@@ -127,7 +132,9 @@ class Mixer:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-def _beta_lams(alpha: float, mode: str, batch_size: int, *, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+def _beta_lams(
+    alpha: float, mode: str, batch_size: int, *, device: torch.device, generator: torch.Generator
+) -> torch.Tensor:
     """(B,) lam: B independent draws (per-sample mode) or one draw repeated (per-batch mode)."""
     n = batch_size if mode == "sample" else 1
     return sample_beta(alpha, n, generator=generator, device=device).expand(batch_size).contiguous()
@@ -244,7 +251,10 @@ class Cutout(Mixer):
         bw = torch.full((batch_size,), self.size[1], dtype=torch.long, device=device)
         keep, _ = box_masks(cy, cx, bh, bw, (h, w))
         return MixParams(
-            perm=torch.arange(batch_size, device=device), lam=torch.ones(batch_size, device=device), mask=keep, erase=True
+            perm=torch.arange(batch_size, device=device),
+            lam=torch.ones(batch_size, device=device),
+            mask=keep,  # float 0/1: a product is several times faster than torch.where on CPU
+            erase=True,
         )
 
     def extra_repr(self):
@@ -314,7 +324,9 @@ class FMix(LMix):
 
     name = "fmix"
 
-    def __init__(self, *, alpha: float = 1.0, decay: float = 3.0, mode: str = "sample", seed: int | None = None) -> None:
+    def __init__(
+        self, *, alpha: float = 1.0, decay: float = 3.0, mode: str = "sample", seed: int | None = None
+    ) -> None:
         super().__init__(alpha=alpha, decay=decay, k=0.0, image_k=0.0, mode=mode, seed=seed)
 
     def extra_repr(self):

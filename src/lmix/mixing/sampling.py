@@ -27,17 +27,14 @@ def sample_uniform(
     return u.to(device)
 
 
-def sample_gamma(
-    concentration: float, n: int, *, generator: torch.Generator, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """(n,) samples of Gamma(concentration, 1) on ``generator.device``.
+def _log_gamma(concentration: float, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """(n,) samples of ``log Gamma(concentration, 1)`` on ``generator.device``.
 
     Marsaglia & Tsang (2000). For concentration < 1 the boost
-    ``Gamma(a) = Gamma(a + 1) * U ** (1 / a)`` is used, computed in log space so that tiny
-    concentrations do not underflow to exactly 0.
+    ``Gamma(a) = Gamma(a + 1) * U ** (1 / a)`` is applied in log space: for tiny concentrations
+    the Gamma variate itself underflows to exactly 0 (about half of all draws at a = 0.001 in
+    float64), while its logarithm stays finite.
     """
-    if not concentration > 0:
-        raise ValueError(f"Gamma concentration must be > 0, got {concentration}")
     device = generator.device
     a = concentration if concentration >= 1.0 else concentration + 1.0
     d = a - 1.0 / 3.0
@@ -58,10 +55,25 @@ def sample_gamma(
         out[idx] = accepted[:take]
         todo[idx] = False
         remaining -= take
+    out = torch.log(out)
     if concentration < 1.0:
         u = torch.rand(n, generator=generator, device=device, dtype=dtype)
-        out = torch.exp(torch.log(out) + torch.log(u) / concentration)
+        out = out + torch.log(u) / concentration
     return out
+
+
+def sample_gamma(
+    concentration: float, n: int, *, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """(n,) samples of Gamma(concentration, 1) on ``generator.device``.
+
+    Marsaglia & Tsang (2000), with the ``U ** (1 / a)`` boost for concentration < 1. Very small
+    concentrations can give values that underflow to 0 in ``dtype``; ``sample_beta`` works on
+    the logarithms instead and is exact there.
+    """
+    if not concentration > 0:
+        raise ValueError(f"Gamma concentration must be > 0, got {concentration}")
+    return torch.exp(_log_gamma(concentration, n, generator=generator, dtype=dtype))
 
 
 def sample_beta(
@@ -72,16 +84,22 @@ def sample_beta(
     device: torch.device,
     beta: float | None = None,
 ) -> torch.Tensor:
-    """(n,) float32 samples of Beta(alpha, beta) (beta defaults to alpha), returned on ``device``."""
+    """(n,) float32 samples of Beta(alpha, beta) (beta defaults to alpha), returned on ``device``.
+
+    ``Ga / (Ga + Gb)`` is computed as ``sigmoid(log Ga - log Gb)``, so that it stays exact when
+    both Gamma variates underflow (tiny alpha), instead of falling back to a biased guess.
+    """
     beta = alpha if beta is None else beta
+    if not alpha > 0 or not beta > 0:
+        raise ValueError(f"Beta parameters must be > 0, got alpha={alpha}, beta={beta}")
     if alpha == 1.0 and beta == 1.0:
         # Beta(1, 1) is U[0, 1]: skip the Gamma machinery on the default path.
         return sample_uniform(n, generator=generator, device=device)
-    ga = sample_gamma(alpha, n, generator=generator)
-    gb = sample_gamma(beta, n, generator=generator)
-    lam = ga / (ga + gb)
-    # Both Gammas can underflow to 0 for tiny alpha; the limit distribution is Bernoulli(1/2).
-    lam = torch.where(torch.isfinite(lam), lam, (ga >= gb).to(lam.dtype))
+    log_ga = _log_gamma(alpha, n, generator=generator, dtype=torch.float64)
+    log_gb = _log_gamma(beta, n, generator=generator, dtype=torch.float64)
+    lam = torch.sigmoid(log_ga - log_gb)
+    # NaN only if both log-Gammas are -inf (both uniforms exactly 0, probability ~2**-106).
+    lam = torch.nan_to_num(lam, nan=0.5)
     return lam.to(device=device, dtype=torch.float32)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -11,7 +12,12 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _is_real_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+    # numbers.Real also admits numpy scalars (e.g. np.float32 from a config or a sweep).
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _is_integer(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def check_positive(value: object, *, name: str) -> float:
@@ -44,17 +50,15 @@ def check_probability(p: object, *, name: str) -> float:
 
 def check_mode(mode: object) -> str:
     if mode not in ("sample", "batch"):
-        raise ValueError(f"mode must be 'sample' (one lam, partner and mask per sample) or 'batch' (one for the batch), got {mode!r}")
+        raise ValueError(
+            f"mode must be 'sample' (one lam, partner and mask per sample) or 'batch' (one for the batch), got {mode!r}"
+        )
     return str(mode)
 
 
 def check_size(size: object, *, name: str = "size") -> tuple[int, int]:
     """(H, W) with integer H, W >= 2."""
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-    ):
+    if not isinstance(size, Sequence) or len(size) != 2 or not all(_is_integer(s) for s in size):
         raise ValueError(f"{name} must be a pair of integers (H, W), got {size!r}")
     h, w = int(size[0]), int(size[1])
     if h < 2 or w < 2:
@@ -64,13 +68,9 @@ def check_size(size: object, *, name: str = "size") -> tuple[int, int]:
 
 def check_box_size(size: object, *, name: str) -> tuple[int, int]:
     """A box side or (h, w) pair of integers >= 1."""
-    if isinstance(size, int) and not isinstance(size, bool):
+    if _is_integer(size):
         size = (size, size)
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-    ):
+    if not isinstance(size, Sequence) or len(size) != 2 or not all(_is_integer(s) for s in size):
         raise ValueError(f"{name} must be an integer or a pair of integers (h, w), got {size!r}")
     if size[0] <= 0 or size[1] <= 0:
         raise ValueError(f"{name} must be > 0 in both dimensions, got {tuple(size)!r}")
@@ -114,15 +114,20 @@ def check_batch(images: object, labels: object) -> tuple[torch.Tensor, torch.Ten
     if labels.shape[0] != b:
         raise ValueError(f"labels must have one entry per image: expected {b}, got {labels.shape[0]}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor (e.g. torch.int64) of class indices, got dtype {labels.dtype}")
+        raise TypeError(
+            f"labels must be an integer tensor (e.g. torch.int64) of class indices, got dtype {labels.dtype}"
+        )
     if labels.device != images.device:
-        raise ValueError(f"labels must be on the same device as images: images on {images.device}, labels on {labels.device}")
+        raise ValueError(
+            f"labels must be on the same device as images: images on {images.device}, labels on {labels.device}"
+        )
     return images, labels
 
 
 def check_labels_in_range(labels: torch.Tensor, num_classes: int, *, name: str = "labels") -> None:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    if not _is_integer(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    num_classes = int(num_classes)
     if labels.numel() == 0:
         return
     lo, hi = int(labels.min()), int(labels.max())

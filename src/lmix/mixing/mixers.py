@@ -30,6 +30,29 @@ from lmix.mixing.validation import (
 __all__ = ["MixParams", "Mixer", "NoMix", "Mixup", "CutMix", "Cutout", "LMix", "FMix", "MixChoice"]
 
 
+_INT_OF_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _select_into(mask: torch.Tensor, images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``torch.where(mask, images, out)``, written into ``out`` (a fresh tensor the caller owns).
+
+    A bitwise select on the integer view of the floats, ``out ^ ((out ^ images) & -mask)``:
+    the same bits as ``torch.where`` for every value (inf and NaN included), and about 4x
+    faster on CPU, whose ``where`` kernel is slow with a mask broadcast over the channels.
+
+    Args:
+        mask: (B or 1, 1, H, W) bool, True where ``images`` is kept.
+        images: (B, C, H, W) floating point.
+        out: (B, C, H, W) contiguous, same dtype as ``images``.
+    """
+    itype = _INT_OF_SIZE[images.element_size()]
+    bits = out.view(itype)
+    diff = torch.bitwise_xor(bits, images.view(itype))
+    diff &= mask.to(itype).neg_()  # all ones where the sample's own pixel is kept
+    bits ^= diff
+    return out
+
+
 @dataclass
 class MixParams:
     """Sampled parameters for one batch.
@@ -95,13 +118,21 @@ class Mixer:
         if params.erase:
             mixed = images * params.mask.to(images.dtype)
             return MixedBatch(mixed, labels, labels, params.lam)
-        partner = images[params.perm]
+        # index_select, not images[perm]: the same copy, several times faster on CPU.
+        partner = images.index_select(0, params.perm)
+        # Without autograd the partner copy is ours: mix into it instead of allocating again.
+        in_place = not (images.requires_grad and torch.is_grad_enabled())
         lam = params.lam
         if params.mask is None:
             weight = lam.to(images.dtype)
-            mixed = torch.lerp(partner, images, weight.view(-1, 1, 1, 1))
+            if in_place:
+                mixed = partner.lerp_(images, weight.view(-1, 1, 1, 1))
+            else:
+                mixed = torch.lerp(partner, images, weight.view(-1, 1, 1, 1))
             # In float16/bfloat16 the weight actually applied is the rounded one: report that.
             lam = weight.to(torch.float32)
+        elif in_place and images.device.type == "cpu":
+            mixed = _select_into(params.mask, images, partner)
         else:
             mixed = torch.where(params.mask, images, partner)
         return MixedBatch(mixed, labels, labels[params.perm], lam)

@@ -18,6 +18,7 @@ towards vertical structure. We project those two columns onto their Hermitian pa
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -61,15 +62,31 @@ def emphasis_filter(
     return (1.0 + k * (1.0 - h_lp)) * h_lp
 
 
-def _hermitian_columns(z: torch.Tensor, height: int, width: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=32)
+def _spectral_constants(
+    height: int, width: int, decay: float, k: float, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (H, W//2+1) emphasis filter and the (H,) index ``-u mod H``, cached per size and device.
+
+    Recomputing them is a dozen small kernels per call, a large share of the cost of one
+    small mask (per-batch mode). Shared tensors: never modify them in place.
+    """
+    filt = emphasis_filter((height, width), decay, k, device=torch.device(device))
+    flip = (-torch.arange(height, device=device)) % height
+    return filt, flip
+
+
+def _hermitian_columns(z: torch.Tensor, height: int, width: int, flip: torch.Tensor | None = None) -> torch.Tensor:
     """Make the self-conjugate columns of a half spectrum (B, H, W//2+1) Hermitian along H, in place.
 
-    ``z`` must be a fresh tensor owned by the caller (it is modified and returned).
+    ``z`` must be a fresh tensor owned by the caller (it is modified and returned). ``flip``
+    is ``(-arange(H)) % H`` (computed when not given).
     """
-    cols = [0] + ([width // 2] if width % 2 == 0 else [])
-    flip = (-torch.arange(height, device=z.device)) % height
-    zc = z[:, :, cols]  # advanced indexing: a copy, so the in-place write below is safe
-    z[:, :, cols] = (zc + zc[:, flip, :].conj()) * (1.0 / math.sqrt(2.0))
+    if flip is None:
+        flip = (-torch.arange(height, device=z.device)) % height
+    # Columns 0 and W/2 (even W) or column 0 (odd W), as a view: W//2 + 1 columns, step W/2.
+    zc = z[:, :, 0 :: width // 2] if width % 2 == 0 else z[:, :, :1]
+    zc.copy_((zc + zc[:, flip, :].conj()) * (1.0 / math.sqrt(2.0)))
     return z
 
 
@@ -100,9 +117,9 @@ def fourier_noise(
     parts = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=gdev, dtype=torch.float32)
     out_dev = torch.device(device) if device is not None else gdev
     z = torch.view_as_complex(parts.to(out_dev))
-    z = _hermitian_columns(z, h, w)
-    spectrum = z * emphasis_filter((h, w), decay, k, device=out_dev)
-    return torch.fft.irfft2(spectrum, s=(h, w))
+    filt, flip = _spectral_constants(h, w, decay, k, str(out_dev))
+    z = _hermitian_columns(z, h, w, flip)
+    return torch.fft.irfft2(z.mul_(filt), s=(h, w))
 
 
 # Below this many pixels a full sort per row is cheaper than narrowing down candidates first.
@@ -224,7 +241,8 @@ def binarise_top(grey: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     b, h, w = grey.shape
     n = torch.round(lam.to(torch.float64) * (h * w)).to(torch.int64).to(grey.device)
     flat = grey.reshape(b, h * w)
-    if grey.device.type == "cpu" and b > 0:
+    # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
+    if grey.device.type == "cpu" and b * h * w > 4096:
         out = _top_by_threshold_cpu(flat, n, w)
     else:
         out = _top_by_sort(flat, n)

@@ -1,0 +1,556 @@
+"""Speed of the lmix mixing core against an FMix-reference-style sampler, torchvision v2 and timm.
+
+One process; every measurement is the median of ``--repeats`` timed calls after ``--warmup``
+untimed ones. Two sections:
+
+(a) Fourier masks per second: ``lmix.fourier_masks`` on a batch of ``--mask-batch`` masks
+    (per-sample lam, k = 0 and k = 1) against ``reference_fmix_mask``, a numpy sampler written
+    from the published FMix algorithm that makes one mask per call (as the FMix reference code
+    does). One timed reference call makes ``--mask-batch`` masks one after the other, so that
+    both sides produce the same number of masks per timed call.
+(b) Milliseconds per call to mix a batch: every registered lmix mixer in each of its modes,
+    ``lmix+mixup``, torchvision ``transforms.v2.MixUp``/``CutMix`` and ``timm.data.Mixup``
+    (batch and elem modes; skipped with a note when timm is not installed).
+
+Peers' settings: torchvision MixUp/CutMix ``alpha=1, num_classes=10`` (one lam per batch, the
+partner is the batch rolled by one); timm Mixup ``label_smoothing=0, num_classes=10`` once with
+its default ``mixup_alpha=1, cutmix_alpha=0`` (Mixup) and once with ``mixup_alpha=0,
+cutmix_alpha=1`` (CutMix). timm mixes the input tensor in place and its elem mode loops over
+the batch in Python; the same input tensor is passed on every call (no copy is timed for it).
+All peers also build (B, 10) one-hot targets, lmix returns ``labels_a, labels_b, lam``.
+
+Targets (issue 2), checked in every column:
+  T1 per-sample LMix masks (k = 1) >= 5x the reference per mask at 32x32;
+  T2 the same >= 1.5x at 224x224;
+  T3 per-batch LMix within 2x of torchvision CutMix (ms per call), at every batch shape;
+  T4 per-sample LMix at least 2x faster than timm's elem mode (the faster of its Mixup and
+     CutMix configurations), at every batch shape.
+
+Examples:
+    python benchmarks/bench_mixing.py --threads 1 2 --json bench.json
+    python benchmarks/bench_mixing.py --device cpu cuda     # adds a GPU column
+    python benchmarks/bench_mixing.py --quick                # smoke test, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import lmix
+from lmix.mixing.registry import accepted_params, mixer_class
+
+NUM_CLASSES = 10
+DECAY = 3.0
+REFERENCE = "FMix reference-style (numpy)"
+
+
+# -- the FMix reference algorithm, one mask per call -------------------------------------------
+
+
+def reference_fmix_mask(lam: float, shape: tuple[int, int], decay: float, rng: np.random.Generator) -> np.ndarray:
+    """One FMix mask, following the published algorithm step by step (numpy, float64).
+
+    Written from the FMix paper's description (Harris et al. 2020, section 3 and its
+    reference implementation's structure): everything, the frequency grid included, is
+    computed on every call, as the reference does. The complex noise is taken on the last axis
+    (the correct, isotropic form; the reference code's axis slip does not change its cost).
+
+    Args:
+        lam: share of ones, in [0, 1].
+        shape: (H, W).
+        decay: exponent of the 1 / f low-pass.
+        rng: numpy random generator.
+
+    Returns:
+        (H, W) float64 mask of 0 and 1 with ``round(lam * H * W)`` ones.
+    """
+    h, w = shape
+    # Radial frequency of the half spectrum that irfftn expects.
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    freqs = np.sqrt(fy * fy + fx * fx)
+    # Complex Gaussian noise scaled by 1 / max(f, 1 / max(H, W)) ** decay.
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay
+    noise = rng.standard_normal((h, w // 2 + 1, 2))
+    spectrum = scale * (noise[..., 0] + 1j * noise[..., 1])
+    grey = np.real(np.fft.irfftn(spectrum, s=(h, w), axes=(0, 1)))
+    # Normalise to [0, 1] as the reference does (monotone, so it does not change the mask).
+    grey = grey - grey.min()
+    grey = grey / grey.max()
+    # Top-n binarisation through a full argsort.
+    order = grey.reshape(-1).argsort()[::-1]
+    num = int(round(lam * h * w))
+    mask = np.zeros(h * w)
+    mask[order[:num]] = 1.0
+    return mask.reshape(h, w)
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """Where a measurement runs: a device and a number of torch intra-op threads."""
+
+    device: str
+    threads: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.device}/{self.threads}t" if self.device == "cpu" else self.device
+
+
+@dataclass
+class Result:
+    section: str  # "masks" or "mix"
+    case: str  # "32x32" or "128x3x32x32"
+    method: str
+    column: str
+    median_s: float
+    calls: int
+    items_per_call: int
+    note: str = ""
+
+    @property
+    def value(self) -> float:
+        """masks per second (section masks) or milliseconds per call (section mix)."""
+        if self.section == "masks":
+            return self.items_per_call / self.median_s
+        return self.median_s * 1e3
+
+
+@dataclass
+class Target:
+    name: str
+    description: str
+    column: str
+    status: str  # PASS, FAIL or SKIP
+    measured: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def time_calls(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int, device: str) -> dict[str, float]:
+    """Median wall time in seconds of each of ``fns`` over ``repeats`` calls, after ``warmup`` calls.
+
+    The calls are interleaved (one of each in turn), so that a change of machine load during the
+    run (other processes on shared cores) hits every method alike and ratios stay fair.
+    """
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# -- the cases -------------------------------------------------------------------------------
+
+
+def lmix_mixer_specs() -> list[tuple[str, dict[str, Any]]]:
+    """(label, create_mixer kwargs) for every registered mixer in each of its modes, plus lmix+mixup."""
+    specs: list[tuple[str, dict[str, Any]]] = []
+    for name in lmix.list_mixers():
+        if "mode" in accepted_params(mixer_class(name)):
+            specs += [(f"lmix {name} mode=sample", {"name": name, "mode": "sample"})]
+            specs += [(f"lmix {name} mode=batch", {"name": name, "mode": "batch"})]
+        else:
+            specs.append((f"lmix {name}", {"name": name}))
+    specs.append(("lmix lmix+mixup p=0.5", {"name": "lmix+mixup"}))
+    return specs
+
+
+def peer_callables(device: str) -> tuple[list[tuple[str, Callable]], list[str]]:
+    """(label, callable(images, labels)) for torchvision and timm; notes on what was skipped."""
+    from torchvision.transforms import v2
+
+    peers: list[tuple[str, Callable]] = [
+        ("torchvision MixUp", v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)),
+        ("torchvision CutMix", v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)),
+    ]
+    notes = []
+    try:
+        from timm.data import Mixup as TimmMixup
+    except ImportError:
+        notes.append("timm is not installed (pip install 'lmix[bench]'): timm rows and target T4 skipped")
+    else:
+        for mode in ("batch", "elem"):
+            for label, mix_a, cut_a in (("mixup", 1.0, 0.0), ("cutmix", 0.0, 1.0)):
+                fn = TimmMixup(
+                    mixup_alpha=mix_a, cutmix_alpha=cut_a, mode=mode, label_smoothing=0.0, num_classes=NUM_CLASSES
+                )
+                peers.append((f"timm {label} mode={mode}", fn))
+    return peers, notes
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def run_masks(columns: Sequence[Column], sizes: Sequence[int], batch: int, repeats: int, warmup: int) -> list[Result]:
+    results = []
+    for size in sizes:
+        case = f"{size}x{size}"
+        lam_cpu = torch.rand(batch, generator=torch.Generator().manual_seed(size))
+        lams = lam_cpu.tolist()
+        rng = np.random.default_rng(0)
+
+        def reference(size=size, lams=lams, rng=rng) -> None:
+            for lam in lams:
+                reference_fmix_mask(lam, (size, size), DECAY, rng)
+
+        for col in columns:
+            torch.set_num_threads(col.threads)
+            gen = torch.Generator(device=col.device).manual_seed(0)
+            lam = lam_cpu.to(col.device)
+            fns: dict[str, Callable[[], object]] = {}
+            for k in (0.0, 1.0):
+                fns[f"lmix.fourier_masks k={k:g}"] = lambda lam=lam, k=k, gen=gen, size=size: lmix.fourier_masks(
+                    lam, (size, size), decay=DECAY, k=k, generator=gen
+                )
+            # The reference is numpy on the CPU whatever the column; it is timed in every column,
+            # interleaved with lmix, so that both see the same machine load.
+            fns[REFERENCE] = reference
+            medians = time_calls(fns, repeats=repeats, warmup=warmup, device=col.device)
+            for method, sec in medians.items():
+                note = "numpy, one mask per call" if method == REFERENCE else ""
+                results.append(Result("masks", case, method, col.label, sec, repeats, batch, note))
+    return results
+
+
+def run_mixers(
+    columns: Sequence[Column], shapes: Sequence[tuple[int, int, int, int]], repeats: int, warmup: int
+) -> tuple[list[Result], list[str]]:
+    results: list[Result] = []
+    notes: list[str] = []
+    for shape in shapes:
+        case = "x".join(map(str, shape))
+        for col in columns:
+            torch.set_num_threads(col.threads)
+            gen = torch.Generator(device=col.device).manual_seed(0)
+            images = torch.rand(shape, generator=gen, device=col.device)
+            labels = torch.randint(0, NUM_CLASSES, (shape[0],), generator=gen, device=col.device)
+            cases: list[tuple[str, Callable]] = []
+            for label, kwargs in lmix_mixer_specs():
+                kwargs = dict(kwargs)
+                mixer = lmix.create_mixer(kwargs.pop("name"), seed=0, **kwargs)
+                cases.append((label, mixer))
+            peers, peer_notes = peer_callables(col.device)
+            notes += [n for n in peer_notes if n not in notes]
+            for label, fn in peers:
+                if label.startswith("timm") and "elem" in label and shape[0] % 2:
+                    notes.append(f"timm elem mode needs an even batch: skipped at {case}")
+                    continue
+                cases.append((label, fn))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torchvision's beta-transforms notices
+                medians = time_calls(
+                    {label: (lambda fn=fn, x=images, y=labels: fn(x, y)) for label, fn in cases},
+                    repeats=repeats,
+                    warmup=warmup,
+                    device=col.device,
+                )
+            for label, sec in medians.items():
+                results.append(Result("mix", case, label, col.label, sec, repeats, shape[0]))
+    return results, notes
+
+
+# -- targets and the table -------------------------------------------------------------------
+
+
+def _find(results: Sequence[Result], section: str, case: str, method: str, column: str) -> Result | None:
+    for r in results:
+        if (r.section, r.case, r.method, r.column) == (section, case, method, column):
+            return r
+    return None
+
+
+def check_targets(results: Sequence[Result], columns: Sequence[Column]) -> list[Target]:
+    targets = []
+    for col in columns:
+        c = col.label
+        for name, size, factor in (("T1", 32, 5.0), ("T2", 224, 1.5)):
+            case = f"{size}x{size}"
+            ours = _find(results, "masks", case, "lmix.fourier_masks k=1", c)
+            ref = _find(results, "masks", case, REFERENCE, c)
+            desc = f"per-sample LMix masks >= {factor:g}x the reference per mask at {case}"
+            if ours is None or ref is None:
+                targets.append(Target(name, desc, c, "SKIP", "not measured"))
+                continue
+            ratio = ours.value / ref.value
+            status = "PASS" if ratio >= factor else "FAIL"
+            targets.append(Target(name, desc, c, status, f"{ratio:.2f}x", {"ratio": ratio, "case": case}))
+        mix_cases = sorted(
+            {r.case for r in results if r.section == "mix"}, key=lambda s: math.prod(map(int, s.split("x")))
+        )
+        for case in mix_cases:
+            ours = _find(results, "mix", case, "lmix lmix mode=batch", c)
+            tv = _find(results, "mix", case, "torchvision CutMix", c)
+            desc = f"per-batch LMix within 2x of torchvision CutMix at {case}"
+            if ours is None or tv is None:
+                targets.append(Target("T3", desc, c, "SKIP", "not measured"))
+            else:
+                ratio = ours.value / tv.value
+                status = "PASS" if ratio <= 2.0 else "FAIL"
+                targets.append(Target("T3", desc, c, status, f"{ratio:.2f}x the time", {"ratio": ratio, "case": case}))
+            ours = _find(results, "mix", case, "lmix lmix mode=sample", c)
+            elems = [
+                r
+                for r in results
+                if (r.section, r.case, r.column) == ("mix", case, c) and r.method.endswith("mode=elem")
+            ]
+            desc = f"per-sample LMix >= 2x faster than timm elem mode (its faster config) at {case}"
+            if ours is None or not elems:
+                targets.append(Target("T4", desc, c, "SKIP", "timm not measured"))
+            else:
+                best = min(elems, key=lambda r: r.value)
+                speedup = best.value / ours.value
+                status = "PASS" if speedup >= 2.0 else "FAIL"
+                targets.append(
+                    Target(
+                        "T4",
+                        desc,
+                        c,
+                        status,
+                        f"{speedup:.2f}x faster than {best.method}",
+                        {"speedup": speedup, "case": case, "peer": best.method},
+                    )
+                )
+    return targets
+
+
+def format_table(results: Sequence[Result], columns: Sequence[Column], targets: Sequence[Target]) -> str:
+    labels = [c.label for c in columns]
+    lines: list[str] = []
+
+    def row(first: str, cells: Sequence[str]) -> str:
+        return f"{first:<44s}" + "".join(f"{cell:>12s}" for cell in cells)
+
+    def section(title: str, name: str, fmt: str) -> None:
+        cases = list(dict.fromkeys(r.case for r in results if r.section == name))
+        if not cases:
+            return
+        lines.append(title)
+        for case in cases:
+            lines.append(row(case, labels))
+            methods = list(dict.fromkeys(r.method for r in results if (r.section, r.case) == (name, case)))
+            for method in methods:
+                cells = []
+                for lab in labels:
+                    r = _find(results, name, case, method, lab)
+                    cells.append(format(r.value, fmt) if r else "-")
+                lines.append(row("  " + method, cells))
+            if name == "masks":
+                cells = []
+                for lab in labels:
+                    ours = _find(results, name, case, "lmix.fourier_masks k=1", lab)
+                    ref = _find(results, name, case, REFERENCE, lab)
+                    cells.append(f"{ours.value / ref.value:.2f}x" if ours and ref else "-")
+                lines.append(row("  speed-up, LMix k=1 / reference", cells))
+            else:
+                for ours_m, peer_m, title_r in (
+                    ("lmix lmix mode=batch", "torchvision CutMix", "time, LMix batch / torchvision CutMix"),
+                    ("lmix lmix mode=sample", "timm mixup mode=elem", "speed-up, LMix sample vs timm mixup elem"),
+                    ("lmix lmix mode=sample", "timm cutmix mode=elem", "speed-up, LMix sample vs timm cutmix elem"),
+                ):
+                    cells = []
+                    for lab in labels:
+                        ours = _find(results, name, case, ours_m, lab)
+                        peer = _find(results, name, case, peer_m, lab)
+                        if not (ours and peer):
+                            cells.append("-")
+                        elif title_r.startswith("time"):
+                            cells.append(f"{ours.value / peer.value:.2f}x")
+                        else:
+                            cells.append(f"{peer.value / ours.value:.2f}x")
+                    lines.append(row("  " + title_r, cells))
+        lines.append("")
+
+    section("(a) Fourier masks per second (higher is better)", "masks", ".0f")
+    section("(b) milliseconds per call (lower is better)", "mix", ".2f")
+    lines.append("Targets")
+    for t in targets:
+        lines.append(f"  [{t.status}] {t.name} {t.column:<8s} {t.description}: {t.measured}")
+    return "\n".join(lines)
+
+
+def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1 or min(shape[2:]) < 2:
+        raise argparse.ArgumentTypeError(f"expected BxCxHxW with B, C >= 1 and H, W >= 2, got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--repeats", type=_positive, default=None, help="timed calls per measurement (default 20; --quick 3)"
+    )
+    p.add_argument("--warmup", type=_non_negative, default=None, help="untimed calls first (default 3; --quick 1)")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        nargs="+",
+        default=None,
+        help="torch intra-op thread counts, one CPU column each (default: torch's current setting)",
+    )
+    p.add_argument(
+        "--device",
+        nargs="+",
+        choices=("cpu", "cuda"),
+        default=["cpu"],
+        help="devices to measure; cuda adds a GPU column (default: cpu)",
+    )
+    p.add_argument(
+        "--mask-sizes", type=_positive, nargs="+", default=None, help="square mask sizes (default 32 64 224)"
+    )
+    p.add_argument("--mask-batch", type=_positive, default=None, help="masks per lmix call (default 128; --quick 16)")
+    p.add_argument(
+        "--shapes",
+        type=_shape,
+        nargs="+",
+        default=None,
+        help="batch shapes BxCxHxW for section (b) (default 128x3x32x32 64x3x224x224)",
+    )
+    p.add_argument("--skip-masks", action="store_true", help="skip section (a)")
+    p.add_argument("--skip-mixers", action="store_true", help="skip section (b)")
+    p.add_argument("--quick", action="store_true", help="smoke test: few repeats, small batches")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if a target fails")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if "cuda" in args.device and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available to torch")
+    quick = args.quick
+    repeats = args.repeats or (3 if quick else 20)
+    warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
+    sizes = args.mask_sizes or [32, 64, 224]
+    mask_batch = args.mask_batch or (16 if quick else 128)
+    shapes = args.shapes or ([(16, 3, 32, 32), (8, 3, 224, 224)] if quick else [(128, 3, 32, 32), (64, 3, 224, 224)])
+    default_threads = torch.get_num_threads()
+    threads = args.threads or [default_threads]
+    columns = [Column("cpu", t) for t in threads] if "cpu" in args.device else []
+    if "cuda" in args.device:
+        columns.append(Column("cuda", threads[0]))
+
+    meta = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "lmix": lmix.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_default_threads": default_threads,
+        "threads": threads,
+        "cuda_device": torch.cuda.get_device_name(0) if "cuda" in args.device else None,
+        "repeats": repeats,
+        "warmup": warmup,
+        "mask_batch": mask_batch,
+        "quick": quick,
+        "command": " ".join([os.path.basename(sys.argv[0] or "bench_mixing.py"), *(argv or sys.argv[1:])]),
+    }
+    print(
+        f"lmix {meta['lmix']} | torch {meta['torch']} | numpy {meta['numpy']} | {meta['platform']} | "
+        f"{meta['cpu_count']} CPUs | torch threads: default {default_threads}, measured {threads}"
+        + (f" | GPU {meta['cuda_device']}" if meta["cuda_device"] else "")
+    )
+    print(f"median of {repeats} calls after {warmup} warm-up calls; masks: batch of {mask_batch} per lmix call\n")
+
+    results: list[Result] = []
+    notes: list[str] = []
+    if not args.skip_masks:
+        results += run_masks(columns, sizes, mask_batch, repeats, warmup)
+    if not args.skip_mixers:
+        mix_results, notes = run_mixers(columns, shapes, repeats, warmup)
+        results += mix_results
+    torch.set_num_threads(default_threads)
+    targets = check_targets(results, columns)
+    print(format_table(results, columns, targets))
+    for note in notes:
+        print(f"note: {note}")
+    if quick:
+        print("note: --quick: too few repeats and too small batches for the targets to mean anything")
+    cpu_cols = [c for c in columns if c.device == "cpu"]
+    if len(cpu_cols) > 1:
+        faster = {}
+        for c in cpu_cols:
+            faster[c.label] = sum(r.median_s for r in results if r.column == c.label and r.section == "mix")
+            faster[c.label] += sum(
+                r.median_s for r in results if r.column == c.label and r.method.startswith("lmix.fourier")
+            )
+        best = min(faster, key=faster.get)
+        print(f"fastest thread setting over all lmix and peer timings: {best} (sum of medians {faster[best]:.3f} s)")
+    if args.json:
+        payload = {
+            "meta": meta,
+            "results": [{**asdict(r), "value": r.value} for r in results],
+            "targets": [asdict(t) for t in targets],
+            "notes": notes,
+        }
+        write_json_atomic(args.json, payload)
+        print(f"wrote {args.json}")
+    if args.strict and any(t.status == "FAIL" for t in targets):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

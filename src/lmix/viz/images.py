@@ -1,0 +1,96 @@
+"""Small batches of real photos to show the mixing methods on.
+
+By default the two photos that scikit-learn ships (``china.jpg``, a temple, and ``flower.jpg``,
+a dahlia: no download) are cut into eight square crops of different content and zoom, so that
+a batch has partners that look different from each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as TF
+
+__all__ = ["IMAGE_SUFFIXES", "sample_photo_batch", "load_image_folder"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+# (photo index, top, left, side) in the 427x640 scikit-learn photos; china and flower alternate
+# so that neighbours in the batch (and most random partners) differ.
+_CROPS = (
+    (0, 0, 0, 427),  # temple, whole
+    (1, 0, 107, 427),  # dahlia, whole
+    (0, 40, 130, 180),  # temple roofs
+    (1, 90, 210, 200),  # dahlia centre
+    (0, 120, 340, 300),  # lake and trees
+    (1, 270, 380, 157),  # second dahlia
+    (0, 250, 380, 177),  # trees
+    (1, 0, 0, 260),  # green background
+)
+
+
+def _square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) uint8 -> (3, size, size) float32 in [0, 1]: resize the short side, centre crop."""
+    image = TF.resize(image, [size], antialias=True)
+    image = TF.center_crop(image, [size, size])
+    return image.to(torch.float32) / 255.0
+
+
+def sample_photo_batch(size: int = 128) -> torch.Tensor:
+    """Eight crops of scikit-learn's sample photos.
+
+    Args:
+        size: side of the square crops, in pixels.
+
+    Returns:
+        (8, 3, size, size) float32 tensor in [0, 1].
+    """
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.tensor(p).permute(2, 0, 1).contiguous() for p in load_sample_images().images]
+    crops = [_square(photos[i][:, top : top + side, left : left + side], size) for i, top, left, side in _CROPS]
+    return torch.stack(crops)
+
+
+def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) -> torch.Tensor:
+    """The first ``limit`` jpg/png images of a folder (sorted by name), as a batch.
+
+    Grey, palette and RGBA images are converted to RGB (alpha is dropped). Each image is
+    resized (short side) and centre cropped to a square.
+
+    Args:
+        directory: folder holding .jpg, .jpeg or .png files (other files are ignored).
+        size: side of the square images, in pixels.
+        limit: most images to load.
+
+    Returns:
+        (N, 3, size, size) float32 tensor in [0, 1], 1 <= N <= limit.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        NotADirectoryError: the path is not a folder.
+        ValueError: the folder holds no jpg/png image, or one of them cannot be decoded.
+    """
+    path = Path(directory)
+    if not path.exists():
+        raise FileNotFoundError(f"image folder not found: {str(path)!r}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"not a folder: {str(path)!r} (give a folder of .jpg/.png images)")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise ValueError(f"no .jpg, .jpeg or .png images in {str(path)!r}")
+    images = []
+    for file in files:
+        # Pillow (a torchvision and matplotlib dependency): torchvision.io's decoders are deprecated.
+        try:
+            with Image.open(file) as pil:
+                rgb = np.asarray(pil.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"cannot read image {str(file)!r}: {detail}") from err
+        image = torch.tensor(rgb).permute(2, 0, 1).contiguous()
+        images.append(_square(image, size))
+    return torch.stack(images)

@@ -1,0 +1,94 @@
+"""Smoke test of benchmarks/bench_mixing.py with tiny sizes (no timing assertions)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lmix
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mixing.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_mixing", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_mixing"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_mixing", None)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (9, 12), (2, 2)])
+def test_reference_sampler_makes_exact_binary_masks(bench, shape):
+    rng = np.random.default_rng(0)
+    h, w = shape
+    for lam in (0.0, 0.3, 0.5, 1.0):
+        mask = bench.reference_fmix_mask(lam, shape, 3.0, rng)
+        assert mask.shape == shape
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        assert mask.sum() == round(lam * h * w)
+
+
+def test_quick_run_writes_json_with_every_mixer(bench, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    argv = ["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1"]
+    argv += ["--mask-sizes", "8", "--mask-batch", "2", "--shapes", "4x3x8x8", "--json", str(out)]
+    try:
+        code = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "masks per second" in text and "milliseconds per call" in text and "Targets" in text
+    payload = json.loads(out.read_text())
+    assert payload["meta"]["threads"] == [1] and payload["meta"]["repeats"] == 1
+    methods = {r["method"] for r in payload["results"] if r["section"] == "mix"}
+    for name in lmix.list_mixers():
+        assert any(m.startswith(f"lmix {name}") for m in methods), name
+    assert {"torchvision MixUp", "torchvision CutMix"} <= methods
+    masks = {r["method"] for r in payload["results"] if r["section"] == "masks"}
+    assert masks == {"lmix.fourier_masks k=0", "lmix.fourier_masks k=1", "FMix reference-style (numpy)"}
+    assert all(r["median_s"] > 0 for r in payload["results"])
+    # 32x32 and 224x224 were not measured: those targets are skipped, not failed.
+    statuses = {t["name"]: t["status"] for t in payload["targets"]}
+    assert statuses["T1"] == "SKIP" and statuses["T2"] == "SKIP"
+    assert statuses["T3"] in ("PASS", "FAIL")
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # written atomically
+
+
+def test_targets_compare_the_right_numbers(bench):
+    col = bench.Column("cpu", 1)
+    results = [
+        bench.Result("masks", "32x32", "lmix.fourier_masks k=1", "cpu/1t", 0.001, 20, 128),  # 128000 / s
+        bench.Result("masks", "32x32", bench.REFERENCE, "cpu/1t", 0.01, 20, 128),  # 12800 / s
+        bench.Result("masks", "224x224", "lmix.fourier_masks k=1", "cpu/1t", 0.1, 20, 128),
+        bench.Result("masks", "224x224", bench.REFERENCE, "cpu/1t", 0.12, 20, 128),
+        bench.Result("mix", "2x3x4x4", "lmix lmix mode=batch", "cpu/1t", 0.003, 20, 2),
+        bench.Result("mix", "2x3x4x4", "torchvision CutMix", "cpu/1t", 0.002, 20, 2),
+        bench.Result("mix", "2x3x4x4", "lmix lmix mode=sample", "cpu/1t", 0.004, 20, 2),
+        bench.Result("mix", "2x3x4x4", "timm mixup mode=elem", "cpu/1t", 0.007, 20, 2),
+        bench.Result("mix", "2x3x4x4", "timm cutmix mode=elem", "cpu/1t", 0.02, 20, 2),
+    ]
+    targets = {t.name: t for t in bench.check_targets(results, [col])}
+    assert targets["T1"].status == "PASS" and targets["T1"].details["ratio"] == pytest.approx(10.0)
+    assert targets["T2"].status == "FAIL" and targets["T2"].details["ratio"] == pytest.approx(1.2)
+    assert targets["T3"].status == "PASS" and targets["T3"].details["ratio"] == pytest.approx(1.5)
+    # Against the faster timm configuration: 7 ms / 4 ms = 1.75x, short of 2x.
+    assert targets["T4"].status == "FAIL" and targets["T4"].details["peer"] == "timm mixup mode=elem"
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(bench):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is available")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--device", "cuda", "--quick"])
+    assert exc.value.code == 2

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
 from lmix.cli import main
 
-QUICK = ["--dataset", "digits", "--model", "simple_cnn", "--width", "8", "--epochs", "1", "--no-progress",
-         "--eval-train", "0"]
+QUICK = [
+    "--dataset",
+    "digits",
+    "--model",
+    "simple_cnn",
+    "--width",
+    "8",
+    "--epochs",
+    "1",
+    "--no-progress",
+    "--eval-train",
+    "0",
+]
 
 
 def _run(capsys, argv):
@@ -51,8 +61,19 @@ def test_bad_arguments(capsys, tmp_path, extra, needle):
 
 
 def test_missing_data_names_root_and_flag(capsys, tmp_path):
-    code, _, err = _run(capsys, ["train", *QUICK, "--dataset", "cifar10", "--data-root", str(tmp_path / "nodata"),
-                                 "--out", str(tmp_path / "run")])
+    code, _, err = _run(
+        capsys,
+        [
+            "train",
+            *QUICK,
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(tmp_path / "nodata"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     line = _one_line_error(code, err)
     assert str(tmp_path / "nodata") in line and "--download" in line
 

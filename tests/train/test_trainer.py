@@ -88,14 +88,33 @@ def test_crash_after_checkpoint_then_resume_is_bit_exact(tmp_path, monkeypatch):
 def test_kill_mid_epoch_then_resume_is_bit_exact(tmp_path):
     """SIGKILL a training subprocess mid-run; re-running the same command ends bit-identical."""
     args = [
-        sys.executable, "-m", "lmix", "train", "--dataset", "digits", "--model", "simple_cnn", "--width", "32",
-        "--batch-size", "32", "--epochs", "5", "--method", "lmix", "--eval-train", "100", "--no-progress",
+        sys.executable,
+        "-m",
+        "lmix",
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "simple_cnn",
+        "--width",
+        "32",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "5",
+        "--method",
+        "lmix",
+        "--eval-train",
+        "100",
+        "--no-progress",
     ]
     ref = tmp_path / "ref"
-    subprocess.run(args + ["--out", str(ref)], check=True, env=_env(), capture_output=True, timeout=600)
+    subprocess.run(args + ["--out", str(ref)], check=True, env=_env(), capture_output=True, timeout=300)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(args + ["--out", str(out)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args + ["--out", str(out)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not (out / CHECKPOINT).exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -106,7 +125,7 @@ def test_kill_mid_epoch_then_resume_is_bit_exact(tmp_path):
     assert 1 <= epochs_done < 5, "the kill must land before the run finished"
     assert not (out / "summary.json").exists()
 
-    subprocess.run(args + ["--out", str(out)], check=True, env=_env(), capture_output=True, timeout=600)
+    subprocess.run(args + ["--out", str(out)], check=True, env=_env(), capture_output=True, timeout=300)
     assert _metrics(out) == _metrics(ref)
     a = load_checkpoint(out / CHECKPOINT)["model"]
     b = load_checkpoint(ref / CHECKPOINT)["model"]
@@ -116,16 +135,43 @@ def test_kill_mid_epoch_then_resume_is_bit_exact(tmp_path):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_agree_with_single_process(tmp_path):
     common = [
-        "--dataset", "digits", "--model", "simple_cnn", "--width", "16", "--batch-size", "64", "--epochs", "6",
-        "--method", "mixup", "--lr", "0.05", "--eval-train", "0", "--no-progress", "--device", "cpu",
+        "--dataset",
+        "digits",
+        "--model",
+        "simple_cnn",
+        "--width",
+        "16",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "6",
+        "--method",
+        "mixup",
+        "--lr",
+        "0.05",
+        "--eval-train",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
     ]
     single = tmp_path / "single"
-    subprocess.run([sys.executable, "-m", "lmix", "train", *common, "--out", str(single)],
-                   check=True, env=_env(), capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "lmix", "train", *common, "--out", str(single)],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=300,
+    )
     ddp = tmp_path / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0"]
-    res = subprocess.run([*torchrun, "-m", "lmix", "train", *common, "--out", str(ddp)],
-                         env=_env(), capture_output=True, text=True, timeout=600)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    res = subprocess.run(
+        [*torchrun, "-m", "lmix", "train", *common, "--out", str(ddp)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     s1 = json.loads((single / "summary.json").read_text())
     s2 = json.loads((ddp / "summary.json").read_text())

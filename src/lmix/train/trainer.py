@@ -389,12 +389,10 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
             torch.stack([loss_sum, correct_sum, torch.tensor(float(seen), device=device, dtype=torch.float64)]), env
         )
         train_loss, train_acc = (totals[0] / totals[2]).item(), (100.0 * totals[1] / totals[2]).item()
-        test_loss, test_acc, _ = evaluate(
-            raw_model if not env.enabled else model.module,
-            test_loader,
-            env=env,
-            autocast=autocast,
-            memory_format=memory_format,
+        images_this_epoch = int(totals[2].item())
+        # Evaluate the unwrapped model: DDP's forward would sync buffers and expect a backward.
+        test_loss, test_acc, num_test = evaluate(
+            raw_model, test_loader, env=env, autocast=autocast, memory_format=memory_format
         )
         row: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -403,16 +401,13 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
             "train_acc": train_acc,
             "test_loss": test_loss,
             "test_acc": test_acc,
+            "train_images": images_this_epoch,
+            "test_images": num_test,
         }
         if clean_train_loader is not None:
             row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(
-                raw_model if not env.enabled else model.module,
-                clean_train_loader,
-                env=env,
-                autocast=autocast,
-                memory_format=memory_format,
+                raw_model, clean_train_loader, env=env, autocast=autocast, memory_format=memory_format
             )
-        images_this_epoch = int(totals[2].item())
         row["epoch_seconds"] = epoch_seconds
         row["train_images_per_sec"] = images_this_epoch / max(epoch_seconds, 1e-9)
         state.train_seconds += epoch_seconds
@@ -475,8 +470,8 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         "train_images_per_sec": state.train_images / max(state.train_seconds, 1e-9),
         "train_seconds": state.train_seconds,
         "num_params": sum(p.numel() for p in raw_model.parameters()),
-        "num_train_images": train_loader.num_samples,
-        "num_test_images": test_loader.num_samples,
+        "num_train_images_per_epoch": last["train_images"],
+        "num_test_images": last["test_images"],
         "world_size": env.world_size,
         "device": str(device),
         "amp": "none" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),

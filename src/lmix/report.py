@@ -447,6 +447,8 @@ def _significance(cells: list[Cell]) -> None:
         for c in row_cells:
             if base is not None and c is not base:
                 c.p_vs_none = {k: _welch(c.values(k), base.values(k)) for k in ("final_acc", "best_acc")}
+            if c.method == "lmix" and not c.variant:
+                continue  # the reference itself
             ref = _lmix_reference(c, lmix_cells)
             if ref is not None:
                 c.lmix_ref = ref.column_label
@@ -557,12 +559,50 @@ def _rows(report: Report, dataset: str) -> list[tuple[tuple, str, list[Cell]]]:
     return [(key, cs[0].row_label, cs) for key, cs in rows.items()]
 
 
-def _columns(cells: list[Cell]) -> list[str]:
-    seen: list[tuple] = []
-    for c in sorted(cells, key=lambda c: (_method_key(c.method), [(k, _sort_value(v)) for k, v in c.variant])):
-        if (c.method, c.variant, c.column_label) not in seen:
-            seen.append((c.method, c.variant, c.column_label))
-    return [label for _, _, label in seen]
+def _cell_order(c: Cell) -> tuple:
+    return (_method_key(c.method), [(k, _sort_value(v)) for k, v in c.variant])
+
+
+@dataclass
+class _Table:
+    """A rendered-agnostic table: rows of cells under method columns."""
+
+    title: str
+    key: str  # "final" or "best"
+    columns: list[str]
+    rows: list[tuple[str, list[Cell | None], str | None]]  # (label, cells, regime or None)
+
+
+def _tables(report: Report, dataset: str, key: str) -> list[_Table]:
+    """The paper-layout table (plain methods) and, where mixing settings vary, a table by those settings."""
+    title = "final test accuracy" if key == "final" else "best test accuracy (best epoch)"
+    rows = _rows(report, dataset)
+    cells = [c for _, _, cs in rows for c in cs]
+    tables = []
+    plain_methods = sorted({c.method for c in cells if not c.variant}, key=_method_key)
+    if plain_methods:
+        out_rows = []
+        for _, label, cs in rows:
+            by_method = {c.method: c for c in cs if not c.variant}
+            out_rows.append((label, [by_method.get(m) for m in plain_methods], _regime(cs)[0]))
+        tables.append(_Table(title, key, [_method_display(m) for m in plain_methods], out_rows))
+    varied_methods = sorted({c.method for c in cells if c.variant}, key=_method_key)
+    if varied_methods:
+        keys = sorted({k for c in cells for k, _ in c.variant})
+        out_rows = []
+        for _, label, cs in rows:
+            mine = [c for c in cs if c.method in varied_methods]
+            variants = sorted(
+                {c.variant for c in mine}, key=lambda v: (len(v) > 0, [(k, _sort_value(x)) for k, x in v])
+            )
+            for variant in variants:
+                by_method = {c.method: c for c in mine if c.variant == variant}
+                name = ", ".join(f"{k}={_fmt_setting(v)}" for k, v in variant) or "defaults"
+                out_rows.append((f"{label}, {name}", [by_method.get(m) for m in varied_methods], None))
+        tables.append(
+            _Table(f"{title} by {', '.join(keys)}", key, [_method_display(m) for m in varied_methods], out_rows)
+        )
+    return tables
 
 
 def _regime(cells: list[Cell]) -> tuple[str, float | None]:
@@ -590,27 +630,27 @@ def _datasets(report: Report) -> list[str]:
     return sorted({c.dataset for c in report.cells})
 
 
-def _table_md(report: Report, dataset: str, which: str, *, regime: bool = True) -> list[str]:
-    key = "final" if which == "final_acc" else "best"
-    rows = _rows(report, dataset)
-    columns = _columns([c for _, _, cs in rows for c in cs])
+def _cell_text(c: Cell | None, key: str, *, n: bool = True, tex: bool = False) -> str:
+    if c is None:
+        return "--" if tex else ""
+    text = _fmt_stats(getattr(c, key), n=n, tex=tex)
+    if c.paper is not None:
+        text += f" [{c.paper.value(key):.2f}]"
+    return text
+
+
+def _table_md(table: _Table, *, regime: bool = True) -> list[str]:
+    regime = regime and any(r is not None for _, _, r in table.rows)
     lines = [
-        "| model | " + " | ".join(columns) + (" | regime |" if regime else " |"),
-        "|---|" + "---|" * len(columns) + ("---|" if regime else ""),
+        "| model | " + " | ".join(table.columns) + (" | regime |" if regime else " |"),
+        "|---|" + "---|" * len(table.columns) + ("---|" if regime else ""),
     ]
-    for _, label, cells in rows:
-        by_col = {c.column_label: c for c in cells}
-        out = []
-        for col in columns:
-            c = by_col.get(col)
-            if c is None:
-                out.append("")
-                continue
-            text = _fmt_stats(getattr(c, key))
-            if c.paper is not None:
-                text += f" [{c.paper.value(key):.2f}]"
-            out.append(text)
-        lines.append(f"| {label} | " + " | ".join(out) + (f" | {_regime(cells)[0]} |" if regime else " |"))
+    for label, cells, reg in table.rows:
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_cell_text(c, table.key) for c in cells)
+            + (f" | {reg or ''} |" if regime else " |")
+        )
     return lines
 
 
@@ -620,7 +660,7 @@ def _stats_md(cells: list[Cell]) -> list[str]:
         "| clean train acc | runs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in sorted(cells, key=lambda c: (_method_key(c.method), [(k, _sort_value(v)) for k, v in c.variant])):
+    for c in sorted(cells, key=_cell_order):
         parts = [c.column_label, str(len(c.runs))]
         for s, key in ((c.final, "final_acc"), (c.best, "best_acc")):
             ci = "-" if s is None or math.isnan(s.ci95) else f"[{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]"
@@ -662,11 +702,12 @@ def render_markdown(report: Report) -> str:
             out.append(f"- Paper {table}: {what}.")
         out.append("")
     for dataset in _datasets(report):
-        out += [f"## {dataset}", "", "### Final test accuracy", ""]
-        out += _table_md(report, dataset, "final_acc")
-        out += ["", "### Best test accuracy (best epoch)", ""]
-        out += _table_md(report, dataset, "best_acc")
-        out.append("")
+        out += [f"## {dataset}", ""]
+        for key in ("final", "best"):
+            for table in _tables(report, dataset, key):
+                out += [f"### {table.title[0].upper()}{table.title[1:]}", ""]
+                out += _table_md(table)
+                out.append("")
         for _, label, cells in _rows(report, dataset):
             out += [f"### Statistics: {dataset}, {label}", ""]
             out += _stats_md(cells)
@@ -717,41 +758,30 @@ def render_latex(report: Report) -> str:
     """booktabs tables (final and best accuracy per data set); needs ``\\usepackage{booktabs}``."""
     out = ["% lmix report: tables in the paper's layout. Needs \\usepackage{booktabs}.", ""]
     for dataset in _datasets(report):
-        rows = _rows(report, dataset)
-        all_cells = [c for _, _, cs in rows for c in cs]
-        columns = _columns(all_cells)
-        ns = {len(c.runs) for c in all_cells}
+        cells = [c for c in report.cells if c.dataset == dataset]
+        ns = {len(c.runs) for c in cells}
         seeds_text = f"{next(iter(ns))} seeds" if len(ns) == 1 else "seeds (n per cell)"
-        has_paper = any(c.paper is not None for c in all_cells)
-        for key, title in (("final", "final"), ("best", "best")):
-            caption = (
-                f"{_tex_escape(dataset)}: {title} test accuracy (\\%), mean $\\pm$ std over {seeds_text}"
-                + ("; the paper's number in brackets" if has_paper else "")
-                + "."
-            )
-            out += [
-                "\\begin{table}[t]",
-                "\\centering",
-                f"\\caption{{{caption}}}",
-                "\\begin{tabular}{l" + "c" * len(columns) + "}",
-                "\\toprule",
-                "Model & " + " & ".join(_tex_escape(c) for c in columns) + " \\\\",
-                "\\midrule",
-            ]
-            for _, label, cells in rows:
-                by_col = {c.column_label: c for c in cells}
-                vals = []
-                for col in columns:
-                    c = by_col.get(col)
-                    if c is None:
-                        vals.append("--")
-                        continue
-                    text = _fmt_stats(getattr(c, key), n=len(ns) > 1, tex=True)
-                    if c.paper is not None:
-                        text += f" [{c.paper.value(key):.2f}]"
-                    vals.append(text)
-                out.append(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\")
-            out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        has_paper = any(c.paper is not None for c in cells)
+        for key in ("final", "best"):
+            for table in _tables(report, dataset, key):
+                caption = (
+                    f"{_tex_escape(dataset)}: {_tex_escape(table.title)} (\\%), mean $\\pm$ std over {seeds_text}"
+                    + ("; the paper's number in brackets" if has_paper else "")
+                    + "."
+                )
+                out += [
+                    "\\begin{table}[t]",
+                    "\\centering",
+                    f"\\caption{{{caption}}}",
+                    "\\begin{tabular}{l" + "c" * len(table.columns) + "}",
+                    "\\toprule",
+                    "Model & " + " & ".join(_tex_escape(c) for c in table.columns) + " \\\\",
+                    "\\midrule",
+                ]
+                for label, row_cells, _ in table.rows:
+                    vals = [_cell_text(c, key, n=len(ns) > 1, tex=True) for c in row_cells]
+                    out.append(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\")
+                out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out)
 
 
@@ -759,8 +789,9 @@ def render_text_summary(report: Report) -> str:
     """A short terminal summary: the final-accuracy table(s), significance against the baseline, regimes."""
     out = []
     for dataset in _datasets(report):
-        out.append(f"{dataset}: final test accuracy (%), mean ± std over seeds (n runs)")
-        out += _table_md(report, dataset, "final_acc", regime=False)
+        for table in _tables(report, dataset, "final"):
+            out.append(f"{dataset}: {table.title} (%), mean ± std over seeds (n runs)")
+            out += _table_md(table, regime=False)
         for _, label, cells in _rows(report, dataset):
             out.append(f"{label}: regime: {_regime(cells)[0]}")
             out += ["  " + s[2:] for s in _significance_sentences(cells)]

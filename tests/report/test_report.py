@@ -134,7 +134,15 @@ def test_rows_by_setting_and_figures(runs_dir, tmp_path):
     for name in pngs:
         assert (tmp_path / "rep" / name).read_bytes()[:8] == PNG_MAGIC
     assert all(f"({name})" in (tmp_path / "rep" / "report.md").read_text() for name in pngs)
-    assert "LMix alpha=0.2" in render_latex(report)
+    md = render_markdown(report)
+    assert "### Final test accuracy by alpha" in md
+    assert "| model | Mixup | LMix |" in md
+    assert "| simple_cnn, alpha=0.2 | 91.70 ± 0.71 (n=2) | 91.70 ± 0.71 (n=2) |" in md
+    # the paper-layout table: methods at their defaults (alpha 1 is Mixup's and LMix's default)
+    assert "| simple_cnn | 90.50 ± 0.71 (n=2) | 92.50 ± 0.71 (n=2) | 92.50 ± 0.71 (n=2) | overfits" in md
+    (plain_lmix,) = [c for c in report.cells if c.method == "lmix" and not c.variant]
+    assert plain_lmix.p_vs_lmix is None  # the reference itself
+    assert "simple\\_cnn, alpha=0.2 & $91.70 \\pm 0.71$" in render_latex(report)
 
 
 def test_unfinished_runs_and_duplicate_seeds_are_noted(runs_dir):

@@ -401,6 +401,9 @@ def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -44,8 +45,11 @@ def test_show_writes_a_png_of_the_sample_photos(tmp_path, capsys):
     assert code == 0, stderr
     assert "wrote" in stdout and str(out) in stdout
     _check_png(out)
-    # Written atomically: no temporary file left next to it.
+    # Written atomically: no temporary file left next to it, with a normal file's permissions.
     assert [p.name for p in out.parent.iterdir()] == ["mix.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_show_with_a_folder_of_images(tmp_path, capsys):

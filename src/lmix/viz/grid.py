@@ -201,6 +201,12 @@ def mixing_figure(content: GridContent, *, panel_inches: float = 1.45) -> Figure
     return fig
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG atomically (temporary file in the same folder, then ``os.replace``).
 
@@ -214,6 +220,7 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

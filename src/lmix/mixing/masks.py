@@ -22,7 +22,6 @@ import functools
 import math
 import numbers
 
-import numpy as np
 import torch
 
 from lmix.mixing.validation import check_decay, check_k, check_lam, check_size
@@ -122,80 +121,47 @@ def fourier_noise(
     return torch.fft.irfft2(z.mul_(filt), s=(h, w))
 
 
-# Below this many pixels a full sort per row is cheaper than narrowing down candidates first.
-_BRACKET_MIN_PIXELS = 2048
-
-
-def _coprime_stride(width: int, length: int) -> int:
-    """Subsampling stride for a row of ``length`` pixels of an image ``width`` wide.
-
-    About ``0.63 * length ** (1 / 3)``, which minimises the sorting work (the subsample, m
-    values, plus the candidates, about 4 * length / sqrt(m)), and coprime with the width: a
-    stride dividing W would sample the same few columns of every row, a coprime one walks
-    across all columns, so the subsample's values are spread like the image's.
-    """
-    s = max(5, round(0.63 * length ** (1.0 / 3.0)))
-    while math.gcd(s, width) != 1:
-        s += 1
-    return s
-
-
-def _nth_largest_cpu(values: np.ndarray, n: np.ndarray, width: int) -> np.ndarray:
+def _nth_largest(values: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """Exact ``n[i]``-th largest value of each row of ``values`` (``+inf`` where ``n[i] == 0``).
 
-    numpy's sort and partition on CPU are several times faster than ``torch.sort`` (vectorised
-    sorting networks), and only the threshold value is needed, not an ordering. For large
-    rows, a sorted strided subsample brackets the threshold, and only the pixels inside the
-    bracket are sorted; rows whose bracket misses the threshold (rare) are sorted in full.
+    Only the threshold is needed, not an ordering, and a full ``torch.sort`` of every row
+    dominated the cost of LMix masks on CPU. A one-level radix selection instead: each row's
+    values are binned into equal-width buckets between its min and max (a monotone map, so a
+    higher bucket never holds a smaller value), a per-row histogram locates the bucket holding
+    the threshold, and only that bucket's few values are sorted. Pure torch, any device.
 
     Args:
-        values: (B, L) float32 or float64 array, finite.
+        values: (B, L) float32 or float64 tensor, finite.
         n: (B,) int64 ranks in [0, L].
-        width: image width W (L = H * W), to pick the subsampling stride.
 
     Returns:
-        (B,) array of ``values.dtype``.
+        (B,) tensor of ``values.dtype``.
     """
     b, length = values.shape
-    rank = np.clip(n, 1, length)
-    rows = np.arange(b)
-    if b == 1 or np.all(rank == rank[0]):
-        # One rank for every row (per-batch mode): a linear-time selection.
-        kth = length - int(rank[0])
-        out = np.partition(values, kth, axis=1)[:, kth]
-    elif length < _BRACKET_MIN_PIXELS:
-        out = np.sort(values, axis=1)[rows, length - rank]
-    else:
-        stride = _coprime_stride(width, length)
-        sub = np.sort(values[:, ::stride], axis=1)
-        m = sub.shape[1]
-        # Ascending index of the threshold in the subsample, and a margin of about four
-        # standard deviations of that index for independent pixels (neighbouring pixels of a
-        # low-pass field are correlated, which only makes the estimate better).
-        centre = (length - rank) * (m / length)
-        margin = 2.0 * math.sqrt(m) + 2.0
-        lo_i = np.floor(centre - margin).astype(np.int64)
-        hi_i = np.ceil(centre + margin).astype(np.int64)
-        lo = np.where(lo_i >= 0, sub[rows, np.clip(lo_i, 0, m - 1)], -np.inf).astype(values.dtype)
-        hi = np.where(hi_i < m, sub[rows, np.clip(hi_i, 0, m - 1)], np.inf).astype(values.dtype)
-        above = values > hi[:, None]
-        inside = values >= lo[:, None]
-        inside &= ~above
-        n_above = np.count_nonzero(above, axis=1)
-        n_inside = np.count_nonzero(inside, axis=1)
-        # The threshold is the (rank - n_above)-th largest candidate when it lies in the bracket.
-        ok = (n_above < rank) & (rank <= n_above + n_inside)
-        width_c = max(int(n_inside.max()), 1)
-        cand = np.full((b, width_c), -np.inf, dtype=values.dtype)
-        starts = np.cumsum(n_inside) - n_inside
-        flat = values[inside]  # row-major: each row's candidates in turn
-        cand[np.repeat(rows, n_inside), np.arange(flat.size) - np.repeat(starts, n_inside)] = flat
-        cand.sort(axis=1)
-        out = cand[rows, np.clip(width_c - (rank - n_above), 0, width_c - 1)]
-        if not ok.all():
-            bad = np.flatnonzero(~ok)
-            out[bad] = np.sort(values[bad], axis=1)[np.arange(bad.size), length - rank[bad]]
-    return np.where(n > 0, out, np.inf).astype(values.dtype)
+    device = values.device
+    rank = n.clamp(1, length)
+    rows = torch.arange(b, device=device)
+    nb = max(16, min(4096, length // 8))
+    vmin = values.amin(1, keepdim=True)
+    span = values.amax(1, keepdim=True) - vmin
+    scale = torch.where(span > 0, nb / span, torch.zeros_like(span))
+    bucket = ((values - vmin) * scale).to(torch.int64).clamp_(0, nb - 1)  # (B, L), ascending with value
+    bucket += (rows * nb)[:, None]
+    hist = torch.bincount(bucket.flatten(), minlength=b * nb).view(b, nb)
+    at_or_above = hist.flip(1).cumsum(1).flip(1)  # values in bucket >= j, per row
+    top = (at_or_above >= rank[:, None]).sum(1) - 1  # bucket holding the rank-th largest
+    n_above = at_or_above[rows, top] - hist[rows, top]
+    n_inside = hist[rows, top]
+    inside = bucket == (top + rows * nb)[:, None]
+    # Pack each row's candidates to the left of a (B, width) array padded with -inf, sort them.
+    width = max(int(n_inside.max()), 1)
+    cand = torch.full((b, width), float("-inf"), dtype=values.dtype, device=device)
+    starts = torch.cumsum(n_inside, 0) - n_inside
+    row_of = torch.repeat_interleave(rows, n_inside)
+    cand[row_of, torch.arange(row_of.numel(), device=device) - starts[row_of]] = values[inside]
+    cand = torch.sort(cand, dim=1).values
+    out = cand[rows, width - (rank - n_above)]
+    return torch.where(n > 0, out, torch.full_like(out, float("inf")))
 
 
 def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -208,8 +174,8 @@ def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _top_by_threshold_cpu(flat: torch.Tensor, n: torch.Tensor, width: int) -> torch.Tensor:
-    """Same result as ``_top_by_sort`` on CPU: keep the values >= each row's n-th largest.
+def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Same result as ``_top_by_sort``: keep the values >= each row's n-th largest.
 
     Rows where that keeps more than ``n`` values (ties at the threshold, or NaN) are redone by
     ``_top_by_sort``, so the output is identical to the sort's, ties included.
@@ -218,8 +184,8 @@ def _top_by_threshold_cpu(flat: torch.Tensor, n: torch.Tensor, width: int) -> to
     if values.dtype not in (torch.float32, torch.float64):
         values = values.to(torch.float32)  # exact for float16/bfloat16: same order
     values = values.contiguous()
-    threshold = _nth_largest_cpu(values.numpy(), n.numpy(), width)
-    out = (values >= torch.from_numpy(threshold)[:, None]).to(torch.float32)
+    threshold = _nth_largest(values, n)
+    out = (values >= threshold[:, None]).to(torch.float32)
     # float32 sums of 0/1 are exact below 2**24 pixels per row.
     counts = out.sum(1, dtype=torch.float64 if flat.shape[1] >= 2**24 else torch.float32)
     wrong = counts != n.to(counts.dtype)
@@ -235,15 +201,15 @@ def binarise_top(grey: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     the largest values of ``grey``; among values equal to the threshold, the first in raster
     order are kept (the order of a stable descending sort).
 
-    On CPU the threshold is found by selection (numpy) instead of a full ``torch.argsort``,
-    which dominated the cost of LMix masks; the result is the same, bit for bit.
+    On CPU the threshold is found by selection instead of a full ``torch.argsort``, which
+    dominated the cost of LMix masks; the result is the same, bit for bit.
     """
     b, h, w = grey.shape
     n = torch.round(lam.to(torch.float64) * (h * w)).to(torch.int64).to(grey.device)
     flat = grey.reshape(b, h * w)
     # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
     if grey.device.type == "cpu" and b * h * w > 4096:
-        out = _top_by_threshold_cpu(flat, n, w)
+        out = _top_by_threshold(flat, n)
     else:
         out = _top_by_sort(flat, n)
     return out.reshape(b, 1, h, w)

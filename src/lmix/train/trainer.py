@@ -33,7 +33,7 @@ from lmix.train.distributed import (
     teardown_distributed,
 )
 
-__all__ = ["train", "RunError", "build_mixer", "resolve_device", "CHECKPOINT", "load_checkpoint"]
+__all__ = ["train", "train_epoch", "RunError", "build_mixer", "resolve_device", "CHECKPOINT", "load_checkpoint"]
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -266,6 +266,8 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         return summary
 
     torch.manual_seed(config.seed)
+    if config.download and env.enabled and not env.is_main:
+        torch.distributed.barrier()  # rank 0 downloads first; the others then find the files
     train_loader, test_loader, info = build_loaders(
         config.dataset,
         root=config.data_root,
@@ -281,6 +283,8 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         augment=config.augment,
         num_workers=config.num_workers,
     )
+    if config.download and env.enabled and env.is_main:
+        torch.distributed.barrier()
     clean_train_loader = _clean_train_loader(train_loader, config, info, env, device)
 
     torch.manual_seed(config.seed)
@@ -345,42 +349,23 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
     autocast = (
         torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     )
-    hidden_mixing = hasattr(mixer, "forward_loss")
 
     for epoch in range(state.epoch, config.epochs):
         train_loader.set_epoch(epoch)
-        model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        correct_sum = torch.zeros((), device=device, dtype=torch.float64)
-        seen = 0
         lr_at_start = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        for images, labels in train_loader:
-            if hidden_mixing:
-                with autocast:
-                    logits, loss, batch = mixer.forward_loss(
-                        model, images, labels, label_smoothing=config.label_smoothing
-                    )
-            else:
-                batch = mixer(images, labels)
-                x = batch.images.contiguous(memory_format=memory_format)
-                with autocast:
-                    logits = model(x)
-                loss = mixed_cross_entropy(logits, batch, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            with torch.no_grad():
-                n = labels.shape[0]
-                pred = logits.argmax(dim=1)
-                lam = batch.lam.to(torch.float64)
-                correct_sum += (lam * (pred == batch.labels_a) + (1 - lam) * (pred == batch.labels_b)).sum()
-                loss_sum += loss.detach().to(torch.float64) * n
-                seen += n
-            if bar is not None:
-                bar.update(n * env.world_size)
+        loss_sum, correct_sum, seen = train_epoch(
+            model,
+            train_loader,
+            mixer,
+            optimizer=optimizer,
+            scaler=scaler,
+            scheduler=scheduler,
+            autocast=autocast,
+            memory_format=memory_format,
+            label_smoothing=config.label_smoothing,
+            on_batch=(lambda n: bar.update(n * env.world_size)) if bar is not None else None,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_seconds = time.perf_counter() - t0
@@ -483,6 +468,59 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
             f"test accuracy: final {summary['final_acc']:.2f}%, best {summary['best_acc']:.2f}% (epoch {state.best_epoch}); results in {out}"
         )
     return summary
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Any,
+    mixer: Mixer,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    scheduler: Any,
+    autocast: Any,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    label_smoothing: float = 0.0,
+    on_batch: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One pass over ``loader``: mix, forward, mixed loss, backward, step (the whole training step).
+
+    Statistics stay on the device (no host sync per step).
+
+    Returns:
+        (sum of per-sample losses, sum of lam-weighted correct predictions, samples seen) on this process.
+    """
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct_sum = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    hidden_mixing = hasattr(mixer, "forward_loss")
+    model.train()
+    for images, labels in loader:
+        if hidden_mixing:
+            with autocast:
+                logits, loss, batch = mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing)
+        else:
+            batch = mixer(images, labels)
+            x = batch.images.contiguous(memory_format=memory_format)
+            with autocast:
+                logits = model(x)
+            loss = mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        with torch.no_grad():
+            n = labels.shape[0]
+            pred = logits.argmax(dim=1)
+            lam = batch.lam.to(torch.float64)
+            correct_sum += (lam * (pred == batch.labels_a) + (1 - lam) * (pred == batch.labels_b)).sum()
+            loss_sum += loss.detach().to(torch.float64) * n
+            seen += n
+        if on_batch is not None:
+            on_batch(n)
+    return loss_sum, correct_sum, seen
 
 
 def _plain(obj: Any) -> Any:

@@ -22,7 +22,7 @@ its training set. Each row says whether its ``none`` cell's mean final clean tra
 
 Outputs (``write_report``): ``report.md``, ``report.tex`` (booktabs tables), ``report.json``
 (per cell: the run folders and their values: every number can be traced to a summary file),
-and PNGs: ``fig3_alpha_*.png`` (accuracy against alpha, where runs differ in alpha),
+and PNGs: ``fig_accuracy_*.png`` (final accuracy per method: runs, mean, 95% CI), ``fig3_alpha_*.png`` (accuracy against alpha, where runs differ in alpha),
 ``fig4_curves_*.png`` (test accuracy per epoch from ``metrics.jsonl``, mean over seeds) and
 ``fig5_fgsm_*.png`` (FGSM accuracy against epsilon from the runs' ``fgsm.json``).
 """
@@ -898,6 +898,31 @@ def _effective_alpha(c: Cell) -> float | None:
     return None if alpha is None else float(alpha)
 
 
+def plot_accuracy(report: Report, out_dir: Path) -> list[str]:
+    """Final accuracy per method: every run as a dot, the mean with its 95% confidence interval."""
+    files = []
+    for (dataset, row, model), cells in _panels(report).items():
+        cells = sorted((c for c in cells if c.final is not None), key=_cell_order)
+        if len(cells) > 12:  # e.g. an alpha sweep: the methods at their defaults
+            cells = [c for c in cells if not c.variant] or cells[:12]
+        if not cells:
+            continue
+        fig, ax = _figure(f"{dataset}, {cells[0].row_label}: final accuracy", "", "final test accuracy (%)")
+        for i, c in enumerate(cells):
+            vals = c.values("final_acc")
+            ax.scatter([i] * len(vals), vals, s=14, color="0.55", zorder=2)
+            s = c.final
+            err = None if s is None or math.isnan(s.ci95) else s.ci95
+            ax.errorbar([i + 0.15], [s.mean], yerr=err, fmt="o", color="C0", capsize=4, zorder=3)
+        ax.set_xticks(range(len(cells)), [c.column_label for c in cells], rotation=30 if len(cells) > 6 else 0)
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.text(0.01, 0.01, "grey: runs; blue: mean and 95% CI", transform=ax.transAxes, fontsize=7, color="0.3")
+        name = f"fig_accuracy_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+        _save_png(fig, out_dir / name)
+        files.append(name)
+    return files
+
+
 def plot_alpha_sweep(report: Report, out_dir: Path) -> list[str]:
     """Fig. 3: final accuracy against alpha per method (mean ± std), baseline as a band."""
     files = []
@@ -1004,7 +1029,12 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
     """Write figures, report.md, report.tex and report.json into ``out_dir`` (atomically); return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report.figures = plot_alpha_sweep(report, out_dir) + plot_curves(report, out_dir) + plot_fgsm(report, out_dir)
+    report.figures = (
+        plot_accuracy(report, out_dir)
+        + plot_alpha_sweep(report, out_dir)
+        + plot_curves(report, out_dir)
+        + plot_fgsm(report, out_dir)
+    )
     atomic_write_text(out_dir / "report.md", render_markdown(report))
     atomic_write_text(out_dir / "report.tex", render_latex(report))
     atomic_write_json(out_dir / "report.json", report_json(report))

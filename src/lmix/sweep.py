@@ -304,11 +304,12 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
     clash = sorted(set(overrides) & set(spec.varied))
     if clash:
         raise ValueError(f"--set {clash} would override key(s) that the sweep varies; edit the spec instead")
-    entries = [combo for grid in spec.grids for combo in _combos(grid)] + [dict(r) for r in spec.runs]
-
     base: dict[str, Any] = {}
     for layer in spec.layers:
         base.update(layer)
+    entries = [combo for grid in spec.grids for combo in _combos(grid)] + [dict(r) for r in spec.runs]
+    # seed slowest across all blocks too (stable: the spec's order within a seed)
+    entries.sort(key=lambda e: _seed_order({**base, **e}.get("seed", 0)))
     out_dir = Path(out_dir)
     name_keys = [k for k in spec.varied if k not in _ALWAYS_NAMED and k != "seed"]
     name_keys = [*_ALWAYS_NAMED, *sorted(name_keys), "seed"]
@@ -339,6 +340,10 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
         config.out = str(out_dir / name)
         runs.append(Run(index=len(runs), name=name, settings=settings, config=config))
     return runs
+
+
+def _seed_order(seed: Any) -> tuple[int, Any]:
+    return (0, seed) if isinstance(seed, int) else (1, str(seed))  # invalid seeds are reported by expand
 
 
 def _check_registries(config: TrainConfig) -> None:
@@ -625,3 +630,7 @@ def _run_one(run: Run, train_log: Callable[..., None]) -> RunOutcome:
         return RunOutcome(run, "failed", seconds=time.perf_counter() - t0, error=message, exception=err)
     finally:
         lock.release()
+        try:
+            run.dir.rmdir()  # only succeeds if the run failed before writing anything
+        except OSError:
+            pass

@@ -130,7 +130,7 @@ def test_rows_by_setting_and_figures(runs_dir, tmp_path):
     pngs = sorted(p.name for p in files if p.suffix == ".png")
     assert "fig3_alpha_digits_simple_cnn.png" in pngs
     assert "fig4_curves_digits_simple_cnn.png" in pngs and "fig4_curves_digits_simple_cnn_train_subset=100.png" in pngs
-    assert "fig5_fgsm_digits_simple_cnn.png" in pngs
+    assert "fig5_fgsm_digits_simple_cnn.png" in pngs and "fig_accuracy_digits_simple_cnn.png" in pngs
     for name in pngs:
         assert (tmp_path / "rep" / name).read_bytes()[:8] == PNG_MAGIC
     assert all(f"({name})" in (tmp_path / "rep" / "report.md").read_text() for name in pngs)

@@ -40,6 +40,8 @@ def test_include_and_runs_add_runs(tmp_path):
     spec["runs"] = [{"method": "lmix+mixup", "seed": 7, "mix_schedule": "alternate"}]
     runs = expand(parse_spec(spec), tmp_path)
     assert len(runs) == 12 + 2 + 1
+    # seed slowest across grid, include and runs alike
+    assert [r.config.seed for r in runs] == [0] * 5 + [1] * 5 + [2] * 4 + [7]
     extra = runs[-1]
     assert extra.config.method == "lmix+mixup" and extra.config.seed == 7
     assert extra.name == "dataset=digits/model=simple_cnn/method=lmix+mixup/mix_schedule=alternate/seed=7"

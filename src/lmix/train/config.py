@@ -77,6 +77,7 @@ class TrainConfig:
     channels_last: bool | None = _f(None, "channels_last memory format (default: on with CUDA)")
     compile: bool = _f(False, "torch.compile the model")
     eval_train: int = _f(1000, "also measure clean accuracy on this many training images each epoch (0: off)")
+    eval_every: int = _f(1, "evaluate every N epochs (and always after the last)")
     out: str | None = _f(None, "output folder (default: a new folder under ./runs/)")
     tensorboard: bool = _f(False, "write TensorBoard logs to OUT/tb")
     progress: bool = _f(True, "show a tqdm progress bar")
@@ -122,6 +123,10 @@ class TrainConfig:
             f"train_subset must be an integer >= 1, got {self.train_subset!r}",
         )
         need(self.eval_train >= 0, f"eval_train must be >= 0, got {self.eval_train!r}")
+        need(
+            isinstance(self.eval_every, int) and self.eval_every >= 1,
+            f"eval_every must be an integer >= 1, got {self.eval_every!r}",
+        )
         need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers!r}")
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
         dev = self.device

@@ -375,31 +375,29 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         )
         train_loss, train_acc = (totals[0] / totals[2]).item(), (100.0 * totals[1] / totals[2]).item()
         images_this_epoch = int(totals[2].item())
-        # Evaluate the unwrapped model: DDP's forward would sync buffers and expect a backward.
-        test_loss, test_acc, num_test = evaluate(
-            raw_model, test_loader, env=env, autocast=autocast, memory_format=memory_format
-        )
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr_at_start,
             "train_loss": train_loss,
             "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
             "train_images": images_this_epoch,
-            "test_images": num_test,
         }
-        if clean_train_loader is not None:
-            row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(
-                raw_model, clean_train_loader, env=env, autocast=autocast, memory_format=memory_format
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            # Evaluate the unwrapped model: DDP's forward would sync buffers and expect a backward.
+            row["test_loss"], row["test_acc"], row["test_images"] = evaluate(
+                raw_model, test_loader, env=env, autocast=autocast, memory_format=memory_format
             )
+            if clean_train_loader is not None:
+                row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(
+                    raw_model, clean_train_loader, env=env, autocast=autocast, memory_format=memory_format
+                )
         row["epoch_seconds"] = epoch_seconds
         row["train_images_per_sec"] = images_this_epoch / max(epoch_seconds, 1e-9)
         state.train_seconds += epoch_seconds
         state.train_images += images_this_epoch
         state.epoch = epoch + 1
-        if test_acc > state.best_acc:
-            state.best_acc, state.best_epoch = test_acc, epoch + 1
+        if "test_acc" in row and row["test_acc"] > state.best_acc:
+            state.best_acc, state.best_epoch = row["test_acc"], epoch + 1
         row["best_acc"] = state.best_acc
         state.history.append(row)
 
@@ -430,10 +428,11 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
                 writer.flush()
             if bar is not None:
                 bar.set_postfix(
-                    epoch=f"{epoch + 1}/{config.epochs}", test_acc=f"{test_acc:.2f}", loss=f"{train_loss:.3f}"
+                    epoch=f"{epoch + 1}/{config.epochs}", best_acc=f"{state.best_acc:.2f}", loss=f"{train_loss:.3f}"
                 )
             elif config.progress:
-                log(f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, test acc {test_acc:.2f}%")
+                shown = f", test acc {row['test_acc']:.2f}%" if "test_acc" in row else ""
+                log(f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}{shown}")
 
     if bar is not None:
         bar.close()

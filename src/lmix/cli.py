@@ -3,13 +3,14 @@
 Each command lives in ``lmix.commands.<name>`` and exposes ``add_parser(subparsers)`` and
 ``run(args) -> int``. Every user error becomes one line on stderr and exit code 2: commands
 raise ``UsageError`` (or ValueError/TypeError/FileNotFoundError from validation), never a
-traceback for a mistake the user can fix.
+traceback for a mistake the user can fix. ``LMIX_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -67,8 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return int(args.func(args) or 0)
     except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        if os.environ.get("LMIX_DEBUG"):
+            raise
         print(_one_line(err), file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("lmix: interrupted", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import fourier_masks, fourier_noise, sharpen
 from lmix.mixing.mixers import CutMix, Cutout, FMix, LMix, MixChoice, Mixer, MixParams, Mixup, NoMix
+from lmix.mixing.patchup import PatchUp
 from lmix.mixing.registry import create_mixer, list_mixers, register_mixer
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Cutout",
     "NoMix",
     "MixChoice",
+    "PatchUp",
     "create_mixer",
     "list_mixers",
     "register_mixer",

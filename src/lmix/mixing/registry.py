@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 from lmix.mixing.mixers import CutMix, Cutout, FMix, LMix, MixChoice, Mixer, Mixup, NoMix
+from lmix.mixing.patchup import PatchUp
 
 __all__ = ["register_mixer", "create_mixer", "list_mixers", "mixer_class"]
 
@@ -25,7 +26,7 @@ def register_mixer(cls: type[Mixer]) -> type[Mixer]:
     return cls
 
 
-for _cls in (LMix, FMix, Mixup, CutMix, Cutout, NoMix):
+for _cls in (LMix, FMix, Mixup, CutMix, Cutout, NoMix, PatchUp):
     register_mixer(_cls)
 
 

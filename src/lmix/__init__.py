@@ -22,7 +22,6 @@ from lmix.mixing import (
     mixed_cross_entropy,
     register_mixer,
 )
-
 from lmix.models import create_model, list_models, model_info
 
 __version__ = "0.1.0"

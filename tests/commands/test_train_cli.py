@@ -117,3 +117,14 @@ def test_models_and_methods_commands(capsys):
         assert name in out
     assert main(["models"]) == 0
     assert "preact_resnet18" in capsys.readouterr().out
+
+
+def test_help_of_every_command(capsys):
+    from lmix.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0, name
+        assert "usage: lmix " + name in capsys.readouterr().out

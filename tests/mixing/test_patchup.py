@@ -402,3 +402,33 @@ def test_forward_loss_reproducible_resumable_and_global_rng_untouched():
     assert all(torch.equal(p, q) for p, q in zip(run(c, 4), expected))
     assert torch.equal(torch.get_rng_state(), states[0]) and random.getstate() == states[1]
     assert np.array_equal(np.random.get_state()[1], states[2])
+
+
+def test_choice_with_patchup_runs_hidden_mixing_and_input_mixing():
+    """``lmix+patchup``-style choices keep PatchUp's hidden-layer pass (via forward_loss)."""
+    from lmix.mixing import MixChoice, Mixup, mixed_cross_entropy
+    from lmix.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=10, width=8)
+    x = torch.randn(6, 3, 16, 16)
+    y = torch.arange(6)
+    choice = MixChoice([PatchUp(patchup_prob=1.0, seed=1), Mixup(seed=2)], schedule="alternate", seed=0)
+    assert choice.uses_model and not MixChoice([Mixup(), Mixup()]).uses_model
+    calls = []
+    real = PatchUp.forward_loss
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    PatchUp.forward_loss = spy
+    try:
+        _, loss_a, _ = choice.forward_loss(model, x, y)
+        logits_b, loss_b, batch_b = choice.forward_loss(model, x, y)
+    finally:
+        PatchUp.forward_loss = real
+    assert calls == [1]  # first batch: PatchUp's own pass; second: Mixup on the input
+    assert torch.isfinite(loss_a)
+    assert torch.allclose(loss_b, mixed_cross_entropy(logits_b, batch_b))
+    assert not torch.all(batch_b.lam == 1)

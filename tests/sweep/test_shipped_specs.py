@@ -19,7 +19,7 @@ def shipped(tmp_path_factory):
     if "patchup" not in lmix.list_mixers():
         pytest.skip("PatchUp is not registered yet")
     out = tmp_path_factory.mktemp("paper")
-    return {p.stem: expand(load_spec(p), out) for p in sorted(ROOT.glob("*.yaml"))}
+    return {p.stem: expand(load_spec(p), out) for p in sorted(ROOT.glob("*.yaml")) if not p.stem.startswith("cpu_")}
 
 
 def _cells(runs):
@@ -72,3 +72,21 @@ def test_specs_sharing_an_out_dir_share_or_separate_runs_correctly(shipped):
     table2 = {r.name for r in shipped["table2"]}
     figure5 = {r.name for r in shipped["figure5"]}
     assert figure5 <= table1 | table2  # Figure 5 attacks the tables' models: no extra training
+
+
+def test_cpu_study_specs(tmp_path):
+    """The CPU-scale study (docs/results-cpu.md): 5 methods x 5 seeds on both data sets, plus
+    LMix's k and image_k ablation on Fashion-MNIST, all with one protocol."""
+    fm = expand(load_spec(ROOT / "cpu_study_fmnist.yaml"), tmp_path)
+    c10 = expand(load_spec(ROOT / "cpu_study_cifar10.yaml"), tmp_path)
+    assert len(fm) == 9 * SEEDS and len(c10) == 5 * SEEDS
+    ks = Counter((r.config.method, r.config.k, r.config.image_k) for r in fm)
+    assert ks[("lmix", 0.5, None)] == ks[("lmix", 2.0, None)] == ks[("lmix", 4.0, None)] == SEEDS
+    assert ks[("lmix", None, 1.0)] == SEEDS
+    for r in fm + c10:
+        assert (r.config.model, r.config.train_subset, r.config.augment, r.config.epochs) == (
+            "simple_cnn",
+            1000,
+            False,
+            50,
+        )

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from lmix.mixing.batch import MixedBatch
+from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import binarise_top, box_masks, fourier_noise, sharpen
 from lmix.mixing.sampling import sample_beta, sample_permutation
 from lmix.mixing.validation import (
@@ -78,6 +78,9 @@ class Mixer:
     """Base class: owns a per-device generator and implements ``__call__`` from sample + apply."""
 
     name: ClassVar[str] = "base"
+    #: True for mixers that act inside the model (PatchUp): the trainer then calls
+    #: ``forward_loss(model, images, labels, label_smoothing=...)`` instead of mixing the input.
+    uses_model: ClassVar[bool] = False
 
     def __init__(self, *, seed: int | None = None) -> None:
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
@@ -411,11 +414,33 @@ class MixChoice(Mixer):
         probs = torch.tensor(self.p, dtype=torch.float32, device=generator.device)
         return int(torch.multinomial(probs, 1, generator=generator).item())
 
-    def __call__(self, images, labels, generator=None):
-        check_batch(images, labels)
+    @property
+    def uses_model(self) -> bool:  # type: ignore[override]
+        return any(m.uses_model for m in self.mixers)
+
+    def _next(self, images: torch.Tensor, generator: torch.Generator | None) -> Mixer:
         index = self.choose(generator if generator is not None else self.generator_for(images.device))
         self.calls += 1
-        return self.mixers[index](images, labels, generator=generator)
+        return self.mixers[index]
+
+    def __call__(self, images, labels, generator=None):
+        check_batch(images, labels)
+        return self._next(images, generator)(images, labels, generator=generator)
+
+    def forward_loss(self, model, images, labels, *, label_smoothing: float = 0.0, generator=None):
+        """Per batch, the chosen mixer's training forward pass: its own ``forward_loss`` for a
+        mixer that acts inside the model (PatchUp), else mix the input, run the model, mixed loss.
+
+        Returns:
+            ((B, K) logits, scalar loss, ``MixedBatch``) as ``PatchUp.forward_loss``.
+        """
+        check_batch(images, labels)
+        mixer = self._next(images, generator)
+        if mixer.uses_model:
+            return mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing, generator=generator)
+        batch = mixer(images, labels, generator=generator)
+        logits = model(batch.images)
+        return logits, mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing), batch
 
     def state_dict(self):
         state = super().state_dict()

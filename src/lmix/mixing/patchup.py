@@ -271,6 +271,7 @@ class PatchUp(Mixer):
     """
 
     name = "patchup"
+    uses_model = True
 
     def __init__(
         self,

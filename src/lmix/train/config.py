@@ -256,7 +256,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         tp, _ = _base_type(_FIELD_TYPES[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        # argparse %-formats help strings: a literal % (e.g. "50%") must be doubled.
+        help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
         if tp is bool:
             group.add_argument(
                 flag, type=_parse_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=help_text

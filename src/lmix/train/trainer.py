@@ -493,7 +493,7 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct_sum = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
-    hidden_mixing = hasattr(mixer, "forward_loss")
+    hidden_mixing = mixer.uses_model
     model.train()
     for images, labels in loader:
         if hidden_mixing:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lmix.cli import main
 from lmix.train import TrainConfig, train
+from tests.cli_helpers import one_line_error, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,23 +34,9 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     return _train(base / "none", "none"), _train(base / "mixup", "mixup")
 
 
-def _run(capsys, argv):
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_line_error(code, err):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def test_attack_writes_curve_with_clean_accuracy_at_eps_zero(capsys, runs):
     run = runs[0]
-    code, out, err = _run(capsys, ["attack", "--run", str(run), "--eps", "0,2,8,32"])
+    code, out, err = run_cli(capsys, ["attack", "--run", str(run), "--eps", "0,2,8,32"])
     assert code == 0, err
     record = json.loads((run / "fgsm.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
@@ -70,7 +56,7 @@ def test_attack_writes_curve_with_clean_accuracy_at_eps_zero(capsys, runs):
 def test_float_eps_and_limit(capsys, runs, tmp_path):
     run = runs[0]
     png = tmp_path / "curve.png"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys,
         ["attack", "--run", str(run), "--eps", "0,0.03", "--limit", "100", "--batch-size", "33", "--out", str(png)],
     )
@@ -87,7 +73,7 @@ def test_compare_attacks_missing_runs_then_reuses(capsys, runs, tmp_path):
         (run / "fgsm.json").unlink(missing_ok=True)
     out_png = tmp_path / "cmp.png"
     argv = ["attack", "--compare", str(none_run), str(mixup_run), "--eps", "0,4,16", "--out", str(out_png)]
-    code, out, err = _run(capsys, argv)
+    code, out, err = run_cli(capsys, argv)
     assert code == 0, err
     assert out_png.read_bytes()[:8] == PNG_MAGIC
     records = [json.loads((r / "fgsm.json").read_text()) for r in runs]
@@ -100,13 +86,13 @@ def test_compare_attacks_missing_runs_then_reuses(capsys, runs, tmp_path):
     # Same eps again: both results are reused, not recomputed.
     stamps = [(r / "fgsm.json").stat().st_mtime_ns for r in runs]
     out_png.unlink()
-    code, out, err = _run(capsys, argv)
+    code, out, err = run_cli(capsys, argv)
     assert code == 0, err
     assert out.count("reused") == 2 and out_png.exists()
     assert [(r / "fgsm.json").stat().st_mtime_ns for r in runs] == stamps
 
     # Other eps: attacked again.
-    code, out, err = _run(capsys, [*argv[:-4], "--eps", "0,8", "--out", str(out_png)])
+    code, out, err = run_cli(capsys, [*argv[:-4], "--eps", "0,8", "--out", str(out_png)])
     assert code == 0, err
     assert "reused" not in out
     assert all(json.loads((r / "fgsm.json").read_text())["eps_255"] == [0, 8] for r in runs)
@@ -122,21 +108,17 @@ def test_compare_attacks_missing_runs_then_reuses(capsys, runs, tmp_path):
     ],
 )
 def test_bad_eps(capsys, runs, eps, needle):
-    code, _, err = _run(capsys, ["attack", "--run", str(runs[0]), "--eps", eps])
-    assert needle in _one_line_error(code, err)
+    assert needle in one_line_error(capsys, ["attack", "--run", str(runs[0]), "--eps", eps])
 
 
 def test_missing_run_dir_and_run_dir_without_model(capsys, tmp_path):
-    code, _, err = _run(capsys, ["attack", "--run", str(tmp_path / "nothing")])
-    assert "does not exist" in _one_line_error(code, err)
+    assert "does not exist" in one_line_error(capsys, ["attack", "--run", str(tmp_path / "nothing")])
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.yaml").write_text("dataset: digits\n")
-    code, _, err = _run(capsys, ["attack", "--run", str(empty)])
-    assert "run dir without a model" in _one_line_error(code, err)
+    assert "run dir without a model" in one_line_error(capsys, ["attack", "--run", str(empty)])
     assert not (empty / "fgsm.json").exists()
-    code, _, err = _run(capsys, ["attack"])
-    assert "--run" in _one_line_error(code, err)
+    assert "--run" in one_line_error(capsys, ["attack"])
 
 
 def test_corrupt_checkpoint(capsys, runs, tmp_path):
@@ -144,11 +126,9 @@ def test_corrupt_checkpoint(capsys, runs, tmp_path):
     broken.mkdir()
     data = (runs[0] / "checkpoint.pt").read_bytes()
     (broken / "checkpoint.pt").write_bytes(data[: len(data) // 2])
-    code, _, err = _run(capsys, ["attack", "--run", str(broken)])
-    assert "corrupt or truncated" in _one_line_error(code, err)
+    assert "corrupt or truncated" in one_line_error(capsys, ["attack", "--run", str(broken)])
     assert not (broken / "fgsm.json").exists()
     # A bad run among --compare runs stops the command before any attack.
     (runs[1] / "fgsm.json").unlink(missing_ok=True)
-    code, _, err = _run(capsys, ["attack", "--compare", str(runs[1]), str(tmp_path / "nothing")])
-    assert "does not exist" in _one_line_error(code, err)
+    assert "does not exist" in one_line_error(capsys, ["attack", "--compare", str(runs[1]), str(tmp_path / "nothing")])
     assert not (runs[1] / "fgsm.json").exists()

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from lmix.cli import main
+from tests.cli_helpers import one_line_error
 
 QUICK = [
     "--dataset",
@@ -21,20 +22,6 @@ QUICK = [
     "--eval-train",
     "0",
 ]
-
-
-def _run(capsys, argv):
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_line_error(code, err):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -54,14 +41,13 @@ def _one_line_error(code, err):
     ],
 )
 def test_bad_arguments(capsys, tmp_path, extra, needle):
-    code, _, err = _run(capsys, ["train", *QUICK, "--out", str(tmp_path / "run"), *extra])
-    line = _one_line_error(code, err)
+    line = one_line_error(capsys, ["train", *QUICK, "--out", str(tmp_path / "run"), *extra])
     assert needle in line
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_missing_data_names_root_and_flag(capsys, tmp_path):
-    code, _, err = _run(
+    line = one_line_error(
         capsys,
         [
             "train",
@@ -74,7 +60,6 @@ def test_missing_data_names_root_and_flag(capsys, tmp_path):
             str(tmp_path / "run"),
         ],
     )
-    line = _one_line_error(code, err)
     assert str(tmp_path / "nodata") in line and "--download" in line
 
 
@@ -85,25 +70,21 @@ def test_out_dir_of_another_run_and_corrupt_checkpoint(capsys, tmp_path):
     ckpt = out / "checkpoint.pt"
     before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
 
-    code, _, err = _run(capsys, ["train", *QUICK, "--method", "mixup", "--out", str(out)])
-    assert "different run" in _one_line_error(code, err)
+    assert "different run" in one_line_error(capsys, ["train", *QUICK, "--method", "mixup", "--out", str(out)])
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
 
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])  # truncated
     truncated = ckpt.read_bytes()
-    code, _, err = _run(capsys, ["train", *QUICK, "--out", str(out)])
-    assert "corrupt or truncated" in _one_line_error(code, err)
+    assert "corrupt or truncated" in one_line_error(capsys, ["train", *QUICK, "--out", str(out)])
     assert ckpt.read_bytes() == truncated
 
     ckpt.write_bytes(b"not a checkpoint at all")
-    code, _, err = _run(capsys, ["train", *QUICK, "--out", str(out)])
-    assert "corrupt or truncated" in _one_line_error(code, err)
+    assert "corrupt or truncated" in one_line_error(capsys, ["train", *QUICK, "--out", str(out)])
 
 
 def test_resume_flag(capsys, tmp_path):
-    code, _, err = _run(capsys, ["train", "--resume", "--out", str(tmp_path / "none")])
-    assert "no run to resume" in _one_line_error(code, err)
+    assert "no run to resume" in one_line_error(capsys, ["train", "--resume", "--out", str(tmp_path / "none")])
     out = tmp_path / "run"
     assert main(["train", *QUICK, "--out", str(out)]) == 0
     assert main(["train", "--resume", "--out", str(out)]) == 0  # complete: skipped

@@ -9,6 +9,7 @@ import pytest
 from lmix.cli import build_parser, main
 from lmix.commands.compare import DEFAULT_METHODS, DEFAULT_SEEDS, DEFAULTS, build_spec
 from lmix.sweep import expand, parse_spec
+from tests.cli_helpers import one_line_error
 
 TINY = [
     "--model",
@@ -82,9 +83,5 @@ def test_compare_end_to_end_and_rerun(capsys, tmp_path):
     ],
 )
 def test_compare_errors(capsys, tmp_path, extra, needle):
-    code = main(["compare", "--out", str(tmp_path / "c"), *extra])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert needle in lines[0]
+    one_line_error(capsys, ["compare", "--out", str(tmp_path / "c"), *extra], needle)
     assert not list((tmp_path / "c").rglob("summary.json")) if (tmp_path / "c").exists() else True

@@ -12,6 +12,7 @@ from scipy import stats
 from lmix.cli import main
 from lmix.paper import PAPER_RESULTS, paper_result
 from lmix.report import build_report, render_latex, render_markdown, write_report
+from tests.cli_helpers import one_line_error
 
 from .conftest import make_run
 
@@ -157,14 +158,6 @@ def test_unfinished_runs_and_duplicate_seeds_are_noted(runs_dir):
     assert "1 unfinished run" in text and "seed(s) 0 appear in several runs" in text
 
 
-def _one_line_error(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 def test_cli_report(capsys, runs_dir, tmp_path):
     _three_methods(runs_dir)
     assert main(["report", str(runs_dir), "--out", str(tmp_path / "rep")]) == 0
@@ -174,11 +167,11 @@ def test_cli_report(capsys, runs_dir, tmp_path):
     assert main(["report", str(runs_dir), "--quiet"]) == 0
     assert (runs_dir / "report" / "report.json").is_file()
 
-    assert "no finished runs" in _one_line_error(capsys, ["report", str(tmp_path / "rep")])
-    assert "not a folder" in _one_line_error(capsys, ["report", str(tmp_path / "nope")])
+    assert "no finished runs" in one_line_error(capsys, ["report", str(tmp_path / "rep")])
+    assert "not a folder" in one_line_error(capsys, ["report", str(tmp_path / "nope")])
     bad = tmp_path / "paper.yaml"
     bad.write_text("- {dataset: digits, model: simple_cnn}\n")
-    assert "must have keys" in _one_line_error(capsys, ["report", str(runs_dir), "--paper", str(bad)])
+    assert "must have keys" in one_line_error(capsys, ["report", str(runs_dir), "--paper", str(bad)])
 
 
 def test_custom_reference_table(runs_dir, tmp_path):

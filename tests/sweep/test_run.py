@@ -12,6 +12,7 @@ import pytest
 
 from lmix.cli import main
 from lmix.sweep import RunLock, expand, parse_shard, parse_spec, run_sweep, shard_runs
+from tests.cli_helpers import one_line_error
 
 from .conftest import FakeTrain
 
@@ -26,15 +27,6 @@ def _quiet(_line: str) -> None:
     pass
 
 
-def _one_line_error(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7])
 def test_shards_are_disjoint_and_cover_the_sweep(tmp_path, n):
     runs = expand(parse_spec(SPEC), tmp_path)
@@ -45,8 +37,8 @@ def test_shards_are_disjoint_and_cover_the_sweep(tmp_path, n):
 
 
 @pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "a/b", "3", "1/2/3", "-1/2"])
-def test_bad_shard_is_a_one_line_error(capsys, tmp_path, write_spec, fake_train, text):
-    line = _one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(tmp_path / "o"), "--shard", text])
+def test_bad_shard_is_aone_line_error(capsys, tmp_path, write_spec, fake_train, text):
+    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(tmp_path / "o"), "--shard", text])
     assert "--shard" in line
     assert fake_train.calls == []
     assert parse_shard("2/3") == (2, 3)
@@ -141,16 +133,16 @@ def test_cli_sweep_writes_manifest_and_shard_lines(capsys, tmp_path, write_spec,
     ],
 )
 def test_bad_spec_files_are_one_line_errors(capsys, tmp_path, write_spec, fake_train, content, needle):
-    line = _one_line_error(capsys, ["sweep", str(write_spec(content)), "--out", str(tmp_path / "o")])
+    line = one_line_error(capsys, ["sweep", str(write_spec(content)), "--out", str(tmp_path / "o")])
     assert needle in line
     assert fake_train.calls == [] and not (tmp_path / "o" / "sweep.json").exists()
 
 
 def test_missing_spec_and_bad_set(capsys, tmp_path, write_spec, fake_train):
-    assert "does not exist" in _one_line_error(capsys, ["sweep", str(tmp_path / "nope.yaml")])
-    line = _one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--set", "lr"])
+    assert "does not exist" in one_line_error(capsys, ["sweep", str(tmp_path / "nope.yaml")])
+    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--set", "lr"])
     assert "KEY=VALUE" in line
-    line = _one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--set", "method=lmix"])
+    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--set", "method=lmix"])
     assert "varies" in line
 
 
@@ -159,7 +151,7 @@ def test_a_folder_holding_another_run_stops_the_sweep_before_it_starts(capsys, t
     other = expand(parse_spec(SPEC), out)[3]
     other.dir.mkdir(parents=True)
     (other.dir / "config.yaml").write_text(other.config.to_yaml().replace("epochs: 2", "epochs: 5"))
-    line = _one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out)])
+    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out)])
     assert "holds a different run (epochs: 5 there, 2 here)" in line
     assert fake_train.calls == []
     assert main(["sweep", str(write_spec(SPEC)), "--out", str(out), "--dry-run"]) == 0

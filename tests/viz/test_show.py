@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lmix.cli import main
 from lmix.viz import build_grid_content, load_image_folder, sample_photo_batch
+from tests.cli_helpers import one_line_error, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,15 +33,9 @@ def _check_png(path: Path) -> np.ndarray:
     return pixels
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_show_writes_a_png_of_the_sample_photos(tmp_path, capsys):
     out = tmp_path / "figs" / "mix.png"
-    code, stdout, stderr = _run(["show", "--out", str(out), "--size", "24", "--seed", "3"], capsys)
+    code, stdout, stderr = run_cli(capsys, ["show", "--out", str(out), "--size", "24", "--seed", "3"])
     assert code == 0, stderr
     assert "wrote" in stdout and str(out) in stdout
     _check_png(out)
@@ -61,18 +55,10 @@ def test_show_with_a_folder_of_images(tmp_path, capsys):
     _write_png(folder / "c.png", torch.randint(0, 256, (4, 33, 33), generator=gen))  # RGBA
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "mix.png"
-    code, stdout, stderr = _run(["show", "--out", str(out), "--images", str(folder), "--size", "16"], capsys)
+    code, stdout, stderr = run_cli(capsys, ["show", "--out", str(out), "--images", str(folder), "--size", "16"])
     assert code == 0, stderr
     assert "3 images" in stdout
     _check_png(out)
-
-
-def _one_line_error(code: int, stderr: str, *needles: str) -> None:
-    assert code == 2
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "file", "single", "corrupt"])
@@ -91,8 +77,7 @@ def test_show_bad_image_folder_is_one_line_exit_2(tmp_path, capsys, case):
         _write_png(folder / "good.png", torch.zeros(3, 8, 8))
         (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     out = tmp_path / "mix.png"
-    code, _, stderr = _run(["show", "--out", str(out), "--images", str(folder)], capsys)
-    _one_line_error(code, stderr, "--images")
+    one_line_error(capsys, ["show", "--out", str(out), "--images", str(folder)], "--images")
     assert not out.exists()
 
 
@@ -107,8 +92,7 @@ def test_show_bad_image_folder_is_one_line_exit_2(tmp_path, capsys, case):
     ],
 )
 def test_show_bad_options_are_one_line_exit_2(tmp_path, capsys, argv, needle):
-    code, _, stderr = _run(["show", *argv], capsys)
-    _one_line_error(code, stderr, needle)
+    one_line_error(capsys, ["show", *argv], needle)
 
 
 def test_sample_photo_batch_is_eight_distinct_crops():

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lmix.commands.sweep import add_overrides_argument, parse_overrides, set_threads
+
 # Chosen by measurement on the 2-core CPU shared with other jobs (3 seeds, 5 methods each):
 #   preact_resnet_tiny w16, 500 images, 60 epochs: baseline 100% clean train, test ~98%: every
 #     method within noise of a near-saturated test set;
@@ -71,14 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-root", help="folder holding the data set")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other training setting for every run, e.g. --set alpha=0.5",
-    )
+    add_overrides_argument(p, help_text="any other training setting for every run, e.g. --set alpha=0.5")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/compare-<timestamp>)")
     p.add_argument(
         "--threads",
@@ -93,7 +88,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def build_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The sweep spec (as a mapping) that ``args`` ask for."""
     from lmix.cli import UsageError
-    from lmix.commands.sweep import parse_overrides
 
     base = dict(DEFAULTS)
     custom_model = args.model is not None and args.model != DEFAULTS["model"]
@@ -133,7 +127,6 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from lmix.commands.sweep import set_threads
     from lmix.io import atomic_write_text
     from lmix.report import build_report, regimes, render_text_summary, write_report
     from lmix.sweep import parse_spec, run_sweep

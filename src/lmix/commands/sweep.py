@@ -22,18 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run only shard i of N (1-based: 1/N .. N/N); run j (0-based) belongs to shard j %% N + 1",
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status (done/partial/todo/running)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="setting applied to every run (YAML value), e.g. --set data_root=/data --set device=cuda:1",
+    add_overrides_argument(
+        p, help_text="setting applied to every run (YAML value), e.g. --set data_root=/data --set device=cuda:1"
     )
     p.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails (exit code 1)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (1 is fastest for small models)")
     p.add_argument("--verbose", action="store_true", help="show the trainer's own log lines and progress bars")
     p.set_defaults(func=run)
+
+
+def add_overrides_argument(p: argparse.ArgumentParser, *, help_text: str) -> None:
+    """Add the repeatable ``--set KEY=VALUE`` option (into ``args.overrides``) read by :func:`parse_overrides`."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

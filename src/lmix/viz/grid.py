@@ -7,8 +7,6 @@ with matplotlib's object API on the Agg canvas (no pyplot, the user's backend is
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import lmix
+from lmix.io import atomic_write
 
 __all__ = ["Panel", "GridContent", "build_grid_content", "mixing_figure", "save_figure"]
 
@@ -201,12 +200,6 @@ def mixing_figure(content: GridContent, *, panel_inches: float = 1.45) -> Figure
     return fig
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG atomically (temporary file in the same folder, then ``os.replace``).
 
@@ -215,15 +208,5 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"the output must be a .png file, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     return path

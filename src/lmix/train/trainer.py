@@ -246,7 +246,12 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
         log(f"note: {', '.join(ignored)} not used by method {config.method!r}")
     setup_distributed(env, device)
     try:
-        return _train(config, env, device, log)
+        summary = _train(config, env, device, log)
+        if env.enabled:
+            # Leave together: a rank that tears gloo down while rank 0 still writes its files can
+            # abort ("terminate called without an active exception").
+            torch.distributed.barrier()
+        return summary
     finally:
         teardown_distributed()
 

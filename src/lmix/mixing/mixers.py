@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
-from lmix.mixing.masks import binarise_top, box_masks, fourier_noise, sharpen
+from lmix.mixing.masks import box_masks, fourier_noise, sharpen, top_mask
 from lmix.mixing.sampling import sample_beta, sample_permutation
 from lmix.mixing.validation import (
     check_alpha,
@@ -334,9 +334,8 @@ class LMix(Mixer):
         perm = sample_permutation(batch_size, generator=generator, device=device)
         lam = sample_beta(self.alpha, n, generator=generator, device=device)
         grey = fourier_noise(n, size, decay=self.decay, k=self.k, generator=generator, device=device)
-        mask = binarise_top(grey, lam)
-        area = mask.mean(dim=(1, 2, 3))
-        return MixParams(perm=perm, lam=area.expand(batch_size).contiguous(), mask=mask.bool())
+        mask, area = top_mask(grey, lam)
+        return MixParams(perm=perm, lam=area.expand(batch_size).contiguous(), mask=mask)
 
     def apply(self, images, labels, params):
         batch = super().apply(images, labels, params)

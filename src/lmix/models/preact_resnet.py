@@ -59,6 +59,21 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
+def preact_groups(
+    in_planes: int, widths: Sequence[int], num_blocks: Sequence[int], dropout: float
+) -> tuple[list[nn.Module], int]:
+    """Groups of PreActBlocks (group i: ``num_blocks[i]`` blocks of width ``widths[i]``; every group
+    after the first starts with stride 2), and the number of output channels."""
+    groups: list[nn.Module] = []
+    for i, (planes, n) in enumerate(zip(widths, num_blocks, strict=True)):
+        blocks = []
+        for j in range(n):
+            blocks.append(PreActBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1, dropout=dropout))
+            in_planes = planes
+        groups.append(nn.Sequential(*blocks))
+    return groups, in_planes
+
+
 class PreActResNet(StagedNet):
     """Pre-activation ResNet for small images.
 
@@ -87,14 +102,8 @@ class PreActResNet(StagedNet):
             check_int("blocks per stage", n, minimum=1)
         stem = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         stages: list[nn.Module] = [stem]
-        in_planes = width
-        for i, n in enumerate(num_blocks):
-            planes = width * 2**i
-            blocks = []
-            for j in range(n):
-                blocks.append(PreActBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1, dropout=dropout))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
+        groups, in_planes = preact_groups(width, [width * 2**i for i in range(len(num_blocks))], num_blocks, dropout)
+        stages.extend(groups)
         head = ClassifierHead(in_planes, num_classes, preact=True)
         super().__init__(stages, head, num_classes=num_classes, num_features=in_planes)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 from lmix.models.base import ClassifierHead, StagedNet, check_int, check_probability, init_kaiming_fan_out
-from lmix.models.preact_resnet import PreActBlock
+from lmix.models.preact_resnet import preact_groups
 from lmix.models.registry import register_model
 
 __all__ = ["WideResNet", "wrn28_10"]
@@ -42,13 +42,8 @@ class WideResNet(StagedNet):
         n = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         stages: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)]
-        in_planes = 16
-        for i, planes in enumerate(widths):
-            blocks = []
-            for j in range(n):
-                blocks.append(PreActBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1, dropout=dropout))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
+        groups, in_planes = preact_groups(16, widths, [n] * len(widths), dropout)
+        stages.extend(groups)
         head = ClassifierHead(in_planes, num_classes, preact=True)
         super().__init__(stages, head, num_classes=num_classes, num_features=in_planes)
         init_kaiming_fan_out(self)

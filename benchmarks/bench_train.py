@@ -1,6 +1,6 @@
 """Throughput of the whole training step against the model-only step, measured in the same run.
 
-Whole step = ``lmix.train.trainer.train_epoch``: the DeviceLoader (uint8 data on the device,
+Whole step = ``lmix.experiments.train.trainer.train_epoch``: the DeviceLoader (uint8 data on the device,
 batched random crop + flip + normalisation), the mixer, forward, mixed loss, backward, SGD step,
 LR scheduler and the on-device statistics: exactly what ``lmix train`` runs.
 Model-only step = forward, cross-entropy, backward and SGD step on pre-made normalised tensors.
@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from lmix.data import DeviceLoader, dataset_info, load_tensors
+from lmix.experiments.train.trainer import train_epoch
 from lmix.mixing import create_mixer
 from lmix.models import create_model
-from lmix.train.trainer import train_epoch
 
 
 def _sync(device: torch.device) -> None:
@@ -163,7 +163,7 @@ def main() -> None:
             f"{res['ratio']:6.3f}"
         )
     if args.json:
-        from lmix.io import atomic_write_json
+        from lmix.experiments.io import atomic_write_json
 
         atomic_write_json(args.json, {"args": vars(args), "results": results})
 

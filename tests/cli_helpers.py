@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from lmix.cli import main
+from lmix.experiments.cli import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], argv: Sequence[str]) -> tuple[int, str, str]:

@@ -2,6 +2,6 @@
 
 import sys
 
-from lmix.cli import main
+from lmix.experiments.cli import main
 
 sys.exit(main())

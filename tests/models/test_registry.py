@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lmix.models as models
-from lmix.cli import main
+from lmix.experiments.cli import main
 from lmix.models import StagedNet, count_parameters, create_model, list_models, model_info, register_model
 
 ALL = list_models()

@@ -1,0 +1,586 @@
+"""The trainer: data -> augment -> mixing -> model -> loss -> metrics, with checkpoints and resume.
+
+Resume is bit-exact on CPU: a checkpoint after every epoch holds the model, optimiser,
+scheduler, grad scaler, every process's RNG states (torch, CUDA, the mixer's generators) and
+the data order's state; the data order and augmentation of an epoch depend only on
+(seed, epoch, rank). A run killed at any moment restarts from its last complete epoch and
+replays the interrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from lmix.experiments.io import atomic_torch_save, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from lmix.experiments.metrics import evaluate
+from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, TrainConfig
+from lmix.experiments.train.distributed import (
+    DistEnv,
+    all_gather_objects,
+    all_reduce_sum,
+    broadcast_object,
+    setup_distributed,
+    teardown_distributed,
+)
+from lmix.mixing import Mixer, create_mixer, mixed_cross_entropy
+from lmix.mixing.registry import accepted_params, mixer_class
+
+__all__ = ["train", "train_epoch", "RunError", "build_mixer", "resolve_device", "CHECKPOINT", "load_checkpoint"]
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+_RANK_SEED_STRIDE = 1_000_003  # keeps per-rank mixer seeds apart for any user seed
+
+
+class RunError(ValueError):
+    """A user-fixable problem with the run (out dir, checkpoint): one line, exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks
+# ---------------------------------------------------------------------------------------------
+def resolve_device(name: str, env: DistEnv) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RunError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
+        if name == "cuda":
+            name = f"cuda:{env.local_rank}"
+    return torch.device(name)
+
+
+def mixer_params(config: TrainConfig) -> dict[str, Any]:
+    """The mixer keyword arguments the config sets (None = the method's default)."""
+    candidates = {
+        "alpha": config.alpha,
+        "decay": config.decay,
+        "k": config.k,
+        "image_k": config.image_k,
+        "size": config.box_size,
+        "mode": config.mix_mode,
+        "patchup_prob": config.patchup_prob,
+        "gamma": config.gamma,
+        "block_size": config.block_size,
+        "patchup_type": config.patchup_type,
+    }
+    names = config.method.split("+")
+    classes = [mixer_class(n.strip()) for n in names]
+    accepted = set().union(*(accepted_params(c) for c in classes))
+    params = {k: v for k, v in candidates.items() if v is not None and k in accepted}
+    if len(classes) > 1:
+        if config.mix_p is not None:
+            params["p"] = list(config.mix_p)
+        if config.mix_schedule is not None:
+            params["schedule"] = config.mix_schedule
+    elif config.mix_p is not None or config.mix_schedule is not None:
+        raise ValueError("--mix-p and --mix-schedule apply only to combined methods such as lmix+mixup")
+    return params
+
+
+def ignored_mixer_settings(config: TrainConfig) -> list[str]:
+    """Mixing settings in ``config`` that the method does not take (shared configs set e.g. alpha for 'none')."""
+    accepted = set().union(*(accepted_params(mixer_class(n.strip())) for n in config.method.split("+")))
+    names = {"box_size": "size"}
+    return [
+        k
+        for k in (
+            "alpha",
+            "decay",
+            "k",
+            "image_k",
+            "box_size",
+            "mix_mode",
+            "patchup_prob",
+            "gamma",
+            "block_size",
+            "patchup_type",
+        )
+        if getattr(config, k) is not None and names.get(k, "mode" if k == "mix_mode" else k) not in accepted
+    ]
+
+
+def build_mixer(config: TrainConfig, *, seed: int) -> Mixer:
+    return create_mixer(config.method, seed=seed, **mixer_params(config))
+
+
+def build_model(config: TrainConfig, info: Any) -> nn.Module:
+    from lmix.models import create_model
+
+    kwargs = {} if config.width is None else {"width": config.width}
+    return create_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels, **kwargs)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Stepped once per iteration; milestones are given in epochs."""
+    total = config.epochs * steps_per_epoch
+    warm = config.warmup_epochs * steps_per_epoch
+    sched_mod = torch.optim.lr_scheduler
+    if config.schedule == "onecycle":
+        return sched_mod.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "cosine":
+        main = sched_mod.CosineAnnealingLR(optimizer, T_max=max(1, total - warm))
+    else:
+        main = sched_mod.MultiStepLR(
+            optimizer,
+            milestones=[m * steps_per_epoch - warm for m in config.resolved_milestones()],
+            gamma=config.lr_gamma,
+        )
+    if warm == 0:
+        return main
+    warmup = sched_mod.LinearLR(optimizer, start_factor=1.0 / warm, end_factor=1.0, total_iters=warm)
+    return sched_mod.SequentialLR(optimizer, [warmup, main], milestones=[warm])
+
+
+def _identity(config_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config_dict.items() if k not in RUN_IDENTITY_EXCLUDE}
+
+
+def default_out_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{stamp}"
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; a corrupt or truncated file is a one-line RunError."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling/zip failure means the same thing here
+        raise RunError(
+            f"checkpoint {str(path)!r} is corrupt or truncated ({type(err).__name__}); "
+            "remove it to start over or choose another --out"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "config" not in ckpt:
+        raise RunError(f"checkpoint {str(path)!r} is not an lmix checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None for a fresh run; RunError if ``out`` holds another run."""
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        theirs, ours = _identity(ckpt["config"]), _identity(config.to_dict())
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:4])
+            raise RunError(f"out dir {str(out)!r} holds a different run's checkpoint ({shown}); choose another --out")
+        return ckpt
+    cfg_path = out / "config.yaml"
+    if cfg_path.exists():
+        import yaml
+
+        try:
+            theirs = _identity(yaml.safe_load(cfg_path.read_text()) or {})
+        except yaml.YAMLError:
+            theirs = {"<unreadable config.yaml>": True}
+        if theirs != _identity(config.to_dict()):
+            raise RunError(
+                f"out dir {str(out)!r} holds a different run (its config.yaml differs); choose another --out"
+            )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _State:
+    epoch: int = 0  # completed epochs
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_images: int = 0
+
+
+def _rng_snapshot(mixer: Mixer, loader: Any) -> dict[str, Any]:
+    snap: dict[str, Any] = {"torch": torch.get_rng_state(), "mixer": mixer.state_dict()}
+    if torch.cuda.is_available():
+        snap["cuda"] = torch.cuda.get_rng_state_all()
+    if hasattr(loader, "state_dict"):
+        snap["loader"] = loader.state_dict()
+    return snap
+
+
+def _rng_restore(snap: dict[str, Any], mixer: Mixer, loader: Any) -> None:
+    torch.set_rng_state(snap["torch"])
+    if "cuda" in snap and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(snap["cuda"])
+    mixer.load_state_dict(snap["mixer"])
+    if "loader" in snap and hasattr(loader, "load_state_dict"):
+        loader.load_state_dict(snap["loader"])
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    amp = config.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict[str, Any]:
+    """Train (or resume, or skip if finished) the run described by ``config``.
+
+    Returns:
+        The run's summary (also written to ``OUT/summary.json`` by rank 0).
+    """
+    config.validate()
+    env = env or DistEnv.from_env()
+    device = resolve_device(config.device, env)
+    if config.batch_size % env.world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by the number of processes ({env.world_size})"
+        )
+    mixer_params(config)  # validate the method and its parameters before touching the disk
+    ignored = ignored_mixer_settings(config)
+    if ignored and env.is_main:
+        log(f"note: {', '.join(ignored)} not used by method {config.method!r}")
+    setup_distributed(env, device)
+    try:
+        summary = _train(config, env, device, log)
+        if env.enabled:
+            # Leave together: a rank that tears gloo down while rank 0 still writes its files can
+            # abort ("terminate called without an active exception").
+            torch.distributed.barrier()
+        return summary
+    finally:
+        teardown_distributed()
+
+
+def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict[str, Any]:
+    from lmix.data import build_loaders
+
+    out = Path(config.out) if config.out else default_out_dir(config)
+    out = Path(broadcast_object(str(out), env))
+    config.out = str(out)
+    resume = check_out_dir(out, config)
+    if resume is not None and resume["epoch"] >= config.epochs and (out / "summary.json").exists():
+        import json
+
+        summary = json.loads((out / "summary.json").read_text())
+        log(f"run in {out} is already complete: final_acc {summary['final_acc']:.2f}%")
+        return summary
+
+    torch.manual_seed(config.seed)
+    if config.download and env.enabled and not env.is_main:
+        torch.distributed.barrier()  # rank 0 downloads first; the others then find the files
+    train_loader, test_loader, info = build_loaders(
+        config.dataset,
+        root=config.data_root,
+        download=config.download,
+        batch_size=config.batch_size // env.world_size,
+        device=device,
+        seed=config.seed,
+        train_subset=config.train_subset,
+        rank=env.rank,
+        world_size=env.world_size,
+        in_memory=config.in_memory,
+        svhn_extra=config.svhn_extra,
+        augment=config.augment,
+        num_workers=config.num_workers,
+    )
+    if config.download and env.enabled and env.is_main:
+        torch.distributed.barrier()
+    clean_train_loader = _clean_train_loader(train_loader, config, info, env, device)
+
+    torch.manual_seed(config.seed)
+    raw_model = build_model(config, info).to(device)
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    raw_model = raw_model.to(memory_format=memory_format)
+    mixer = build_mixer(config, seed=config.seed + _RANK_SEED_STRIDE * env.rank)
+
+    optimizer = torch.optim.SGD(
+        raw_model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+
+    state = _State()
+    if resume is not None:
+        raw_model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        rngs = resume["rng"]
+        if len(rngs) != env.world_size:
+            raise RunError(
+                f"checkpoint in {str(out)!r} was written by {len(rngs)} process(es); resume it with the same number"
+            )
+        _rng_restore(rngs[env.rank], mixer, train_loader)
+        state = _State(
+            epoch=int(resume["epoch"]),
+            best_acc=float(resume["best_acc"]),
+            best_epoch=int(resume["best_epoch"]),
+            history=list(resume["history"]),
+            train_seconds=float(resume["train_seconds"]),
+            train_images=int(resume["train_images"]),
+        )
+        if env.is_main:
+            log(f"resuming {out} after epoch {state.epoch}/{config.epochs}")
+
+    model: nn.Module = raw_model
+    if config.compile:
+        model = torch.compile(model)
+    if env.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", config.to_yaml())
+        if resume is None:
+            atomic_write_jsonl(out / "metrics.jsonl", [])
+    writer = _tensorboard(out, config) if env.is_main else None
+    bar = _progress_bar(config, env, steps_per_epoch, state.epoch, train_loader)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+
+    for epoch in range(state.epoch, config.epochs):
+        train_loader.set_epoch(epoch)
+        lr_at_start = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        loss_sum, correct_sum, seen = train_epoch(
+            model,
+            train_loader,
+            mixer,
+            optimizer=optimizer,
+            scaler=scaler,
+            scheduler=scheduler,
+            autocast=autocast,
+            memory_format=memory_format,
+            label_smoothing=config.label_smoothing,
+            on_batch=(lambda n: bar.update(n * env.world_size)) if bar is not None else None,
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds = time.perf_counter() - t0
+
+        totals = all_reduce_sum(
+            torch.stack([loss_sum, correct_sum, torch.tensor(float(seen), device=device, dtype=torch.float64)]), env
+        )
+        train_loss, train_acc = (totals[0] / totals[2]).item(), (100.0 * totals[1] / totals[2]).item()
+        images_this_epoch = int(totals[2].item())
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr_at_start,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "train_images": images_this_epoch,
+        }
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            # Evaluate the unwrapped model: DDP's forward would sync buffers and expect a backward.
+            row["test_loss"], row["test_acc"], row["test_images"] = evaluate(
+                raw_model, test_loader, env=env, autocast=autocast, memory_format=memory_format
+            )
+            if clean_train_loader is not None:
+                row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(
+                    raw_model, clean_train_loader, env=env, autocast=autocast, memory_format=memory_format
+                )
+        row["epoch_seconds"] = epoch_seconds
+        row["train_images_per_sec"] = images_this_epoch / max(epoch_seconds, 1e-9)
+        state.train_seconds += epoch_seconds
+        state.train_images += images_this_epoch
+        state.epoch = epoch + 1
+        if "test_acc" in row and row["test_acc"] > state.best_acc:
+            state.best_acc, state.best_epoch = row["test_acc"], epoch + 1
+        row["best_acc"] = state.best_acc
+        state.history.append(row)
+
+        rngs = all_gather_objects(_rng_snapshot(mixer, train_loader), env)
+        if env.is_main:
+            ckpt = {
+                "format": CHECKPOINT_FORMAT,
+                "config": config.to_dict(),
+                "epoch": state.epoch,
+                "model": raw_model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rngs,
+                "best_acc": state.best_acc,
+                "best_epoch": state.best_epoch,
+                "history": state.history,
+                "train_seconds": state.train_seconds,
+                "train_images": state.train_images,
+            }
+            # Checkpoint first: metrics.jsonl is rewritten from the checkpoint's history on resume.
+            atomic_torch_save(out / CHECKPOINT, _plain(ckpt))
+            atomic_write_jsonl(out / "metrics.jsonl", state.history)
+            if writer is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key, value, epoch + 1)
+                writer.flush()
+            if bar is not None:
+                bar.set_postfix(
+                    epoch=f"{epoch + 1}/{config.epochs}", best_acc=f"{state.best_acc:.2f}", loss=f"{train_loss:.3f}"
+                )
+            elif config.progress:
+                shown = f", test acc {row['test_acc']:.2f}%" if "test_acc" in row else ""
+                log(f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}{shown}")
+
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    last = state.history[-1]
+    summary = {
+        "final_acc": last["test_acc"],
+        "best_acc": state.best_acc,
+        "best_epoch": state.best_epoch,
+        "final_test_loss": last["test_loss"],
+        "final_train_acc": last["train_acc"],
+        "final_clean_train_acc": last.get("clean_train_acc"),
+        "epochs": config.epochs,
+        "method": config.method,
+        "model": config.model,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "train_images_per_sec": state.train_images / max(state.train_seconds, 1e-9),
+        "train_seconds": state.train_seconds,
+        "num_params": sum(p.numel() for p in raw_model.parameters()),
+        "num_train_images_per_epoch": last["train_images"],
+        "num_test_images": last["test_images"],
+        "world_size": env.world_size,
+        "device": str(device),
+        "amp": "none" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "accuracy_units": "percent",
+    }
+    if env.is_main:
+        atomic_write_json(out / "summary.json", summary)
+        log(
+            f"test accuracy: final {summary['final_acc']:.2f}%, best {summary['best_acc']:.2f}% (epoch {state.best_epoch}); results in {out}"
+        )
+    return summary
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Any,
+    mixer: Mixer,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    scheduler: Any,
+    autocast: Any,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    label_smoothing: float = 0.0,
+    on_batch: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One pass over ``loader``: mix, forward, mixed loss, backward, step (the whole training step).
+
+    Statistics stay on the device (no host sync per step).
+
+    Returns:
+        (sum of per-sample losses, sum of lam-weighted correct predictions, samples seen) on this process.
+    """
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct_sum = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    hidden_mixing = mixer.uses_model
+    model.train()
+    for images, labels in loader:
+        if hidden_mixing:
+            with autocast:
+                logits, loss, batch = mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing)
+        else:
+            batch = mixer(images, labels)
+            x = batch.images.contiguous(memory_format=memory_format)
+            with autocast:
+                logits = model(x)
+            loss = mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        with torch.no_grad():
+            n = labels.shape[0]
+            pred = logits.argmax(dim=1)
+            lam = batch.lam.to(torch.float64)
+            correct_sum += (lam * (pred == batch.labels_a) + (1 - lam) * (pred == batch.labels_b)).sum()
+            loss_sum += loss.detach().to(torch.float64) * n
+            seen += n
+        if on_batch is not None:
+            on_batch(n)
+    return loss_sum, correct_sum, seen
+
+
+def _plain(obj: Any) -> Any:
+    """Make a checkpoint loadable with ``weights_only=True``: tuples -> lists, numpy -> python."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, torch.Tensor):
+        return obj.item()
+    return obj
+
+
+def _clean_train_loader(train_loader: Any, config: TrainConfig, info: Any, env: DistEnv, device: torch.device):
+    """A no-augmentation loader over a fixed stratified subset of the training images, or None."""
+    if config.eval_train <= 0 or not hasattr(train_loader, "images"):
+        return None
+    from lmix.data import DeviceLoader, stratified_subset
+
+    n = min(config.eval_train, train_loader.images.shape[0])
+    idx = stratified_subset(train_loader.labels.cpu(), n, seed=config.seed).to(train_loader.images.device)
+    return DeviceLoader(
+        train_loader.images[idx],
+        train_loader.labels[idx],
+        info=info,
+        batch_size=max(256, config.batch_size // env.world_size),
+        train=False,
+        device=device,
+        seed=config.seed,
+        rank=env.rank,
+        world_size=env.world_size,
+    )
+
+
+def _progress_bar(config: TrainConfig, env: DistEnv, steps_per_epoch: int, done_epochs: int, loader: Any):
+    if not (config.progress and env.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    per_epoch = loader.num_samples if hasattr(loader, "num_samples") else steps_per_epoch * config.batch_size
+    return tqdm(
+        total=per_epoch * config.epochs,
+        initial=per_epoch * done_epochs,
+        unit="img",
+        unit_scale=True,
+        desc=f"{config.method} {config.model} {config.dataset}",
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+
+
+def _tensorboard(out: Path, config: TrainConfig):
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RunError("--tensorboard needs the tensorboard package: pip install 'lmix[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(out / "tb"))

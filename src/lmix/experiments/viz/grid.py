@@ -1,0 +1,212 @@
+"""The ``lmix show`` picture: masks and mixed images of every method, and the effect of k.
+
+Content (what is drawn) is built by ``build_grid_content`` with the public mixer API
+(``create_mixer``, ``sample``/``apply``, ``fourier_masks``) and rendered by ``mixing_figure``
+with matplotlib's object API on the Agg canvas (no pyplot, the user's backend is left alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import lmix
+from lmix.experiments.io import atomic_write
+
+__all__ = ["Panel", "GridContent", "build_grid_content", "mixing_figure", "save_figure"]
+
+# (row label, registry name, parameters): the methods of the paper's Fig. 1-2, defaults otherwise.
+METHODS = (
+    ("LMix", "lmix", {}),
+    ("FMix", "fmix", {}),
+    ("CutMix", "cutmix", {}),
+    ("Mixup", "mixup", {}),
+    ("Cutout", "cutout", {}),
+)
+DEFAULT_KS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class Panel:
+    """One picture of the grid: (H, W) grey or (H, W, 3) RGB values in [0, 1]."""
+
+    pixels: np.ndarray
+    title: str = ""
+
+
+@dataclass
+class GridRow:
+    label: str
+    panels: list[Panel]
+
+
+@dataclass
+class GridContent:
+    """Rows of panels and the captions of the figure."""
+
+    rows: list[GridRow] = field(default_factory=list)
+    title: str = ""
+    caption: str = ""
+
+    @property
+    def columns(self) -> int:
+        return max(len(r.panels) for r in self.rows)
+
+
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) tensor -> (H, W, 3) float array clipped to [0, 1] (sharpening overshoots)."""
+    return image.detach().to(torch.float32).clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _describe(mixer: lmix.Mixer) -> str:
+    """The mixer's hyperparameters, one per line, e.g. ``alpha=1``."""
+    from lmix.mixing.registry import accepted_params
+
+    items = []
+    for name in sorted(accepted_params(type(mixer)) - {"seed"}, key=list(vars(mixer)).index):
+        value = getattr(mixer, name)
+        if isinstance(value, tuple):
+            text = "x".join(map(str, value))
+        elif isinstance(value, float):
+            text = _fmt(value)
+        else:
+            text = str(value)
+        items.append(f"{name}={text}")
+    return "\n".join(items)
+
+
+def build_grid_content(
+    images: torch.Tensor,
+    *,
+    seed: int = 0,
+    show: int = 4,
+    ks: tuple[float, ...] = DEFAULT_KS,
+    image_ks: tuple[float, ...] = DEFAULT_KS,
+) -> GridContent:
+    """Mix ``images`` with every method and collect what to draw.
+
+    Rows: the input batch; for each method the mask and the mixed image of the first ``show``
+    samples (per-sample mode, the methods' defaults); LMix masks for each k in ``ks`` with the
+    same noise and lam = 0.5; one LMix-mixed image sharpened with each ``image_ks``.
+
+    Args:
+        images: (B, 3, H, W) float batch in [0, 1], B >= 2.
+        seed: seed of every mixer and of the noise of the k row.
+        show: samples shown per method row.
+        ks: mask emphasis values for the k row.
+        image_ks: sharpening values for the image_k row.
+
+    Returns:
+        The ``GridContent`` to pass to ``mixing_figure``.
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 2:
+        raise ValueError(f"images must have shape (B >= 2, 3, H, W), got {tuple(images.shape)}")
+    b, _, h, w = images.shape
+    show = min(show, b)
+    labels = torch.arange(b)
+    content = GridContent()
+    content.rows.append(GridRow("batch", [Panel(_rgb(images[i]), f"#{i}") for i in range(b)]))
+
+    for label, name, params in METHODS:
+        params = dict(params)
+        if name == "cutout":
+            # The paper's 16x16 square on 32x32 CIFAR is half the side: keep that proportion.
+            params["size"] = (max(1, h // 2), max(1, w // 2))
+        mixer = lmix.create_mixer(name, seed=seed, **params)
+        mix_params = mixer.sample(b, (h, w), device=images.device, generator=mixer.generator_for(images.device))
+        batch = mixer.apply(images, labels, mix_params)
+        panels = []
+        # Prefer samples whose random partner is another image (a permutation has fixed points).
+        perm = mix_params.perm.tolist()
+        order = [i for i in range(b) if perm[i] != i] + [i for i in range(b) if perm[i] == i]
+        for i in sorted(order[:show]) if not mix_params.erase else range(show):
+            lam = float(batch.lam[i])
+            if mix_params.mask is None:  # Mixup: every pixel has weight lam
+                mask = np.full((h, w), lam)
+            else:
+                m = mix_params.mask[i if mix_params.mask.shape[0] > 1 else 0, 0]
+                mask = m.to(torch.float32).cpu().numpy()
+            j = int(mix_params.perm[i])
+            if mix_params.erase:
+                title = f"#{i}, {100 * (1 - mask.mean()):.0f}% erased"
+            else:
+                title = f"#{i}+#{j}, λ={lam:.2f}"
+            panels += [Panel(mask, "mask"), Panel(_rgb(batch.images[i]), title)]
+        row_label = f"{label}\n{_describe(mixer)}"
+        content.rows.append(GridRow(row_label, panels))
+
+    half = torch.tensor([0.5])
+    k_panels = []
+    for k in ks:
+        gen = torch.Generator().manual_seed(seed)
+        mask = lmix.fourier_masks(half, (h, w), decay=3.0, k=k, generator=gen)[0, 0]
+        k_panels.append(Panel(mask.numpy(), f"k={_fmt(k)}" + (" (FMix)" if k == 0 else "")))
+    content.rows.append(GridRow("LMix masks\nsame noise\nλ=0.5, decay=3", k_panels))
+
+    sharp_panels = []
+    for image_k in image_ks:
+        mixer = lmix.create_mixer("lmix", seed=seed, image_k=image_k)
+        batch = mixer(images, labels)
+        sharp_panels.append(Panel(_rgb(batch.images[0]), f"image_k={_fmt(image_k)}"))
+    content.rows.append(GridRow("LMix image\nsharpening", sharp_panels))
+
+    content.title = f"Mixed-sample augmentation with lmix (seed {seed})"
+    content.caption = (
+        "masks: white = the sample's own pixels, black = its partner's (Mixup: the weight λ as a grey level; "
+        "Cutout: black = zeroed). λ = exact share of the sample's own image and label."
+    )
+    return content
+
+
+def mixing_figure(content: GridContent, *, panel_inches: float = 1.45) -> Figure:
+    """Render ``content`` as a matplotlib ``Figure`` (Agg canvas attached)."""
+    nrows, ncols = len(content.rows), content.columns
+    margin = 1.5  # inches on the left for the row labels
+    fig = Figure(figsize=(ncols * panel_inches + margin, nrows * (panel_inches + 0.22) + 0.9))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for r, row in enumerate(content.rows):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(row.panels):
+                ax.set_axis_off()
+                continue
+            panel = row.panels[c]
+            if panel.pixels.ndim == 2:
+                ax.imshow(panel.pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            else:
+                ax.imshow(panel.pixels, interpolation="nearest")
+            ax.set_title(panel.title, fontsize=7, pad=2)
+            for spine in ax.spines.values():
+                spine.set_linewidth(0.4)
+            if c == 0:
+                ax.set_ylabel(row.label, rotation=0, ha="right", va="center", fontsize=8, labelpad=6)
+    fig.suptitle(content.title, fontsize=12, y=0.995)
+    fig.text(0.5, 0.004, content.caption, ha="center", va="bottom", fontsize=7, wrap=True)
+    left = (margin - 0.1) / fig.get_figwidth()
+    fig.subplots_adjust(left=left, right=0.995, top=1 - 0.45 / fig.get_figheight(), bottom=0.35 / fig.get_figheight())
+    fig.subplots_adjust(wspace=0.06, hspace=0.22)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary file in the same folder, then ``os.replace``).
+
+    The parent folder is created if needed. Returns the path written.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"the output must be a .png file, got {str(path)!r}")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    return path

@@ -1,6 +1,0 @@
-"""Training harness: config, trainer (checkpoint + bit-exact resume), DDP via torchrun."""
-
-from lmix.train.config import TrainConfig, config_from_sources, load_yaml
-from lmix.train.trainer import RunError, build_mixer, load_checkpoint, train
-
-__all__ = ["TrainConfig", "config_from_sources", "load_yaml", "train", "RunError", "build_mixer", "load_checkpoint"]

@@ -1,0 +1,64 @@
+"""Fake finished runs in the trainer's real file formats (config.yaml, summary.json, metrics.jsonl, fgsm.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmix.experiments.train import TrainConfig
+
+
+def make_run(
+    root: Path,
+    *,
+    dataset: str = "digits",
+    model: str = "simple_cnn",
+    method: str = "none",
+    seed: int = 0,
+    final: float = 90.0,
+    best: float | None = None,
+    clean: float | None = 100.0,
+    epochs: int = 4,
+    curve: list[float] | None = None,
+    fgsm: dict[str, list[float]] | None = None,
+    **settings: Any,
+) -> Path:
+    """Write one finished run under ``root`` and return its folder."""
+    config = TrainConfig(dataset=dataset, model=model, method=method, seed=seed, epochs=epochs, **settings)
+    extra = "".join(f"/{k}={v}" for k, v in sorted(settings.items()))
+    run_dir = root / f"{dataset}/{model}/{method}{extra}/seed={seed}"
+    run_dir.mkdir(parents=True)
+    config.out = str(run_dir)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    curve = curve or [final - (epochs - 1 - e) for e in range(epochs)]
+    rows = [
+        {"epoch": e + 1, "test_acc": acc, "train_acc": 50.0, "clean_train_acc": clean} for e, acc in enumerate(curve)
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {
+        "final_acc": final,
+        "best_acc": final if best is None else best,
+        "best_epoch": epochs,
+        "final_train_acc": 50.0,
+        "final_clean_train_acc": clean,
+        "epochs": epochs,
+        "method": method,
+        "model": model,
+        "dataset": dataset,
+        "seed": seed,
+        "accuracy_units": "percent",
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    if fgsm is not None:
+        (run_dir / "fgsm.json").write_text(json.dumps(fgsm))
+    return run_dir
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    return root

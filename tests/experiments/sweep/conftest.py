@@ -1,0 +1,57 @@
+"""Fixtures for sweep tests: a spec writer and a fake trainer that records its calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    def write(data: Any, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+class FakeTrain:
+    """Stands in for lmix.experiments.train.train: writes summary.json; can fail on chosen calls."""
+
+    def __init__(self, fail_on: set[int] | None = None) -> None:
+        self.calls: list[str] = []
+        self.completed: list[str] = []
+        self.fail_on = fail_on or set()
+
+    def __call__(self, config, log=print) -> dict[str, Any]:
+        self.calls.append(config.out)
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 50.0}) + "\n")
+        if len(self.calls) in self.fail_on:
+            raise RuntimeError("simulated crash in the middle of a run")
+        summary = {
+            "final_acc": 50.0 + config.seed,
+            "best_acc": 60.0 + config.seed,
+            "final_clean_train_acc": 99.5,
+            "epochs": config.epochs,
+            "method": config.method,
+            "model": config.model,
+            "dataset": config.dataset,
+            "seed": config.seed,
+        }
+        (out / "summary.json").write_text(json.dumps(summary))
+        self.completed.append(config.out)
+        return summary
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr("lmix.experiments.sweep.train", fake)
+    return fake

@@ -1,0 +1,182 @@
+"""The trainer learns, writes its files, resumes bit-exactly after a kill, and runs under DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmix.experiments.train import TrainConfig, train
+from lmix.experiments.train.trainer import CHECKPOINT, load_checkpoint
+
+TIMING_KEYS = {"epoch_seconds", "train_images_per_sec"}
+
+FAST = dict(dataset="digits", model="simple_cnn", width=8, batch_size=64, eval_train=200, progress=False)
+
+
+def _cfg(tmp_path: Path, **kw) -> TrainConfig:
+    return TrainConfig(**{**FAST, "out": str(tmp_path / "run"), **kw})
+
+
+def _metrics(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def test_trainer_learns_and_writes_files(tmp_path):
+    cfg = _cfg(tmp_path, epochs=8, method="lmix", lr=0.05)
+    summary = train(cfg, log=lambda *_: None)
+    out = Path(cfg.out)
+    for name in ("config.yaml", "metrics.jsonl", CHECKPOINT, "summary.json"):
+        assert (out / name).exists(), name
+    for key in ("final_acc", "best_acc", "epochs", "method", "model", "dataset", "seed", "train_images_per_sec"):
+        assert key in summary
+    assert summary["final_acc"] > 60.0  # chance is 10%
+    assert summary["best_acc"] >= summary["final_acc"]
+    rows = _metrics(out)
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert json.loads((out / "summary.json").read_text())["final_acc"] == summary["final_acc"]
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    assert ckpt["epoch"] == 8 and "mixer" in ckpt["rng"][0] and "loader" in ckpt["rng"][0]
+    # A finished run is skipped, not retrained.
+    again = train(_cfg(tmp_path, epochs=8, method="lmix", lr=0.05), log=lambda *_: None)
+    assert again == json.loads((out / "summary.json").read_text())
+
+
+def test_crash_after_checkpoint_then_resume_is_bit_exact(tmp_path, monkeypatch):
+    """A crash right after epoch 2's checkpoint; the same call again continues to the same result."""
+    import lmix.experiments.train.trainer as trainer_mod
+
+    full = _cfg(tmp_path / "a", epochs=4, method="cutmix")
+    train(full, log=lambda *_: None)
+
+    real_save = trainer_mod.atomic_torch_save
+    saves = []
+
+    def crashing_save(path, obj):
+        real_save(path, obj)
+        saves.append(obj["epoch"])
+        if obj["epoch"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(trainer_mod, "atomic_torch_save", crashing_save)
+    part = _cfg(tmp_path / "b", epochs=4, method="cutmix")
+    with pytest.raises(KeyboardInterrupt):
+        train(part, log=lambda *_: None)
+    monkeypatch.setattr(trainer_mod, "atomic_torch_save", real_save)
+    assert load_checkpoint(Path(part.out) / CHECKPOINT)["epoch"] == 2
+    train(_cfg(tmp_path / "b", epochs=4, method="cutmix"), log=lambda *_: None)
+    assert _metrics(Path(full.out)) == _metrics(Path(part.out))
+
+
+@pytest.mark.slow
+def test_kill_mid_epoch_then_resume_is_bit_exact(tmp_path):
+    """SIGKILL a training subprocess mid-run; re-running the same command ends bit-identical."""
+    args = [
+        sys.executable,
+        "-m",
+        "lmix",
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "simple_cnn",
+        "--width",
+        "32",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "5",
+        "--method",
+        "lmix",
+        "--eval-train",
+        "100",
+        "--no-progress",
+    ]
+    ref = tmp_path / "ref"
+    subprocess.run(args + ["--out", str(ref)], check=True, env=_env(), capture_output=True, timeout=300)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        args + ["--out", str(out)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not (out / CHECKPOINT).exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.15)  # land inside the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_done = load_checkpoint(out / CHECKPOINT)["epoch"]
+    assert 1 <= epochs_done < 5, "the kill must land before the run finished"
+    assert not (out / "summary.json").exists()
+
+    subprocess.run(args + ["--out", str(out)], check=True, env=_env(), capture_output=True, timeout=300)
+    assert _metrics(out) == _metrics(ref)
+    a = load_checkpoint(out / CHECKPOINT)["model"]
+    b = load_checkpoint(ref / CHECKPOINT)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_agree_with_single_process(tmp_path):
+    common = [
+        "--dataset",
+        "digits",
+        "--model",
+        "simple_cnn",
+        "--width",
+        "16",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "6",
+        "--method",
+        "mixup",
+        "--lr",
+        "0.05",
+        "--eval-train",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    single = tmp_path / "single"
+    subprocess.run(
+        [sys.executable, "-m", "lmix", "train", *common, "--out", str(single)],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=300,
+    )
+    ddp = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    res = subprocess.run(
+        [*torchrun, "-m", "lmix", "train", *common, "--out", str(ddp)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    s1 = json.loads((single / "summary.json").read_text())
+    s2 = json.loads((ddp / "summary.json").read_text())
+    assert s2["world_size"] == 2
+    assert s2["num_test_images"] == s1["num_test_images"]  # every test image counted once
+    assert len(_metrics(ddp)) == 6  # only rank 0 wrote
+    # Different per-rank randomness and per-rank BatchNorm statistics: close, not identical.
+    assert s2["final_acc"] > 70.0 and abs(s2["final_acc"] - s1["final_acc"]) < 10.0

@@ -46,6 +46,9 @@ def test_trainer_learns_and_writes_files(tmp_path):
         assert (out / name).exists(), name
     for key in ("final_acc", "best_acc", "epochs", "method", "model", "dataset", "seed", "train_images_per_sec"):
         assert key in summary
+    for key in ("lmix_version", "torch_version", "git_commit", "device_name"):
+        assert key in summary, key
+    assert summary["torch_version"] == str(torch.__version__) and summary["device_name"]
     assert summary["final_acc"] > 60.0  # chance is 10%
     assert summary["best_acc"] >= summary["final_acc"]
     rows = _metrics(out)

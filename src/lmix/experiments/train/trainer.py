@@ -30,6 +30,7 @@ from lmix.experiments.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
+from lmix.experiments.train.provenance import provenance
 from lmix.mixing import Mixer, create_mixer, mixed_cross_entropy
 from lmix.mixing.registry import accepted_params, mixer_class
 
@@ -465,6 +466,7 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         "device": str(device),
         "amp": "none" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
         "accuracy_units": "percent",
+        **provenance(device),
     }
     if env.is_main:
         atomic_write_json(out / "summary.json", summary)

@@ -7,6 +7,7 @@ the global RNG is never touched and the state can be checkpointed (``state_dict`
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,35 @@ def _select_into(mask: torch.Tensor, images: torch.Tensor, out: torch.Tensor) ->
     return out
 
 
+_MASK64 = (1 << 64) - 1
+_WORKER_TAG = 0x6C6D_6978_776B  # distinct constants: a worker stream never equals a forked one
+_FORK_TAG = 0x6C6D_6978_666B
+_WORKER_KEY = "@worker-seed="
+
+
+def _splitmix64(x: int) -> int:
+    """One step of SplitMix64 (Steele et al. 2014): a bijective, well-mixing 64-bit hash."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def derive_seed(*parts: int) -> int:
+    """A seed in [0, 2**63) that depends on every integer of ``parts`` (order included)."""
+    h = 0
+    for part in parts:
+        h = _splitmix64(h ^ (int(part) & _MASK64))
+    return h >> 1
+
+
+def _new_generator(key: str, seed: int) -> torch.Generator:
+    """A generator on the device named by a cache key (``"cuda:0"``, ``"cpu@worker-seed=..."``)."""
+    gen = torch.Generator(device=key.split(_WORKER_KEY, 1)[0])
+    gen.manual_seed(seed)
+    return gen
+
+
 @dataclass
 class MixParams:
     """Sampled parameters for one batch.
@@ -92,24 +122,69 @@ class Mixer:
 
     # -- randomness ---------------------------------------------------------------------
     def generator_for(self, device: torch.device | str) -> torch.Generator:
-        """The mixer's own generator on ``device`` (created and seeded on first use)."""
+        """The mixer's own generator on ``device`` (created and seeded on first use).
+
+        In the main process it is seeded with ``seed``. Inside a ``DataLoader`` worker
+        (``torch.utils.data.get_worker_info()`` is not None) it is seeded with a hash of ``seed``
+        and the worker's ``seed``, which torch derives from the DataLoader's generator (or the
+        global seed) and changes for every worker and every epoch: each worker and each epoch
+        then draws its own stream, and a run repeats exactly given the same DataLoader
+        generator. Generators are cached per (device, worker seed): a persistent worker keeps
+        advancing its stream across epochs, a new worker (new epoch) starts a fresh one.
+        """
         key = str(torch.device(device))
+        info = torch.utils.data.get_worker_info()
+        seed = self.seed
+        if info is not None:
+            key = f"{key}{_WORKER_KEY}{info.seed}"
+            seed = derive_seed(self.seed, info.seed, _WORKER_TAG)
         gen = self._generators.get(key)
         if gen is None:
-            gen = torch.Generator(device=key)
-            gen.manual_seed(self.seed)
+            gen = _new_generator(key, seed)
             self._generators[key] = gen
         return gen
+
+    def fork(self, index: int) -> Mixer:
+        """A copy of this mixer whose stream is independent of this one's and of other indices'.
+
+        The copy's ``seed`` (and that of every component of a ``MixChoice``) is derived
+        deterministically from ``(seed, index)``; its generators start fresh. Use it to give
+        every DDP rank its own masks when not training with ``lmix train`` (which seeds ranks
+        itself): build the same mixer with the same seed on every rank, then
+        ``mixer = mixer.fork(rank)``. Without it every rank would draw the same partners, lams
+        and masks for its shard of the batch. DataLoader workers need no fork (see
+        ``generator_for``).
+
+        Args:
+            index: a non-negative integer, e.g. the DDP rank.
+
+        Returns:
+            A new mixer of the same type and hyperparameters.
+        """
+        if not isinstance(index, numbers.Integral) or isinstance(index, bool) or index < 0:
+            raise ValueError(f"fork index must be a non-negative integer (e.g. the DDP rank), got {index!r}")
+        twin = copy.deepcopy(self)
+        for mixer in twin._tree():
+            mixer.seed = derive_seed(mixer.seed, int(index), _FORK_TAG)
+            mixer._generators = {}
+        return twin
+
+    def _tree(self) -> list[Mixer]:
+        """This mixer and the mixers it delegates to (``MixChoice``'s components)."""
+        return [self]
 
     def state_dict(self) -> dict[str, Any]:
         """Seed and generator states, for bit-exact resume."""
         return {"seed": self.seed, "generators": {k: g.get_state() for k, g in self._generators.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (generators are recreated on their devices)."""
         self.seed = int(state["seed"])
         self._generators = {}
         for key, gen_state in state["generators"].items():
-            self.generator_for(key).set_state(gen_state.cpu() if isinstance(gen_state, torch.Tensor) else gen_state)
+            gen = _new_generator(key, self.seed)
+            gen.set_state(gen_state.cpu() if isinstance(gen_state, torch.Tensor) else gen_state)
+            self._generators[key] = gen
 
     # -- the two halves -----------------------------------------------------------------
     def sample(
@@ -412,6 +487,9 @@ class MixChoice(Mixer):
             return self.calls % len(self.mixers)
         probs = torch.tensor(self.p, dtype=torch.float32, device=generator.device)
         return int(torch.multinomial(probs, 1, generator=generator).item())
+
+    def _tree(self) -> list[Mixer]:
+        return [self, *(m for sub in self.mixers for m in sub._tree())]
 
     @property
     def uses_model(self) -> bool:  # type: ignore[override]

@@ -48,6 +48,10 @@ code also reuses ``patchup_0``, block size 7, at every layer, while the WRN code
 and 3 at points 1-3); every random draw comes from the mixer's own generators, never numpy's or
 torch's global RNG.
 
+Any model: ``layers=("conv1", "layer1")`` names the submodules whose outputs are hook points 1,
+2, ... of any ``nn.Module`` (forward hooks, ``lmix.mixing.hidden``); ``layers=None`` (the default)
+takes the stages of an ``lmix.models.StagedNet``.
+
 ``PatchUp.__call__`` (the generic ``Mixer`` interface: ``sample`` + ``apply``) is PatchUp's
 block mixing on the images themselves (hook point 0, one pattern shared by the channels), always
 applied; ``forward_loss`` is the training procedure above (``patchup_prob``, the layer draw, the
@@ -67,6 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmix.mixing.batch import MixedBatch
+from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points
 from lmix.mixing.mixers import CutMix, Mixer, MixParams
 from lmix.mixing.sampling import sample_beta, sample_permutation
 from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_positive, check_probability
@@ -236,17 +241,6 @@ def _check_int(value: object, *, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            inner = getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 class PatchUp(Mixer):
     """PatchUp: swap (hard) or interpolate (soft) random blocks of hidden features between samples.
 
@@ -261,12 +255,19 @@ class PatchUp(Mixer):
         max_layer: ``forward_loss`` draws the hook point uniformly from ``{0, ...,
             min(max_layer, num_hook_points - 1)}``, an integer >= 0 or None for every hook point
             (the reference's ``--k``, default 2: input, after the stem, after the first stage).
+            With ``layers`` the hook points are the input and the named layers: pass
+            ``max_layer=None`` to draw from all of them.
         input_mix: at hook point 0, ``"cutmix"`` (the reference: CutMix with Beta(``cutmix_alpha``))
             or ``"patchup"`` (block mixing of the images, as ``__call__`` does).
         cutmix_alpha: Beta concentration of the CutMix box at hook point 0, > 0 (reference: 1).
         loss_weights: ``(w_a, w_b)`` of the loss, each >= 0 (the reference's ``--loss_params``).
         mode: ``"batch"`` (the reference: one block pattern, ``m`` and CutMix box per batch) or
             ``"sample"`` (one per sample).
+        layers: None (the model is an ``lmix.models.StagedNet``: hook point ``i`` is the output of
+            ``stages[i - 1]``) or the names, as in ``model.named_modules()``, of the submodules of
+            any model whose (B, C, H, W) outputs may be mixed: hook point ``i`` is the output of
+            ``layers[i - 1]``, 0 the input (``lmix.mixing.hidden``). E.g. ``("conv1", "layer1")``
+            for torchvision's ``resnet18`` (the reference's points 1 and 2 on its PreAct-ResNet).
         seed: seed of the mixer's own generators.
     """
 
@@ -286,6 +287,7 @@ class PatchUp(Mixer):
         cutmix_alpha: float = 1.0,
         loss_weights: Sequence[float] = (1.0, 1.0),
         mode: str = "batch",
+        layers: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -315,6 +317,7 @@ class PatchUp(Mixer):
             raise ValueError(f"loss_weights must be a pair (w_a, w_b) of finite numbers >= 0, got {loss_weights!r}")
         self.loss_weights = (float(loss_weights[0]), float(loss_weights[1]))
         self.mode = check_mode(mode)
+        self.layers = check_layers(layers)
         # Only its sample() is used, always with an explicit generator: it holds no state of its own.
         self._cutmix = CutMix(alpha=self.cutmix_alpha, mode=self.mode, seed=0)
 
@@ -421,7 +424,8 @@ class PatchUp(Mixer):
     def hook(
         self, plan: PatchUpPlan, *, generator: torch.Generator | None = None
     ) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]:
-        """The function to pass as ``model(x, hook=..., hook_at=plan.layer)``, and a dict it fills.
+        """The mixing function for hook point ``plan.layer`` (``model(x, hook=..., hook_at=plan.layer)``
+        or ``lmix.mixing.hidden.forward_mixed``), and a dict it fills.
 
         After the forward pass the dict holds ``unchanged`` ((B,) float32 ``u``), ``holes``
         ((B or 1, C or 1, h, w) bool, True where mixed) and ``input`` (the model's input after
@@ -459,7 +463,8 @@ class PatchUp(Mixer):
         """One PatchUp training forward pass: draw a plan, run the model with its hook, the loss.
 
         Args:
-            model: a ``lmix.models.StagedNet`` (possibly inside DDP or ``torch.compile``).
+            model: a ``lmix.models.StagedNet`` (possibly inside DDP or ``torch.compile``), or any
+                module whose submodules ``layers`` names.
             images: (B, C, H, W) floating point.
             labels: (B,) integer class indices.
             label_smoothing: in [0, 1], applied to every target.
@@ -472,10 +477,7 @@ class PatchUp(Mixer):
         """
         images, labels = check_batch(images, labels)
         check_probability(label_smoothing, name="label_smoothing")
-        net = _unwrap(model)
-        num_points = getattr(net, "num_hook_points", None)
-        if not isinstance(num_points, int) or num_points < 1:
-            raise TypeError(f"PatchUp needs a model with stage hooks (lmix.models.StagedNet), got {type(net).__name__}")
+        num_points = num_hook_points(model, self.layers, who="PatchUp")
         b = images.shape[0]
         if plan is None:
             plan = self.plan(b, num_points, device=images.device, generator=generator)
@@ -485,7 +487,7 @@ class PatchUp(Mixer):
             ones = torch.ones(b, device=images.device)
             return logits, loss, MixedBatch(images, labels, labels, ones)
         hook, record = self.hook(plan, generator=generator)
-        logits = model(images, hook=hook, hook_at=plan.layer)
+        logits = forward_mixed(model, images, point=plan.layer, mix=hook, layers=self.layers, ndim=4, who="PatchUp")
         labels_b = labels[plan.perm]
         u = record["unchanged"]
         loss = patchup_loss(
@@ -507,5 +509,5 @@ class PatchUp(Mixer):
             f"alpha={self.alpha}, patchup_prob={self.patchup_prob}, gamma={self.gamma}, "
             f"block_size={self.block_size}, patchup_type={self.patchup_type!r}, max_layer={self.max_layer}, "
             f"input_mix={self.input_mix!r}, cutmix_alpha={self.cutmix_alpha}, loss_weights={self.loss_weights}, "
-            f"mode={self.mode!r}"
+            f"mode={self.mode!r}" + ("" if self.layers is None else f", layers={self.layers!r}")
         )

@@ -17,7 +17,7 @@ import torch
 
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import box_masks, fourier_noise, sharpen, top_mask
-from lmix.mixing.sampling import sample_beta, sample_permutation
+from lmix.mixing.sampling import sample_beta, sample_pairing
 from lmix.mixing.validation import (
     check_alpha,
     check_batch,
@@ -25,6 +25,7 @@ from lmix.mixing.validation import (
     check_decay,
     check_k,
     check_mode,
+    check_pairing,
     check_probability,
 )
 
@@ -111,6 +112,8 @@ class Mixer:
     #: True for mixers that act inside the model (PatchUp): the trainer then calls
     #: ``forward_loss(model, images, labels, label_smoothing=...)`` instead of mixing the input.
     uses_model: ClassVar[bool] = False
+    #: How partners are chosen (``sampling.sample_pairing``); set by the mixers that take ``pairing``.
+    pairing: str = "random"
 
     def __init__(self, *, seed: int | None = None) -> None:
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
@@ -187,6 +190,10 @@ class Mixer:
             self._generators[key] = gen
 
     # -- the two halves -----------------------------------------------------------------
+    def sample_partners(self, batch_size: int, *, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+        """(B,) int64 partner index of every sample, by the mixer's ``pairing``, on ``device``."""
+        return sample_pairing(self.pairing, batch_size, generator=generator, device=device)
+
     def sample(
         self, batch_size: int, size: tuple[int, int], *, device: torch.device, generator: torch.Generator
     ) -> MixParams:
@@ -269,23 +276,29 @@ class Mixup(Mixer):
     Args:
         alpha: Beta concentration, > 0.
         mode: ``"sample"`` (one lam and partner per sample) or ``"batch"`` (one lam per batch).
+        pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
+            ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
+            ``B - 1 - i``, as timm) or ``"roll"`` (``i`` with ``i - 1``, as torchvision v2).
         seed: seed of the mixer's own generator (``None``: non-deterministic).
     """
 
     name = "mixup"
 
-    def __init__(self, *, alpha: float = 1.0, mode: str = "sample", seed: int | None = None) -> None:
+    def __init__(
+        self, *, alpha: float = 1.0, mode: str = "sample", pairing: str = "random", seed: int | None = None
+    ) -> None:
         super().__init__(seed=seed)
         self.alpha = check_alpha(alpha)
         self.mode = check_mode(mode)
+        self.pairing = check_pairing(pairing)
 
     def sample(self, batch_size, size, *, device, generator):
-        perm = sample_permutation(batch_size, generator=generator, device=device)
+        perm = self.sample_partners(batch_size, generator=generator, device=device)
         lam = _beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator)
         return MixParams(perm=perm, lam=lam)
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, mode={self.mode!r}"
+        return f"alpha={self.alpha}, mode={self.mode!r}, pairing={self.pairing!r}"
 
 
 class CutMix(Mixer):
@@ -297,6 +310,9 @@ class CutMix(Mixer):
             clipped at the border) or a fixed box ``(h, w)`` / side ``s`` with a uniform centre,
             also clipped. ``lam`` is always the area actually kept.
         mode: ``"sample"`` or ``"batch"``.
+        pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
+            ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
+            ``B - 1 - i``, as timm) or ``"roll"`` (``i`` with ``i - 1``, as torchvision v2).
         seed: seed of the mixer's own generator.
     """
 
@@ -308,18 +324,20 @@ class CutMix(Mixer):
         alpha: float = 1.0,
         size: int | tuple[int, int] | None = None,
         mode: str = "sample",
+        pairing: str = "random",
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.alpha = check_alpha(alpha)
         self.size = None if size is None else check_box_size(size, name="size")
         self.mode = check_mode(mode)
+        self.pairing = check_pairing(pairing)
 
     def sample(self, batch_size, size, *, device, generator):
         h, w = size
         n = batch_size if self.mode == "sample" else 1
         gdev = generator.device
-        perm = sample_permutation(batch_size, generator=generator, device=device)
+        perm = self.sample_partners(batch_size, generator=generator, device=device)
         if self.size is None:
             lam0 = sample_beta(self.alpha, n, generator=generator, device=gdev)
             ratio = torch.sqrt(1.0 - lam0.double())
@@ -334,7 +352,7 @@ class CutMix(Mixer):
         return MixParams(perm=perm, lam=lam.expand(batch_size).contiguous(), mask=keep.bool())
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, size={self.size}, mode={self.mode!r}"
+        return f"alpha={self.alpha}, size={self.size}, mode={self.mode!r}, pairing={self.pairing!r}"
 
 
 class Cutout(Mixer):
@@ -382,6 +400,9 @@ class LMix(Mixer):
         image_k: sharpening of the mixed images, ``1 + image_k * H_hp`` per channel, >= 0
             (0: off).
         mode: ``"sample"`` (one lam, partner and mask per sample) or ``"batch"``.
+        pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
+            ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
+            ``B - 1 - i``, as timm) or ``"roll"`` (``i`` with ``i - 1``, as torchvision v2).
         seed: seed of the mixer's own generator.
     """
 
@@ -395,6 +416,7 @@ class LMix(Mixer):
         k: float = 1.0,
         image_k: float = 0.0,
         mode: str = "sample",
+        pairing: str = "random",
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -403,10 +425,11 @@ class LMix(Mixer):
         self.k = check_k(k, name="k")
         self.image_k = check_k(image_k, name="image_k")
         self.mode = check_mode(mode)
+        self.pairing = check_pairing(pairing)
 
     def sample(self, batch_size, size, *, device, generator):
         n = batch_size if self.mode == "sample" else 1
-        perm = sample_permutation(batch_size, generator=generator, device=device)
+        perm = self.sample_partners(batch_size, generator=generator, device=device)
         lam = sample_beta(self.alpha, n, generator=generator, device=device)
         grey = fourier_noise(n, size, decay=self.decay, k=self.k, generator=generator, device=device)
         mask, area = top_mask(grey, lam)
@@ -419,7 +442,10 @@ class LMix(Mixer):
         return batch
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, decay={self.decay}, k={self.k}, image_k={self.image_k}, mode={self.mode!r}"
+        return (
+            f"alpha={self.alpha}, decay={self.decay}, k={self.k}, image_k={self.image_k}, mode={self.mode!r}, "
+            f"pairing={self.pairing!r}"
+        )
 
 
 class FMix(LMix):
@@ -429,18 +455,27 @@ class FMix(LMix):
         alpha: Beta concentration of the mask area, > 0.
         decay: low-pass exponent delta, >= 0.
         mode: ``"sample"`` or ``"batch"``.
+        pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
+            ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
+            ``B - 1 - i``, as timm) or ``"roll"`` (``i`` with ``i - 1``, as torchvision v2).
         seed: seed of the mixer's own generator.
     """
 
     name = "fmix"
 
     def __init__(
-        self, *, alpha: float = 1.0, decay: float = 3.0, mode: str = "sample", seed: int | None = None
+        self,
+        *,
+        alpha: float = 1.0,
+        decay: float = 3.0,
+        mode: str = "sample",
+        pairing: str = "random",
+        seed: int | None = None,
     ) -> None:
-        super().__init__(alpha=alpha, decay=decay, k=0.0, image_k=0.0, mode=mode, seed=seed)
+        super().__init__(alpha=alpha, decay=decay, k=0.0, image_k=0.0, mode=mode, pairing=pairing, seed=seed)
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, decay={self.decay}, mode={self.mode!r}"
+        return f"alpha={self.alpha}, decay={self.decay}, mode={self.mode!r}, pairing={self.pairing!r}"
 
 
 class MixChoice(Mixer):

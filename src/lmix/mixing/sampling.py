@@ -11,7 +11,7 @@ import math
 
 import torch
 
-__all__ = ["sample_beta", "sample_gamma", "sample_uniform", "sample_permutation", "gen_device"]
+__all__ = ["sample_beta", "sample_gamma", "sample_uniform", "sample_permutation", "sample_pairing", "PAIRINGS", "gen_device"]
 
 
 def gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
@@ -106,3 +106,33 @@ def sample_beta(
 def sample_permutation(n: int, *, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """(n,) int64 random permutation of ``range(n)``, returned on ``device``."""
     return torch.randperm(n, generator=generator, device=generator.device).to(device)
+
+
+#: Ways to choose each sample's partner (see ``sample_pairing``).
+PAIRINGS = ("random", "no_self", "flip", "roll")
+
+
+def sample_pairing(pairing: str, n: int, *, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(n,) int64 partner index of every sample of a batch of ``n``, returned on ``device``.
+
+    Args:
+        pairing: ``"random"``: a uniform random permutation (about one sample per batch is its
+            own partner); ``"no_self"``: a uniform random cyclic permutation, ``sigma = randperm``
+            and the partner of ``sigma[i]`` is ``sigma[(i + 1) % n]`` (nobody is its own partner
+            for n > 1); ``"flip"``: the partner of ``i`` is ``n - 1 - i`` (timm's pairing, no
+            randomness drawn); ``"roll"``: the partner of ``i`` is ``i - 1`` (torchvision v2's
+            ``labels.roll(1, 0)``, no randomness drawn).
+        n: batch size >= 1.
+        generator: source of randomness, drawn on its device.
+        device: device of the result.
+    """
+    if pairing == "random":
+        return sample_permutation(n, generator=generator, device=device)
+    if pairing == "no_self":
+        sigma = torch.randperm(n, generator=generator, device=generator.device).to(device)
+        return torch.empty_like(sigma).scatter_(0, sigma, sigma.roll(-1, 0))
+    if pairing == "flip":
+        return torch.arange(n - 1, -1, -1, device=device)
+    if pairing == "roll":
+        return torch.arange(-1, n - 1, device=device).remainder_(n)
+    raise ValueError(f"pairing must be one of {', '.join(map(repr, PAIRINGS))}, got {pairing!r}")

@@ -56,6 +56,15 @@ def check_mode(mode: object) -> str:
     return str(mode)
 
 
+def check_pairing(pairing: object) -> str:
+    if pairing not in ("random", "no_self", "flip", "roll"):
+        raise ValueError(
+            "pairing must be 'random' (uniform permutation), 'no_self' (random cycle, no sample paired with itself), "
+            f"'flip' (partner of i is B-1-i, as timm) or 'roll' (partner of i is i-1, as torchvision v2), got {pairing!r}"
+        )
+    return str(pairing)
+
+
 def check_size(size: object, *, name: str = "size") -> tuple[int, int]:
     """(H, W) with integer H, W >= 2."""
     if not isinstance(size, Sequence) or len(size) != 2 or not all(_is_integer(s) for s in size):

@@ -1,0 +1,238 @@
+"""lmix's mixers as ``torchvision.transforms.v2`` transforms: ``LMix``, ``FMix``, ``MixUp``,
+``CutMix`` and ``Cutout``.
+
+They follow torchvision's ``MixUp`` / ``CutMix`` (``torchvision.transforms.v2._augment``): called on
+a *batch* ``(images, labels)`` with (B,) integer labels (``num_classes`` required) or (B, K) soft
+labels, they return the mixed images and (B, K) float targets. Unlike torchvision's, every sample
+gets its own lam, partner and mask by default (``mode="sample"``), the randomness comes from the
+transform's own seeded generator (different in every DataLoader worker and epoch, see
+``lmix.Mixer.generator_for``), and the targets carry the *exact* mixed share of every sample.
+Sampling and mixing are lmix's core mixers (``Mixer.sample`` / ``Mixer.apply``)::
+
+    from torch.utils.data import DataLoader, default_collate
+    from lmix.transforms import LMix, MixUp
+    from torchvision.transforms import v2
+
+    mix = v2.RandomChoice([LMix(num_classes=10), MixUp(num_classes=10)])
+    loader = DataLoader(data, batch_size=128, collate_fn=lambda b: mix(*default_collate(b)))
+
+Images may be pure tensors or ``tv_tensors.Image`` (B, C, H, W) or ``tv_tensors.Video``
+(B, T, C, H, W; all frames of a sample share its mask), float or uint8 (uint8 stays uint8,
+rounded). PIL images, bounding boxes, masks and keypoints are refused, as torchvision does.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, ClassVar
+
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from torch.utils._pytree import tree_flatten, tree_unflatten
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import Transform
+from torchvision.transforms.v2._utils import _parse_labels_getter, has_any, is_pure_tensor
+
+from lmix.mixing import mixers as core
+from lmix.mixing.registry import accepted_params
+from lmix.mixing.validation import check_labels_in_range
+
+__all__ = ["LMix", "FMix", "MixUp", "CutMix", "Cutout", "MixTransform"]
+
+_REFUSED = (PIL.Image.Image, tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints)
+
+
+class MixTransform(Transform):
+    """Base class: a batch transform driven by one of lmix's core mixers (``mixer_class``).
+
+    Args:
+        num_classes: number of classes, needed for (B,) integer labels; optional for (B, K) soft
+            labels (checked against K when given).
+        labels_getter: ``"default"`` (the second item of a ``(images, labels)`` pair, or the
+            ``"labels"`` entry of a dict, as in torchvision) or a callable returning the labels.
+        seed: seed of the mixer's own generator (``None``: non-deterministic).
+        **params: the core mixer's keyword-only parameters (``alpha``, ``mode``, ...).
+
+    Attributes:
+        mixer: the core ``lmix.Mixer`` that samples and applies the mixing (its ``state_dict``
+            checkpoints the random stream).
+    """
+
+    mixer_class: ClassVar[type[core.Mixer]]
+
+    def __init__(
+        self, *, num_classes: int | None = None, labels_getter: Any = "default", seed: int | None = None, **params: Any
+    ) -> None:
+        super().__init__()
+        if num_classes is not None and (
+            not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1
+        ):
+            raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes!r}")
+        if labels_getter is None:
+            raise ValueError(f"{type(self).__name__} needs the labels: labels_getter must be 'default' or a callable")
+        allowed = accepted_params(self.mixer_class) - {"seed"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {sorted(unknown)} for {type(self).__name__}; allowed: "
+                f"{sorted(allowed | {'num_classes', 'labels_getter', 'seed'})}"
+            )
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self._labels_getter = _parse_labels_getter(labels_getter)
+        self.mixer = self.mixer_class(seed=seed, **params)
+
+    def forward(self, *inputs: Any) -> Any:
+        """Mix a batch: ``t(images, labels)`` -> ``(mixed images, (B, K) float targets)``.
+
+        Any structure torchvision accepts works (``t((images, labels))``, a dict with a
+        ``"labels"`` entry); every image-like entry is mixed with the same parameters.
+        """
+        inputs = inputs if len(inputs) > 1 else inputs[0]
+        flat_inputs, spec = tree_flatten(inputs)
+        name = type(self).__name__
+        if has_any(flat_inputs, *_REFUSED):
+            raise ValueError(
+                f"{name}() mixes batches of image tensors; it does not support PIL images, bounding boxes, "
+                "masks or keypoints (convert PIL images with v2.ToImage() and batch them first)"
+            )
+        labels = self._labels_getter(inputs)
+        labels = self._check_labels(labels)
+        needs_transform = self._needs_transform_list(flat_inputs)
+        images = [
+            i
+            for i, (inpt, needed) in enumerate(zip(flat_inputs, needs_transform))
+            if needed
+            and inpt is not labels
+            and (isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) or is_pure_tensor(inpt))
+        ]
+        if not images:
+            raise ValueError(f"{name}() found no image tensor to mix in its input (expected (images, labels))")
+        batch_size = labels.shape[0]
+        first = flat_inputs[images[0]]
+        size = tuple(first.shape[-2:])
+        for i in images:
+            self._check_image(flat_inputs[i], batch_size=batch_size, size=size, device=labels.device)
+        if size[0] < 2 or size[1] < 2:
+            raise ValueError(f"{name}() needs images with H >= 2 and W >= 2, got (H, W) = {size}")
+        device = first.device
+        params = self.mixer.sample(batch_size, size, device=device, generator=self.mixer.generator_for(device))
+        outputs = list(flat_inputs)
+        for i in images:
+            outputs[i] = self._mix_images(flat_inputs[i], params)
+        index = next(i for i, inpt in enumerate(flat_inputs) if inpt is labels)
+        outputs[index] = self._mix_labels(labels, params)
+        return tree_unflatten(outputs, spec)
+
+    # -- pieces --------------------------------------------------------------------------
+    def _check_labels(self, labels: Any) -> torch.Tensor:
+        name = type(self).__name__
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"{name}(): the labels must be a tensor, got {type(labels).__name__}")
+        if labels.ndim == 1:
+            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+                raise ValueError(f"{name}(): (B,) labels must be integer class indices, got dtype {labels.dtype}")
+            if self.num_classes is None:
+                raise ValueError(f"{name}(): num_classes must be given for (B,) integer labels")
+            check_labels_in_range(labels, self.num_classes)
+        elif labels.ndim == 2:
+            if self.num_classes is not None and labels.shape[1] != self.num_classes:
+                raise ValueError(
+                    f"{name}(): (B, K) soft labels must have K = num_classes = {self.num_classes}, got K = {labels.shape[1]}"
+                )
+        else:
+            raise ValueError(
+                f"{name}(): labels must be (B,) class indices or (B, K) soft labels, got shape {tuple(labels.shape)}"
+            )
+        if labels.shape[0] < 1:
+            raise ValueError(f"{name}(): the batch is empty")
+        return labels
+
+    def _check_image(self, inpt: torch.Tensor, *, batch_size: int, size: tuple, device: torch.device) -> None:
+        name = type(self).__name__
+        ndim = 5 if isinstance(inpt, tv_tensors.Video) else 4
+        kind = "(B, T, C, H, W) video" if ndim == 5 else "(B, C, H, W) image"
+        if inpt.ndim != ndim:
+            raise ValueError(f"{name}() mixes batches: expected a {kind} tensor, got shape {tuple(inpt.shape)}")
+        if inpt.shape[0] != batch_size:
+            raise ValueError(f"{name}(): {inpt.shape[0]} images but {batch_size} labels")
+        if tuple(inpt.shape[-2:]) != size:
+            raise ValueError(f"{name}(): all images must share (H, W); got {size} and {tuple(inpt.shape[-2:])}")
+        if inpt.is_complex() or inpt.dtype == torch.bool:
+            raise ValueError(f"{name}(): images must be floating point or integer, got dtype {inpt.dtype}")
+        if inpt.device != device:
+            raise ValueError(f"{name}(): images on {inpt.device} but labels on {device}")
+
+    def _mix_images(self, inpt: torch.Tensor, params: core.MixParams) -> torch.Tensor:
+        """Mix one (B, C, H, W) or (B, T, C, H, W) image tensor with ``params``; dtype and type kept."""
+        x = inpt.as_subclass(torch.Tensor)
+        shape = x.shape
+        # A video's frames become channels: every frame of a sample gets the same mask.
+        x = x.reshape(shape[0], -1, shape[-2], shape[-1])
+        integer = not x.is_floating_point()
+        work = x.float() if integer else x
+        dummy = torch.arange(shape[0], device=x.device)
+        mixed = self.mixer.apply(work, dummy, params).images
+        if integer:
+            info = torch.iinfo(x.dtype)
+            mixed = mixed.round_().clamp_(info.min, info.max).to(x.dtype)
+        mixed = mixed.reshape(shape)
+        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)):
+            return tv_tensors.wrap(mixed, like=inpt)
+        return mixed
+
+    def _mix_labels(self, labels: torch.Tensor, params: core.MixParams) -> torch.Tensor:
+        """(B, K) targets ``lam * y + (1 - lam) * y[perm]`` of one-hot or soft labels ``y``."""
+        if labels.ndim == 1:
+            y = F.one_hot(labels.long(), self.num_classes).float()
+        else:
+            y = labels if labels.is_floating_point() else labels.float()
+        lam = params.lam.to(device=y.device, dtype=y.dtype)[:, None]
+        partner = y.index_select(0, params.perm.to(y.device))
+        return torch.lerp(partner, y, lam)
+
+    def extra_repr(self) -> str:
+        return f"{self.mixer.extra_repr()}, num_classes={self.num_classes}"
+
+
+class LMix(MixTransform):
+    """LMix masks (``lmix.LMix``) as a torchvision v2 batch transform.
+
+    Keyword-only: ``num_classes``, ``labels_getter``, ``seed`` (see ``MixTransform``) and
+    ``lmix.LMix``'s ``alpha=1.0, decay=3.0, k=1.0, image_k=0.0, mode="sample"`` (and its other
+    parameters, e.g. ``pairing``).
+    """
+
+    mixer_class = core.LMix
+
+
+class FMix(MixTransform):
+    """FMix masks (``lmix.FMix``: ``alpha, decay, mode``) as a torchvision v2 batch transform."""
+
+    mixer_class = core.FMix
+
+
+class MixUp(MixTransform):
+    """Mixup (``lmix.Mixup``: ``alpha, mode``) as a torchvision v2 batch transform.
+
+    torchvision's spelling; unlike ``torchvision.transforms.v2.MixUp`` the default is one lam and
+    a random partner per sample (``mode="sample"``); ``mode="batch"`` draws one lam per batch.
+    """
+
+    mixer_class = core.Mixup
+
+
+class CutMix(MixTransform):
+    """CutMix (``lmix.CutMix``: ``alpha, size, mode``) as a torchvision v2 batch transform.
+
+    The targets use the area actually pasted (box clipped at the border), per sample.
+    """
+
+    mixer_class = core.CutMix
+
+
+class Cutout(MixTransform):
+    """Cutout (``lmix.Cutout``: ``size``) as a torchvision v2 batch transform: zeroes a square per
+    sample and leaves the labels unmixed (the targets are the one-hot / soft labels)."""
+
+    mixer_class = core.Cutout

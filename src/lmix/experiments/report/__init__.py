@@ -1,0 +1,67 @@
+"""Reports over finished runs: paper-layout tables, statistics and figures (``lmix report DIR``).
+
+Every run folder under ``DIR`` that holds a ``summary.json`` is one sample. Runs are grouped
+into cells by (data set, model, method, every other setting that differs between runs, except
+the seed); a cell's numbers are the mean, sample standard deviation (ddof 1), count and 95%
+confidence half-width (Student t) of its runs' ``final_acc`` and ``best_acc``.
+
+Layout (as in the paper): one table per data set, rows = model (plus any non-mixing setting
+that varies, e.g. ``train_subset``), columns = method (plus any mixing setting that varies,
+e.g. ``alpha`` or ``k``). Settings that a method does not use, and mixing settings equal to
+the method's default, are ignored when grouping: ``none`` with ``alpha: 1`` is plain ``none``,
+``lmix`` with ``k: 1`` is plain ``lmix``.
+
+Significance: per row, Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``)
+of every cell against the row's no-augmentation cell (``none``) and against its LMix
+reference (the ``lmix`` cell with the same mixing settings where there is one, otherwise the
+plain ``lmix`` cell). p-values are not corrected for multiple comparisons.
+
+Regime: Mixed-sample augmentation regularises, so it can only pay off where the baseline fits
+its training set. Each row says whether its ``none`` cell's mean final clean training accuracy
+(``final_clean_train_acc``) is >= 99% ("overfits") or not ("underfits").
+
+Data flow, one module per step: :mod:`~lmix.experiments.report.collect` (finding runs, reading
+their records) -> :mod:`~lmix.experiments.report.stats` (cells, statistics, tests, regimes) ->
+:mod:`~lmix.experiments.report.plots` (figures) and :mod:`~lmix.experiments.report.render`
+(Markdown, LaTeX, JSON, ``write_report``).
+
+Outputs (``write_report``): ``report.md``, ``report.tex`` (booktabs tables), ``report.json``
+(per cell: the run folders and their values: every number can be traced to a summary file),
+and PNGs: ``fig_accuracy_*.png`` (final accuracy per method: runs, mean, 95% CI), ``fig3_alpha_*.png`` (accuracy against alpha, where runs differ in alpha),
+``fig4_curves_*.png`` (test accuracy per epoch from ``metrics.jsonl``, mean over seeds) and
+``fig5_fgsm_*.png`` (FGSM accuracy against epsilon from the runs' ``fgsm.json``).
+"""
+
+from lmix.experiments.report.collect import RunRecord, collect_runs
+from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm
+from lmix.experiments.report.render import render_latex, render_markdown, render_text_summary, report_json, write_report
+from lmix.experiments.report.stats import (
+    OVERFIT_THRESHOLD,
+    Cell,
+    Report,
+    Stats,
+    build_report,
+    load_paper_table,
+    regimes,
+)
+
+__all__ = [
+    "RunRecord",
+    "Stats",
+    "Cell",
+    "Report",
+    "collect_runs",
+    "build_report",
+    "write_report",
+    "render_markdown",
+    "render_latex",
+    "render_text_summary",
+    "report_json",
+    "regimes",
+    "load_paper_table",
+    "plot_accuracy",
+    "plot_alpha_sweep",
+    "plot_curves",
+    "plot_fgsm",
+    "OVERFIT_THRESHOLD",
+]

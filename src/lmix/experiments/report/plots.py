@@ -1,0 +1,184 @@
+"""The report's figures (PNG, matplotlib without pyplot, written atomically).
+
+``fig_accuracy_*`` (final accuracy per method: runs, mean, 95% CI), ``fig3_alpha_*`` (accuracy
+against alpha, where runs differ in alpha), ``fig4_curves_*`` (test accuracy per epoch from
+``metrics.jsonl``) and ``fig5_fgsm_*`` (FGSM accuracy against epsilon from ``fgsm.json``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from lmix.experiments.io import atomic_write
+from lmix.experiments.report.collect import _fmt_setting, _method_display, _method_key, _mixer_defaults
+from lmix.experiments.report.stats import Cell, Report, Stats, _cell_order
+
+__all__ = ["plot_accuracy", "plot_alpha_sweep", "plot_curves", "plot_fgsm"]
+
+
+def _slug(*parts: Any) -> str:
+    text = "_".join(str(p) for p in parts if p not in (None, ""))
+    return "".join(c if c.isalnum() or c in "-.=" else "_" for c in text).strip("_")
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg canvas on save
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _panels(report: Report) -> dict[tuple, list[Cell]]:
+    panels: dict[tuple, list[Cell]] = {}
+    for c in report.cells:
+        panels.setdefault((c.dataset, c.row, c.model), []).append(c)
+    return panels
+
+
+def _effective_alpha(c: Cell) -> float | None:
+    alpha = dict(c.variant).get("alpha")
+    if alpha is None:
+        alpha = _mixer_defaults(c.method).get("alpha")
+    return None if alpha is None else float(alpha)
+
+
+def plot_accuracy(report: Report, out_dir: Path) -> list[str]:
+    """Final accuracy per method: every run as a dot, the mean with its 95% confidence interval."""
+    files = []
+    for (dataset, row, model), cells in _panels(report).items():
+        cells = sorted((c for c in cells if c.final is not None), key=_cell_order)
+        if len(cells) > 12:  # e.g. an alpha sweep: the methods at their defaults
+            cells = [c for c in cells if not c.variant] or cells[:12]
+        if not cells:
+            continue
+        fig, ax = _figure(f"{dataset}, {cells[0].row_label}: final accuracy", "", "final test accuracy (%)")
+        for i, c in enumerate(cells):
+            vals = c.values("final_acc")
+            ax.scatter([i] * len(vals), vals, s=14, color="0.55", zorder=2)
+            s = c.final
+            err = None if s is None or math.isnan(s.ci95) else s.ci95
+            ax.errorbar([i + 0.15], [s.mean], yerr=err, fmt="o", color="C0", capsize=4, zorder=3)
+        ax.set_xticks(range(len(cells)), [c.column_label for c in cells], rotation=30 if len(cells) > 6 else 0)
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.text(0.01, 0.01, "grey: runs; blue: mean and 95% CI", transform=ax.transAxes, fontsize=7, color="0.3")
+        name = f"fig_accuracy_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+        _save_png(fig, out_dir / name)
+        files.append(name)
+    return files
+
+
+def plot_alpha_sweep(report: Report, out_dir: Path) -> list[str]:
+    """Fig. 3: final accuracy against alpha per method (mean ± std), baseline as a band."""
+    files = []
+    for (dataset, row, model), cells in _panels(report).items():
+        series: dict[str, list[tuple[float, Stats]]] = defaultdict(list)
+        for c in cells:
+            other = {k: v for k, v in c.variant if k != "alpha"}
+            alpha = _effective_alpha(c)
+            if c.method == "none" or other or alpha is None or c.final is None:
+                continue
+            series[c.method].append((alpha, c.final))
+        series = {m: sorted(pts) for m, pts in series.items() if len({a for a, _ in pts}) >= 2}
+        if not series:
+            continue
+        label = cells[0].row_label
+        fig, ax = _figure(f"{dataset}, {label}: final accuracy against alpha", "alpha", "final test accuracy (%)")
+        base = next((c for c in cells if c.method == "none" and not c.variant), None)
+        if base is not None and base.final is not None:
+            ax.axhline(base.final.mean, color="k", ls="--", lw=1, label=f"Baseline (n={base.final.n})")
+            if not math.isnan(base.final.std):
+                ax.axhspan(base.final.mean - base.final.std, base.final.mean + base.final.std, color="k", alpha=0.08)
+        for method in sorted(series, key=_method_key):
+            pts = series[method]
+            ax.errorbar(
+                [a for a, _ in pts],
+                [s.mean for _, s in pts],
+                yerr=[0.0 if math.isnan(s.std) else s.std for _, s in pts],
+                marker="o",
+                capsize=3,
+                label=_method_display(method),
+            )
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+        name = f"fig3_alpha_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+        _save_png(fig, out_dir / name)
+        files.append(name)
+    return files
+
+
+def plot_curves(report: Report, out_dir: Path, *, max_series: int = 10) -> list[str]:
+    """Fig. 4: test accuracy per epoch (from metrics.jsonl), mean over seeds with a ± std band."""
+    import numpy as np
+
+    files = []
+    for (dataset, row, model), cells in _panels(report).items():
+        with_metrics = [c for c in cells if any(r.metrics for r in c.runs)]
+        if len(with_metrics) > max_series:  # e.g. an alpha sweep: keep the plain methods readable
+            plain = [c for c in with_metrics if not c.variant]
+            with_metrics = plain if plain else with_metrics[:max_series]
+        if not with_metrics:
+            continue
+        fig, ax = _figure(f"{dataset}, {cells[0].row_label}: test accuracy per epoch", "epoch", "test accuracy (%)")
+        for c in with_metrics:
+            curves = [[m["test_acc"] for m in r.metrics if "test_acc" in m] for r in c.runs if r.metrics]
+            curves = [cv for cv in curves if cv]
+            length = min(len(cv) for cv in curves)
+            arr = np.array([cv[:length] for cv in curves], dtype=float)
+            mean = arr.mean(axis=0)
+            x = np.arange(1, length + 1)
+            (line,) = ax.plot(x, mean, lw=1.4, label=f"{c.column_label} (n={len(curves)})")
+            if len(curves) > 1:
+                std = arr.std(axis=0, ddof=1)
+                ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
+        ax.legend(fontsize=8)
+        name = f"fig4_curves_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+        _save_png(fig, out_dir / name)
+        files.append(name)
+    return files
+
+
+def plot_fgsm(report: Report, out_dir: Path) -> list[str]:
+    """Fig. 5: FGSM accuracy against epsilon (from fgsm.json), mean ± std over seeds."""
+    import numpy as np
+
+    files = []
+    for (dataset, row, model), cells in _panels(report).items():
+        series = []
+        for c in cells:
+            curves = [r.fgsm for r in c.runs if r.fgsm and "eps" in r.fgsm and "acc" in r.fgsm]
+            if not curves:
+                continue
+            eps_lists = Counter(tuple(float(e) for e in cv["eps"]) for cv in curves)
+            eps = eps_lists.most_common(1)[0][0]  # runs attacked at other eps are left out of the mean
+            accs = np.array(
+                [[float(a) for a in cv["acc"]] for cv in curves if tuple(float(e) for e in cv["eps"]) == eps]
+            )
+            series.append((c, np.array(eps), accs))
+        if not series:
+            continue
+        fig, ax = _figure(f"{dataset}, {cells[0].row_label}: FGSM", "epsilon (x 1/255)", "test accuracy (%)")
+        for c, eps, accs in series:
+            err = accs.std(axis=0, ddof=1) if len(accs) > 1 else None
+            ax.errorbar(
+                eps * 255, accs.mean(axis=0), yerr=err, marker="o", capsize=3, label=f"{c.column_label} (n={len(accs)})"
+            )
+        ax.legend(fontsize=8)
+        name = f"fig5_fgsm_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+        _save_png(fig, out_dir / name)
+        files.append(name)
+    return files

@@ -1,0 +1,359 @@
+"""Rendering a report: Markdown, LaTeX (booktabs), the terminal summary and ``report.json``.
+
+``write_report`` writes them all, with the figures of :mod:`lmix.experiments.report.plots`,
+atomically into one folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmix.experiments.io import atomic_write_json, atomic_write_text
+from lmix.experiments.report.collect import _fmt_setting, _method_display, _method_key, _sort_value, failure_reason
+from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm
+from lmix.experiments.report.stats import (
+    OVERFIT_THRESHOLD,
+    Cell,
+    Report,
+    Stats,
+    _cell_order,
+    _datasets,
+    _regime,
+    _rows,
+)
+
+__all__ = ["render_markdown", "render_latex", "render_text_summary", "report_json", "write_report"]
+
+
+def _fmt_stats(s: Stats | None, *, n: bool = True, tex: bool = False) -> str:
+    if s is None:
+        return "-"
+    pm = r" \pm " if tex else " ± "
+    body = f"{s.mean:.2f}" + (f"{pm}{s.std:.2f}" if not math.isnan(s.std) else "")
+    if tex:
+        body = f"${body}$"
+    return body + (f" (n={s.n})" if n else "")
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.3f}" + (" *" if p < 0.05 else "") if p >= 0.001 else "<0.001 *"
+
+
+@dataclass
+class _Table:
+    """A rendered-agnostic table: rows of cells under method columns."""
+
+    title: str
+    key: str  # "final" or "best"
+    columns: list[str]
+    rows: list[tuple[str, list[Cell | None], str | None]]  # (label, cells, regime or None)
+
+
+def _tables(report: Report, dataset: str, key: str) -> list[_Table]:
+    """The paper-layout table (plain methods) and, where mixing settings vary, a table by those settings."""
+    title = "final test accuracy" if key == "final" else "best test accuracy (best epoch)"
+    rows = _rows(report, dataset)
+    cells = [c for _, _, cs in rows for c in cs]
+    tables = []
+    plain_methods = sorted({c.method for c in cells if not c.variant}, key=_method_key)
+    if plain_methods:
+        out_rows = []
+        for _, label, cs in rows:
+            by_method = {c.method: c for c in cs if not c.variant}
+            out_rows.append((label, [by_method.get(m) for m in plain_methods], _regime(cs)[0]))
+        tables.append(_Table(title, key, [_method_display(m) for m in plain_methods], out_rows))
+    varied_methods = sorted({c.method for c in cells if c.variant}, key=_method_key)
+    if varied_methods:
+        keys = sorted({k for c in cells for k, _ in c.variant})
+        out_rows = []
+        for _, label, cs in rows:
+            mine = [c for c in cs if c.method in varied_methods]
+            variants = sorted(
+                {c.variant for c in mine}, key=lambda v: (len(v) > 0, [(k, _sort_value(x)) for k, x in v])
+            )
+            for variant in variants:
+                by_method = {c.method: c for c in mine if c.variant == variant}
+                name = ", ".join(f"{k}={_fmt_setting(v)}" for k, v in variant) or "defaults"
+                out_rows.append((f"{label}, {name}", [by_method.get(m) for m in varied_methods], None))
+        tables.append(
+            _Table(f"{title} by {', '.join(keys)}", key, [_method_display(m) for m in varied_methods], out_rows)
+        )
+    return tables
+
+
+def _cell_text(c: Cell | None, key: str, *, n: bool = True, tex: bool = False) -> str:
+    if c is None:
+        return "--" if tex else ""
+    text = _fmt_stats(getattr(c, key), n=n, tex=tex)
+    if c.failed:  # failed runs are not in the numbers: say so where the numbers are
+        text = (
+            text[:-1] + f", {len(c.failed)} failed)"
+            if n and text.endswith(")")
+            else text + f" ({len(c.failed)} failed)"
+        )
+    if c.paper is not None:
+        text += f" [{c.paper.value(key):.2f}]"
+    return text
+
+
+def _table_md(table: _Table, *, regime: bool = True) -> list[str]:
+    regime = regime and any(r is not None for _, _, r in table.rows)
+    lines = [
+        "| model | " + " | ".join(table.columns) + (" | regime |" if regime else " |"),
+        "|---|" + "---|" * len(table.columns) + ("---|" if regime else ""),
+    ]
+    for label, cells, reg in table.rows:
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_cell_text(c, table.key) for c in cells)
+            + (f" | {reg or ''} |" if regime else " |")
+        )
+    return lines
+
+
+def _stats_md(cells: list[Cell]) -> list[str]:
+    lines = [
+        "| method | n | final | final 95% CI | p vs none | p vs LMix | best | best 95% CI | p vs none | p vs LMix "
+        "| clean train acc | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in sorted(cells, key=_cell_order):
+        parts = [c.column_label, str(len(c.runs))]
+        for s, key in ((c.final, "final_acc"), (c.best, "best_acc")):
+            ci = "-" if s is None or math.isnan(s.ci95) else f"[{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]"
+            parts += [
+                _fmt_stats(s, n=False),
+                ci,
+                _fmt_p(c.p_vs_none[key]) if c.p_vs_none else "-",
+                (_fmt_p(c.p_vs_lmix[key]) + ("" if c.lmix_ref == "LMix" else f" ({c.lmix_ref})"))
+                if c.p_vs_lmix
+                else "-",
+            ]
+        parts.append(_fmt_stats(c.clean_train, n=False))
+        parts.append(", ".join(f"seed {r.seed}" for r in c.runs))
+        lines.append("| " + " | ".join(parts) + " |")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """The whole report as Markdown (tables, statistics, regimes, notes, figure links)."""
+    n_cells = len(report.cells)
+    out = [
+        f"# lmix report: {report.root}",
+        "",
+        f"{len(report.records)} finished runs in {n_cells} groups. Accuracy in %, mean ± standard deviation over "
+        "seeds (n = number of runs); `[x]` = the paper's number for the same data set, model and method. "
+        f"Settings that vary between groups: {', '.join(report.varying) or 'none besides data set, model, method'}.",
+        "",
+    ]
+    paper_cells = [c for c in report.cells if c.paper is not None]
+    if paper_cells:
+        tables = sorted({(c.paper.table, c.paper.metric) for c in paper_cells})
+        for table, metric in tables:
+            what = (
+                "final and best (MaxAcc) accuracies are both published"
+                if metric == "final+best"
+                else "one number per cell; the paper does not say whether it is the final or the best accuracy, "
+                "so it is shown beside both"
+            )
+            out.append(f"- Paper {table}: {what}.")
+        out.append("")
+    for dataset in _datasets(report):
+        out += [f"## {dataset}", ""]
+        for key in ("final", "best"):
+            for table in _tables(report, dataset, key):
+                out += [f"### {table.title[0].upper()}{table.title[1:]}", ""]
+                out += _table_md(table)
+                out.append("")
+        for _, label, cells in _rows(report, dataset):
+            out += [f"### Statistics: {dataset}, {label}", ""]
+            out += _stats_md(cells)
+            out += ["", f"Regime: {_regime(cells)[0]}.", ""]
+            out += _significance_sentences(cells)
+            out.append("")
+    out += [
+        "p-values: Welch's two-sided t-test over seeds (scipy.stats.ttest_ind, equal_var=False), * = p < 0.05, "
+        "not corrected for multiple comparisons; n/a where a group has fewer than 2 runs. 95% CI: mean ± "
+        't(0.975, n-1) · std / sqrt(n). "overfits": the no-augmentation baseline\'s mean final clean training '
+        f"accuracy is >= {OVERFIT_THRESHOLD:g}%, the regime where a regulariser such as mixing can help; "
+        '"underfits": below that, where mixing methods are expected to lose.',
+        "",
+    ]
+    if report.failed:
+        out += ["## Failed runs", "", "Runs with failed.json and no summary.json; none is in the numbers above.", ""]
+        out += _failed_md(report)
+        out.append("")
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    if report.figures:
+        out += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in report.figures] + [""]
+    out += ["Every number above is computed from the runs' summary.json files; report.json lists them per group.", ""]
+    return "\n".join(out)
+
+
+def _failed_md(report: Report) -> list[str]:
+    lines = ["| group | failed | runs |", "|---|---|---|"]
+    for label, runs in report.failed:
+        listed = "; ".join(f"{r.dir}: {failure_reason(r)}" for r in runs)
+        lines.append(f"| {label} | {len(runs)} | {listed.replace('|', '/')} |")
+    return lines
+
+
+def _significance_sentences(cells: list[Cell]) -> list[str]:
+    lines = []
+    base = next((c for c in cells if c.method == "none" and not c.variant), None)
+    for c in cells:
+        if c is base or c.p_vs_none is None or c.final is None or base is None or base.final is None:
+            continue
+        p = c.p_vs_none["final_acc"]
+        diff = c.final.mean - base.final.mean
+        if p is None:
+            verdict = "too few runs to test"
+        elif p < 0.05:
+            verdict = f"significant (p = {p:.3g})"
+        else:
+            verdict = f"not significant (p = {p:.3g})"
+        lines.append(f"- {c.column_label} vs Baseline: {diff:+.2f} points final accuracy, {verdict}.")
+    return lines
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
+        text = text.replace(a, b)
+    return text
+
+
+def render_latex(report: Report) -> str:
+    """booktabs tables (final and best accuracy per data set); needs ``\\usepackage{booktabs}``."""
+    out = ["% lmix report: tables in the paper's layout. Needs \\usepackage{booktabs}.", ""]
+    for dataset in _datasets(report):
+        cells = [c for c in report.cells if c.dataset == dataset]
+        ns = {len(c.runs) for c in cells}
+        seeds_text = f"{next(iter(ns))} seeds" if len(ns) == 1 else "seeds (n per cell)"
+        has_paper = any(c.paper is not None for c in cells)
+        for key in ("final", "best"):
+            for table in _tables(report, dataset, key):
+                caption = (
+                    f"{_tex_escape(dataset)}: {_tex_escape(table.title)} (\\%), mean $\\pm$ std over {seeds_text}"
+                    + ("; the paper's number in brackets" if has_paper else "")
+                    + "."
+                )
+                out += [
+                    "\\begin{table}[t]",
+                    "\\centering",
+                    f"\\caption{{{caption}}}",
+                    "\\begin{tabular}{l" + "c" * len(table.columns) + "}",
+                    "\\toprule",
+                    "Model & " + " & ".join(_tex_escape(c) for c in table.columns) + " \\\\",
+                    "\\midrule",
+                ]
+                for label, row_cells, _ in table.rows:
+                    vals = [_cell_text(c, key, n=len(ns) > 1, tex=True) for c in row_cells]
+                    out.append(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\")
+                out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def render_text_summary(report: Report) -> str:
+    """A short terminal summary: the final-accuracy table(s), significance against the baseline, regimes."""
+    out = []
+    for dataset in _datasets(report):
+        for table in _tables(report, dataset, "final"):
+            out.append(f"{dataset}: {table.title} (%), mean ± std over seeds (n runs)")
+            out += _table_md(table, regime=False)
+        for _, label, cells in _rows(report, dataset):
+            out.append(f"{label}: regime: {_regime(cells)[0]}")
+            out += ["  " + s[2:] for s in _significance_sentences(cells)]
+        out.append("")
+    if report.failed:
+        out.append(f"failed runs (not included): {sum(len(runs) for _, runs in report.failed)}")
+        out += [f"  {label}: {len(runs)} failed" for label, runs in report.failed]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """Per group: its settings, run folders, per-run values and the statistics computed from them."""
+    cells = []
+    for c in report.cells:
+        cells.append(
+            {
+                "dataset": c.dataset,
+                "model": c.model,
+                "method": c.method,
+                "row": {k: _jsonable(v) for k, v in c.row},
+                "variant": {k: _jsonable(v) for k, v in c.variant},
+                "row_label": c.row_label,
+                "column_label": c.column_label,
+                "runs": [
+                    {
+                        "dir": r.dir,
+                        "seed": r.seed,
+                        "final_acc": r.summary.get("final_acc"),
+                        "best_acc": r.summary.get("best_acc"),
+                        "best_epoch": r.summary.get("best_epoch"),
+                        "final_clean_train_acc": r.summary.get("final_clean_train_acc"),
+                        "epochs": r.summary.get("epochs"),
+                    }
+                    for r in c.runs
+                ],
+                "final_acc": c.final.to_dict() if c.final else None,
+                "best_acc": c.best.to_dict() if c.best else None,
+                "final_clean_train_acc": c.clean_train.to_dict() if c.clean_train else None,
+                "regime": _regime(
+                    [x for x in report.cells if (x.dataset, x.row, x.model) == (c.dataset, c.row, c.model)]
+                )[0],
+                "paper": None
+                if c.paper is None
+                else {
+                    "table": c.paper.table,
+                    "final": c.paper.value("final"),
+                    "best": c.paper.value("best"),
+                    "metric": c.paper.metric,
+                },
+                "p_vs_none": c.p_vs_none,
+                "p_vs_lmix": c.p_vs_lmix,
+                "lmix_reference": c.lmix_ref,
+                "failed_runs": [r.dir for r in c.failed],
+            }
+        )
+    return {
+        "root": report.root,
+        "num_runs": len(report.records),
+        "varying_settings": report.varying,
+        "groups": cells,
+        "unfinished": report.unfinished,
+        "failed": [
+            {"group": label, "runs": [{"dir": r.dir, "seed": r.seed, "reason": failure_reason(r)} for r in runs]}
+            for label, runs in report.failed
+        ],
+        "notes": report.notes,
+        "figures": report.figures,
+    }
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
+    """Write figures, report.md, report.tex and report.json into ``out_dir`` (atomically); return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.figures = (
+        plot_accuracy(report, out_dir)
+        + plot_alpha_sweep(report, out_dir)
+        + plot_curves(report, out_dir)
+        + plot_fgsm(report, out_dir)
+    )
+    atomic_write_text(out_dir / "report.md", render_markdown(report))
+    atomic_write_text(out_dir / "report.tex", render_latex(report))
+    atomic_write_json(out_dir / "report.json", report_json(report))
+    return [out_dir / "report.md", out_dir / "report.tex", out_dir / "report.json"] + [
+        out_dir / f for f in report.figures
+    ]

@@ -1,0 +1,391 @@
+"""Grouping runs into cells and the statistics of a report.
+
+Runs are grouped into cells by (data set, model, method, every other setting that differs
+between runs, except the seed); a cell's numbers are the mean, sample standard deviation
+(ddof 1), count and 95% confidence half-width (Student t) of its runs' ``final_acc`` and
+``best_acc``. Significance: per row, Welch's two-sided t-test of every cell against the row's
+no-augmentation cell (``none``) and against its LMix reference. Regime: whether the row's
+baseline fits its training set (``OVERFIT_THRESHOLD``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
+from lmix.experiments.report.collect import (
+    _MIXER_SETTINGS,
+    RunRecord,
+    _fmt_setting,
+    _method_display,
+    _method_key,
+    _normalise,
+    _same,
+    _sort_value,
+    collect_failed,
+    collect_runs,
+)
+
+__all__ = [
+    "Stats",
+    "Cell",
+    "Report",
+    "build_report",
+    "load_paper_table",
+    "regimes",
+    "OVERFIT_THRESHOLD",
+]
+
+OVERFIT_THRESHOLD = 99.0  # % clean training accuracy of the baseline at which we call it "overfits"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """mean, sample std (ddof 1; nan for n = 1), n, and the 95% CI half-width (t; nan for n = 1)."""
+
+    mean: float
+    std: float
+    n: int
+    ci95: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stats | None:
+        vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not vals:
+            return None
+        n = len(vals)
+        mean = sum(vals) / n
+        if n < 2:
+            return cls(mean, math.nan, n, math.nan)
+        from scipy import stats
+
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+        return cls(mean, std, n, float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": _nan_to_none(self.std), "n": self.n, "ci95": _nan_to_none(self.ci95)}
+
+
+@dataclass
+class Cell:
+    """The runs of one (data set, row settings, model, method, column settings) group."""
+
+    dataset: str
+    model: str
+    method: str
+    row: tuple[tuple[str, Any], ...]  # varying non-mixing settings, e.g. (("train_subset", 500),)
+    variant: tuple[tuple[str, Any], ...]  # varying mixing settings, e.g. (("alpha", 0.2),)
+    runs: list[RunRecord]
+    final: Stats | None = None
+    best: Stats | None = None
+    clean_train: Stats | None = None
+    paper: PaperResult | None = None
+    p_vs_none: dict[str, float | None] | None = None
+    p_vs_lmix: dict[str, float | None] | None = None
+    lmix_ref: str | None = None
+    failed: list[RunRecord] = field(default_factory=list)  # failed runs of this group (not in the statistics)
+
+    @property
+    def row_label(self) -> str:
+        return self.model + (" (" + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in self.row) + ")" if self.row else "")
+
+    @property
+    def column_label(self) -> str:
+        return _method_display(self.method) + (
+            " " + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in self.variant) if self.variant else ""
+        )
+
+    def values(self, key: str) -> list[float]:
+        return [r.summary[key] for r in self.runs if r.summary.get(key) is not None]
+
+
+@dataclass
+class Report:
+    """Everything the report shows, computed once from the run folders."""
+
+    root: str
+    records: list[RunRecord]
+    cells: list[Cell]
+    varying: list[str]
+    unfinished: list[str]
+    notes: list[str]
+    figures: list[str] = field(default_factory=list)
+    # Failed runs (failed.json, no summary) per group label, in report order; none are in the statistics.
+    failed: list[tuple[str, list[RunRecord]]] = field(default_factory=list)
+
+
+def build_report(
+    root: str | os.PathLike, *, paper: str | os.PathLike | None = "auto", records: list[RunRecord] | None = None
+) -> Report:
+    """Collect, group and test the runs under ``root``.
+
+    Args:
+        paper: ``"auto"`` (lmix.experiments.paper's numbers), ``"off"``/None, or a YAML file of reference
+            numbers (see ``load_paper_table``).
+
+    Raises:
+        ValueError: no finished runs under ``root``.
+    """
+    unfinished: list[str] = []
+    failed: list[RunRecord] = []
+    if records is None:
+        records, unfinished = collect_runs(root)
+        failed = collect_failed(root)
+    if not records:
+        also = f" ({len(failed)} failed run(s) with failed.json)" if failed else ""
+        raise ValueError(f"lmix report: no finished runs (summary.json) under {str(root)!r}{also}")
+    lookup = _paper_lookup(paper)
+    for r in records:
+        r.settings = _normalise(r)
+    keys = sorted({k for r in records for k in r.settings})
+    varying = [k for k in keys if len({r.settings.get(k) for r in records}) > 1]
+
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        groups[_group_key(r, varying)].append(r)
+
+    cells = []
+    for (dataset, row, model, method, variant), runs in groups.items():
+        runs.sort(key=lambda r: (_sort_value(r.seed), r.dir))
+        cell = Cell(dataset, model, method, row, variant, runs)
+        cell.final = Stats.of(cell.values("final_acc"))
+        cell.best = Stats.of(cell.values("best_acc"))
+        cell.clean_train = Stats.of(cell.values("final_clean_train_acc"))
+        if not row and not variant:
+            cell.paper = lookup(dataset, model, method)
+        cells.append(cell)
+    cells.sort(
+        key=lambda c: (
+            c.dataset,
+            [_sort_value(v) for _, v in c.row],
+            c.model,
+            _method_key(c.method),
+            [(k, _sort_value(v)) for k, v in c.variant],
+        )
+    )
+    _significance(cells)
+    notes = _notes(records, cells, unfinished)
+    report = Report(str(root), records, cells, varying, unfinished, notes)
+    report.failed = _group_failed(failed, records, cells, varying)
+    if report.failed:
+        n = sum(len(runs) for _, runs in report.failed)
+        notes.insert(0, f"{n} failed run(s) (failed.json, no summary.json) are not included; see Failed runs")
+    return report
+
+
+def _group_key(r: RunRecord, varying: list[str]) -> tuple:
+    """(data set, row, model, method, variant) of a run: its cell."""
+    row = tuple((k, r.settings.get(k)) for k in varying if k not in _MIXER_SETTINGS and r.settings.get(k) is not None)
+    variant = tuple((k, r.settings.get(k)) for k in varying if k in _MIXER_SETTINGS and r.settings.get(k) is not None)
+    return (r.dataset, row, r.model, r.method, variant)
+
+
+def _group_failed(
+    failed: list[RunRecord], records: list[RunRecord], cells: list[Cell], varying: list[str]
+) -> list[tuple[str, list[RunRecord]]]:
+    """Attach failed runs to the cell they would have been in; list the others under their own label.
+
+    A failed run joins a cell only if it also agrees with the finished runs on every setting they
+    share (a failed ``lr: 99`` run is not counted against the ``lr: 0.1`` cell).
+    """
+    if not failed:
+        return []
+    common: dict[str, Any] = {}
+    for k in {k for r in records for k in r.settings} - set(varying):
+        common[k] = next((r.settings[k] for r in records if k in r.settings), None)
+    by_key = {(c.dataset, c.row, c.model, c.method, c.variant): c for c in cells}
+    unmatched: dict[str, list[RunRecord]] = {}
+    for r in failed:
+        r.settings = _normalise(r)
+        key = _group_key(r, varying)
+        other = [
+            (k, v)
+            for k, v in sorted(r.settings.items())
+            if k not in varying and v is not None and not _same(v, common.get(k))
+        ]
+        cell = by_key.get(key) if not other else None
+        if cell is not None:
+            cell.failed.append(r)
+            continue
+        extra = list(key[1] + key[4]) + other
+        label = (
+            f"{r.dataset}, {r.model}, {_method_display(r.method)}"
+            + (" (" + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in extra) + ")" if extra else "")
+            + " [no finished run in this group]"
+        )
+        unmatched.setdefault(label, []).append(r)
+    matched = [(f"{c.dataset}, {c.row_label}, {c.column_label}", c.failed) for c in cells if c.failed]
+    return matched + sorted(unmatched.items())
+
+
+def _welch(a: Sequence[float], b: Sequence[float]) -> float | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    import warnings
+
+    from scipy import stats
+
+    if len(set(a)) == 1 and len(set(b)) == 1:  # both constant: t is undefined
+        return 1.0 if _same(a[0], b[0]) else 0.0
+    with warnings.catch_warnings():  # scipy warns about precision for near-constant samples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return None if math.isnan(p) else p
+
+
+def _lmix_reference(cell: Cell, candidates: list[Cell]) -> Cell | None:
+    """The LMix cell to test ``cell`` against: same mixing settings where possible, else plain LMix."""
+    others = [c for c in candidates if c is not cell]
+    if not others:
+        return None
+    mine = dict(cell.variant)
+
+    def score(c: Cell) -> tuple[int, int, int]:
+        theirs = dict(c.variant)
+        shared = set(mine) & set(theirs)
+        disagree = sum(not _same(mine[k], theirs[k]) for k in shared)
+        matched = sum(_same(mine[k], theirs[k]) for k in shared)
+        extra = len(set(theirs) - set(mine))
+        return (disagree, extra, -matched)
+
+    return min(others, key=score)
+
+
+def _significance(cells: list[Cell]) -> None:
+    by_row: dict[tuple, list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_row[(c.dataset, c.row, c.model)].append(c)
+    for row_cells in by_row.values():
+        base = next((c for c in row_cells if c.method == "none" and not c.variant), None)
+        lmix_cells = [c for c in row_cells if c.method == "lmix"]
+        for c in row_cells:
+            if base is not None and c is not base:
+                c.p_vs_none = {k: _welch(c.values(k), base.values(k)) for k in ("final_acc", "best_acc")}
+            if c.method == "lmix" and not c.variant:
+                continue  # the reference itself
+            ref = _lmix_reference(c, lmix_cells)
+            if ref is not None:
+                c.lmix_ref = ref.column_label
+                c.p_vs_lmix = {k: _welch(c.values(k), ref.values(k)) for k in ("final_acc", "best_acc")}
+
+
+def _notes(records: list[RunRecord], cells: list[Cell], unfinished: list[str]) -> list[str]:
+    notes = []
+    if unfinished:
+        notes.append(
+            f"{len(unfinished)} unfinished run(s) without summary.json are not included: {', '.join(unfinished[:5])}"
+            + (" ..." if len(unfinished) > 5 else "")
+        )
+    for c in cells:
+        seeds = Counter(r.seed for r in c.runs)
+        dup = sorted(str(s) for s, n in seeds.items() if n > 1)
+        if dup:
+            notes.append(
+                f"{c.dataset} {c.row_label} {c.column_label}: seed(s) {', '.join(dup)} appear in several runs "
+                f"({', '.join(r.dir for r in c.runs if str(r.seed) in dup)}); each run counts as a sample"
+            )
+    shown = {(c.dataset, c.paper.table) for c in cells if c.paper is not None}
+    for dataset, table in sorted(shown):
+        epochs = sorted({r.summary.get("epochs") for c in cells if c.dataset == dataset and c.paper for r in c.runs})
+        paper_epochs = PAPER_EPOCHS.get(dataset)
+        if paper_epochs is not None and any(e != paper_epochs for e in epochs):
+            notes.append(
+                f"{dataset}: the paper's numbers ({table}) come from {paper_epochs}-epoch runs; these runs have "
+                f"{', '.join(str(e) for e in epochs)} epochs, so the comparison is not like for like"
+            )
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# paper numbers
+# ---------------------------------------------------------------------------------------------
+def load_paper_table(path: str | os.PathLike) -> dict[tuple[str, str, str], PaperResult]:
+    """Reference numbers from YAML: a list of ``{dataset, model, method, acc}`` (optional ``final``,
+    ``best``, ``table``) mappings."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--paper file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"--paper file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"--paper file {str(path)!r} must hold a list of {{dataset, model, method, acc}} mappings")
+    out = {}
+    for i, e in enumerate(data):
+        need = {"dataset", "model", "method", "acc"}
+        if not isinstance(e, dict) or not need <= set(e) or set(e) - need - {"final", "best", "table"}:
+            raise ValueError(
+                f"--paper file {str(path)!r}: entry {i} must have keys dataset, model, method, acc "
+                f"(optional final, best, table), got {e!r}"
+            )
+        final, best = e.get("final"), e.get("best")
+        out[(e["dataset"], e["model"], e["method"])] = PaperResult(
+            str(e.get("table", path.name)),
+            e["dataset"],
+            e["model"],
+            e["method"],
+            float(e["acc"]),
+            None if final is None else float(final),
+            None if best is None else float(best),
+            "final+best" if final is not None or best is not None else "unspecified",
+        )
+    return out
+
+
+def _paper_lookup(paper: str | os.PathLike | None):
+    if paper is None or str(paper) in ("off", "none"):
+        return lambda *key: None
+    if str(paper) == "auto":
+        return paper_result
+    table = load_paper_table(paper)
+    return lambda *key: table.get(tuple(key))
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else x
+
+
+def _rows(report: Report, dataset: str) -> list[tuple[tuple, str, list[Cell]]]:
+    rows: dict[tuple, list[Cell]] = {}
+    for c in report.cells:
+        if c.dataset == dataset:
+            rows.setdefault((c.row, c.model), []).append(c)
+    return [(key, cs[0].row_label, cs) for key, cs in rows.items()]
+
+
+def _cell_order(c: Cell) -> tuple:
+    return (_method_key(c.method), [(k, _sort_value(v)) for k, v in c.variant])
+
+
+def _regime(cells: list[Cell]) -> tuple[str, float | None]:
+    base = next((c for c in cells if c.method == "none" and not c.variant), None)
+    if base is None:
+        return "no baseline (none) run", None
+    if base.clean_train is None:
+        return "unknown (no clean training accuracy: eval_train = 0)", None
+    acc = base.clean_train.mean
+    if acc >= OVERFIT_THRESHOLD:
+        return f"overfits (baseline clean train acc {acc:.1f}% >= {OVERFIT_THRESHOLD:g}%)", acc
+    return f"underfits (baseline clean train acc {acc:.1f}% < {OVERFIT_THRESHOLD:g}%): mixing is expected to lose", acc
+
+
+def regimes(report: Report) -> list[tuple[str, str, str]]:
+    """(data set, row label, regime text) for every table row."""
+    out = []
+    for dataset in _datasets(report):
+        for _, label, cells in _rows(report, dataset):
+            out.append((dataset, label, _regime(cells)[0]))
+    return out
+
+
+def _datasets(report: Report) -> list[str]:
+    return sorted({c.dataset for c in report.cells})

@@ -257,19 +257,76 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
         teardown_distributed()
 
 
-def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict[str, Any]:
-    from lmix.data import build_loaders
+@dataclass
+class _Run:
+    """Everything one training run holds between its phases."""
 
-    out = Path(config.out) if config.out else default_out_dir(config)
-    out = Path(broadcast_object(str(out), env))
-    config.out = str(out)
-    resume = check_out_dir(out, config)
+    config: TrainConfig
+    env: DistEnv
+    device: torch.device
+    out: Path
+    log: Any
+    train_loader: Any
+    test_loader: Any
+    clean_train_loader: Any
+    raw_model: nn.Module
+    model: nn.Module  # raw_model, compiled and/or wrapped in DDP
+    mixer: Mixer
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    state: _State = field(default_factory=_State)
+    writer: Any = None
+    bar: Any = None
+
+    @property
+    def autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict[str, Any]:
+    out, resume = _open_out_dir(config, env)
     if resume is not None and resume["epoch"] >= config.epochs and (out / "summary.json").exists():
         import json
 
         summary = json.loads((out / "summary.json").read_text())
         log(f"run in {out} is already complete: final_acc {summary['final_acc']:.2f}%")
         return summary
+    run = _set_up(config, env, device, out, log)
+    if resume is not None:
+        _resume(run, resume)
+    _start_outputs(run, fresh=resume is None)
+    try:
+        for epoch in range(run.state.epoch, config.epochs):
+            row = _train_one_epoch(run, epoch)
+            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                row.update(_evaluate(run))
+            _record_epoch(run, epoch, row)
+            _write_checkpoint(run)
+            _report_epoch(run, epoch, row)
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+        if run.writer is not None:
+            run.writer.close()
+    return _finish(run)
+
+
+def _open_out_dir(config: TrainConfig, env: DistEnv) -> tuple[Path, dict[str, Any] | None]:
+    """The run's folder (the same on every rank) and the checkpoint to resume from, if any."""
+    out = Path(config.out) if config.out else default_out_dir(config)
+    out = Path(broadcast_object(str(out), env))
+    config.out = str(out)
+    return out, check_out_dir(out, config)
+
+
+def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, log) -> _Run:
+    """Data, model, mixer, optimiser, schedule and precision of a fresh run."""
+    from lmix.data import build_loaders
 
     torch.manual_seed(config.seed)
     if config.download and env.enabled and not env.is_main:
@@ -314,29 +371,6 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
     amp_dtype = _amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
-    state = _State()
-    if resume is not None:
-        raw_model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        rngs = resume["rng"]
-        if len(rngs) != env.world_size:
-            raise RunError(
-                f"checkpoint in {str(out)!r} was written by {len(rngs)} process(es); resume it with the same number"
-            )
-        _rng_restore(rngs[env.rank], mixer, train_loader)
-        state = _State(
-            epoch=int(resume["epoch"]),
-            best_acc=float(resume["best_acc"]),
-            best_epoch=int(resume["best_epoch"]),
-            history=list(resume["history"]),
-            train_seconds=float(resume["train_seconds"]),
-            train_images=int(resume["train_images"]),
-        )
-        if env.is_main:
-            log(f"resuming {out} after epoch {state.epoch}/{config.epochs}")
-
     model: nn.Module = raw_model
     if config.compile:
         model = torch.compile(model)
@@ -344,106 +378,191 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", config.to_yaml())
-        if resume is None:
-            atomic_write_jsonl(out / "metrics.jsonl", [])
-    writer = _tensorboard(out, config) if env.is_main else None
-    bar = _progress_bar(config, env, steps_per_epoch, state.epoch, train_loader)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    return _Run(
+        config=config,
+        env=env,
+        device=device,
+        out=out,
+        log=log,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        clean_train_loader=clean_train_loader,
+        raw_model=raw_model,
+        model=model,
+        mixer=mixer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        memory_format=memory_format,
     )
 
-    for epoch in range(state.epoch, config.epochs):
-        train_loader.set_epoch(epoch)
-        lr_at_start = optimizer.param_groups[0]["lr"]
-        t0 = time.perf_counter()
-        loss_sum, correct_sum, seen = train_epoch(
-            model,
-            train_loader,
-            mixer,
-            optimizer=optimizer,
-            scaler=scaler,
-            scheduler=scheduler,
-            autocast=autocast,
-            memory_format=memory_format,
-            label_smoothing=config.label_smoothing,
-            on_batch=(lambda n: bar.update(n * env.world_size)) if bar is not None else None,
+
+def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
+    """Load the checkpoint's model, optimiser, schedule, scaler, RNG states and history into ``run``."""
+    # DDP and torch.compile share raw_model's parameters: loading into it updates them too.
+    run.raw_model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    rngs = ckpt["rng"]
+    if len(rngs) != run.env.world_size:
+        raise RunError(
+            f"checkpoint in {str(run.out)!r} was written by {len(rngs)} process(es); resume it with the same number"
         )
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_seconds = time.perf_counter() - t0
+    _rng_restore(rngs[run.env.rank], run.mixer, run.train_loader)
+    run.state = _State(
+        epoch=int(ckpt["epoch"]),
+        best_acc=float(ckpt["best_acc"]),
+        best_epoch=int(ckpt["best_epoch"]),
+        history=list(ckpt["history"]),
+        train_seconds=float(ckpt["train_seconds"]),
+        train_images=int(ckpt["train_images"]),
+    )
+    if run.env.is_main:
+        run.log(f"resuming {run.out} after epoch {run.state.epoch}/{run.config.epochs}")
 
-        totals = all_reduce_sum(
-            torch.stack([loss_sum, correct_sum, torch.tensor(float(seen), device=device, dtype=torch.float64)]), env
+
+def _start_outputs(run: _Run, *, fresh: bool) -> None:
+    """config.yaml, an empty metrics.jsonl for a fresh run, TensorBoard and the progress bar (rank 0)."""
+    if not run.env.is_main:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.out / "config.yaml", run.config.to_yaml())
+    if fresh:
+        atomic_write_jsonl(run.out / "metrics.jsonl", [])
+    run.writer = _tensorboard(run.out, run.config)
+    run.bar = _progress_bar(run.config, run.env, len(run.train_loader), run.state.epoch, run.train_loader)
+
+
+def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """Train one epoch; the row of metrics.jsonl with the epoch's training figures (summed over ranks)."""
+    run.train_loader.set_epoch(epoch)
+    lr_at_start = run.optimizer.param_groups[0]["lr"]
+    t0 = time.perf_counter()
+    bar, world = run.bar, run.env.world_size
+    loss_sum, correct_sum, seen = train_epoch(
+        run.model,
+        run.train_loader,
+        run.mixer,
+        optimizer=run.optimizer,
+        scaler=run.scaler,
+        scheduler=run.scheduler,
+        autocast=run.autocast,
+        memory_format=run.memory_format,
+        label_smoothing=run.config.label_smoothing,
+        on_batch=(lambda n: bar.update(n * world)) if bar is not None else None,
+    )
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    epoch_seconds = time.perf_counter() - t0
+    totals = all_reduce_sum(
+        torch.stack([loss_sum, correct_sum, torch.tensor(float(seen), device=run.device, dtype=torch.float64)]),
+        run.env,
+    )
+    train_loss, train_acc = (totals[0] / totals[2]).item(), (100.0 * totals[1] / totals[2]).item()
+    return {
+        "epoch": epoch + 1,
+        "lr": lr_at_start,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "train_images": int(totals[2].item()),
+        "epoch_seconds": epoch_seconds,
+    }
+
+
+def _evaluate(run: _Run) -> dict[str, Any]:
+    """Test loss and accuracy (and clean accuracy on a fixed subset of the training images)."""
+    # Evaluate the unwrapped model: DDP's forward would sync buffers and expect a backward.
+    row: dict[str, Any] = {}
+    kw = dict(env=run.env, autocast=run.autocast, memory_format=run.memory_format)
+    row["test_loss"], row["test_acc"], row["test_images"] = evaluate(run.raw_model, run.test_loader, **kw)
+    if run.clean_train_loader is not None:
+        row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(run.raw_model, run.clean_train_loader, **kw)
+    return row
+
+
+_ROW_ORDER = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "train_images",
+    "test_loss",
+    "test_acc",
+    "test_images",
+    "clean_train_loss",
+    "clean_train_acc",
+    "epoch_seconds",
+    "train_images_per_sec",
+    "best_acc",
+)
+
+
+def _record_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> None:
+    """Add the epoch to the run's state (best accuracy, totals, history)."""
+    state = run.state
+    row["train_images_per_sec"] = row["train_images"] / max(row["epoch_seconds"], 1e-9)
+    state.train_seconds += row["epoch_seconds"]
+    state.train_images += row["train_images"]
+    state.epoch = epoch + 1
+    if "test_acc" in row and row["test_acc"] > state.best_acc:
+        state.best_acc, state.best_epoch = row["test_acc"], epoch + 1
+    row["best_acc"] = state.best_acc
+    ordered = {k: row[k] for k in _ROW_ORDER if k in row}
+    row.clear()
+    row.update(ordered)
+    state.history.append(row)
+
+
+def _write_checkpoint(run: _Run) -> None:
+    """Checkpoint and metrics.jsonl of the epoch just recorded (rank 0 writes; every rank's RNG states)."""
+    state = run.state
+    rngs = all_gather_objects(_rng_snapshot(run.mixer, run.train_loader), run.env)
+    if not run.env.is_main:
+        return
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "config": run.config.to_dict(),
+        "epoch": state.epoch,
+        "model": run.raw_model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": rngs,
+        "best_acc": state.best_acc,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+        "train_seconds": state.train_seconds,
+        "train_images": state.train_images,
+    }
+    # Checkpoint first: metrics.jsonl is rewritten from the checkpoint's history on resume.
+    atomic_torch_save(run.out / CHECKPOINT, _plain(ckpt))
+    atomic_write_jsonl(run.out / "metrics.jsonl", state.history)
+
+
+def _report_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> None:
+    """TensorBoard scalars and the progress bar's postfix (or a log line without a bar)."""
+    if not run.env.is_main:
+        return
+    config = run.config
+    if run.writer is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                run.writer.add_scalar(key, value, epoch + 1)
+        run.writer.flush()
+    if run.bar is not None:
+        run.bar.set_postfix(
+            epoch=f"{epoch + 1}/{config.epochs}", best_acc=f"{run.state.best_acc:.2f}", loss=f"{row['train_loss']:.3f}"
         )
-        train_loss, train_acc = (totals[0] / totals[2]).item(), (100.0 * totals[1] / totals[2]).item()
-        images_this_epoch = int(totals[2].item())
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": lr_at_start,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "train_images": images_this_epoch,
-        }
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            # Evaluate the unwrapped model: DDP's forward would sync buffers and expect a backward.
-            row["test_loss"], row["test_acc"], row["test_images"] = evaluate(
-                raw_model, test_loader, env=env, autocast=autocast, memory_format=memory_format
-            )
-            if clean_train_loader is not None:
-                row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(
-                    raw_model, clean_train_loader, env=env, autocast=autocast, memory_format=memory_format
-                )
-        row["epoch_seconds"] = epoch_seconds
-        row["train_images_per_sec"] = images_this_epoch / max(epoch_seconds, 1e-9)
-        state.train_seconds += epoch_seconds
-        state.train_images += images_this_epoch
-        state.epoch = epoch + 1
-        if "test_acc" in row and row["test_acc"] > state.best_acc:
-            state.best_acc, state.best_epoch = row["test_acc"], epoch + 1
-        row["best_acc"] = state.best_acc
-        state.history.append(row)
+    elif config.progress:
+        shown = f", test acc {row['test_acc']:.2f}%" if "test_acc" in row else ""
+        run.log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}{shown}")
 
-        rngs = all_gather_objects(_rng_snapshot(mixer, train_loader), env)
-        if env.is_main:
-            ckpt = {
-                "format": CHECKPOINT_FORMAT,
-                "config": config.to_dict(),
-                "epoch": state.epoch,
-                "model": raw_model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rngs,
-                "best_acc": state.best_acc,
-                "best_epoch": state.best_epoch,
-                "history": state.history,
-                "train_seconds": state.train_seconds,
-                "train_images": state.train_images,
-            }
-            # Checkpoint first: metrics.jsonl is rewritten from the checkpoint's history on resume.
-            atomic_torch_save(out / CHECKPOINT, _plain(ckpt))
-            atomic_write_jsonl(out / "metrics.jsonl", state.history)
-            if writer is not None:
-                for key, value in row.items():
-                    if key != "epoch":
-                        writer.add_scalar(key, value, epoch + 1)
-                writer.flush()
-            if bar is not None:
-                bar.set_postfix(
-                    epoch=f"{epoch + 1}/{config.epochs}", best_acc=f"{state.best_acc:.2f}", loss=f"{train_loss:.3f}"
-                )
-            elif config.progress:
-                shown = f", test acc {row['test_acc']:.2f}%" if "test_acc" in row else ""
-                log(f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}{shown}")
 
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
+def _finish(run: _Run) -> dict[str, Any]:
+    """The run's summary, written to summary.json by rank 0."""
+    config, state = run.config, run.state
     last = state.history[-1]
     summary = {
         "final_acc": last["test_acc"],
@@ -459,19 +578,20 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict
         "seed": config.seed,
         "train_images_per_sec": state.train_images / max(state.train_seconds, 1e-9),
         "train_seconds": state.train_seconds,
-        "num_params": sum(p.numel() for p in raw_model.parameters()),
+        "num_params": sum(p.numel() for p in run.raw_model.parameters()),
         "num_train_images_per_epoch": last["train_images"],
         "num_test_images": last["test_images"],
-        "world_size": env.world_size,
-        "device": str(device),
-        "amp": "none" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "world_size": run.env.world_size,
+        "device": str(run.device),
+        "amp": "none" if run.amp_dtype is None else str(run.amp_dtype).replace("torch.", ""),
         "accuracy_units": "percent",
-        **provenance(device),
+        **provenance(run.device),
     }
-    if env.is_main:
-        atomic_write_json(out / "summary.json", summary)
-        log(
-            f"test accuracy: final {summary['final_acc']:.2f}%, best {summary['best_acc']:.2f}% (epoch {state.best_epoch}); results in {out}"
+    if run.env.is_main:
+        atomic_write_json(run.out / "summary.json", summary)
+        run.log(
+            f"test accuracy: final {summary['final_acc']:.2f}%, best {summary['best_acc']:.2f}% "
+            f"(epoch {state.best_epoch}); results in {run.out}"
         )
     return summary
 

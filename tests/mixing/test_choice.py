@@ -78,7 +78,12 @@ def assert_same(xs, ys):
             assert torch.equal(getattr(x, field), getattr(y, field)), field
 
 
-CHOICES = [("lmix+mixup", {}), ("lmix+mixup", {"schedule": "alternate"}), ("cutmix+fmix+mixup", {"p": (0.2, 0.3, 0.5)})]
+CHOICES = [
+    ("lmix+mixup", {}),
+    ("lmix+mixup", {"schedule": "alternate"}),
+    ("cutmix+fmix+mixup", {"p": (0.2, 0.3, 0.5)}),
+    ("mixup+cutmix", {"granularity": "sample"}),
+]
 
 
 @pytest.mark.parametrize("config", mixer_configs() + CHOICES, ids=config_id)

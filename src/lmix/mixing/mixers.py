@@ -29,7 +29,7 @@ from lmix.mixing.validation import (
     check_probability,
 )
 
-__all__ = ["MixParams", "Mixer", "NoMix", "Mixup", "CutMix", "Cutout", "LMix", "FMix", "MixChoice"]
+__all__ = ["MixParams", "ChoiceParams", "Mixer", "NoMix", "Mixup", "CutMix", "Cutout", "LMix", "FMix", "MixChoice"]
 
 
 _INT_OF_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -478,16 +478,60 @@ class FMix(LMix):
         return f"alpha={self.alpha}, decay={self.decay}, mode={self.mode!r}, pairing={self.pairing!r}"
 
 
+@dataclass
+class ChoiceParams(MixParams):
+    """Parameters drawn by a ``MixChoice``.
+
+    ``perm`` and ``lam`` are those of the mixed batch. With ``granularity="batch"``, ``index`` is
+    the component chosen for the batch and ``inner`` its own parameters (``mask`` and ``erase``
+    are copied from them). With ``granularity="sample"``:
+
+    Attributes:
+        index: the component used for the whole batch (``granularity="batch"``), else None.
+        inner: that component's parameters, else None.
+        choice: (B,) int64 component of every sample (``granularity="sample"``), else None.
+        components: every component's parameters (per-sample; their ``perm`` is ignored: all
+            share ``perm``).
+    """
+
+    index: int | None = None
+    inner: MixParams | None = None
+    choice: torch.Tensor | None = None
+    components: tuple[MixParams, ...] = ()
+
+
+# Components whose ``apply`` is one of these mix with a mask or a per-sample weight only, which
+# ``MixChoice(granularity="sample")`` can combine into one weight map.
+def _standard_apply(mixer: Mixer) -> bool:
+    return type(mixer).apply in (Mixer.apply, NoMix.apply, LMix.apply) and not mixer.uses_model
+
+
 class MixChoice(Mixer):
-    """Per batch, apply one of several mixers (the paper's LMix + Mixup, section 4.2).
+    """Apply one of several mixers per batch (the paper's LMix + Mixup, section 4.2) or per sample.
 
     Args:
         mixers: two or more mixers.
         p: selection probabilities (default: uniform); ignored when alternating.
-        schedule: ``"random"`` (draw a mixer per batch with probabilities ``p``) or
-            ``"alternate"`` (cycle through ``mixers`` in order, one per batch).
-        seed: seed of the choice's own generator (the components keep their own for
-            their parameters when no generator is passed).
+        schedule: ``"random"`` (draw a mixer with probabilities ``p``) or ``"alternate"``
+            (cycle through ``mixers`` in order, one per batch; batch granularity only).
+        granularity: ``"batch"`` (one mixer for the whole batch) or ``"sample"`` (one per
+            sample, timm's ``switch_prob`` recipe: ``create_mixer("mixup+cutmix",
+            granularity="sample", p=[0.5, 0.5])``). Per sample, every component draws its
+            parameters for the whole batch, all share one partner permutation (drawn with the
+            first component's ``pairing`` that has one), and each sample takes the mask or Mixup
+            weight, ``lam`` and label pairing of its own component, combined into one weight map
+            and applied by a single ``torch.where`` (masks only) or ``torch.lerp`` (with a
+            blend such as Mixup). Only input-space mixers with the standard ``apply`` (none,
+            Mixup, CutMix, Cutout, LMix, FMix, and subclasses that keep their ``apply``);
+            Cutout samples get a zero partner and keep their label, ``none`` samples are
+            unchanged, LMix's ``image_k`` sharpening applies to LMix's samples only.
+        seed: seed of the choice's own generators (the components keep their own for their
+            parameters when no generator is passed).
+
+    Randomness: with ``granularity="batch"`` the choice is drawn on the CPU (the choice's own
+    CPU generator, or the passed generator), so choosing costs no host-device synchronisation
+    unless a non-CPU generator is passed explicitly. With ``"sample"`` the per-sample choice
+    and the shared partners are drawn on the images' device and never read back.
     """
 
     name = "choice"
@@ -498,6 +542,7 @@ class MixChoice(Mixer):
         *,
         p: Sequence[float] | None = None,
         schedule: str = "random",
+        granularity: str = "batch",
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -506,6 +551,19 @@ class MixChoice(Mixer):
             raise ValueError(f"mixers must be a sequence of at least two Mixer instances, got {mixers!r}")
         if schedule not in ("random", "alternate"):
             raise ValueError(f"schedule must be 'random' or 'alternate', got {schedule!r}")
+        if granularity not in ("batch", "sample"):
+            raise ValueError(
+                f"granularity must be 'batch' (one mixer per batch) or 'sample' (one per sample), got {granularity!r}"
+            )
+        if granularity == "sample":
+            if schedule != "random":
+                raise ValueError("schedule='alternate' needs granularity='batch'; per sample the choice is random")
+            bad = [m for m in mixers if not _standard_apply(m)]
+            if bad:
+                raise ValueError(
+                    "granularity='sample' combines input-space mixers with the standard mask/blend apply (none, "
+                    f"mixup, cutmix, cutout, lmix, fmix); not supported: {', '.join(repr(m) for m in bad)}"
+                )
         if p is None:
             p = [1.0 / len(mixers)] * len(mixers)
         p = [check_probability(x, name="p") for x in p]
@@ -514,14 +572,10 @@ class MixChoice(Mixer):
         self.mixers = mixers
         self.p = p
         self.schedule = schedule
+        self.granularity = granularity
         self.calls = 0
-
-    def choose(self, generator: torch.Generator) -> int:
-        """Index of the mixer for the next batch."""
-        if self.schedule == "alternate":
-            return self.calls % len(self.mixers)
-        probs = torch.tensor(self.p, dtype=torch.float32, device=generator.device)
-        return int(torch.multinomial(probs, 1, generator=generator).item())
+        # The first component that pairs samples sets the shared pairing of per-sample mixing.
+        self.pairing = next((m.pairing for m in mixers if "pairing" in vars(m)), "random")
 
     def _tree(self) -> list[Mixer]:
         return [self, *(m for sub in self.mixers for m in sub._tree())]
@@ -530,27 +584,166 @@ class MixChoice(Mixer):
     def uses_model(self) -> bool:  # type: ignore[override]
         return any(m.uses_model for m in self.mixers)
 
-    def _next(self, images: torch.Tensor, generator: torch.Generator | None) -> Mixer:
-        index = self.choose(generator if generator is not None else self.generator_for(images.device))
+    # -- choosing ---------------------------------------------------------------------------
+    def choose(self, generator: torch.Generator) -> int:
+        """Index of the mixer for the next batch (``granularity="batch"``).
+
+        Drawn with ``generator``: on a CPU generator (the default, see ``_control``) this reads
+        no device memory; a CUDA generator passed explicitly costs one synchronisation.
+        """
+        if self.schedule == "alternate":
+            return self.calls % len(self.mixers)
+        probs = torch.tensor(self.p, dtype=torch.float32)
+        if generator.device.type != "cpu":
+            probs = probs.to(generator.device)
+        return int(torch.multinomial(probs, 1, generator=generator).item())
+
+    def choose_per_sample(self, batch_size: int, *, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+        """(B,) int64 component index of every sample, drawn with ``p`` on ``generator``'s device.
+
+        Thresholds on one uniform per sample, compared with Python floats: no copy to the
+        device and no read-back.
+        """
+        u = torch.rand(batch_size, generator=generator, device=generator.device).to(device)
+        choice = torch.zeros(batch_size, dtype=torch.int64, device=device)
+        edge = 0.0
+        for p in self.p[:-1]:
+            edge += p
+            choice += u >= edge
+        return choice
+
+    def _control(self, generator: torch.Generator | None) -> torch.Generator:
+        return generator if generator is not None else self.generator_for("cpu")
+
+    def _next(self, generator: torch.Generator | None) -> Mixer:
+        index = self.choose(self._control(generator))
         self.calls += 1
         return self.mixers[index]
 
+    # -- sampling and applying ------------------------------------------------------------
+    def _sample_per_sample(
+        self,
+        batch_size: int,
+        size: tuple[int, int],
+        *,
+        device: torch.device,
+        generator: torch.Generator,
+        component_generators: Sequence[torch.Generator],
+    ) -> ChoiceParams:
+        perm = self.sample_partners(batch_size, device=device, generator=generator)
+        choice = self.choose_per_sample(batch_size, device=device, generator=generator)
+        comps = tuple(
+            m.sample(batch_size, size, device=device, generator=g)
+            for m, g in zip(self.mixers, component_generators, strict=True)
+        )
+        lam = comps[0].lam
+        for c in range(1, len(comps)):
+            lam = torch.where(choice == c, comps[c].lam, lam)
+        return ChoiceParams(perm=perm, lam=lam, choice=choice, components=comps)
+
+    def sample(self, batch_size, size, *, device, generator):
+        """Draw the choice and the chosen component's (or every component's) parameters.
+
+        With ``granularity="batch"`` this advances the schedule as a call does.
+        """
+        if self.granularity == "sample":
+            return self._sample_per_sample(
+                batch_size, size, device=device, generator=generator, component_generators=[generator] * len(self.mixers)
+            )
+        index = self.choose(generator)
+        self.calls += 1
+        inner = self.mixers[index].sample(batch_size, size, device=device, generator=generator)
+        return ChoiceParams(
+            perm=inner.perm, lam=inner.lam, mask=inner.mask, erase=inner.erase, index=index, inner=inner
+        )
+
+    def _weight_map(
+        self, params: ChoiceParams, like: torch.Tensor, *, blend_dtype: torch.dtype | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample own-share map and lam of the chosen components.
+
+        Returns:
+            ((B, 1, ..., H, W) weight shaped to broadcast against ``like`` (B, ..., H, W): bool
+            when ``blend_dtype`` is None, else of ``blend_dtype``; (B,) float32 lam, with Mixup's
+            weight as rounded to ``blend_dtype``).
+        """
+        b, spatial = like.shape[0], like.shape[-2:]
+        ones = (1,) * (like.ndim - 1)
+        weight: torch.Tensor | None = None
+        lam = params.lam
+        for c, (mixer, cp) in enumerate(zip(self.mixers, params.components, strict=True)):
+            if cp.mask is not None:
+                w_c = cp.mask.reshape(cp.mask.shape[0], *ones[:-2], *spatial)
+                w_c = w_c.to(torch.bool) if blend_dtype is None else w_c.to(blend_dtype)
+            elif isinstance(mixer, NoMix):
+                w_c = torch.ones((1,) * like.ndim, dtype=blend_dtype or torch.bool, device=like.device)
+            else:  # a blend: only reached with blend_dtype set
+                w_c = cp.lam.to(blend_dtype).view(b, *ones)
+                lam = torch.where(params.choice == c, w_c.view(b).to(torch.float32), lam)
+            pick = (params.choice == c).view(b, *ones)
+            weight = w_c.expand(b, *w_c.shape[1:]) if weight is None else torch.where(pick, w_c, weight)
+        assert weight is not None
+        return weight, lam
+
+    def _blends(self, params: ChoiceParams) -> bool:
+        """Whether a component mixes by a per-sample weight (Mixup) rather than a mask."""
+        return any(cp.mask is None and not isinstance(m, NoMix) for m, cp in zip(self.mixers, params.components))
+
+    def apply(self, images, labels, params):
+        """Mix with parameters from ``sample``: the chosen component's ``apply`` per batch, or one
+        weight map and a single ``where``/``lerp`` per sample."""
+        if not isinstance(params, ChoiceParams):
+            raise TypeError(f"MixChoice.apply needs the ChoiceParams its sample() returns, got {type(params).__name__}")
+        if params.index is not None:
+            return self.mixers[params.index].apply(images, labels, params.inner)
+        b = images.shape[0]
+        blend = self._blends(params)
+        weight, lam = self._weight_map(params, images, blend_dtype=images.dtype if blend else None)
+        partner = images.index_select(0, params.perm)
+        keep_labels = torch.zeros(b, dtype=torch.bool, device=images.device)
+        for c, (mixer, cp) in enumerate(zip(self.mixers, params.components, strict=True)):
+            if cp.erase or isinstance(mixer, NoMix):
+                keep_labels |= params.choice == c
+            if cp.erase:  # Cutout: the partner is a zero image
+                partner = partner.masked_fill((params.choice == c).view(b, 1, 1, 1), 0)
+        mixed = torch.lerp(partner, images, weight) if blend else torch.where(weight, images, partner)
+        for c, mixer in enumerate(self.mixers):
+            if isinstance(mixer, LMix) and mixer.image_k > 0:
+                sharp = sharpen(mixed, decay=mixer.decay, k=mixer.image_k)
+                mixed = torch.where((params.choice == c).view(b, 1, 1, 1), sharp, mixed)
+        labels_b = torch.where(keep_labels, labels, labels.index_select(0, params.perm))
+        return MixedBatch(mixed, labels, labels_b, lam)
+
     def __call__(self, images, labels, generator=None):
-        check_batch(images, labels)
-        return self._next(images, generator)(images, labels, generator=generator)
+        images, labels = check_batch(images, labels)
+        if self.granularity == "sample":
+            own = generator is None
+            gen = self.generator_for(images.device) if own else generator
+            params = self._sample_per_sample(
+                images.shape[0],
+                tuple(images.shape[-2:]),
+                device=images.device,
+                generator=gen,
+                component_generators=[m.generator_for(images.device) if own else generator for m in self.mixers],
+            )
+            return self.apply(images, labels, params)
+        return self._next(generator)(images, labels, generator=generator)
 
     def forward_loss(self, model, images, labels, *, label_smoothing: float = 0.0, generator=None):
-        """Per batch, the chosen mixer's training forward pass: its own ``forward_loss`` for a
+        """The training forward pass: per batch, the chosen mixer's own ``forward_loss`` for a
         mixer that acts inside the model (PatchUp), else mix the input, run the model, mixed loss.
 
         Returns:
             ((B, K) logits, scalar loss, ``MixedBatch``) as ``PatchUp.forward_loss``.
         """
         check_batch(images, labels)
-        mixer = self._next(images, generator)
-        if mixer.uses_model:
-            return mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing, generator=generator)
-        batch = mixer(images, labels, generator=generator)
+        if self.granularity == "sample":
+            batch = self(images, labels, generator=generator)
+        else:
+            mixer = self._next(generator)
+            if mixer.uses_model:
+                return mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing, generator=generator)
+            batch = mixer(images, labels, generator=generator)
         logits = model(batch.images)
         return logits, mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing), batch
 
@@ -567,4 +760,5 @@ class MixChoice(Mixer):
             mixer.load_state_dict(sub)
 
     def extra_repr(self):
-        return f"{self.mixers!r}, p={self.p}, schedule={self.schedule!r}"
+        extra = f", granularity={self.granularity!r}" if self.granularity != "batch" else ""
+        return f"{self.mixers!r}, p={self.p}, schedule={self.schedule!r}{extra}"

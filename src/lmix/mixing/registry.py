@@ -1,7 +1,7 @@
 """Registry of mixing methods: ``create_mixer(name, **params)`` and ``list_mixers()``.
 
 ``create_mixer("a+b", **params)`` builds a ``MixChoice`` over registered mixers ``a`` and ``b``
-(e.g. ``"lmix+mixup"``): ``p`` and ``schedule`` go to the choice, every other parameter to
+(e.g. ``"lmix+mixup"``): ``p``, ``schedule`` and ``granularity`` go to the choice, every other parameter to
 each component that accepts it.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from lmix.mixing.manifold import ManifoldMixup
 from lmix.mixing.mixers import CutMix, Cutout, FMix, LMix, MixChoice, Mixer, Mixup, NoMix
 from lmix.mixing.patchup import PatchUp
 
@@ -26,7 +27,7 @@ def register_mixer(cls: type[Mixer]) -> type[Mixer]:
     return cls
 
 
-for _cls in (LMix, FMix, Mixup, CutMix, Cutout, NoMix, PatchUp):
+for _cls in (LMix, FMix, Mixup, CutMix, Cutout, NoMix, PatchUp, ManifoldMixup):
     register_mixer(_cls)
 
 
@@ -57,7 +58,7 @@ def create_mixer(name: str, **params: Any) -> Mixer:
     if isinstance(name, str) and "+" in name:
         parts = [s.strip() for s in name.split("+")]
         classes = [mixer_class(part) for part in parts]
-        choice_params = {k: params.pop(k) for k in ("p", "schedule") if k in params}
+        choice_params = {k: params.pop(k) for k in ("p", "schedule", "granularity") if k in params}
         seed = params.pop("seed", None)
         unknown = set(params) - set().union(*(accepted_params(c) for c in classes))
         if unknown:

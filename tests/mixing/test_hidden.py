@@ -155,7 +155,9 @@ def test_hooks_are_removed_when_the_forward_raises():
     reused = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), relu, nn.Conv2d(4, 4, 1), relu)
     mixer = PatchUp(layers=("1",), patchup_prob=1.0, max_layer=None, seed=0)
     with pytest.raises(RuntimeError, match=r"layer '1' ran more than once in one forward pass"):
-        mixer.forward_loss(reused, torch.rand(2, 3, 8, 8), torch.arange(2), plan=PatchUpPlan(True, 1, torch.arange(2), None))
+        mixer.forward_loss(
+            reused, torch.rand(2, 3, 8, 8), torch.arange(2), plan=PatchUpPlan(True, 1, torch.arange(2), None)
+        )
     assert hooks_left(reused) == 0
 
 
@@ -172,7 +174,9 @@ def test_unknown_layer_lists_valid_names(resnet18):
 def test_block_mask_needs_a_4d_output():
     mixer = PatchUp(layers=("5",), max_layer=None, seed=0)
     plan = PatchUpPlan(True, 1, torch.tensor([1, 0]), None)
-    with pytest.raises(ValueError, match=r"PatchUp needs a 4-D \(B, C, H, W\) feature map at layer '5'.*got shape \(2, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"PatchUp needs a 4-D \(B, C, H, W\) feature map at layer '5'.*got shape \(2, 6\)"
+    ):
         mixer.forward_loss(tiny_sequential(), torch.rand(2, 3, 8, 8), torch.arange(2), plan=plan)
 
 

@@ -48,9 +48,14 @@ import fcntl
 import itertools
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -67,6 +72,11 @@ __all__ = [
     "Run",
     "RunLock",
     "RunOutcome",
+    "SweepInterrupted",
+    "SweepResult",
+    "available_cpus",
+    "failed_line",
+    "read_failed",
     "load_spec",
     "parse_spec",
     "expand",
@@ -76,9 +86,13 @@ __all__ = [
     "run_sweep",
     "format_value",
     "SPEC_KEYS",
+    "FAILED_JSON",
 ]
 
-SPEC_KEYS = ("name", "description", "config", "base", "grid", "include", "runs")
+SPEC_KEYS = ("name", "description", "config", "base", "grid", "include", "runs", "attack_eps")
+FAILED_JSON = "failed.json"
+SUMMARY_JSON = "summary.json"
+SHARD_ENV = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
 _ALWAYS_NAMED = ("dataset", "model", "method")
 _SWEEP_OWNED = ("out",)
 _KNOWN_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -98,6 +112,8 @@ class SweepSpec:
         grids: the ``grid`` and ``include`` blocks: each a list of (key, alternatives).
         runs: the ``runs`` entries (settings mappings).
         varied: keys set by a grid, include or run entry (they name the run folders).
+        attack_eps: FGSM eps in 1/255 of the pixel range to attack every run with after training
+            (``attack_eps``; None: no attack).
     """
 
     source: str
@@ -106,6 +122,7 @@ class SweepSpec:
     grids: tuple[tuple[tuple[str, tuple[Any, ...]], ...], ...]
     runs: tuple[dict[str, Any], ...]
     varied: tuple[str, ...]
+    attack_eps: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +148,12 @@ class Run:
 
 @dataclass
 class RunOutcome:
-    """What happened to a run: status is "trained", "skipped" (already done), "busy" or "failed"."""
+    """What happened to a run.
+
+    ``status``: "trained", "skipped" (trained before), "busy" (locked by another process), "failed"
+    or "interrupted" (stopped by a signal at its last checkpoint). ``attacked``: FGSM ran this
+    time and ``fgsm`` holds its record.
+    """
 
     run: Run
     status: str
@@ -139,6 +161,8 @@ class RunOutcome:
     summary: dict[str, Any] | None = None
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False)
+    fgsm: dict[str, Any] | None = None
+    attacked: bool = False
 
 
 @dataclass
@@ -230,7 +254,36 @@ def parse_spec(
         grids=tuple(grids),
         runs=tuple(runs),
         varied=tuple(varied),
+        attack_eps=_parse_attack_eps(data.get("attack_eps"), source),
     )
+
+
+def _parse_attack_eps(value: Any, source: str) -> tuple[float, ...] | None:
+    """``attack_eps``: a list of eps in 1/255 units (or the same as text, "0,1,2,4,8"), as ``lmix attack --eps``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        text = ",".join(repr(float(v)) for v in value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError(
+            f"sweep spec {source}: attack_eps must be a non-empty list of numbers in 1/255 units, e.g. "
+            f"attack_eps: [0, 1, 2, 4, 8], got {value!r}"
+        )
+    from lmix.experiments.attack import parse_eps
+
+    try:
+        _, eps_255 = parse_eps(text, units="255")
+    except ValueError as err:
+        raise ValueError(f"sweep spec {source}: attack_eps: {err}") from None
+    return tuple(eps_255)
 
 
 def _forbid_owned(settings: dict[str, Any], where: str) -> None:
@@ -362,16 +415,56 @@ def _check_registries(config: TrainConfig) -> None:
 # ---------------------------------------------------------------------------------------------
 # shards, status, locks
 # ---------------------------------------------------------------------------------------------
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` (1-based, 1 <= i <= N) -> (i, N); ValueError otherwise."""
+def parse_shard(text: str, *, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``"i/N"`` (1-based, 1 <= i <= N) -> (i, N); ``"auto"``: from a Slurm job array; ValueError otherwise.
+
+    ``auto`` reads ``SLURM_ARRAY_TASK_ID`` and ``SLURM_ARRAY_TASK_COUNT`` from ``environ``
+    (default ``os.environ``). The task id is taken as 0-based; when Slurm also sets
+    ``SLURM_ARRAY_TASK_MIN`` (and ``SLURM_ARRAY_TASK_STEP``), the index is
+    ``(ID - MIN) // STEP``, so ``--array=1-8`` and ``--array=0-14:2`` work too. Task index ``t``
+    runs shard ``t + 1`` of ``COUNT``.
+    """
+    if str(text).strip().lower() == "auto":
+        return _shard_from_env(os.environ if environ is None else environ)
     parts = str(text).split("/")
     try:
         i, n = (int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"--shard must be i/N with integers 1 <= i <= N (e.g. 1/4), got {text!r}") from None
+        raise ValueError(
+            f"--shard must be i/N with integers 1 <= i <= N (e.g. 1/4) or auto (a Slurm job array), got {text!r}"
+        ) from None
     if n < 1 or not 1 <= i <= n:
         raise ValueError(f"--shard must be i/N with 1 <= i <= N (shards are numbered from 1), got {text!r}")
     return i, n
+
+
+def _shard_from_env(environ: Mapping[str, str]) -> tuple[int, int]:
+    missing = [k for k in SHARD_ENV if not environ.get(k, "").strip()]
+    if missing:
+        raise ValueError(
+            f"--shard auto needs a Slurm job array ({' and '.join(missing)} not set; submit with sbatch --array=0-N); "
+            "elsewhere use --shard i/N"
+        )
+    values = {}
+    for key in (*SHARD_ENV, "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
+        raw = environ.get(key, "").strip()
+        if not raw:
+            continue
+        try:
+            values[key] = int(raw)
+        except ValueError:
+            raise ValueError(f"--shard auto: {key}={raw!r} is not an integer") from None
+    task, count = values["SLURM_ARRAY_TASK_ID"], values["SLURM_ARRAY_TASK_COUNT"]
+    low, step = values.get("SLURM_ARRAY_TASK_MIN", 0), values.get("SLURM_ARRAY_TASK_STEP", 1)
+    if step < 1:
+        raise ValueError(f"--shard auto: SLURM_ARRAY_TASK_STEP must be >= 1, got {step}")
+    index, rest = divmod(task - low, step)
+    if count < 1 or rest or not 0 <= index < count:
+        raise ValueError(
+            f"--shard auto: task id {task} is not one of the {count} array tasks "
+            f"(SLURM_ARRAY_TASK_MIN {low}, step {step}); use --array=0-{max(count, 1) - 1}"
+        )
+    return index + 1, count
 
 
 def shard_runs(runs: Sequence[Run], shard: tuple[int, int] | None) -> list[Run]:
@@ -489,18 +582,22 @@ def conflict(run: Run) -> str | None:
     return ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:3])
 
 
-def run_status(run: Run) -> tuple[str, str]:
-    """(status, detail): status is "done", "running", "partial", "todo" or "conflict" (folder holds another run)."""
+def run_status(run: Run, *, attack_eps: Sequence[float] | None = None) -> tuple[str, str]:
+    """(status, detail): status is "done", "running", "failed", "partial", "todo" or "conflict" (folder holds another run).
+
+    ``attack_eps`` (1/255 units): a done run whose ``fgsm.json`` does not have these eps says so in its detail.
+    """
     d = run.dir
     clash = conflict(run)
     if clash is not None:
         return "conflict", clash
-    if (d / "summary.json").is_file():
+    if (d / SUMMARY_JSON).is_file():
+        pending = ", FGSM to do" if attack_eps and not _has_fgsm(d, attack_eps) else ""
         try:
-            s = json.loads((d / "summary.json").read_text())
-            return "done", f"final {s['final_acc']:.2f}%, best {s['best_acc']:.2f}%"
+            s = json.loads((d / SUMMARY_JSON).read_text())
+            return "done", f"final {s['final_acc']:.2f}%, best {s['best_acc']:.2f}%{pending}"
         except (ValueError, KeyError, TypeError):
-            return "done", "summary.json unreadable"
+            return "done", f"summary.json unreadable{pending}"
     lock = RunLock(d)
     try:
         if lock.is_held_elsewhere():
@@ -508,22 +605,59 @@ def run_status(run: Run) -> tuple[str, str]:
     except OSError:
         pass
     epochs = _epochs_done(d)
+    failed = read_failed(d)
+    if failed is not None:
+        return "failed", f"{failed.get('error', 'unknown error')} ({epochs}/{run.config.epochs} epochs)"
     if epochs or (d / "checkpoint.pt").exists():
         return "partial", f"{epochs}/{run.config.epochs} epochs"
     return "todo", ""
 
 
+def read_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run's ``failed.json`` (why its last attempt failed), or None if there is none."""
+    try:
+        record = json.loads((Path(run_dir) / FAILED_JSON).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"error": f"{FAILED_JSON} unreadable"}
+    return record if isinstance(record, dict) else {"error": f"{FAILED_JSON} is not a mapping"}
+
+
 # ---------------------------------------------------------------------------------------------
 # running
 # ---------------------------------------------------------------------------------------------
+class SweepInterrupted(Exception):
+    """The sweep was stopped by SIGINT or SIGTERM; runs in flight stopped at their last checkpoint."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 def sweep_manifest(spec: SweepSpec, runs: Sequence[Run]) -> dict[str, Any]:
     """The content of ``sweep.json``: deterministic, so concurrent shards write the same file."""
-    return {
+    manifest: dict[str, Any] = {
         "name": spec.name,
         "spec": spec.source,
         "num_runs": len(runs),
         "runs": [{"index": r.index, "name": r.name, "settings": r.settings} for r in runs],
     }
+    if spec.attack_eps is not None:
+        manifest["attack_eps"] = list(spec.attack_eps)
+    return manifest
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def run_sweep(
@@ -533,29 +667,49 @@ def run_sweep(
     shard: tuple[int, int] | None = None,
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
-    keep_going: bool = False,
+    keep_going: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
     train_log: Callable[..., None] | None = None,
 ) -> SweepResult:
     """Expand ``spec`` and train this shard's runs that are not done yet.
 
-    Every run is validated before the first one starts. A failing run stops the sweep (its
-    error is raised) unless ``keep_going``; runs locked by another process are skipped as busy.
+    Every run is validated before the first one starts. A run whose training raises (a
+    diverged loss, a crash) is marked failed: ``RUN/failed.json`` holds the reason and the run
+    has no ``summary.json``; the sweep goes on with the other runs (``keep_going=False``: no
+    new run starts after the first failure). A later sweep retries failed runs, resuming from their
+    last checkpoint. Runs locked by another process are skipped as busy. With the spec's
+    ``attack_eps``, each finished run is attacked with FGSM and gets ``RUN/fgsm.json``.
 
     Args:
+        jobs: runs trained at once, each in its own Python process (1: one after the other, in
+            this process).
+        threads: torch CPU threads of each job's process (default with ``jobs > 1``: the
+            CPUs available divided by ``jobs``, at least 1; with ``jobs == 1`` the caller's
+            setting is kept).
         train_log: the trainer's own log lines (default: dropped; the sweep prints one line per run).
+            With ``jobs > 1`` any non-None value lets the job processes print their trainer output.
+
+    Raises:
+        SweepInterrupted: SIGINT or SIGTERM arrived while jobs ran (``jobs > 1``).
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     runs = expand(spec, out_dir, overrides=overrides)
     mine = shard_runs(runs, shard)
     shard_text = f"shard {shard[0]}/{shard[1]}" if shard else "all shards"
     width = len(str(len(mine)))
+    attack = _attack_plan(spec.attack_eps)
     result = SweepResult()
     if dry_run:
         log(f"sweep {spec.name!r}: {len(runs)} runs, {len(mine)} in {shard_text}; out dir {out_dir}")
         for pos, run in enumerate(mine, 1):
-            status, detail = run_status(run)
+            status, detail = run_status(run, attack_eps=spec.attack_eps)
             log(f"[{pos:>{width}}/{len(mine)}] {status:<7s} {run.name}" + (f"  ({detail})" if detail else ""))
         return result
 
@@ -568,50 +722,190 @@ def run_sweep(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "sweep.json", sweep_manifest(spec, runs))
-    log(f"sweep {spec.name!r}: {len(mine)} of {len(runs)} runs ({shard_text}) in {out_dir}")
-    quiet = train_log or (lambda *a, **k: None)
-    for pos, run in enumerate(mine, 1):
-        prefix = f"[{pos:>{width}}/{len(mine)}] {run.name}:"
-        outcome = _run_one(run, quiet)
+    jobs = min(jobs, max(1, len(mine)))
+    job_text = f", {jobs} at once" if jobs > 1 else ""
+    log(f"sweep {spec.name!r}: {len(mine)} of {len(runs)} runs ({shard_text}{job_text}) in {out_dir}")
+    prefixes = {run.index: f"[{pos:>{width}}/{len(mine)}] {run.name}:" for pos, run in enumerate(mine, 1)}
+
+    def report(outcome: RunOutcome) -> None:
         result.outcomes.append(outcome)
-        if outcome.status == "skipped":
-            log(f"{prefix} skip (done), final {outcome.summary['final_acc']:.2f}%")  # type: ignore[index]
-        elif outcome.status == "busy":
-            log(f"{prefix} busy ({outcome.error}), left to it")
-        elif outcome.status == "trained":
-            s = outcome.summary or {}
-            log(
-                f"{prefix} done in {outcome.seconds:.1f}s, final {s['final_acc']:.2f}%, best {s['best_acc']:.2f}%"
-                + (
-                    f", clean train {s['final_clean_train_acc']:.1f}%"
-                    if s.get("final_clean_train_acc") is not None
-                    else ""
-                )
-            )
-        else:
-            log(f"{prefix} FAILED after {outcome.seconds:.1f}s: {outcome.error}")
-            if not keep_going:
-                result.seconds = time.perf_counter() - t_start
-                assert outcome.exception is not None
-                raise outcome.exception
+        log(_outcome_line(prefixes[outcome.run.index], outcome))
+
+    if jobs == 1:
+        quiet = train_log or (lambda *a, **k: None)
+        for run in mine:
+            outcome = _run_one(run, quiet, attack)
+            report(outcome)
+            if outcome.status == "failed" and not keep_going:
+                break
+    else:
+        if threads is None:
+            threads = max(1, available_cpus() // jobs)
+        todo = []
+        for run in mine:  # finished (or busy) runs need no process of their own
+            if _read_summary(run.dir) is not None and not _needs_attack(run.dir, attack):
+                report(RunOutcome(run, "skipped", summary=_read_summary(run.dir)))
+            elif RunLock(run.dir).is_held_elsewhere():
+                report(RunOutcome(run, "busy", error=RunLock(run.dir).holder()))
+            else:
+                todo.append(run)
+        _run_parallel(
+            todo,
+            jobs=jobs,
+            threads=threads,
+            attack=attack,
+            verbose=train_log is not None,
+            keep_going=keep_going,
+            on_start=lambda run, pid: log(f"{prefixes[run.index]} start (pid {pid}, {threads} thread(s))"),
+            on_done=report,
+        )
     result.seconds = time.perf_counter() - t_start
     log(
         f"sweep {spec.name!r} ({shard_text}): {result.count('trained')} trained, {result.count('skipped')} already done, "
-        f"{result.count('busy')} busy, {result.count('failed')} failed in {result.seconds:.1f}s"
+        f"{result.count('busy')} busy, {result.count('failed')} failed"
+        + (f", {sum(o.attacked for o in result.outcomes)} attacked (FGSM)" if attack is not None else "")
+        + f" in {result.seconds:.1f}s"
     )
     return result
 
 
+def failed_line(result: SweepResult, *, limit: int = 8) -> str | None:
+    """One line naming the failed runs of ``result`` and why (None when none failed)."""
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    if not failed:
+        return None
+    shown = "; ".join(f"{o.run.name} ({_short(o.error or 'unknown error')})" for o in failed[:limit])
+    more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
+    return (
+        f"{len(failed)} run{'s' if len(failed) > 1 else ''} failed: {shown}{more}. Each failed run's "
+        f"{FAILED_JSON} says why; re-run the same command to retry them"
+    )
+
+
+def _short(text: str, n: int = 100) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _outcome_line(prefix: str, outcome: RunOutcome) -> str:
+    s = outcome.summary or {}
+    fgsm = ""
+    if outcome.fgsm is not None:
+        fgsm = (
+            "; FGSM acc "
+            + ", ".join(f"{a:.1f}" for a in outcome.fgsm.get("acc", []))
+            + f" at eps {','.join(f'{e:g}' for e in outcome.fgsm.get('eps_255', []))}/255"
+        )
+    if outcome.status == "skipped":
+        if outcome.attacked:
+            return f"{prefix} trained before, attacked in {outcome.seconds:.1f}s{fgsm}"
+        return f"{prefix} skip (done), final {s.get('final_acc', float('nan')):.2f}%"
+    if outcome.status == "busy":
+        return f"{prefix} busy ({outcome.error}), left to it"
+    if outcome.status == "trained":
+        return (
+            f"{prefix} done in {outcome.seconds:.1f}s, final {s['final_acc']:.2f}%, best {s['best_acc']:.2f}%"
+            + (f", clean train {s['final_clean_train_acc']:.1f}%" if s.get("final_clean_train_acc") is not None else "")
+            + fgsm
+        )
+    if outcome.status == "interrupted":
+        return f"{prefix} interrupted after {outcome.seconds:.1f}s ({outcome.error}); resumes on the next sweep"
+    return f"{prefix} FAILED after {outcome.seconds:.1f}s: {outcome.error}"
+
+
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / "summary.json").read_text())
+        return json.loads((run_dir / SUMMARY_JSON).read_text())
     except (OSError, ValueError):
         return None
 
 
-def _run_one(run: Run, train_log: Callable[..., None]) -> RunOutcome:
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _mark_failed(run: Run, err: BaseException | None, message: str, seconds: float) -> None:
+    """Write ``RUN/failed.json`` (atomically): why the run failed, for the report, ``--dry-run`` and people."""
+    atomic_write_json(
+        run.dir / FAILED_JSON,
+        {
+            "run": run.name,
+            "error": message,
+            "error_type": type(err).__name__ if err is not None else None,
+            "diverged": type(err).__name__ == "TrainingDiverged",
+            "epochs_done": _epochs_done(run.dir),
+            "epochs": run.config.epochs,
+            "seconds": round(seconds, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        },
+    )
+
+
+def _clear_failed(run_dir: Path) -> None:
+    try:
+        (run_dir / FAILED_JSON).unlink()
+    except FileNotFoundError:
+        pass
+
+
+# FGSM after training (the spec's attack_eps) -------------------------------------------------
+@dataclass(frozen=True)
+class _Attack:
+    eps: tuple[float, ...]  # fractions of the [0, 1] pixel range
+    eps_255: tuple[float, ...]
+
+
+def _attack_plan(eps_255: Sequence[float] | None) -> _Attack | None:
+    if eps_255 is None:
+        return None
+    return _Attack(eps=tuple(v / 255 for v in eps_255), eps_255=tuple(float(v) for v in eps_255))
+
+
+def _has_fgsm(run_dir: Path, eps_255: Sequence[float]) -> bool:
+    """The run has an ``fgsm.json`` of a whole test split at exactly these eps (1/255 units)."""
+    from lmix.experiments.attack import read_fgsm
+
+    record = read_fgsm(run_dir)
+    if record is None or record.get("limit") is not None:
+        return False
+    have = record.get("eps_255")
+    return (
+        isinstance(have, list)
+        and len(have) == len(eps_255) == len(record["acc"])
+        and all(isinstance(a, (int, float)) and abs(a - b) <= 1e-9 for a, b in zip(have, eps_255))
+    )
+
+
+def _needs_attack(run_dir: Path, attack: _Attack | None) -> bool:
+    return attack is not None and not _has_fgsm(run_dir, attack.eps_255)
+
+
+def _attack(run: Run, attack: _Attack) -> dict[str, Any]:
+    from lmix.experiments.attack import attack_run, write_fgsm
+
+    record = attack_run(
+        run.dir,
+        list(attack.eps),
+        eps_255=list(attack.eps_255),
+        device=run.config.device,
+        data_root=run.config.data_root,
+        download=run.config.download,
+    )
+    write_fgsm(run.dir, record)
+    return record
+
+
+# one run ---------------------------------------------------------------------------------------
+def _run_one(run: Run, train_log: Callable[..., None], attack: _Attack | None = None) -> RunOutcome:
+    """Train ``run`` unless it is done (or locked elsewhere), then attack it if ``attack`` asks for it.
+
+    A training error becomes a "failed" outcome with ``RUN/failed.json``; an attack error a
+    "failed" outcome without it (the trained run is valid; the next sweep retries the attack).
+    """
     summary = _read_summary(run.dir)
-    if summary is not None:
+    if summary is not None and not _needs_attack(run.dir, attack):
         return RunOutcome(run, "skipped", summary=summary)
     lock = RunLock(run.dir)
     if not lock.acquire():
@@ -619,18 +913,230 @@ def _run_one(run: Run, train_log: Callable[..., None]) -> RunOutcome:
     t0 = time.perf_counter()
     try:
         summary = _read_summary(run.dir)  # finished by another process while we waited for the lock
-        if summary is not None:
-            return RunOutcome(run, "skipped", summary=summary)
-        # train() takes a config it may modify (out); give it a copy so Run stays as expanded
-        config = config_from_sources(run.config.to_dict())
-        summary = train(config, log=train_log)
-        return RunOutcome(run, "trained", seconds=time.perf_counter() - t0, summary=summary)
-    except Exception as err:  # noqa: BLE001 - reported per run; re-raised by run_sweep unless keep_going
-        message = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
-        return RunOutcome(run, "failed", seconds=time.perf_counter() - t0, error=message, exception=err)
+        status = "skipped"
+        if summary is None:
+            _clear_failed(run.dir)  # a retry: it is not failed while it runs
+            # train() takes a config it may modify (out); give it a copy so Run stays as expanded
+            config = config_from_sources(run.config.to_dict())
+            try:
+                summary = train(config, log=train_log)
+            except Exception as err:  # noqa: BLE001 - a failed run is recorded; the sweep goes on
+                message = _first_line(err)
+                _mark_failed(run, err, message, time.perf_counter() - t0)
+                return RunOutcome(run, "failed", seconds=time.perf_counter() - t0, error=message, exception=err)
+            status = "trained"
+        if not _needs_attack(run.dir, attack):
+            return RunOutcome(run, status, seconds=time.perf_counter() - t0, summary=summary)
+        assert attack is not None
+        try:
+            record = _attack(run, attack)
+        except Exception as err:  # noqa: BLE001 - the run stays trained; a re-run retries the attack
+            return RunOutcome(
+                run,
+                "failed",
+                seconds=time.perf_counter() - t0,
+                summary=summary,
+                error=f"FGSM attack after training: {_first_line(err)}",
+                exception=err,
+            )
+        return RunOutcome(run, status, seconds=time.perf_counter() - t0, summary=summary, fgsm=record, attacked=True)
     finally:
         lock.release()
         try:
             run.dir.rmdir()  # only succeeds if the run failed before writing anything
         except OSError:
             pass
+
+
+# many runs at once -----------------------------------------------------------------------------
+# Each job is a fresh ``python`` process (subprocess, not a multiprocessing pool): a run that
+# crashes the interpreter (out of memory, a segfault in a kernel) fails alone instead of breaking
+# a pool; thread counts are fixed through the environment before torch starts; no state (CUDA
+# caches, compiled graphs, global RNGs) carries from one run to the next; and each job sits in
+# its own session, so one Ctrl-C reaches the jobs exactly once, forwarded by the sweep.
+_CHILD_CODE = "import sys; from lmix.experiments.sweep import _child_main; sys.exit(_child_main(sys.argv[1:]))"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[key] = str(threads)
+    return env
+
+
+def _outcome_to_json(outcome: RunOutcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "seconds": outcome.seconds,
+        "summary": outcome.summary,
+        "error": outcome.error,
+        "fgsm": outcome.fgsm,
+        "attacked": outcome.attacked,
+    }
+
+
+def _child_main(argv: Sequence[str]) -> int:
+    """Entry point of one job process: ``JOB.json OUTCOME.json`` (written by :func:`_run_parallel`)."""
+    job_path, outcome_path = argv
+    job = json.loads(Path(job_path).read_text())
+    import torch
+
+    torch.set_num_threads(int(job["threads"]))
+    run = Run(
+        index=int(job["index"]),
+        name=job["name"],
+        settings=job["settings"],
+        config=config_from_sources(job["config"]),
+    )
+    attack = _attack_plan(job["attack_eps"])
+    train_log = print if job["verbose"] else (lambda *a, **k: None)
+    try:
+        outcome = _run_one(run, train_log, attack)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    atomic_write_json(outcome_path, _outcome_to_json(outcome))
+    return 0
+
+
+@dataclass
+class _Job:
+    run: Run
+    proc: subprocess.Popen
+    outcome_path: Path
+    stderr_path: Path
+    t0: float
+
+
+def _run_parallel(
+    runs: Sequence[Run],
+    *,
+    jobs: int,
+    threads: int,
+    attack: _Attack | None,
+    verbose: bool,
+    keep_going: bool,
+    on_start: Callable[[Run, int], None],
+    on_done: Callable[[RunOutcome], None],
+) -> None:
+    """Train ``runs`` in up to ``jobs`` processes at once; ``on_done`` gets each outcome as it finishes."""
+    queue = list(runs)
+    running: list[_Job] = []
+    stop: list[int] = []  # signals received (handlers only record them)
+    failure: RunOutcome | None = None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.append(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
+    forwarded = 0
+    with tempfile.TemporaryDirectory(prefix="lmix-sweep-") as tmp:
+        try:
+            while queue or running:
+                while queue and len(running) < jobs and not stop and failure is None:
+                    running.append(_start_job(queue.pop(0), Path(tmp), threads=threads, attack=attack, verbose=verbose))
+                    on_start(running[-1].run, running[-1].proc.pid)
+                if not running:
+                    break
+                if len(stop) > forwarded:
+                    # the first signal is passed on (the jobs checkpoint and exit); a second one kills them
+                    sig = stop[forwarded] if forwarded == 0 else signal.SIGKILL
+                    forwarded = len(stop)
+                    for job in running:
+                        _signal(job.proc, sig)
+                time.sleep(0.05)
+                for job in [j for j in running if j.proc.poll() is not None]:
+                    running.remove(job)
+                    outcome = _finish_job(job, stopping=bool(stop))
+                    on_done(outcome)
+                    if outcome.status == "failed" and not keep_going and failure is None:
+                        failure = outcome
+        finally:
+            for job in running:  # only on an unexpected error in this loop: leave no orphans
+                _signal(job.proc, signal.SIGKILL)
+                job.proc.wait()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    if stop:
+        name = signal.Signals(stop[0]).name
+        raise SweepInterrupted(
+            stop[0],
+            f"lmix sweep: interrupted by {name}; runs in flight stopped at their last checkpoint; "
+            "re-run the same command to resume",
+        )
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def _start_job(run: Run, tmp: Path, *, threads: int, attack: _Attack | None, verbose: bool) -> _Job:
+    stem = tmp / f"job{run.index}"
+    job_path, outcome_path, stderr_path = (stem.with_suffix(s) for s in (".json", ".out.json", ".err"))
+    job_path.write_text(
+        json.dumps(
+            {
+                "index": run.index,
+                "name": run.name,
+                "settings": run.settings,
+                "config": run.config.to_dict(),
+                "attack_eps": None if attack is None else list(attack.eps_255),
+                "threads": threads,
+                "verbose": verbose,
+            }
+        )
+    )
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CODE, str(job_path), str(outcome_path)],
+            env=_child_env(threads),
+            stdin=subprocess.DEVNULL,
+            stdout=None if verbose else subprocess.DEVNULL,
+            stderr=None if verbose else err,
+            start_new_session=True,
+        )
+    return _Job(run, proc, outcome_path, stderr_path, time.perf_counter())
+
+
+def _finish_job(job: _Job, *, stopping: bool) -> RunOutcome:
+    run, rc, seconds = job.run, job.proc.returncode, time.perf_counter() - job.t0
+    try:
+        data = json.loads(job.outcome_path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if data is not None:
+        return RunOutcome(
+            run,
+            data["status"],
+            seconds=float(data["seconds"]),
+            summary=data["summary"],
+            error=data["error"],
+            fgsm=data["fgsm"],
+            attacked=bool(data["attacked"]),
+        )
+    if stopping and rc in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL):
+        return RunOutcome(run, "interrupted", seconds=seconds, error=f"exit code {rc}")
+    # The process died without an outcome (killed, out of memory, a crash in native code).
+    message = _last_line(job.stderr_path) or f"the job process exited with code {rc}"
+    if rc is not None and rc < 0:
+        message = f"the job process was killed by {signal.Signals(-rc).name}" + (f": {message}" if message else "")
+    lock = RunLock(run.dir)
+    if _read_summary(run.dir) is None and lock.acquire():
+        try:
+            _mark_failed(run, None, message, seconds)
+        finally:
+            lock.release()
+    return RunOutcome(run, "failed", seconds=seconds, error=message)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""

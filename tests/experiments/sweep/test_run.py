@@ -12,7 +12,7 @@ import pytest
 
 from lmix.experiments.cli import main
 from lmix.experiments.sweep import RunLock, expand, parse_shard, parse_spec, run_sweep, shard_runs
-from tests.cli_helpers import one_line_error
+from tests.cli_helpers import one_line_error, run_cli
 
 from .conftest import FakeTrain
 
@@ -67,31 +67,70 @@ def test_a_crashed_sweep_restarted_finishes_every_run_once(tmp_path, monkeypatch
     spec = parse_spec(SPEC)
     crashing = FakeTrain(fail_on={2})
     monkeypatch.setattr("lmix.experiments.sweep.train", crashing)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_sweep(spec, tmp_path, log=_quiet)
+    result = run_sweep(spec, tmp_path, keep_going=False, log=_quiet)  # --fail-fast: nothing starts after it
+    assert result.count("failed") == 1 and len(result.outcomes) == 2
     assert len(crashing.completed) == 1
     runs = expand(spec, tmp_path)
     assert not (runs[1].dir / "summary.json").exists() and (runs[1].dir / "metrics.jsonl").exists()
     assert not (runs[1].dir / ".lock").exists()  # released despite the crash
+    failed = json.loads((runs[1].dir / "failed.json").read_text())
+    assert failed["error"] == "simulated crash in the middle of a run" and failed["error_type"] == "RuntimeError"
+    assert failed["run"] == runs[1].name and failed["epochs_done"] == 1 and failed["diverged"] is False
 
     statuses = _dry_run_statuses(spec, tmp_path)
-    assert statuses[:3] == ["done", "partial", "todo"]
+    assert statuses[:3] == ["done", "failed", "todo"]
 
     restarted = FakeTrain()
     monkeypatch.setattr("lmix.experiments.sweep.train", restarted)
     run_sweep(spec, tmp_path, log=_quiet)
-    # the crashed run is retried (train() resumes it from its checkpoint); nothing else runs twice
+    # the failed run is retried (train() resumes it from its checkpoint); nothing else runs twice
     assert restarted.calls[0] == str(runs[1].dir)
+    assert not (runs[1].dir / "failed.json").exists()
     done = crashing.completed + restarted.completed
     assert sorted(done) == sorted(str(r.dir) for r in runs)
     assert _dry_run_statuses(spec, tmp_path) == ["done"] * 6
 
 
-def test_keep_going_continues_after_a_failure(tmp_path, monkeypatch):
+def test_a_failed_run_is_marked_and_the_sweep_goes_on(capsys, tmp_path, write_spec, monkeypatch):
+    class TrainingDiverged(RuntimeError):  # the trainer's exception for a non-finite loss (by name)
+        pass
+
+    class Diverging(FakeTrain):
+        def __call__(self, config, log=print):
+            if config.method == "mixup" and config.seed == 1:
+                self.calls.append(config.out)
+                raise TrainingDiverged("loss is nan at epoch 1, step 3; the last good checkpoint is epoch 0")
+            return super().__call__(config, log)
+
+    fake = Diverging()
+    monkeypatch.setattr("lmix.experiments.sweep.train", fake)
+    out = tmp_path / "o"
+    code, text, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out)])
+    assert code == 1 and len(fake.completed) == 5
+    assert "5 trained" in text and "1 failed" in text and "FAILED after" in text
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    name = "dataset=digits/model=simple_cnn/method=mixup/seed=1"
+    assert lines[0].startswith("lmix sweep: 1 run failed: " + name + " (loss is nan at epoch 1")
+    assert "re-run the same command to retry" in lines[0]
+    record = json.loads((out / name / "failed.json").read_text())
+    assert record["diverged"] is True and record["error_type"] == "TrainingDiverged"
+    assert not (out / name / "summary.json").exists()
+    assert main(["sweep", str(write_spec(SPEC)), "--out", str(out), "--dry-run"]) == 0
+    assert f"failed  {name}  (loss is nan" in capsys.readouterr().out
+
+
+def test_fail_fast_and_keep_going_flags(capsys, tmp_path, write_spec, monkeypatch):
     fake = FakeTrain(fail_on={1})
     monkeypatch.setattr("lmix.experiments.sweep.train", fake)
-    result = run_sweep(parse_spec(SPEC), tmp_path, keep_going=True, log=_quiet)
-    assert result.count("failed") == 1 and result.count("trained") == 5
+    out = tmp_path / "o"
+    code, _, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--fail-fast"])
+    assert code == 1 and fake.calls == [str(expand(parse_spec(SPEC), out)[0].dir)]
+    assert "1 run failed" in err
+    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--keep-going", "--fail-fast"])
+    assert "contradict" in line
+    assert main(["sweep", str(write_spec(SPEC)), "--out", str(out), "--keep-going"]) == 0  # retried, all pass now
+    assert len(fake.completed) == 6
 
 
 def _dry_run_statuses(spec, out) -> list[str]:

@@ -18,15 +18,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="folder of the sweep's runs (default: runs/<spec name>)")
     p.add_argument(
         "--shard",
-        metavar="i/N",
-        help="run only shard i of N (1-based: 1/N .. N/N); run j (0-based) belongs to shard j %% N + 1",
+        metavar="i/N|auto",
+        help="run only shard i of N (1-based: 1/N .. N/N); run j (0-based) belongs to shard j %% N + 1. "
+        "auto: from a Slurm job array (SLURM_ARRAY_TASK_ID, 0-based, and SLURM_ARRAY_TASK_COUNT; "
+        "SLURM_ARRAY_TASK_MIN/STEP are honoured)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs at once, each in its own process (on CPU each gets CPUs/N threads unless --threads; "
+        "on a GPU they share the device); default 1",
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status (done/partial/todo/running)")
     add_overrides_argument(
         p, help_text="setting applied to every run (YAML value), e.g. --set data_root=/data --set device=cuda:1"
     )
-    p.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails (exit code 1)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (1 is fastest for small models)")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="go on past failed runs (the default; kept for old scripts): they get RUN/failed.json, exit code 1",
+    )
+    p.add_argument("--fail-fast", action="store_true", help="start no new run after the first failed one")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (per job with --jobs; 1 is fastest for small models)",
+    )
     p.add_argument("--verbose", action="store_true", help="show the trainer's own log lines and progress bars")
     p.set_defaults(func=run)
 
@@ -67,27 +87,53 @@ def set_threads(threads: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
-    from lmix.experiments.sweep import load_spec, parse_shard, run_sweep
+    from lmix.experiments.catalog import resolve_config
+    from lmix.experiments.cli import UsageError
+    from lmix.experiments.sweep import SweepInterrupted, failed_line, load_spec, parse_shard, run_sweep
 
-    spec = load_spec(args.spec)
+    if args.jobs < 1:
+        raise UsageError(f"lmix sweep: --jobs must be >= 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"lmix sweep: --threads must be >= 1, got {args.threads}")
+    if args.keep_going and args.fail_fast:
+        raise UsageError("lmix sweep: --keep-going and --fail-fast contradict each other; give one")
+    spec = load_spec(resolve_config(args.spec, kind="sweep"))  # a path, or a packaged spec by name
     shard = parse_shard(args.shard) if args.shard else None
     overrides = parse_overrides(args.overrides)
     if not args.verbose:
         overrides.setdefault("progress", False)
     out = Path(args.out) if args.out else Path("runs") / spec.name
-    set_threads(args.threads)
-    result = run_sweep(
-        spec,
-        out,
-        shard=shard,
-        overrides=overrides,
-        dry_run=args.dry_run,
-        keep_going=args.keep_going,
-        log=lambda line: print(line, flush=True),
-        train_log=print if args.verbose else None,
-    )
+    if args.jobs == 1:
+        set_threads(args.threads)  # with --jobs, each job process sets its own
+    try:
+        result = run_sweep(
+            spec,
+            out,
+            shard=shard,
+            overrides=overrides,
+            dry_run=args.dry_run,
+            keep_going=not args.fail_fast,
+            jobs=args.jobs,
+            threads=args.threads if args.jobs > 1 else None,
+            log=lambda line: print(line, flush=True),
+            train_log=print if args.verbose else None,
+        )
+    except SweepInterrupted as err:
+        print(err, file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(
+            "lmix sweep: interrupted; the run in flight stopped at its last checkpoint; re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     if not args.dry_run:
         print(f"report: lmix report {out}")
-    return 1 if result.count("failed") else 0
+    line = failed_line(result)
+    if line is not None:
+        print(f"lmix sweep: {line}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,206 @@
+"""``lmix sweep --jobs N`` (runs in parallel processes) and ``--shard auto`` (Slurm job arrays)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lmix.experiments.cli import main
+from lmix.experiments.sweep import available_cpus, expand, parse_shard, parse_spec
+from tests.cli_helpers import one_line_error, run_cli
+
+SPEC = {
+    "name": "tiny",
+    "base": {"dataset": "digits", "model": "simple_cnn", "epochs": 1},
+    "grid": {"method": ["none", "lmix"], "seed": [0, 1]},
+}
+
+# Imported by every job process at start-up (sitecustomize on PYTHONPATH): replaces the trainer
+# with a fake that logs its calls, fails or dies on request (marker files), and records the
+# threads it was given.
+FAKE_TRAINER = textwrap.dedent(
+    """
+    import json, os, signal
+    from pathlib import Path
+
+    import torch
+
+    import lmix.experiments.sweep as sweep
+
+
+    def fake_train(config, log=print):
+        with open(os.environ["LMIX_TEST_CALLS"], "a") as f:
+            f.write(config.out + "\\n")
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 50.0}) + "\\n")
+        markers = Path(os.environ["LMIX_TEST_MARKERS"])
+        tag = f"{config.method}-{config.seed}"
+        if (markers / f"fail-{tag}").exists():
+            raise RuntimeError(f"loss is nan at epoch 1 ({tag})")
+        if (markers / f"kill-{tag}").exists():
+            os.kill(os.getpid(), signal.SIGKILL)
+        summary = {
+            "final_acc": 50.0 + config.seed,
+            "best_acc": 60.0 + config.seed,
+            "threads": torch.get_num_threads(),
+            "omp": os.environ.get("OMP_NUM_THREADS"),
+        }
+        (out / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+
+    sweep.train = fake_train
+    """
+)
+
+
+@pytest.fixture
+def fake_jobs(tmp_path, monkeypatch):
+    """Job processes train with FAKE_TRAINER; returns (markers dir, function reading the calls)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAKE_TRAINER)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    import os
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("LMIX_TEST_CALLS", str(calls))
+    monkeypatch.setenv("LMIX_TEST_MARKERS", str(markers))
+    return markers, lambda: calls.read_text().split()
+
+
+def test_jobs_train_every_run_once_mark_failures_and_retry_them(capsys, tmp_path, write_spec, fake_jobs):
+    markers, calls = fake_jobs
+    (markers / "fail-lmix-1").touch()
+    (markers / "kill-none-1").touch()
+    out = tmp_path / "o"
+    runs = {r.name: r for r in expand(parse_spec(SPEC), out)}
+    failing = [
+        "dataset=digits/model=simple_cnn/method=none/seed=1",
+        "dataset=digits/model=simple_cnn/method=lmix/seed=1",
+    ]
+
+    code, text, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"])
+    assert code == 1
+    assert sorted(calls()) == sorted(str(r.dir) for r in runs.values())  # every run exactly once
+    assert "4 of 4 runs (all shards, 2 at once)" in text
+    assert text.count(": start (pid") == 4 and text.count(": done in") == 2 and text.count(": FAILED after") == 2
+    assert "2 trained, 0 already done, 0 busy, 2 failed" in text
+    expected = max(1, available_cpus() // 2)
+    for name, run in runs.items():
+        if name in failing:
+            assert not (run.dir / "summary.json").exists()
+        else:
+            summary = json.loads((run.dir / "summary.json").read_text())
+            assert summary["threads"] == expected and summary["omp"] == str(expected)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lmix sweep: 2 runs failed: ")
+    assert "(loss is nan at epoch 1 (lmix-1))" in lines[0] and "killed by SIGKILL" in lines[0]
+    assert json.loads((runs[failing[1]].dir / "failed.json").read_text())["error"] == "loss is nan at epoch 1 (lmix-1)"
+    killed = json.loads((runs[failing[0]].dir / "failed.json").read_text())  # written by the sweep for its job
+    assert killed["error"].startswith("the job process was killed by SIGKILL") and killed["epochs_done"] == 1
+    assert not any((r.dir / ".lock").exists() for r in runs.values())
+
+    # the re-run retries the failed runs only; finished runs are skipped without starting a process
+    for marker in markers.iterdir():
+        marker.unlink()
+    code, text, err = run_cli(
+        capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "3", "--threads", "1"]
+    )
+    assert code == 0 and err == ""
+    assert text.count(": start (pid") == 2 and "2 trained, 2 already done, 0 busy, 0 failed" in text
+    assert sorted(calls()) == sorted([str(r.dir) for r in runs.values()] + [str(runs[n].dir) for n in failing])
+    for name in failing:
+        assert not (runs[name].dir / "failed.json").exists()
+        assert json.loads((runs[name].dir / "summary.json").read_text())["threads"] == 1
+    code, text, _ = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"])
+    assert code == 0 and "start" not in text and "0 trained, 4 already done" in text
+
+
+def test_jobs_with_real_training_and_fgsm_then_rerun_skips(capsys, tmp_path, write_spec):
+    spec = {
+        "name": "real",
+        "attack_eps": [0, 8],
+        "base": {
+            "dataset": "digits",
+            "model": "simple_cnn",
+            "width": 8,
+            "epochs": 1,
+            "train_subset": 64,
+            "batch_size": 32,
+            "eval_train": 0,
+        },
+        "grid": {"method": ["none", "lmix"], "seed": [0]},
+    }
+    out = tmp_path / "o"
+    code, text, err = run_cli(capsys, ["sweep", str(write_spec(spec)), "--out", str(out), "--jobs", "2"])
+    assert code == 0, err
+    assert text.count(": start (pid") == 2 and "2 trained, 0 already done, 0 busy, 0 failed, 2 attacked" in text
+    for run in expand(parse_spec(spec), out):
+        summary = json.loads((run.dir / "summary.json").read_text())
+        fgsm = json.loads((run.dir / "fgsm.json").read_text())
+        assert fgsm["eps_255"] == [0, 8] and fgsm["eps"] == [0, 8 / 255] and fgsm["limit"] is None
+        assert fgsm["acc"][0] == pytest.approx(summary["final_acc"], abs=1e-9)  # eps 0 is the clean accuracy
+        assert fgsm["num_images"] == 360 and fgsm["method"] == run.config.method
+    code, text, _ = run_cli(capsys, ["sweep", str(write_spec(spec)), "--out", str(out), "--jobs", "2"])
+    assert code == 0 and "start" not in text and "0 trained, 2 already done, 0 busy, 0 failed, 0 attacked" in text
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_bad_jobs_is_a_one_line_error(capsys, tmp_path, write_spec, fake_train, value):
+    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(tmp_path / "o"), "--jobs", value])
+    assert "--jobs" in line
+    assert fake_train.calls == [] and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "env, shard",
+    [
+        ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "3"}, (1, 3)),
+        ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3"}, (3, 3)),
+        ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "1"}, (1, 3)),
+        (
+            {
+                "SLURM_ARRAY_TASK_ID": "8",
+                "SLURM_ARRAY_TASK_COUNT": "4",
+                "SLURM_ARRAY_TASK_MIN": "2",
+                "SLURM_ARRAY_TASK_STEP": "2",
+            },
+            (4, 4),
+        ),
+    ],
+)
+def test_shard_auto_reads_the_job_array(env, shard):
+    assert parse_shard("auto", environ=env) == shard
+
+
+def test_shard_auto_from_the_environment_and_its_errors(capsys, tmp_path, write_spec, fake_train, monkeypatch):
+    for key in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
+        monkeypatch.delenv(key, raising=False)
+    argv = ["sweep", str(write_spec(SPEC)), "--out", str(tmp_path / "o"), "--shard", "auto"]
+    line = one_line_error(capsys, argv, "--shard auto", "SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT not set")
+    assert "--shard i/N" in line
+    for task, count, needle in [
+        ("x", "2", "not an integer"),
+        ("2", "2", "not one of the 2 array tasks"),
+        ("-1", "2", "not one of"),
+    ]:
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", count)
+        one_line_error(capsys, argv, "--shard auto", needle)
+    assert fake_train.calls == []
+
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    assert main(argv) == 0
+    assert "2 of 4 runs (shard 2/2)" in capsys.readouterr().out
+    runs = expand(parse_spec(SPEC), tmp_path / "o")
+    assert sorted(fake_train.calls) == sorted(str(r.dir) for r in runs[1::2])
+    assert all(Path(c).is_dir() for c in fake_train.calls)

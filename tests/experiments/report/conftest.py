@@ -24,6 +24,7 @@ def make_run(
     epochs: int = 4,
     curve: list[float] | None = None,
     fgsm: dict[str, list[float]] | None = None,
+    summary_extra: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Path:
     """Write one finished run under ``root`` and return its folder."""
@@ -50,6 +51,7 @@ def make_run(
         "dataset": dataset,
         "seed": seed,
         "accuracy_units": "percent",
+        **(summary_extra or {}),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
     if fgsm is not None:

@@ -10,7 +10,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report",
         help="paper-layout tables (Markdown, LaTeX), statistics and figures over finished runs",
         description="Collect every summary.json under DIR, group the runs by data set, model, method and "
-        "settings (seeds pooled), and write report.md, report.tex, report.json and PNG figures.",
+        "settings (seeds pooled), and write report.md, report.tex, report.json and PNG figures. Runs with "
+        "fgsm.json (lmix attack) add FGSM robustness tables and curves; failed runs (failed.json) are listed, not counted.",
     )
     p.add_argument("dir", metavar="DIR", help="folder holding run folders (searched recursively)")
     p.add_argument("--out", metavar="REPORT_DIR", help="where to write the report (default: DIR/report)")

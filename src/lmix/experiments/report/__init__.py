@@ -20,6 +20,17 @@ Regime: Mixed-sample augmentation regularises, so it can only pay off where the 
 its training set. Each row says whether its ``none`` cell's mean final clean training accuracy
 (``final_clean_train_acc``) is >= 99% ("overfits") or not ("underfits").
 
+Robustness: where runs have an ``fgsm.json`` (``lmix attack``, or a sweep's ``attack_eps``), each
+row gets a table of FGSM accuracy per eps and cell (method, and k or any other mixing setting
+that varies): mean and 95% CI, and Welch's test against the baseline at the same eps.
+
+Run conditions: under every table, the mix mode (``mix_mode``, or the method's default), the
+precision (``amp``) and device of the runs behind it, and the distinct values of the provenance
+fields of their summaries (``lmix_version``, ``torch_version``, ``git_commit``, ``device_name``).
+
+Failed runs (``failed.json`` and no ``summary.json``, written by ``lmix sweep``) are in no
+number; each table cell and the "Failed runs" section say how many of a group failed.
+
 Data flow, one module per step: :mod:`~lmix.experiments.report.collect` (finding runs, reading
 their records) -> :mod:`~lmix.experiments.report.stats` (cells, statistics, tests, regimes) ->
 :mod:`~lmix.experiments.report.plots` (figures) and :mod:`~lmix.experiments.report.render`

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -153,30 +153,30 @@ def plot_curves(report: Report, out_dir: Path, *, max_series: int = 10) -> list[
 
 
 def plot_fgsm(report: Report, out_dir: Path) -> list[str]:
-    """Fig. 5: FGSM accuracy against epsilon (from fgsm.json), mean ± std over seeds."""
-    import numpy as np
-
+    """Fig. 5: FGSM accuracy against epsilon (from fgsm.json): mean over seeds with a 95% CI band."""
     files = []
     for (dataset, row, model), cells in _panels(report).items():
-        series = []
-        for c in cells:
-            curves = [r.fgsm for r in c.runs if r.fgsm and "eps" in r.fgsm and "acc" in r.fgsm]
-            if not curves:
-                continue
-            eps_lists = Counter(tuple(float(e) for e in cv["eps"]) for cv in curves)
-            eps = eps_lists.most_common(1)[0][0]  # runs attacked at other eps are left out of the mean
-            accs = np.array(
-                [[float(a) for a in cv["acc"]] for cv in curves if tuple(float(e) for e in cv["eps"]) == eps]
-            )
-            series.append((c, np.array(eps), accs))
+        series = sorted((c for c in cells if c.fgsm), key=_cell_order)
         if not series:
             continue
         fig, ax = _figure(f"{dataset}, {cells[0].row_label}: FGSM", "epsilon (x 1/255)", "test accuracy (%)")
-        for c, eps, accs in series:
-            err = accs.std(axis=0, ddof=1) if len(accs) > 1 else None
-            ax.errorbar(
-                eps * 255, accs.mean(axis=0), yerr=err, marker="o", capsize=3, label=f"{c.column_label} (n={len(accs)})"
-            )
+        for c in series:
+            pts = [pt for pt in c.fgsm if pt.stats is not None]
+            x = [pt.eps_255 for pt in pts]
+            mean = [pt.stats.mean for pt in pts]
+            n = max(len(pt.values) for pt in pts)
+            (line,) = ax.plot(x, mean, marker="o", ms=3, lw=1.4, label=f"{c.column_label} (n={n})")
+            band = [(xi, pt.stats.mean, pt.stats.ci95) for xi, pt in zip(x, pts) if not math.isnan(pt.stats.ci95)]
+            if len(band) > 1:
+                ax.fill_between(
+                    [b[0] for b in band],
+                    [b[1] - b[2] for b in band],
+                    [b[1] + b[2] for b in band],
+                    color=line.get_color(),
+                    alpha=0.15,
+                    lw=0,
+                )
+        ax.text(0.01, 0.01, "lines: mean; bands: 95% CI", transform=ax.transAxes, fontsize=7, color="0.3")
         ax.legend(fontsize=8)
         name = f"fig5_fgsm_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
         _save_png(fig, out_dir / name)

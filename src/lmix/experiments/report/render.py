@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from lmix.experiments.io import atomic_write_json, atomic_write_text
-from lmix.experiments.report.collect import _fmt_setting, _method_display, _method_key, _sort_value, failure_reason
+from lmix.experiments.report.collect import (
+    RunRecord,
+    _fmt_setting,
+    _method_display,
+    _method_key,
+    _sort_value,
+    failure_reason,
+)
 from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm
 from lmix.experiments.report.stats import (
+    CONDITION_KEYS,
     OVERFIT_THRESHOLD,
     Cell,
     Report,
@@ -24,6 +32,7 @@ from lmix.experiments.report.stats import (
     _datasets,
     _regime,
     _rows,
+    run_conditions,
 )
 
 __all__ = ["render_markdown", "render_latex", "render_text_summary", "report_json", "write_report"]
@@ -170,13 +179,27 @@ def render_markdown(report: Report) -> str:
             for table in _tables(report, dataset, key):
                 out += [f"### {table.title[0].upper()}{table.title[1:]}", ""]
                 out += _table_md(table)
-                out.append("")
+                out += ["", _conditions_text(_table_runs(table)), ""]
         for _, label, cells in _rows(report, dataset):
             out += [f"### Statistics: {dataset}, {label}", ""]
             out += _stats_md(cells)
             out += ["", f"Regime: {_regime(cells)[0]}.", ""]
             out += _significance_sentences(cells)
             out.append("")
+        for _, label, cells in _rows(report, dataset):
+            fgsm_cells = [c for c in cells if c.fgsm]
+            if not fgsm_cells:
+                continue
+            out += [f"### FGSM robustness: {dataset}, {label}", ""]
+            out += _fgsm_md(fgsm_cells)
+            out += [
+                "",
+                "FGSM test accuracy (%) per eps (in 1/255), mean [95% CI] over the runs with fgsm.json; "
+                "p: Welch's t-test against the baseline (none) at the same eps, * = p < 0.05.",
+                "",
+                _conditions_text([r for c in fgsm_cells for r in c.runs if r.fgsm]),
+                "",
+            ]
     out += [
         "p-values: Welch's two-sided t-test over seeds (scipy.stats.ttest_ind, equal_var=False), * = p < 0.05, "
         "not corrected for multiple comparisons; n/a where a group has fewer than 2 runs. 95% CI: mean ± "
@@ -195,6 +218,72 @@ def render_markdown(report: Report) -> str:
         out += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in report.figures] + [""]
     out += ["Every number above is computed from the runs' summary.json files; report.json lists them per group.", ""]
     return "\n".join(out)
+
+
+def _table_runs(table: _Table) -> list[RunRecord]:
+    return [r for _, cells, _ in table.rows for c in cells if c is not None for r in c.runs]
+
+
+def _counted(values: dict[str, int], *, short: bool = False) -> str:
+    def show(v: str) -> str:
+        return v[:12] if short and len(v) == 40 and v != "not recorded" else v
+
+    if len(values) == 1:
+        return show(next(iter(values)))
+    return ", ".join(f"{show(v)} ({n} run{'' if n == 1 else 's'})" for v, n in values.items())
+
+
+_CONDITION_NAMES = {
+    "mix_mode": "mix mode",
+    "amp": "precision (amp)",
+    "device": "device",
+    "device_name": "device name",
+    "lmix_version": "lmix",
+    "torch_version": "torch",
+    "git_commit": "git commit",
+}
+
+
+def _conditions_text(
+    runs: list[RunRecord], *, keys: tuple[str, ...] = CONDITION_KEYS, what: str = "Runs behind this table"
+) -> str:
+    """One line: the mix mode, precision, device and provenance of ``runs`` (distinct values)."""
+    cond = run_conditions(runs)
+    parts = [f"{_CONDITION_NAMES[k]} {_counted(cond[k], short=True)}" for k in keys if k in cond]
+    return f"{what} ({len(runs)}): " + "; ".join(parts) + "."
+
+
+def _fmt_ci(s: Stats | None) -> str:
+    if s is None:
+        return "-"
+    if math.isnan(s.ci95):
+        return f"{s.mean:.2f}"
+    return f"{s.mean:.2f} [{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]"
+
+
+def _fgsm_eps(cells: list[Cell]) -> list[float]:
+    return sorted({pt.eps_255 for c in cells for pt in c.fgsm})
+
+
+def _fgsm_md(cells: list[Cell]) -> list[str]:
+    eps = _fgsm_eps(cells)
+    lines = [
+        "| method | n | " + " | ".join(f"eps {e:g}" for e in eps) + " |",
+        "|---|---|" + "---|" * len(eps),
+    ]
+    for c in sorted(cells, key=_cell_order):
+        at = {pt.eps_255: pt for pt in c.fgsm}
+        vals = []
+        for e in eps:
+            pt = at.get(e)
+            if pt is None:
+                vals.append("")
+                continue
+            p = "" if pt.p_vs_none is None else _fmt_p(pt.p_vs_none)
+            vals.append(_fmt_ci(pt.stats) + (f", p{p}" if p.startswith("<") else f", p={p}" if p else ""))
+        n = max(len(pt.values) for pt in c.fgsm)
+        lines.append(f"| {c.column_label} | {n} | " + " | ".join(vals) + " |")
+    return lines
 
 
 def _failed_md(report: Report) -> list[str]:
@@ -242,9 +331,11 @@ def render_latex(report: Report) -> str:
                 caption = (
                     f"{_tex_escape(dataset)}: {_tex_escape(table.title)} (\\%), mean $\\pm$ std over {seeds_text}"
                     + ("; the paper's number in brackets" if has_paper else "")
-                    + "."
+                    + ". "
+                    + _tex_escape(_conditions_text(_table_runs(table), keys=_PRECISION_KEYS))
                 )
                 out += [
+                    "% " + _conditions_text(_table_runs(table)),
                     "\\begin{table}[t]",
                     "\\centering",
                     f"\\caption{{{caption}}}",
@@ -257,7 +348,48 @@ def render_latex(report: Report) -> str:
                     vals = [_cell_text(c, key, n=len(ns) > 1, tex=True) for c in row_cells]
                     out.append(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\")
                 out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        for _, label, row_cells in _rows(report, dataset):
+            fgsm_cells = sorted((c for c in row_cells if c.fgsm), key=_cell_order)
+            if fgsm_cells:
+                out += _fgsm_latex(dataset, label, fgsm_cells)
     return "\n".join(out)
+
+
+_PRECISION_KEYS = ("mix_mode", "amp", "device")
+
+
+def _fgsm_latex(dataset: str, label: str, cells: list[Cell]) -> list[str]:
+    eps = _fgsm_eps(cells)
+    runs = [r for c in cells for r in c.runs if r.fgsm]
+    caption = (
+        f"{_tex_escape(dataset)}, {_tex_escape(label)}: FGSM test accuracy (\\%) per $\\epsilon$ (in 1/255), "
+        "mean $\\pm$ 95\\% CI half-width; $^*$: $p < 0.05$ against the baseline (Welch). "
+        + _tex_escape(_conditions_text(runs, keys=_PRECISION_KEYS))
+    )
+    out = [
+        "% " + _conditions_text(runs),
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{caption}}}",
+        "\\begin{tabular}{l" + "c" * len(eps) + "}",
+        "\\toprule",
+        "Method & " + " & ".join(f"$\\epsilon={e:g}$" for e in eps) + " \\\\",
+        "\\midrule",
+    ]
+    for c in cells:
+        at = {pt.eps_255: pt for pt in c.fgsm}
+        vals = []
+        for e in eps:
+            pt = at.get(e)
+            if pt is None or pt.stats is None:
+                vals.append("--")
+                continue
+            s = pt.stats
+            body = f"{s.mean:.2f}" + ("" if math.isnan(s.ci95) else f" \\pm {s.ci95:.2f}")
+            star = "^*" if pt.p_vs_none is not None and pt.p_vs_none < 0.05 else ""
+            vals.append(f"${body}{star}$")
+        out.append(_tex_escape(c.column_label) + " & " + " & ".join(vals) + " \\\\")
+    return out + ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
 
 
 def render_text_summary(report: Report) -> str:
@@ -270,6 +402,13 @@ def render_text_summary(report: Report) -> str:
         for _, label, cells in _rows(report, dataset):
             out.append(f"{label}: regime: {_regime(cells)[0]}")
             out += ["  " + s[2:] for s in _significance_sentences(cells)]
+        for _, label, cells in _rows(report, dataset):
+            fgsm_cells = [c for c in cells if c.fgsm]
+            if fgsm_cells:
+                out.append(f"{dataset}, {label}: FGSM accuracy (%) per eps (1/255), mean [95% CI], p vs none")
+                out += _fgsm_md(fgsm_cells)
+        runs = [r for c in report.cells if c.dataset == dataset for r in c.runs]
+        out.append(_conditions_text(runs, what=f"{dataset} runs"))
         out.append("")
     if report.failed:
         out.append(f"failed runs (not included): {sum(len(runs) for _, runs in report.failed)}")
@@ -320,6 +459,16 @@ def report_json(report: Report) -> dict[str, Any]:
                 "p_vs_lmix": c.p_vs_lmix,
                 "lmix_reference": c.lmix_ref,
                 "failed_runs": [r.dir for r in c.failed],
+                "fgsm": [
+                    {
+                        "eps_255": pt.eps_255,
+                        "acc": pt.stats.to_dict() if pt.stats else None,
+                        "p_vs_none": pt.p_vs_none,
+                        "runs": [{"dir": d, "acc": v} for d, v in zip(pt.dirs, pt.values)],
+                    }
+                    for pt in c.fgsm
+                ],
+                "conditions": run_conditions(c.runs),
             }
         )
     return {
@@ -327,6 +476,9 @@ def report_json(report: Report) -> dict[str, Any]:
         "num_runs": len(report.records),
         "varying_settings": report.varying,
         "groups": cells,
+        "conditions": {
+            d: run_conditions([r for c in report.cells if c.dataset == d for r in c.runs]) for d in _datasets(report)
+        },
         "unfinished": report.unfinished,
         "failed": [
             {"group": label, "runs": [{"dir": r.dir, "seed": r.seed, "reason": failure_reason(r)} for r in runs]}

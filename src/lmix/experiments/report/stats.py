@@ -27,6 +27,7 @@ from lmix.experiments.report.collect import (
     _fmt_setting,
     _method_display,
     _method_key,
+    _mixer_defaults,
     _normalise,
     _same,
     _sort_value,
@@ -36,11 +37,15 @@ from lmix.experiments.report.collect import (
 
 __all__ = [
     "Stats",
+    "FgsmPoint",
     "Cell",
     "Report",
     "build_report",
     "load_paper_table",
     "regimes",
+    "fgsm_curve",
+    "run_conditions",
+    "CONDITION_KEYS",
     "OVERFIT_THRESHOLD",
 ]
 
@@ -75,6 +80,25 @@ class Stats:
 
 
 @dataclass
+class FgsmPoint:
+    """FGSM accuracy of a cell's runs at one eps (from their ``fgsm.json``).
+
+    Attributes:
+        eps_255: the perturbation size in 1/255 units.
+        values: accuracy (%) per run attacked at this eps, in the cell's run order.
+        dirs: those runs' folders.
+        stats: mean, std, n and 95% CI half-width of ``values``.
+        p_vs_none: Welch's two-sided p against the row's baseline (``none``) at the same eps.
+    """
+
+    eps_255: float
+    values: list[float]
+    dirs: list[str]
+    stats: Stats | None
+    p_vs_none: float | None = None
+
+
+@dataclass
 class Cell:
     """The runs of one (data set, row settings, model, method, column settings) group."""
 
@@ -92,6 +116,7 @@ class Cell:
     p_vs_lmix: dict[str, float | None] | None = None
     lmix_ref: str | None = None
     failed: list[RunRecord] = field(default_factory=list)  # failed runs of this group (not in the statistics)
+    fgsm: list[FgsmPoint] = field(default_factory=list)  # FGSM accuracy per eps (runs with fgsm.json), eps order
 
     @property
     def row_label(self) -> str:
@@ -172,6 +197,7 @@ def build_report(
         )
     )
     _significance(cells)
+    _robustness(cells)
     notes = _notes(records, cells, unfinished)
     report = Report(str(root), records, cells, varying, unfinished, notes)
     report.failed = _group_failed(failed, records, cells, varying)
@@ -239,6 +265,57 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> float | None:
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return None if math.isnan(p) else p
+
+
+def fgsm_curve(record: RunRecord) -> dict[float, float]:
+    """A run's FGSM accuracy (%) by eps in 1/255 units ({} without a usable fgsm.json).
+
+    eps is read from ``eps_255`` (as recorded by ``lmix attack``) where it has one value per
+    accuracy, else from ``eps`` (fractions of the pixel range) times 255; rounded to 1e-6 so
+    that ``8/255 * 255`` and ``8`` meet.
+    """
+    f = record.fgsm or {}
+    acc = f.get("acc")
+    eps = f.get("eps_255")
+    scale = 1.0
+    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
+        eps, scale = f.get("eps"), 255.0
+    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
+        return {}
+    out = {}
+    for e, a in zip(eps, acc):
+        try:
+            out[round(float(e) * scale, 6)] = float(a)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _robustness(cells: list[Cell]) -> None:
+    """Per cell and eps: FGSM accuracy statistics, and Welch's test against the row's baseline."""
+    for c in cells:
+        by_eps: dict[float, list[tuple[str, float]]] = defaultdict(list)
+        for r in c.runs:
+            for eps, acc in fgsm_curve(r).items():
+                by_eps[eps].append((r.dir, acc))
+        c.fgsm = [
+            FgsmPoint(eps, [a for _, a in pts], [d for d, _ in pts], Stats.of([a for _, a in pts]))
+            for eps, pts in sorted(by_eps.items())
+        ]
+    by_row: dict[tuple, list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_row[(c.dataset, c.row, c.model)].append(c)
+    for row_cells in by_row.values():
+        base = next((c for c in row_cells if c.method == "none" and not c.variant), None)
+        if base is None or not base.fgsm:
+            continue
+        base_at = {pt.eps_255: pt.values for pt in base.fgsm}
+        for c in row_cells:
+            if c is base:
+                continue
+            for pt in c.fgsm:
+                if pt.eps_255 in base_at:
+                    pt.p_vs_none = _welch(pt.values, base_at[pt.eps_255])
 
 
 def _lmix_reference(cell: Cell, candidates: list[Cell]) -> Cell | None:
@@ -384,6 +461,34 @@ def regimes(report: Report) -> list[tuple[str, str, str]]:
     for dataset in _datasets(report):
         for _, label, cells in _rows(report, dataset):
             out.append((dataset, label, _regime(cells)[0]))
+    return out
+
+
+# Run conditions a table states: how the runs mixed, in which precision, on what, with which code.
+CONDITION_KEYS = ("mix_mode", "amp", "device", "device_name", "lmix_version", "torch_version", "git_commit")
+
+
+def run_conditions(runs: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
+    """Distinct values (with their run counts) of each of ``CONDITION_KEYS`` over ``runs``.
+
+    ``mix_mode`` is the run's ``mix_mode`` setting, or its method's default mode (methods
+    without one, e.g. ``none``, are left out); the other keys come from ``summary.json``
+    (``amp``, ``device`` and the provenance fields), ``"not recorded"`` where a summary lacks one.
+    Keys with no value at all (e.g. mix_mode over baseline runs only) are left out.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for key in CONDITION_KEYS:
+        counts: Counter[str] = Counter()
+        for r in runs:
+            if key == "mix_mode":
+                mode = r.config.get("mix_mode") or _mixer_defaults(r.method).get("mode")
+                if mode is not None:
+                    counts[str(mode)] += 1
+            else:
+                value = r.summary.get(key)
+                counts["not recorded" if value is None else str(value)] += 1
+        if counts and set(counts) != {"not recorded"} or key in ("amp", "device"):
+            out[key] = dict(sorted(counts.items()))
     return out
 
 

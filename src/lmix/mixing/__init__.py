@@ -2,7 +2,7 @@
 
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import fourier_masks, fourier_noise, sharpen
-from lmix.mixing.mixers import CutMix, Cutout, FMix, LMix, MixChoice, Mixer, MixParams, Mixup, NoMix
+from lmix.mixing.mixers import ChoiceParams, CutMix, Cutout, FMix, LMix, MixChoice, Mixer, MixParams, Mixup, NoMix
 from lmix.mixing.patchup import PatchUp
 from lmix.mixing.registry import create_mixer, list_mixers, register_mixer
 
@@ -14,6 +14,7 @@ __all__ = [
     "sharpen",
     "Mixer",
     "MixParams",
+    "ChoiceParams",
     "LMix",
     "FMix",
     "Mixup",

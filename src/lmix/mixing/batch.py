@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +22,15 @@ class MixedBatch:
         labels_b: (B,) labels of its partner (equal to ``labels_a`` for an unmixed sample).
         lam: (B,) float32 exact share of ``labels_a`` in each image: the mask's area (not the
             sampled Beta value), the Mixup weight, or 1 for an unmixed sample.
+        extras: the ``extras`` passed to the mixer ((B, ..., H, W) tensors such as segmentation
+            maps), mixed with the same partners and masks, in the same order; () when none.
     """
 
     images: torch.Tensor
     labels_a: torch.Tensor
     labels_b: torch.Tensor
     lam: torch.Tensor
+    extras: tuple[torch.Tensor, ...] = field(default=())
 
     def soft_targets(self, num_classes: int, label_smoothing: float = 0.0) -> torch.Tensor:
         """(B, num_classes) float32 targets ``lam * onehot(a) + (1 - lam) * onehot(b)``.
@@ -48,7 +51,11 @@ class MixedBatch:
 
     def to(self, device: torch.device | str) -> MixedBatch:
         return MixedBatch(
-            self.images.to(device), self.labels_a.to(device), self.labels_b.to(device), self.lam.to(device)
+            self.images.to(device),
+            self.labels_a.to(device),
+            self.labels_b.to(device),
+            self.lam.to(device),
+            tuple(t.to(device) for t in self.extras),
         )
 
 

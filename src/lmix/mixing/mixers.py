@@ -23,6 +23,7 @@ from lmix.mixing.validation import (
     check_batch,
     check_box_size,
     check_decay,
+    check_extras,
     check_k,
     check_mode,
     check_pairing,
@@ -224,8 +225,59 @@ class Mixer:
             mixed = torch.where(params.mask, images, partner)
         return MixedBatch(mixed, labels, labels[params.perm], lam)
 
+    def apply_extra(self, tensor: torch.Tensor, params: MixParams) -> torch.Tensor:
+        """Mix an extra tensor (segmentation map, depth, ...) like the images were mixed.
+
+        For users who ``sample`` once and apply the parameters to several tensors; ``mixer(...,
+        extras=[...])`` calls it for every extra. Mask methods (CutMix, LMix, FMix) take each
+        pixel from the sample or its partner as the images' mask does; Mixup blends floating
+        tensors with the same weight and rejects integer ones (a blend of class indices is
+        meaningless: pass one-hot or soft maps); Cutout multiplies floating tensors by its mask
+        and leaves integer ones (labels) unchanged; ``none`` returns the tensor unchanged. LMix's
+        ``image_k`` sharpening is for images only and is not applied to extras.
+
+        Args:
+            tensor: (B, ..., H, W) of any dtype (floating required for Mixup), on the device of
+                ``params``.
+            params: what ``sample`` returned for the batch.
+
+        Returns:
+            A new tensor of ``tensor``'s shape and dtype (``tensor`` itself where unchanged).
+        """
+        if type(self).apply not in _STANDARD_APPLIES and type(self).apply_extra is Mixer.apply_extra:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides apply but not apply_extra: extras cannot be mixed like its images"
+            )
+        b = params.perm.shape[0]
+        if tensor.ndim < 3 or tensor.shape[0] != b:
+            raise ValueError(f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}")
+        ones = (1,) * (tensor.ndim - 1)
+        if params.mask is not None:
+            if tuple(params.mask.shape[-2:]) != tuple(tensor.shape[-2:]):
+                raise ValueError(
+                    f"an extra tensor must have the images' (H, W) = {tuple(params.mask.shape[-2:])}, "
+                    f"got shape {tuple(tensor.shape)}"
+                )
+            mask = params.mask.reshape(params.mask.shape[0], *ones[:-2], *tensor.shape[-2:])
+        if params.erase:
+            return tensor * mask.to(tensor.dtype) if tensor.is_floating_point() else tensor
+        partner = tensor.index_select(0, params.perm)
+        if params.mask is not None:
+            return torch.where(mask, tensor, partner)
+        if not tensor.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__} blends pixels and cannot mix an integer extra tensor (dtype {tensor.dtype}); "
+                "pass a floating one (e.g. one-hot or soft maps) or use a mask method (cutmix, lmix, fmix)"
+            )
+        return torch.lerp(partner, tensor, params.lam.to(tensor.dtype).view(b, *ones))
+
     def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        extras: Sequence[torch.Tensor] | None = None,
     ) -> MixedBatch:
         """Mix a batch.
 
@@ -233,15 +285,23 @@ class Mixer:
             images: (B, C, H, W) floating point, any device.
             labels: (B,) integer class indices on the same device.
             generator: source of randomness; default: the mixer's own for ``images.device``.
+            extras: tensors shaped (B, ..., H, W) (e.g. (B, H, W) int64 segmentation maps or
+                (B, C, H, W) float maps) mixed with the same partners and masks, see
+                ``apply_extra``.
 
         Returns:
-            ``MixedBatch`` with (B, C, H, W) images and (B,) labels_a, labels_b, lam.
+            ``MixedBatch`` with (B, C, H, W) images, (B,) labels_a, labels_b, lam, and the mixed
+            ``extras`` in order.
         """
         images, labels = check_batch(images, labels)
+        extras = check_extras(extras, images)
         if generator is None:
             generator = self.generator_for(images.device)
         params = self.sample(images.shape[0], tuple(images.shape[-2:]), device=images.device, generator=generator)
-        return self.apply(images, labels, params)
+        batch = self.apply(images, labels, params)
+        if extras:
+            batch.extras = tuple(self.apply_extra(t, params) for t in extras)
+        return batch
 
     def extra_repr(self) -> str:
         return ""
@@ -268,6 +328,9 @@ class NoMix(Mixer):
 
     def apply(self, images, labels, params):
         return MixedBatch(images, labels, labels, params.lam)
+
+    def apply_extra(self, tensor, params):
+        return tensor
 
 
 class Mixup(Mixer):
@@ -478,6 +541,11 @@ class FMix(LMix):
         return f"alpha={self.alpha}, decay={self.decay}, mode={self.mode!r}, pairing={self.pairing!r}"
 
 
+#: ``apply`` methods that mix with a mask or a per-sample weight only (``Mixer.apply_extra``
+#: and ``MixChoice(granularity="sample")`` rely on that).
+_STANDARD_APPLIES = (Mixer.apply, NoMix.apply, LMix.apply)
+
+
 @dataclass
 class ChoiceParams(MixParams):
     """Parameters drawn by a ``MixChoice``.
@@ -500,10 +568,8 @@ class ChoiceParams(MixParams):
     components: tuple[MixParams, ...] = ()
 
 
-# Components whose ``apply`` is one of these mix with a mask or a per-sample weight only, which
-# ``MixChoice(granularity="sample")`` can combine into one weight map.
 def _standard_apply(mixer: Mixer) -> bool:
-    return type(mixer).apply in (Mixer.apply, NoMix.apply, LMix.apply) and not mixer.uses_model
+    return type(mixer).apply in _STANDARD_APPLIES and not mixer.uses_model
 
 
 class MixChoice(Mixer):
@@ -658,25 +724,35 @@ class MixChoice(Mixer):
         )
 
     def _weight_map(
-        self, params: ChoiceParams, like: torch.Tensor, *, blend_dtype: torch.dtype | None
+        self,
+        params: ChoiceParams,
+        like: torch.Tensor,
+        *,
+        blend_dtype: torch.dtype | None,
+        erase_keeps: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample own-share map and lam of the chosen components.
 
+        Args:
+            params: per-sample parameters from ``sample``.
+            like: (B, ..., H, W) tensor the map must broadcast against.
+            blend_dtype: dtype of a float map (with a blend component), None for a bool map.
+            erase_keeps: Cutout samples keep every pixel (integer extras) instead of their mask.
+
         Returns:
-            ((B, 1, ..., H, W) weight shaped to broadcast against ``like`` (B, ..., H, W): bool
-            when ``blend_dtype`` is None, else of ``blend_dtype``; (B,) float32 lam, with Mixup's
-            weight as rounded to ``blend_dtype``).
+            ((B, 1, ..., H, W) weight, bool when ``blend_dtype`` is None, else of
+            ``blend_dtype``; (B,) float32 lam, with Mixup's weight as rounded to ``blend_dtype``).
         """
         b, spatial = like.shape[0], like.shape[-2:]
         ones = (1,) * (like.ndim - 1)
         weight: torch.Tensor | None = None
         lam = params.lam
         for c, (mixer, cp) in enumerate(zip(self.mixers, params.components, strict=True)):
-            if cp.mask is not None:
+            if isinstance(mixer, NoMix) or (cp.erase and erase_keeps):
+                w_c = torch.ones((1,) * like.ndim, dtype=blend_dtype or torch.bool, device=like.device)
+            elif cp.mask is not None:
                 w_c = cp.mask.reshape(cp.mask.shape[0], *ones[:-2], *spatial)
                 w_c = w_c.to(torch.bool) if blend_dtype is None else w_c.to(blend_dtype)
-            elif isinstance(mixer, NoMix):
-                w_c = torch.ones((1,) * like.ndim, dtype=blend_dtype or torch.bool, device=like.device)
             else:  # a blend: only reached with blend_dtype set
                 w_c = cp.lam.to(blend_dtype).view(b, *ones)
                 lam = torch.where(params.choice == c, w_c.view(b).to(torch.float32), lam)
@@ -714,9 +790,38 @@ class MixChoice(Mixer):
         labels_b = torch.where(keep_labels, labels, labels.index_select(0, params.perm))
         return MixedBatch(mixed, labels, labels_b, lam)
 
-    def __call__(self, images, labels, generator=None):
+    def apply_extra(self, tensor, params):
+        """Mix an extra (B, ..., H, W) tensor as the images: the chosen component's
+        ``apply_extra`` per batch, or per sample that of each sample's component (integer
+        tensors need mask components only: none, Cutout, CutMix, LMix, FMix)."""
+        if not isinstance(params, ChoiceParams):
+            raise TypeError(f"MixChoice needs the ChoiceParams its sample() returns, got {type(params).__name__}")
+        if params.index is not None:
+            return self.mixers[params.index].apply_extra(tensor, params.inner)
+        b = params.perm.shape[0]
+        if tensor.ndim < 3 or tensor.shape[0] != b:
+            raise ValueError(f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}")
+        floating = tensor.is_floating_point()
+        blend = self._blends(params)
+        if blend and not floating:
+            raise ValueError(
+                f"{self!r} blends pixels (Mixup) in some samples and cannot mix an integer extra tensor (dtype "
+                f"{tensor.dtype}); pass a floating one (e.g. one-hot or soft maps)"
+            )
+        weight, _ = self._weight_map(
+            params, tensor, blend_dtype=tensor.dtype if blend else None, erase_keeps=not floating
+        )
+        partner = tensor.index_select(0, params.perm)
+        if floating:
+            for c, cp in enumerate(params.components):
+                if cp.erase:
+                    partner = partner.masked_fill((params.choice == c).view(b, *(1,) * (tensor.ndim - 1)), 0)
+        return torch.lerp(partner, tensor, weight) if blend else torch.where(weight, tensor, partner)
+
+    def __call__(self, images, labels, generator=None, *, extras=None):
         images, labels = check_batch(images, labels)
         if self.granularity == "sample":
+            extras = check_extras(extras, images)
             own = generator is None
             gen = self.generator_for(images.device) if own else generator
             params = self._sample_per_sample(
@@ -726,8 +831,15 @@ class MixChoice(Mixer):
                 generator=gen,
                 component_generators=[m.generator_for(images.device) if own else generator for m in self.mixers],
             )
-            return self.apply(images, labels, params)
-        return self._next(generator)(images, labels, generator=generator)
+            batch = self.apply(images, labels, params)
+            if extras:
+                batch.extras = tuple(self.apply_extra(t, params) for t in extras)
+            return batch
+        mixer = self._next(generator)
+        # Components of other authors may predate ``extras``: pass it only when given.
+        if extras is None:
+            return mixer(images, labels, generator=generator)
+        return mixer(images, labels, generator=generator, extras=extras)
 
     def forward_loss(self, model, images, labels, *, label_smoothing: float = 0.0, generator=None):
         """The training forward pass: per batch, the chosen mixer's own ``forward_loss`` for a

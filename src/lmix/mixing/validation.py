@@ -133,6 +133,28 @@ def check_batch(images: object, labels: object) -> tuple[torch.Tensor, torch.Ten
     return images, labels
 
 
+def check_extras(extras: object, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``extras``: None or a sequence of (B, ..., H, W) tensors on ``images``' device."""
+    if extras is None:
+        return ()
+    if isinstance(extras, torch.Tensor) or not isinstance(extras, Sequence):
+        raise TypeError(
+            f"extras must be a sequence of tensors shaped (B, ..., H, W) (e.g. [masks]), got {type(extras).__name__}"
+        )
+    b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    for i, t in enumerate(extras):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"extras[{i}] must be a torch.Tensor shaped (B, ..., H, W), got {type(t).__name__}")
+        if t.ndim < 3 or t.shape[0] != b or tuple(t.shape[-2:]) != (h, w):
+            raise ValueError(
+                f"extras[{i}] must have shape (B, ..., H, W) = ({b}, ..., {h}, {w}) like the images, "
+                f"got {tuple(t.shape)}"
+            )
+        if t.device != images.device:
+            raise ValueError(f"extras[{i}] must be on the images' device {images.device}, got {t.device}")
+    return tuple(extras)
+
+
 def check_labels_in_range(labels: torch.Tensor, num_classes: int, *, name: str = "labels") -> None:
     if not _is_integer(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")

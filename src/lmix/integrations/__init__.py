@@ -1,0 +1,13 @@
+"""lmix inside other training stacks.
+
+* ``lmix.integrations.timm``: ``Mixup`` and ``FastCollateMixup`` subclasses of timm's, and a
+  launcher that runs timm's own ``train.py`` with lmix's mixing
+  (``python -m lmix.integrations.timm --method lmix -- train.py <timm args>``); needs the
+  ``timm`` extra.
+* ``lmix.transforms``: torchvision v2 batch transforms (``LMix``, ``FMix``, ``MixUp``,
+  ``CutMix``, ``Cutout``).
+
+Lightning and accelerate need no adapter: a mixer is a plain callable with ``state_dict`` /
+``load_state_dict`` (see docs/integrations.md). Submodules are imported on demand, so that
+``import lmix`` never needs timm.
+"""

@@ -153,9 +153,11 @@ def settings(smoke: bool, device: torch.device) -> dict[str, Any]:
             "window_s": 0.0,
             "max_window_steps": 1,
             "warmup": 1,
-            "compile_backend": "eager",
+            "compile_backend": "eager",  # dynamo's tracing and guards without inductor's code generation
+            "compiled": ("alone", "lmix"),
             "estimate": {"environment": 2, "sync_check": 10, "eager_config": 1, "compile": 10, "table4_min": 10},
-            "table4_seeds": (0, 1),
+            "table4_keep_s": 10,
+            "table4_seeds": (0,),
             "table4_batch": 16,
             "table4_jobs": 2,
             "probe_steps": 2,
@@ -171,11 +173,13 @@ def settings(smoke: bool, device: torch.device) -> dict[str, Any]:
         "sync_steps": 3,
         "speed_batches": (512, 128),
         "windows": 5,
-        "window_s": 0.25,
+        "window_s": 0.15,
         "max_window_steps": 60,
         "warmup": 8,
         "compile_backend": "inductor",
-        "estimate": {"environment": 20, "sync_check": 45, "eager_config": 3, "compile": 60, "table4_min": 60},
+        "compiled": ("alone", "lmix", "none"),
+        "estimate": {"environment": 20, "sync_check": 30, "eager_config": 3, "compile": 50, "table4_min": 60},
+        "table4_keep_s": 120,  # what the compiles leave for Table 4 (worker start, probe, some epochs)
         "table4_seeds": (0, 1),
         "table4_batch": None,  # the paper config's (128)
         "table4_jobs": 10,
@@ -410,16 +414,41 @@ def section_sync_check(sec: dict, ctx: dict) -> None:
             entry.update(status="fail", **_short_error(err))
         sec["methods"][name] = entry
         write()
-    sec["methods"]["trainer.train_epoch (lmix, DeviceLoader)"] = _sync_check_trainer(ctx, model, autocast)
+    sec["methods"].update(_sync_check_trainer(ctx, model, autocast))
     fails = [k for k, v in sec["methods"].items() if v["status"] == "fail"]
     sec["summary"] = f"{len(sec['methods']) - len(fails)}/{len(sec['methods'])} {'sync-free' if checked else 'ran'}" + (
         f"; failed: {', '.join(fails)}" if fails else ""
     )
 
 
-def _sync_check_trainer(ctx: dict, model: torch.nn.Module, autocast: Any) -> dict[str, Any]:
-    """The trainer's own loop (``train_epoch`` over a ``DeviceLoader``) under sync debug mode."""
+class _Started:
+    """A loader whose epoch was started (its first batch drawn) outside the sync check.
+
+    The per-epoch set-up (the epoch's order and augmentation parameters, copied to the device once)
+    may sync; what the check is about is the per-step path, which every batch after it takes.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.batches = iter(loader)
+        self.first = next(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        yield self.first
+        yield from self.batches
+
+
+def _sync_check_trainer(ctx: dict, model: torch.nn.Module, autocast: Any) -> dict[str, dict[str, Any]]:
+    """The trainer's loop (``train_epoch`` over a ``DeviceLoader``) and the loader's epoch set-up, checked."""
     device, cfg = ctx["device"], ctx["cfg"]
+    ok = "pass" if device.type == "cuda" else "ran"
+    out: dict[str, dict[str, Any]] = {}
+    step_key = "trainer.train_epoch (lmix, DeviceLoader): per step"
+    setup_key = "DeviceLoader epoch set-up (once per epoch, a sync allowed)"
+    loader = None
     try:
         from lmix.data import DeviceLoader, dataset_info
         from lmix.experiments.train.trainer import train_epoch
@@ -428,14 +457,9 @@ def _sync_check_trainer(ctx: dict, model: torch.nn.Module, autocast: Any) -> dic
         n = cfg["sync_batch"] * cfg["sync_steps"]
         images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
         labels = torch.randint(0, 10, (n,), generator=g)
+        info = dataset_info("cifar10")
         loader = DeviceLoader(
-            images,
-            labels,
-            info=dataset_info("cifar10"),
-            batch_size=cfg["sync_batch"],
-            train=True,
-            device=device,
-            seed=0,
+            images, labels, info=info, batch_size=cfg["sync_batch"], train=True, device=device, seed=0
         )
         mixer = lmix.create_mixer("lmix", seed=0)
         opt = make_optimizer(model, device)
@@ -448,12 +472,24 @@ def _sync_check_trainer(ctx: dict, model: torch.nn.Module, autocast: Any) -> dic
         train_epoch(model, loader, mixer, **kwargs)  # warm-up epoch outside the check
         _sync(device)
         loader.set_epoch(1)
+        started = _Started(loader)
         with sync_debug(device):
-            train_epoch(model, loader, mixer, **kwargs)
+            train_epoch(model, started, mixer, **kwargs)
         _sync(device)
-        return {"status": "pass" if device.type == "cuda" else "ran", "steps": cfg["sync_steps"]}
+        out[step_key] = {"status": ok, "steps": cfg["sync_steps"]}
     except Exception as err:  # noqa: BLE001
-        return {"status": "fail", **_short_error(err)}
+        out[step_key] = {"status": "fail", **_short_error(err)}
+    if loader is None:
+        return out
+    try:
+        loader.set_epoch(2)
+        with sync_debug(device):
+            next(iter(loader))
+        _sync(device)
+        out[setup_key] = {"status": ok}
+    except Exception as err:  # noqa: BLE001
+        out[setup_key] = {"status": "fail", **_short_error(err)}
+    return out
 
 
 # -- section 3: throughput ---------------------------------------------------------------------------
@@ -552,44 +588,63 @@ def section_throughput(sec: dict, ctx: dict) -> None:
         del model, opt, data
         _free(device)
 
-    # Compiled: the model alone, lmix and none; the randomness drawn eagerly outside the graph.
+    # Compiled, with the randomness drawn eagerly outside the graph. First the model alone and lmix
+    # at every batch size (the targets), then none: each compile starts only if it leaves
+    # ``keep_s`` for the sections after this one.
     compile_s = float(est["compile"])
     sec["compile"] = {"backend": cfg["compile_backend"], "mode": ctx["compile_mode"], "seconds": {}}
-    for batch in cfg["speed_batches"]:
-        data = random_batches(4, batch, device, seed=batch)
-        model = make_model(cfg, device)
-        opt = make_optimizer(model, device)
-        steps_by_name: dict[str, Callable[[int], Any]] = {}
-        window = None
-        for name in ("alone", "lmix", "none"):
-            if not budget.fits(compile_s * 1.3 + 5):
-                sec["skipped"].append({"batch": batch, "method": name, "mode": "compiled", "reason": "deadline"})
-                continue
-            try:
-                step = compiled_step(name, model, opt, data, batch, ctx, autocast)
-                t0 = time.perf_counter()
-                steps, _ = _window_steps(step, cfg, device)
-                took = time.perf_counter() - t0
-                sec["compile"]["seconds"][f"{name}@{batch}"] = took
-                compile_s = max(sec["compile"]["seconds"].values())  # measured replaces the prior guess
-                window = steps if window is None else window
-                steps_by_name[name] = step
-            except Exception as err:  # noqa: BLE001
-                sec["errors"].append({"batch": batch, "method": name, "mode": "compiled", **_short_error(err)})
-            write()
-        if "alone" in steps_by_name and len(steps_by_name) > 1:
-            secs = time_interleaved(steps_by_name, steps=window, windows=cfg["windows"], device=device)
-            for name in steps_by_name:
-                if name != "alone":
-                    sec["results"].append(
-                        _row(batch, name, "compiled", secs[name], secs["alone"], window, "compiled model alone")
-                    )
+    state: dict[int, dict[str, Any]] = {}
+
+    def compile_and_warm(batch: int, name: str, keep_s: float) -> None:
+        nonlocal compile_s
+        st = state[batch]
+        if not budget.fits(compile_s * 1.3 + 5 + keep_s):
+            sec["skipped"].append({"batch": batch, "method": name, "mode": "compiled", "reason": "deadline"})
+            return
+        try:
+            step = compiled_step(name, st["model"], st["opt"], st["data"], batch, ctx, autocast)
+            t0 = time.perf_counter()
+            steps, _ = _window_steps(step, cfg, device)
+            sec["compile"]["seconds"][f"{name}@{batch}"] = time.perf_counter() - t0
+            compile_s = max(sec["compile"]["seconds"].values())  # measured replaces the prior guess
+            st.setdefault("window", steps)
+            st["steps"][name] = step
+        except Exception as err:  # noqa: BLE001
+            sec["errors"].append({"batch": batch, "method": name, "mode": "compiled", **_short_error(err)})
+        write()
+
+    def time_against_alone(batch: int, names: list[str]) -> None:
+        st = state[batch]
+        names = [n for n in names if n in st["steps"]]
+        if "alone" not in st["steps"] or not names:
+            return
+        steps_by_name = {n: st["steps"][n] for n in ["alone", *names]}
+        secs = time_interleaved(steps_by_name, steps=st["window"], windows=cfg["windows"], device=device)
+        for name in names:
             sec["results"].append(
-                _row(batch, "(model alone)", "compiled", secs["alone"], secs["alone"], window, "itself")
+                _row(batch, name, "compiled", secs[name], secs["alone"], st["window"], "compiled model alone")
+            )
+        if "(model alone)" not in st:
+            st["(model alone)"] = True
+            sec["results"].append(
+                _row(batch, "(model alone)", "compiled", secs["alone"], secs["alone"], st["window"], "itself")
             )
         write()
-        del model, opt, data, steps_by_name
-        _free(device)
+
+    first = [n for n in cfg["compiled"] if n in ("alone", "lmix")]
+    later = [n for n in cfg["compiled"] if n not in first]
+    for batch in cfg["speed_batches"]:
+        model = make_model(cfg, device)
+        state[batch] = {"data": random_batches(4, batch, device, seed=batch), "model": model, "steps": {}}
+        state[batch]["opt"] = make_optimizer(model, device)
+        for name in first:
+            compile_and_warm(batch, name, ctx["keep_s"])
+        time_against_alone(batch, [n for n in first if n != "alone"])
+    for batch in cfg["speed_batches"]:
+        for name in later:
+            compile_and_warm(batch, name, ctx["keep_s"] + est["compile"])
+        time_against_alone(batch, later)
+    state.clear()
     if sec["skipped"] or sec["errors"]:
         sec["status"] = "partial"
 
@@ -830,7 +885,7 @@ def section_table4(sec: dict, ctx: dict) -> None:
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = 1 if args.smoke else max(1, (os.cpu_count() or 1) // jobs)
     answers: queue.Queue = queue.Queue()
     workers = [Worker(i, answers, work / f"worker{i}.log", env) for i in range(jobs)]
     try:
@@ -948,7 +1003,9 @@ def section_table4(sec: dict, ctx: dict) -> None:
         end = time.monotonic() + 5.0
         for w in workers:
             w.close(max(0.1, end - time.monotonic()))
-        sec["means"] = _means(sec.get("runs", []))
+        order = {m: i for i, m in enumerate(TABLE4_METHODS)}
+        sec["runs"] = sorted(sec.get("runs", []), key=lambda r: (r["seed"], order[r["method"]]))
+        sec["means"] = _means(sec["runs"])
     if any(r["status"] != "ok" for r in sec["runs"]):
         sec["status"] = "partial"
 
@@ -1247,7 +1304,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(AttributeError):
         torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
     if args.smoke:
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+        # One thread: tiny ops on a shared CPU run many times slower when OpenMP threads contend.
+        torch.set_num_threads(1)
 
     cfg = settings(args.smoke, device)
     budget = Budget(args.deadline_s, reserve_s=8.0 if not args.smoke else 2.0)
@@ -1280,6 +1338,7 @@ def main(argv: list[str] | None = None) -> int:
         "write": write,
         "compile_mode": args.compile_mode,
         "work_dir": args.work_dir or scratch.name,
+        "keep_s": cfg["table4_keep_s"] if "table4" in args.sections.split(",") else 0.0,
     }
     old = signal.signal(signal.SIGALRM, _raise_deadline)
     signal.setitimer(signal.ITIMER_REAL, args.deadline_s)
@@ -1296,6 +1355,10 @@ def main(argv: list[str] | None = None) -> int:
             if name in wanted:
                 run_section(report, name, fn, ctx, estimate)
                 _free(device)
+    except DeadlineReached:  # the alarm went off between two sections' own handlers
+        for sec in report["sections"].values():
+            if sec["status"] == "running":
+                sec["status"] = "timeout"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)

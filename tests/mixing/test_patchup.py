@@ -72,6 +72,8 @@ def test_defaults_are_the_spec_values():
         ({"loss_weights": "11"}, r"loss_weights must be a pair"),
         ({"alpha": 0.0}, r"alpha must be a finite number > 0"),
         ({"mode": "elem"}, r"mode must be 'sample'"),
+        ({"loss_scale": "mean"}, r"loss_scale must be 'reference' .* or 'single' .*got 'mean'"),
+        ({"layers": "layer1"}, r"layers must be None"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):
@@ -331,6 +333,75 @@ def test_default_loss_is_twice_the_cross_entropy_with_the_reweighted_targets():
             target = batch.soft_targets(NUM_CLASSES)
             assert torch.allclose(loss, 2 * F.cross_entropy(logits, target), atol=1e-5)
             assert torch.allclose(loss, 2 * lmix.mixed_cross_entropy(logits, batch), atol=1e-5)
+
+
+def reference_bce_loss(logits, y, y_b, u, m, w):
+    """The reference's loss itself (main.py, train(), 'patchup'): BCELoss(softmax(out), t) for each
+    of the three targets, u one number per batch (mode='batch')."""
+    p = F.softmax(logits.double(), dim=1)
+    a, b = F.one_hot(y, NUM_CLASSES).double(), F.one_hot(y_b, NUM_CLASSES).double()
+    m = m.double()[:, None]
+    t_b = m * a + (1 - m) * b
+    t_rw = u * a + m * (1 - u) * a + (1 - m) * (1 - u) * b
+    bce = torch.nn.BCELoss()
+    return w[0] * bce(p, a) * u + bce(p, t_b) * (1 - u) + w[1] * bce(p, t_rw)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (0.5, 2.0), (0.0, 1.0)])
+@pytest.mark.parametrize("patchup_type", ["hard", "soft"])
+def test_loss_scale_matches_the_reference_relative_weighting(weights, patchup_type):
+    """Issue 9: relative to one mixed loss with the batch's combined target (what a Mixup/CutMix
+    batch and an unmixed batch are trained with), a PatchUp batch weighs W = w_a u + (1 - u) + w_b
+    (2 with the default weights) under the reference's BCE(softmax) loss, in value and gradient;
+    lmix's default loss_scale='reference' gives the same W with cross-entropy, 'single' gives 1."""
+    torch.manual_seed(0)
+    model = lmix.create_model("simple_cnn", num_classes=NUM_CLASSES, width=4)
+    params = list(model.parameters())
+    x, y = torch.rand(8, 3, 16, 16, generator=gen(30)), torch.randint(0, NUM_CLASSES, (8,), generator=gen(31))
+
+    def gnorm(loss):
+        grads = torch.autograd.grad(loss, params, retain_graph=True)
+        return torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+
+    ref_mixer = lmix.create_mixer("patchup", patchup_type=patchup_type, loss_weights=weights, seed=0)
+    one_mixer = lmix.create_mixer(
+        "patchup", patchup_type=patchup_type, loss_weights=weights, loss_scale="single", seed=0
+    )
+    for layer in (0, 1, 2):
+        m = torch.full((8,), 0.3) if patchup_type == "soft" and layer > 0 else None
+        plan = PatchUpPlan(True, layer, torch.randperm(8, generator=gen(32 + layer)), m)
+        logits, loss, batch = ref_mixer.forward_loss(model, x, y, generator=gen(40 + layer), plan=plan)
+        _, loss_one, batch_one = one_mixer.forward_loss(model, x, y, generator=gen(40 + layer), plan=plan)
+        assert torch.equal(batch.lam, batch_one.lam)
+        hook, record = ref_mixer.hook(plan, generator=gen(40 + layer))
+        model(x, hook=hook, hook_at=layer)
+        u = float(record["unchanged"][0])
+        weight = weights[0] * u + (1 - u) + weights[1]
+        mm = torch.zeros(8) if m is None else m
+        ref = reference_bce_loss(logits, y, y[plan.perm], u, mm, weights)
+        lam = batch.lam.double()[:, None]
+        target = lam * F.one_hot(y, NUM_CLASSES).double() + (1 - lam) * F.one_hot(y[plan.perm], NUM_CLASSES).double()
+        one_bce = torch.nn.BCELoss()(F.softmax(logits.double(), dim=1), target)
+        one_ce = lmix.mixed_cross_entropy(logits, batch)
+        # The reference's relative weight, in value and in gradient ...
+        assert torch.allclose(ref / one_bce, torch.tensor(weight, dtype=torch.float64), rtol=1e-6)
+        assert torch.allclose(gnorm(ref) / gnorm(one_bce), torch.tensor(weight, dtype=torch.float64), rtol=1e-5)
+        # ... is lmix's with loss_scale='reference' (the default) ...
+        assert torch.allclose(loss.double() / one_ce.double(), torch.tensor(weight, dtype=torch.float64), rtol=1e-5)
+        assert torch.allclose(gnorm(loss) / gnorm(one_ce), torch.tensor(weight, dtype=torch.float64), rtol=1e-4)
+        # ... and 'single' is one mixed cross-entropy.
+        assert torch.allclose(loss_one, one_ce, rtol=1e-5)
+        assert torch.allclose(gnorm(loss_one) / gnorm(one_ce), torch.tensor(1.0, dtype=torch.float64), rtol=1e-4)
+
+
+def test_loss_scale_single_leaves_unmixed_batches_alone():
+    mixer = lmix.create_mixer("patchup", patchup_prob=0.0, loss_scale="single", seed=0)
+    assert mixer.loss_scale == "single" and "loss_scale='single'" in repr(mixer)
+    assert "loss_scale" not in repr(lmix.create_mixer("patchup"))
+    model = lmix.create_model("simple_cnn", num_classes=NUM_CLASSES).eval()
+    x, y = torch.rand(4, 3, 8, 8, generator=gen(50)), torch.arange(4)
+    _, loss, _ = mixer.forward_loss(model, x, y)
+    assert torch.allclose(loss, F.cross_entropy(model(x), y))
 
 
 @pytest.mark.parametrize("name", sorted(lmix.list_models()))

@@ -21,8 +21,9 @@ manifold_mixup``). Per batch:
   the same scale as Mixup's (the reference takes ``BCELoss(softmax(out), t_mix)``, linear in the
   target as cross-entropy is; lmix uses cross-entropy for every method).
 
-``alpha`` defaults to 2.0: the value the original README and paper use for Manifold Mixup on
-CIFAR (``--mixup_alpha 2.0``; the script's own default of 0 turns mixing off). Differences from
+``alpha`` defaults to 2.0: the value of the original's supervised Manifold Mixup command on CIFAR
+(``supervised/README.md``: ``--mixup_alpha 2.0``; the script's own default of 0 turns mixing off; chandar-lab/PatchUp's
+README runs its baseline with ``--alpha 1.5``). Differences from
 the reference, deliberate: every random draw comes from the mixer's own generators (the layer
 from its CPU generator: no device synchronisation), never Python's, numpy's or torch's global RNG.
 

@@ -38,7 +38,11 @@ What the reference does and how lmix expresses it:
   The reference takes ``BCELoss(softmax(out), t)`` for each term; lmix takes the cross-entropy
   with soft targets (``-sum t log softmax(out)``, optionally label-smoothed), like its other
   methods. Both are linear in the target, so with the default weights ``L = 2 * CE(out, t_rw)``: a
-  mixed batch weighs twice an unmixed one (plain ``CE(out, y)``), as in the reference.
+  mixed batch weighs twice an unmixed one (plain ``CE(out, y)``), as in the reference, where
+  the three BCE terms add up to ``2 * BCE(out, t_rw)`` in the same way (for any weights: ``W =
+  w_a u + (1 - u) + w_b`` times one loss with the combined target, under either loss; issue 9,
+  ``docs/method.md``). ``loss_scale="single"`` divides by ``W``: one mixed cross-entropy, the
+  scale of the other methods' batches.
   ``MixedBatch.lam`` is the share of ``y`` in the combined target, ``c_a / (c_a + c_b)`` for
   ``L = c_a CE(out, y) + c_b CE(out, y[perm])`` (``u + m (1 - u)`` with the default weights).
 
@@ -88,6 +92,7 @@ __all__ = [
 ]
 
 PATCHUP_TYPES = ("hard", "soft")
+LOSS_SCALES = ("reference", "single")
 INPUT_MIXES = ("cutmix", "patchup")
 
 
@@ -179,6 +184,7 @@ def patchup_loss(
     *,
     loss_weights: tuple[float, float] = (1.0, 1.0),
     label_smoothing: float = 0.0,
+    normalize: bool = False,
 ) -> torch.Tensor:
     """PatchUp's loss ``mean_i [w_a u CE(t_a) + (1 - u) CE(t_b) + w_b CE(t_rw)]`` (module docstring).
 
@@ -190,6 +196,8 @@ def patchup_loss(
         labels_a, labels_b: (B,) the samples' labels and their partners'.
         unchanged, mix_lam, loss_weights: see ``patchup_target_weights``.
         label_smoothing: in [0, 1], applied to every target as in ``F.cross_entropy``.
+        normalize: divide each sample's loss by its total weight ``c_a + c_b = w_a u + (1 - u) +
+            w_b`` (2 with the default weights): one mixed cross-entropy with the combined target.
 
     Returns:
         Scalar float32 loss.
@@ -198,7 +206,11 @@ def patchup_loss(
     ce_a = F.cross_entropy(logits, labels_a.long(), reduction="none", label_smoothing=label_smoothing)
     ce_b = F.cross_entropy(logits, labels_b.long(), reduction="none", label_smoothing=label_smoothing)
     c_a, c_b = patchup_target_weights(unchanged.to(logits.device), mix_lam, loss_weights)
-    return (c_a * ce_a + c_b * ce_b).mean()
+    per_sample = c_a * ce_a + c_b * ce_b
+    if normalize:
+        total = c_a + c_b
+        per_sample = torch.where(total > 0, per_sample / total.clamp_min(1e-12), torch.zeros_like(per_sample))
+    return per_sample.mean()
 
 
 # -- the mixer --------------------------------------------------------------------------------
@@ -261,6 +273,11 @@ class PatchUp(Mixer):
             or ``"patchup"`` (block mixing of the images, as ``__call__`` does).
         cutmix_alpha: Beta concentration of the CutMix box at hook point 0, > 0 (reference: 1).
         loss_weights: ``(w_a, w_b)`` of the loss, each >= 0 (the reference's ``--loss_params``).
+        loss_scale: ``"reference"`` (the sum of the three terms: a mixed batch weighs ``w_a u +
+            (1 - u) + w_b`` = 2 times one mixed cross-entropy with its combined target, relative to
+            an unmixed batch and to the other methods exactly as under the reference's BCE loss)
+            or ``"single"`` (divided by that weight: one mixed cross-entropy, the scale of every
+            other method's batch).
         mode: ``"batch"`` (the reference: one block pattern, ``m`` and CutMix box per batch) or
             ``"sample"`` (one per sample).
         layers: None (the model is an ``lmix.models.StagedNet``: hook point ``i`` is the output of
@@ -288,6 +305,7 @@ class PatchUp(Mixer):
         loss_weights: Sequence[float] = (1.0, 1.0),
         mode: str = "batch",
         layers: Sequence[str] | None = None,
+        loss_scale: str = "reference",
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -318,6 +336,12 @@ class PatchUp(Mixer):
         self.loss_weights = (float(loss_weights[0]), float(loss_weights[1]))
         self.mode = check_mode(mode)
         self.layers = check_layers(layers)
+        if loss_scale not in LOSS_SCALES:
+            raise ValueError(
+                "loss_scale must be 'reference' (the reference's three-term sum, about 2x one mixed loss) or "
+                f"'single' (normalised to one mixed cross-entropy), got {loss_scale!r}"
+            )
+        self.loss_scale = str(loss_scale)
         # Only its sample() is used, always with an explicit generator: it holds no state of its own.
         self._cutmix = CutMix(alpha=self.cutmix_alpha, mode=self.mode, seed=0)
 
@@ -498,6 +522,7 @@ class PatchUp(Mixer):
             plan.mix_lam,
             loss_weights=self.loss_weights,
             label_smoothing=label_smoothing,
+            normalize=self.loss_scale == "single",
         )
         c_a, c_b = patchup_target_weights(u, plan.mix_lam, self.loss_weights)
         total = c_a + c_b
@@ -509,5 +534,7 @@ class PatchUp(Mixer):
             f"alpha={self.alpha}, patchup_prob={self.patchup_prob}, gamma={self.gamma}, "
             f"block_size={self.block_size}, patchup_type={self.patchup_type!r}, max_layer={self.max_layer}, "
             f"input_mix={self.input_mix!r}, cutmix_alpha={self.cutmix_alpha}, loss_weights={self.loss_weights}, "
-            f"mode={self.mode!r}" + ("" if self.layers is None else f", layers={self.layers!r}")
+            f"mode={self.mode!r}"
+            + ("" if self.layers is None else f", layers={self.layers!r}")
+            + ("" if self.loss_scale == "reference" else f", loss_scale={self.loss_scale!r}")
         )

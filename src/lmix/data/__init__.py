@@ -4,14 +4,16 @@
 * :func:`load_tensors`: one split as uint8 ``(N, C, H, W)`` + int64 labels, read through
   torchvision's dataset classes (root conventions: ``lmix.data.sources``).
 * :func:`build_loaders`: the trainer's entry point; a :class:`DeviceLoader` (data on the training
-  device, batched crop/flip/normalise) or a :class:`StreamingLoader` (torchvision DataLoader).
+  device, batched crop/flip/normalise) or a :class:`StreamingLoader` (torchvision DataLoader, at
+  most :func:`available_cpus` workers). An ImageFolder that fits :func:`in_memory_budget`
+  decoded (2 GiB, ``$LMIX_IN_MEMORY_MAX_GB``) is decoded once and kept in memory.
 * :func:`stratified_subset`: class-balanced subsets for small runs.
 * :class:`DataNotFoundError`: missing or corrupted files (a ``FileNotFoundError``, one-line message).
 """
 
-from lmix.data.build import build_loaders
+from lmix.data.build import build_loaders, in_memory_budget
 from lmix.data.info import DataNotFoundError, DatasetInfo, dataset_info, list_datasets
-from lmix.data.loaders import DeviceLoader, StreamingLoader, shard_indices
+from lmix.data.loaders import DeviceLoader, StreamingLoader, available_cpus, shard_indices
 from lmix.data.seeding import derive_seed
 from lmix.data.sources import TensorData, default_data_root, load_tensors, resolve_root
 from lmix.data.subset import stratified_subset
@@ -22,9 +24,11 @@ __all__ = [
     "DeviceLoader",
     "StreamingLoader",
     "TensorData",
+    "available_cpus",
     "build_loaders",
     "dataset_info",
     "default_data_root",
+    "in_memory_budget",
     "derive_seed",
     "list_datasets",
     "load_tensors",

@@ -20,6 +20,7 @@ evaluate without collectives inside the loop, e.g. with the unwrapped module).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from lmix.data.seeding import STREAM_AUGMENT, STREAM_ORDER, STREAM_SAMPLE, deriv
 from lmix.data.sources import fit_size
 
 __all__ = [
+    "available_cpus",
     "DeviceLoader",
     "FileDataset",
     "SeededTransformDataset",
@@ -41,6 +43,18 @@ __all__ = [
     "train_transform",
     "test_transform",
 ]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (Linux), else the machine's count.
+
+    A job scheduler or ``taskset`` may give a process fewer CPUs than the machine has; worker
+    and thread counts should follow this number, not ``os.cpu_count()``.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _check_int(value: object, *, name: str, low: int, high: int | None = None) -> int:
@@ -314,7 +328,8 @@ class StreamingLoader:
         base: dataset returning ``(image, label)`` without transforms.
         info: the data set's :class:`DatasetInfo` with ``image_size`` set.
         batch_size, train, device, seed, rank, world_size, drop_last, augment: as in :class:`DeviceLoader`.
-        num_workers: DataLoader worker processes (0: load in the main process).
+        num_workers: DataLoader worker processes (0: load in the main process); at most
+            :func:`available_cpus` are started (more workers than CPUs only compete for them).
     """
 
     def __init__(
@@ -367,12 +382,13 @@ class StreamingLoader:
             )
         else:
             self.sampler = _StridedSampler(n, rank=rank, world_size=world_size)
+        self.num_workers = min(num_workers, available_cpus())
         # Own generator: the DataLoader draws its workers' base seed from it instead of the global RNG.
         self._loader = DataLoader(
             self.dataset,
             batch_size=batch_size,
             sampler=self.sampler,
-            num_workers=num_workers,
+            num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             drop_last=self.drop_last,
             persistent_workers=False,  # workers are re-forked per epoch and see the new dataset.epoch

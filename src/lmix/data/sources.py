@@ -309,11 +309,14 @@ def load_image_files(paths: Sequence[str], *, size: Sequence[int], workers: int 
     Args:
         paths: image files.
         size: ``(H, W)``; other sizes are fitted with :func:`fit_size`.
-        workers: decoding threads (default: the number of CPUs, at most 16).
+        workers: decoding threads (default: the CPUs this process may use, at most 16).
     """
     h, w = int(size[0]), int(size[1])
     out = torch.empty((len(paths), 3, h, w), dtype=torch.uint8)
-    workers = workers or min(16, os.cpu_count() or 1)
+    if workers is None:
+        from lmix.data.loaders import available_cpus
+
+        workers = min(16, available_cpus())
 
     def work(i: int) -> None:
         out[i] = _read_rgb(paths[i], (h, w))

@@ -62,6 +62,7 @@ from typing import Any
 
 import yaml
 
+from lmix.data.loaders import available_cpus
 from lmix.experiments.io import atomic_write_json
 from lmix.experiments.train import TrainConfig, config_from_sources, load_yaml, train
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, check_keys
@@ -650,14 +651,6 @@ def sweep_manifest(spec: SweepSpec, runs: Sequence[Run]) -> dict[str, Any]:
     if spec.attack_eps is not None:
         manifest["attack_eps"] = list(spec.attack_eps)
     return manifest
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def run_sweep(

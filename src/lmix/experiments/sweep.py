@@ -17,6 +17,7 @@ Spec format (``lmix sweep SPEC.yaml --out DIR``)::
       - {model: [preact_resnet18], method: [cutout, patchup], seed: [0, 1, 2, 3, 4]}
     runs:                        # optional: single runs, each a mapping of settings (no expansion)
       - {model: preact_resnet18, method: lmix+mixup, seed: 0}
+    attack_eps: [0, 1, 2, 4, 8]  # optional: FGSM after training (1/255 units) -> RUN/fgsm.json
 
 ``grid`` may also be a list of grids. Every key is a ``TrainConfig`` field (``lmix train --help``);
 a grid value is a list of alternatives (a scalar is shorthand for one alternative; for list-valued
@@ -33,6 +34,7 @@ they are stable across invocations and machines.
 
 Sharding (``--shard i/N``, 1-based: ``1/N`` .. ``N/N``): run number ``j`` (0-based, in expansion
 order) belongs to shard ``j % N + 1``, so shards are disjoint, cover the sweep, and are balanced.
+``--shard auto`` reads a Slurm job array's task id (0-based) and count (:func:`parse_shard`).
 Expansion order varies ``seed`` slowest, so a half-finished sweep already holds complete
 comparisons for the first seeds.
 
@@ -40,6 +42,10 @@ Concurrency: a run is trained under an exclusive ``flock`` on ``RUN_DIR/.lock`` 
 "host pid"); another process finding it locked skips the run as busy. The kernel drops the lock
 when its holder dies, so a killed sweep never leaves a stale lock behind. Finished runs
 (``summary.json``) are skipped; interrupted ones are resumed by ``lmix.experiments.train.train``.
+
+Parallel runs (``--jobs N``): N job processes at once (:func:`run_sweep`), each training one run
+under its lock. Failed runs get ``RUN/failed.json`` and no summary; the sweep goes on, and the next
+sweep retries them.
 """
 
 from __future__ import annotations

@@ -451,7 +451,11 @@ def _sync_check_trainer(ctx: dict, model: torch.nn.Module, autocast: Any) -> dic
     loader = None
     try:
         from lmix.data import DeviceLoader, dataset_info
-        from lmix.experiments.train.trainer import train_epoch
+
+        try:
+            from lmix.experiments.train.step import train_epoch
+        except ImportError:
+            from lmix.experiments.train.trainer import train_epoch
 
         g = torch.Generator().manual_seed(2)
         n = cfg["sync_batch"] * cfg["sync_steps"]
@@ -592,7 +596,13 @@ def section_throughput(sec: dict, ctx: dict) -> None:
     # at every batch size (the targets), then none: each compile starts only if it leaves
     # ``keep_s`` for the sections after this one.
     compile_s = float(est["compile"])
-    sec["compile"] = {"backend": cfg["compile_backend"], "mode": ctx["compile_mode"], "seconds": {}}
+    sec["compile"] = {
+        "backend": cfg["compile_backend"],
+        "mode": ctx["compile_mode"],
+        "seconds": {},
+        "implementation": {},
+        "graph_breaks": {},
+    }
     state: dict[int, dict[str, Any]] = {}
 
     def compile_and_warm(batch: int, name: str, keep_s: float) -> None:
@@ -602,10 +612,17 @@ def section_throughput(sec: dict, ctx: dict) -> None:
             sec["skipped"].append({"batch": batch, "method": name, "mode": "compiled", "reason": "deadline"})
             return
         try:
-            step = compiled_step(name, st["model"], st["opt"], st["data"], batch, ctx, autocast)
+            before = _graph_breaks()
+            step, impl = compiled_step(name, st["model"], st["opt"], st["data"], batch, ctx, autocast)
             t0 = time.perf_counter()
             steps, _ = _window_steps(step, cfg, device)
-            sec["compile"]["seconds"][f"{name}@{batch}"] = time.perf_counter() - t0
+            key = f"{name}@{batch}"
+            sec["compile"]["seconds"][key] = time.perf_counter() - t0
+            sec["compile"]["implementation"][key] = impl
+            after = _graph_breaks()
+            sec["compile"]["graph_breaks"][key] = {
+                k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)
+            }
             compile_s = max(sec["compile"]["seconds"].values())  # measured replaces the prior guess
             st.setdefault("window", steps)
             st["steps"][name] = step
@@ -649,15 +666,53 @@ def section_throughput(sec: dict, ctx: dict) -> None:
         sec["status"] = "partial"
 
 
-def compiled_step(name: str, model, opt, data, batch: int, ctx: dict, autocast) -> Callable[[int], Any]:
+def _compiled_step_class() -> Any:
+    """The trainer's compiled whole step (``lmix.experiments.train.step.CompiledStep``), if this lmix has one."""
+    try:
+        from lmix.experiments.train.step import CompiledStep
+    except ImportError:
+        return None
+    return CompiledStep
+
+
+@contextlib.contextmanager
+def _compile_backend(backend: str):
+    """Make ``torch.compile`` calls inside use ``backend``.
+
+    The trainer's ``CompiledStep`` calls ``torch.compile`` with inductor, whose C++ code generation
+    takes minutes on a small CPU: the smoke run swaps in dynamo's ``eager`` backend, which still
+    traces, guards and splits the graphs, for just the construction.
+    """
+    if backend == "inductor":
+        yield
+        return
+    original = torch.compile
+
+    def with_backend(*args: Any, **kwargs: Any) -> Any:
+        kwargs["backend"] = backend
+        kwargs.pop("mode", None)
+        return original(*args, **kwargs)
+
+    torch.compile = with_backend
+    try:
+        yield
+    finally:
+        torch.compile = original
+
+
+def compiled_step(name: str, model, opt, data, batch: int, ctx: dict, autocast) -> tuple[Callable[[int], Any], str]:
     """A training step whose forward (``mixer.apply`` + model + loss) is ``torch.compile``d.
 
-    ``name`` is "alone" (the model and plain cross-entropy) or a mixer; the mixer's parameters are
-    sampled eagerly, so its randomness stays in its own generator, outside the graph.
+    ``name`` is "alone" (the model and plain cross-entropy) or a mixer. For a mixer the trainer's
+    own ``CompiledStep`` is used where it exists (the parameters sampled eagerly with the mixer's
+    generator, ``apply`` + model + loss compiled), else the same built here.
+
+    Returns:
+        (step(i), which implementation).
     """
     device, cfg = ctx["device"], ctx["cfg"]
     options: dict[str, Any] = {"backend": cfg["compile_backend"], "dynamic": False}
-    if cfg["compile_backend"] == "inductor":
+    if cfg["compile_backend"] == "inductor" and ctx["compile_mode"] != "default":
         options["mode"] = ctx["compile_mode"]
     if name == "alone":
 
@@ -675,8 +730,22 @@ def compiled_step(name: str, model, opt, data, batch: int, ctx: dict, autocast) 
             loss.backward()
             opt.step()
 
-        return step
+        return step, "bench_gpu (model + cross-entropy)"
     mixer = lmix.create_mixer(name, seed=0)
+    cls = _compiled_step_class()
+    if cls is not None:
+        amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+        with _compile_backend(cfg["compile_backend"]):
+            whole = cls(model, mixer, amp_dtype=amp_dtype, memory_format=torch.channels_last, mode=ctx["compile_mode"])
+
+        def step_trainer(i: int) -> None:
+            _, loss, _ = whole(*data[i % len(data)])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step_trainer, "lmix.experiments.train.step.CompiledStep"
+
     gen = mixer.generator_for(device)
 
     def forward_mixed(x, y, params):
@@ -696,7 +765,16 @@ def compiled_step(name: str, model, opt, data, batch: int, ctx: dict, autocast) 
         loss.backward()
         opt.step()
 
-    return step_mixed
+    return step_mixed, "bench_gpu (sample eagerly, apply + model + loss compiled)"
+
+
+def _graph_breaks() -> dict[str, int]:
+    """dynamo's graph-break reasons so far (empty where this torch keeps no such counter)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return {}
+    return {str(k)[:300]: int(v) for k, v in counters.get("graph_break", {}).items()}
 
 
 def _free(device: torch.device) -> None:
@@ -829,7 +907,7 @@ class Worker:
         self.log.close()
 
 
-def _collect(answers: queue.Queue, want: set[int], budget: Budget, op: str) -> dict[int, dict]:
+def _collect(answers: queue.Queue, want: set[int], budget: Budget, op: str, workers: list[Worker]) -> dict[int, dict]:
     """Wait for one answer to ``op`` from each worker in ``want``, until the deadline."""
     got: dict[int, dict] = {}
     while want - set(got):
@@ -841,7 +919,9 @@ def _collect(answers: queue.Queue, want: set[int], budget: Budget, op: str) -> d
         except queue.Empty:
             continue
         if msg.get("op") == "exited" or msg.get("error"):
-            raise RuntimeError(f"worker {index} during {op}: {msg.get('error')}")
+            raise RuntimeError(
+                f"worker {index} during {op}: {msg.get('error')}; its log ends: {workers[index].log_tail()}"
+            )
         got[index] = msg
     return got
 
@@ -887,6 +967,7 @@ def section_table4(sec: dict, ctx: dict) -> None:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     threads = 1 if args.smoke else max(1, (os.cpu_count() or 1) // jobs)
     answers: queue.Queue = queue.Queue()
+    todo: list[tuple[str, int]] = []
     workers = [Worker(i, answers, work / f"worker{i}.log", env) for i in range(jobs)]
     try:
         setup = {
@@ -900,15 +981,15 @@ def section_table4(sec: dict, ctx: dict) -> None:
         t0 = time.perf_counter()
         for w in workers:
             w.send(setup)
-        ready = _collect(answers, set(range(jobs)), budget, "setup")
+        ready = _collect(answers, set(range(jobs)), budget, "setup", workers)
         sec["setup_s"] = time.perf_counter() - t0
         n_train, n_eval = ready[0]["n_train"], ready[0]["n_eval"]
         probe = {"op": "probe", "steps": cfg["probe_steps"]}
         workers[0].send(probe)
-        alone = _collect(answers, {0}, budget, "probe")[0]["img_s"]
+        alone = _collect(answers, {0}, budget, "probe", workers)[0]["img_s"]
         for w in workers:
             w.send(probe)
-        together = [m["img_s"] for m in _collect(answers, set(range(jobs)), budget, "probe").values()]
+        together = [m["img_s"] for m in _collect(answers, set(range(jobs)), budget, "probe", workers).values()]
         sec["probe"] = {
             "steps": cfg["probe_steps"],
             "batch": ready[0]["batch_size"],
@@ -920,18 +1001,25 @@ def section_table4(sec: dict, ctx: dict) -> None:
         }
         write()
 
+        # All workers at once at the rate each had with the others running, or one worker alone at
+        # its solo rate, whichever gives more epochs; fewer seeds only when not one epoch fits.
+        options = [(jobs, min(together))] + ([(1, alone)] if jobs > 1 else [])
         for n_seeds in range(len(seeds), 0, -1):
             runs = len(TABLE4_METHODS) * n_seeds
-            plan = plan_epochs(
-                available_s=budget.remaining() - budget.reserve_s,
-                img_s_per_run=min(together),
-                n_train=n_train,
-                n_eval=n_eval,
-                runs=runs,
-                jobs=jobs,
-                run_overhead_s=cfg["run_overhead_s"],
-                max_epochs=cfg["max_epochs"],
-            )
+            plan: dict[str, Any] = {}
+            for n_jobs, rate in options:
+                candidate = plan_epochs(
+                    available_s=budget.remaining() - budget.reserve_s,
+                    img_s_per_run=rate,
+                    n_train=n_train,
+                    n_eval=n_eval,
+                    runs=runs,
+                    jobs=n_jobs,
+                    run_overhead_s=cfg["run_overhead_s"],
+                    max_epochs=cfg["max_epochs"],
+                )
+                if not plan or candidate["epochs"] > plan["epochs"]:
+                    plan = {**candidate, "jobs": n_jobs, "img_s_per_run": rate}
             if args.table4_epochs:
                 plan.update(epochs=args.table4_epochs, forced=True)
             if plan["epochs"] >= 1:
@@ -940,12 +1028,14 @@ def section_table4(sec: dict, ctx: dict) -> None:
         if plan["epochs"] < 1:
             sec.update(status="skipped", reason=f"not one epoch fits: {plan}")
             return
+        active = plan["jobs"]
+        for w in workers[active:]:
+            w.stop()  # idle: they exit, leaving the GPU to the others
         epochs = plan["epochs"]
         milestones = scale_milestones(paper_milestones, paper_epochs, epochs)
         sec.update(epochs=epochs, milestones=milestones)
-        todo = [(m, s) for s in seeds[:n_seeds] for m in TABLE4_METHODS]
-        results: dict[tuple[str, int], dict] = {}
-        idle = list(range(jobs))
+        todo.extend((m, s) for s in seeds[:n_seeds] for m in TABLE4_METHODS)
+        idle = list(range(active))
         started: dict[tuple[str, int], float] = {}
         while todo or any(w.busy for w in workers):
             while todo and idle:
@@ -988,8 +1078,9 @@ def section_table4(sec: dict, ctx: dict) -> None:
                 entry.update(status="ok", **msg["summary"])
                 idle.append(index)
             w.busy = None
-            results[key] = entry
             sec["runs"].append(_with_paper(entry, paper_result))
+            if todo and not idle and not any(w.busy for w in workers):
+                break  # every worker died
             write()
     except DeadlineReached:
         sec["status"] = "timeout"
@@ -998,6 +1089,8 @@ def section_table4(sec: dict, ctx: dict) -> None:
                 sec["runs"].append(_with_paper(_partial_run(w.busy), paper_result))
         raise
     finally:
+        for method, seed in todo:
+            sec["runs"].append(_with_paper({"method": method, "seed": seed, "status": "not started"}, paper_result))
         for w in workers:
             w.stop()
         end = time.monotonic() + 5.0
@@ -1301,8 +1394,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    with contextlib.suppress(AttributeError):
-        torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
+    # Every compiled variant keeps its own static-shape graphs: no recompilation turns the batch
+    # dimension dynamic, and no cache limit falls back to eager.
+    import torch._dynamo as dynamo
+
+    for knob, value in (("cache_size_limit", 64), ("recompile_limit", 64), ("automatic_dynamic_shapes", False)):
+        if hasattr(dynamo.config, knob):
+            setattr(dynamo.config, knob, value)
     if args.smoke:
         # One thread: tiny ops on a shared CPU run many times slower when OpenMP threads contend.
         torch.set_num_threads(1)

@@ -32,7 +32,8 @@ does not travel, so the four Fashion-MNIST files (52 MiB) go into the git-ignore
 
 1. Here, once, in the repository root::
 
-       mkdir -p gpu-data && cp -r ../shared/data/fashion-mnist gpu-data/
+       mkdir -p gpu-data/fashion-mnist/FashionMNIST/raw
+       cp ../shared/data/fashion-mnist/FashionMNIST/raw/* gpu-data/fashion-mnist/FashionMNIST/raw/
        # gives gpu-data/fashion-mnist/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte
 
 2. The device tool's ``run`` (one call, about 6 minutes plus the machine's start)::

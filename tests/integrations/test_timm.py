@@ -88,20 +88,33 @@ def test_multi_label_targets_follow_timm():
     torch.testing.assert_close(targets, expected, atol=1e-5, rtol=0)
 
 
-def test_fast_collate_output_is_timms_format_and_matches_the_float_path():
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"method": "mixup"},
+        {"method": "lmix"},
+        {"method": "lmix", "image_k": 1.0},
+        {"method": "cutmix", "mode": "batch"},
+        {"method": "fmix", "mixup_alpha": 1.0, "cutmix_alpha": 1.0},
+    ],
+    ids=["mixup", "lmix", "lmix-sharpened", "cutmix-batch", "fmix-switch"],
+)
+def test_fast_collate_output_is_timms_format_and_matches_the_float_path(kwargs):
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (3, 10, 12), dtype=np.uint8) for _ in range(9)]  # odd: timm asserts even
     labels = [int(x) for x in rng.integers(0, 10, 9)]
+    kwargs = {"mode": "elem", **kwargs}
     for as_tensor in (False, True):
         batch = [(torch.from_numpy(a) if as_tensor else a, y) for a, y in zip(arrays, labels)]
-        collate = lt.FastCollateMixup(num_classes=10, mode="elem", method="mixup", seed=3)
+        collate = lt.FastCollateMixup(num_classes=10, seed=3, **kwargs)
         images, targets = collate(batch)
         assert images.dtype == torch.uint8 and images.shape == (9, 3, 10, 12)
         assert targets.dtype == torch.float32 and targets.shape == (9, 10)
-        ref_images, ref_targets = lt.Mixup(num_classes=10, mode="elem", method="mixup", seed=3)(
+        ref_images, ref_targets = lt.Mixup(num_classes=10, seed=3, **kwargs)(
             torch.from_numpy(np.stack(arrays)).float(), torch.tensor(labels)
         )
-        assert torch.equal(images, ref_images.round().to(torch.uint8))
+        assert torch.equal(images, ref_images.round().clamp(0, 255).to(torch.uint8))
+        assert not torch.equal(images, torch.from_numpy(np.stack(arrays)))
         torch.testing.assert_close(targets, ref_targets)
     # timm's own collate gives the same format.
     timm_images, timm_targets = timm.data.FastCollateMixup(num_classes=10, mode="elem")(batch[:8])

@@ -62,7 +62,7 @@ import torch
 from timm.data import mixup as timm_mixup
 from torch.utils.data import default_collate
 
-from lmix.mixing.mixers import MixChoice, Mixer, NoMix
+from lmix.mixing.mixers import CutMix, FMix, LMix, MixChoice, Mixer, NoMix
 from lmix.mixing.mixers import Mixup as CoreMixup
 from lmix.mixing.registry import accepted_params, list_mixers, mixer_class
 from lmix.mixing.validation import check_probability
@@ -385,14 +385,39 @@ class FastCollateMixup(_LmixTimm, _TimmFastCollateMixup):
             target = target.long()  # as timm's fast_collate, whatever the source dtype
         if not self.mixup_enabled:
             return images, self._targets(target, None, None)
-        mixed, perm, lam = self._mix(images.float())
-        return mixed.round_().clamp_(0, 255).to(torch.uint8), self._targets(target, perm, lam)
+        if _selects_pixels(self.mixer):
+            mixed, perm, lam = self._select_uint8(images)
+        else:
+            mixed, perm, lam = self._mix(images.float())
+            mixed = mixed.round_().clamp_(0, 255).to(torch.uint8)
+        return mixed, self._targets(target, perm, lam)
+
+    def _select_uint8(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mask mixing straight on (B, C, H, W) uint8 images: the mixer's sampled mask and partners.
+
+        A mask takes every pixel from one of two images, so the result is the float path's
+        exactly, without the two conversions (several times the cost of the selection itself).
+        """
+        params = self.mixer.sample(
+            images.shape[0], tuple(images.shape[-2:]), device=images.device, generator=self.mixer.generator_for("cpu")
+        )
+        # Bitwise select, in place on the partner copy: keeps x where the mask is 1, the partner elsewhere.
+        out = images.index_select(0, params.perm)
+        out ^= images
+        out &= params.mask.to(torch.uint8).sub_(1)
+        out ^= images
+        return out, params.perm, params.lam
 
     def __repr__(self) -> str:
         return (
             f"lmix.integrations.timm.FastCollateMixup(mixer={self.mixer!r}, "
             f"label_smoothing={self.label_smoothing}, num_classes={self.num_classes})"
         )
+
+
+def _selects_pixels(mixer: Mixer) -> bool:
+    """Whether ``mixer`` only selects pixels with a boolean mask (no blending, no sharpening)."""
+    return type(mixer) in (LMix, FMix, CutMix) and not getattr(mixer, "image_k", 0.0)
 
 
 # -- the launcher ------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Each command lives in ``lmix.experiments.commands.<name>`` and exposes ``add_par
 ``run(args) -> int``. Every user error becomes one line on stderr and exit code 2: commands
 raise ``UsageError`` (or ValueError/TypeError/FileNotFoundError from validation), never a
 traceback for a mistake the user can fix. ``LMIX_DEBUG=1`` shows the traceback instead.
+
+The commands need the ``train`` extra (``pip install 'lmix[train]'``); on a core install
+(torch alone) ``lmix --version``, ``lmix methods``, ``lmix models`` and ``lmix configs`` work,
+and any other command says in one line which extra to install (exit code 2).
 """
 
 from __future__ import annotations
@@ -12,16 +16,43 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
-__all__ = ["UsageError", "main", "build_parser", "COMMANDS"]
+__all__ = ["UsageError", "MissingExtraError", "main", "build_parser", "COMMANDS", "EXTRA_OF_MODULE"]
 
 # Command name -> module under lmix.experiments.commands. Order is the order shown in --help.
 COMMANDS: dict[str, str] = {}
 
 
+# Top-level module -> the extra that installs it. A command failing to import one of these is a
+# missing install, not a bug: the user is told which extra to install.
+EXTRA_OF_MODULE: dict[str, str] = {
+    **dict.fromkeys(("torchvision", "numpy", "matplotlib", "yaml", "tqdm", "sklearn", "scipy", "PIL"), "train"),
+    "timm": "timm",
+    "tensorboard": "tensorboard",
+}
+
+
 class UsageError(Exception):
     """A user error: printed as one line on stderr, exit code 2."""
+
+
+class MissingExtraError(UsageError):
+    """A command needs a package of an extra that is not installed."""
+
+    def __init__(self, command: str | None, module: str) -> None:
+        extra = EXTRA_OF_MODULE[module.split(".")[0]]
+        what = f"lmix {command}" if command else "this command"
+        super().__init__(
+            f"lmix: error: {what} needs the '{extra}' extra (no module named {module!r}): pip install 'lmix[{extra}]'"
+        )
+
+
+def _missing_extra_module(err: ModuleNotFoundError) -> str | None:
+    """The missing module's name when ``err`` is an uninstalled extra's package, else None."""
+    name = err.name or ""
+    return name if name.split(".")[0] in EXTRA_OF_MODULE else None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _register_builtin_commands() -> None:
-    for name in ("compare", "train", "show", "attack", "sweep", "report", "models", "methods"):
+    for name in ("compare", "train", "show", "attack", "sweep", "report", "models", "methods", "configs", "masks"):
         COMMANDS.setdefault(name, f"lmix.experiments.commands.{name}")
 
 
@@ -41,15 +72,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"lmix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module_name in COMMANDS.values():
+    for name, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
+            module.add_parser(sub)
         except ModuleNotFoundError as err:
             if err.name == module_name:
                 continue  # command not built yet
-            raise
-        module.add_parser(sub)
+            missing = _missing_extra_module(err)
+            if missing is None:
+                raise
+            _add_unavailable(sub, name, missing)
     return parser
+
+
+def _add_unavailable(sub: argparse._SubParsersAction, name: str, missing: str) -> None:
+    """Register ``name`` as a command that only says which extra it needs (any arguments accepted)."""
+    # add_parser may have registered the command before its import failed; replace that entry.
+    sub._name_parser_map.pop(name, None)
+    sub._choices_actions[:] = [action for action in sub._choices_actions if action.dest != name]
+    error = MissingExtraError(name, missing)
+    # prefix_chars no argument starts with: every argument is taken as a positional one, and ignored.
+    install = str(error).rsplit(": ", 1)[-1]
+    p = sub.add_parser(name, help=f"(needs {install})", add_help=False, prefix_chars="\0")
+    p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+
+    def fail(args: argparse.Namespace) -> int:
+        raise error
+
+    p.set_defaults(func=fail)
 
 
 def _one_line(err: BaseException) -> str:
@@ -60,6 +111,10 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmix`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # On a core install (no numpy) torch warns at import; the commands that run there do not need
+    # numpy, and the others say which extra to install.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+    args = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -67,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as err:
+        missing = _missing_extra_module(err)
+        if missing is None or os.environ.get("LMIX_DEBUG"):
+            raise
+        print(MissingExtraError(getattr(args, "command", None), missing), file=sys.stderr)
+        return 2
     except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         if os.environ.get("LMIX_DEBUG"):
             raise

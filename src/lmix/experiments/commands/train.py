@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmix.experiments.catalog import resolve_config
     from lmix.experiments.cli import UsageError
     from lmix.experiments.train import config_from_sources, load_yaml, train
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"lmix train: --resume: no run to resume in {overrides['out']!r} (no config.yaml)")
         layers.append(load_yaml(saved))
     if args.config:
-        layers.append(load_yaml(args.config))
+        layers.append(load_yaml(resolve_config(args.config, kind="train")))  # a path, or a packaged config by name
     layers.append(overrides)
     config = config_from_sources(*layers)
     train(config)

@@ -1,0 +1,194 @@
+"""Packaging: the core imports with torch alone, the CLI names the extra it misses, one version.
+
+The "torch alone" checks run in a subprocess whose ``sys.meta_path`` refuses the harness's
+dependencies (as if ``pip install lmix`` without extras), so they hold whatever this environment
+has installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+import lmix
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What the `train` extra brings (top-level module names). The core must import none of them.
+HARNESS_MODULES = ("torchvision", "numpy", "matplotlib", "yaml", "tqdm", "sklearn", "scipy", "PIL")
+
+_BLOCKER = """
+import sys, warnings
+BLOCKED = set({blocked!r})
+# None in sys.modules: `import X` raises ModuleNotFoundError and importlib.util.find_spec(X) is
+# None, exactly as when X is not installed.
+for _name in BLOCKED:
+    sys.modules[_name] = None
+# torch's own notice that numpy is absent (it warns once at import on a torch-only install)
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+"""
+
+
+def _run_blocked(blocked: tuple[str, ...], body: str) -> dict:
+    """Run ``body`` in a fresh interpreter where ``blocked`` cannot be imported; return the JSON it prints last."""
+    script = _BLOCKER.format(blocked=tuple(blocked)) + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_core_needs_torch_alone():
+    result = _run_blocked(
+        HARNESS_MODULES,
+        """
+        import json, sys
+        import lmix
+        lazy = "torch" not in sys.modules  # `import lmix` alone loads nothing heavy
+        import torch
+        import lmix.augment, lmix.mixing, lmix.models
+
+        g = torch.Generator().manual_seed(0)
+        images, labels = torch.rand(6, 3, 16, 16, generator=g), torch.arange(6) % 3
+        small = lmix.create_model("simple_cnn", num_classes=3)
+        mixed = {}
+        for name in lmix.list_mixers():
+            mixer = lmix.create_mixer(name, seed=0)
+            if mixer.uses_model:  # hidden-layer mixing: the mixer runs the model itself
+                _, loss, batch = mixer.forward_loss(small, images, labels)
+            else:
+                batch = mixer(images, labels)
+                loss = lmix.mixed_cross_entropy(small(batch.images), batch)
+            assert batch.images.shape == images.shape and torch.isfinite(loss), name
+            mixed[name] = float(batch.lam.mean())
+        models = {}
+        for name in lmix.list_models():
+            net = lmix.create_model(name, num_classes=3)
+            models[name] = sum(p.numel() for p in net.parameters())
+        tiny = lmix.create_model("preact_resnet_tiny", num_classes=3)
+        assert tiny(lmix.augment.normalize(images, (0.5,) * 3, (0.25,) * 3)).shape == (6, 3)
+        loaded = sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED)
+        print(json.dumps({"mixers": mixed, "models": models, "loaded": loaded, "lazy": lazy,
+                          "experiments": "lmix.experiments" in sys.modules, "version": lmix.__version__}))
+        """,
+    )
+    assert result["loaded"] == []
+    assert result["lazy"] is True
+    assert result["experiments"] is False  # `import lmix` does not load the harness
+    assert result["version"] == lmix.__version__
+    assert set(result["mixers"]) == set(lmix.list_mixers()) and len(result["mixers"]) >= 6
+    assert set(result["models"]) == set(lmix.list_models())
+    assert all(n > 0 for n in result["models"].values())
+
+
+def test_transforms_and_integrations_need_no_harness():
+    modules = [m for m in ("lmix.transforms", "lmix.integrations.timm") if find_spec(m) is not None]
+    assert "lmix.transforms" in modules
+    # torchvision (with its numpy and pillow) is the v2 transforms' own dependency, timm the integration's.
+    harness_only = ("matplotlib", "yaml", "tqdm", "sklearn", "scipy")
+    imports = "; ".join(f"import {m}" for m in modules)
+    result = _run_blocked(
+        harness_only,
+        f"""
+        import json, sys
+        {imports}
+        print(json.dumps({{"loaded": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED),
+                          "experiments": "lmix.experiments.train" in sys.modules}}))
+        """,
+    )
+    assert result == {"loaded": [], "experiments": False}
+
+
+def test_cli_names_the_missing_extra_in_one_line():
+    result = _run_blocked(
+        HARNESS_MODULES,
+        """
+        import contextlib, io, json
+        from lmix.experiments.cli import main
+
+        out = {}
+        for argv in (["train", "--epochs", "1"], ["compare"], ["sweep", "table1", "--dry-run"], ["show"],
+                     ["report", "runs"], ["attack", "--run", "x"], ["--version"], ["methods"], ["configs"],
+                     ["--help"]):
+            stdout, stderr = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                try:
+                    code = main(argv)
+                except SystemExit as exit:  # --version, --help
+                    code = exit.code
+            out[" ".join(argv)] = [code, stdout.getvalue(), stderr.getvalue()]
+        print(json.dumps(out))
+        """,
+    )
+    for command in ("train --epochs 1", "compare", "sweep table1 --dry-run", "show", "report runs", "attack --run x"):
+        code, _, err = result[command]
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (command, err)
+        assert lines[0].startswith(f"lmix: error: lmix {command.split()[0]} needs the 'train' extra"), lines[0]
+        assert lines[0].endswith("pip install 'lmix[train]'"), lines[0]
+    # What a core install can do without the extra.
+    assert result["--version"][:2] == [0, f"lmix {lmix.__version__}\n"]
+    assert result["methods"][0] == 0 and "lmix" in result["methods"][1]
+    assert result["configs"][0] == 0 and "table1_cifar10_preact_resnet18" in result["configs"][1]
+    code, help_text, _ = result["--help"]
+    assert code == 0 and "pip install 'lmix[train]'" in help_text
+
+
+def test_missing_extra_at_run_time_is_one_line(capsys, monkeypatch):
+    """A command that imports an extra's package only while running gets the same one line."""
+    from lmix.experiments.cli import main
+    from lmix.experiments.commands import methods
+
+    def run(args):
+        raise ModuleNotFoundError("No module named 'timm'", name="timm")
+
+    monkeypatch.setattr(methods, "run", run)
+    code = main(["methods"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "lmix: error: lmix methods needs the 'timm' extra (no module named 'timm'): pip install 'lmix[timm]'\n"
+
+
+def test_unrelated_module_not_found_is_not_hidden(monkeypatch):
+    from lmix.experiments.cli import main
+    from lmix.experiments.commands import methods
+
+    def run(args):
+        raise ModuleNotFoundError("No module named 'lmix.nowhere'", name="lmix.nowhere")
+
+    monkeypatch.setattr(methods, "run", run)
+    with pytest.raises(ModuleNotFoundError, match="lmix.nowhere"):
+        main(["methods"])
+
+
+def test_version_lives_in_one_place():
+    text = (ROOT / "pyproject.toml").read_text()
+    project = text.split("[project]", 1)[1].split("\n[", 1)[0]
+    assert re.search(r"^version\s*=", project, re.M) is None, "pyproject must not repeat the version"
+    assert re.search(r'^dynamic\s*=\s*\[[^]]*"version"', project, re.M)
+    assert 'version = { attr = "lmix.__version__" }' in text
+    assert metadata.version("lmix") == lmix.__version__, "stale install: pip install -e ."
+
+
+def test_public_names():
+    assert set(lmix.__all__) == {*lmix._EXPORTS, "__version__"}
+    for name in lmix._EXPORTS:
+        assert getattr(lmix, name) is getattr(sys.modules[lmix._EXPORTS[name]], name)
+    assert lmix.mixing is sys.modules["lmix.mixing"]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        lmix.nothing  # noqa: B018
+
+
+def test_core_dependencies_are_torch_alone():
+    requires = metadata.requires("lmix") or []
+    core = [r for r in requires if "extra ==" not in r]
+    assert [re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0] for r in core] == ["torch"]
+    extras = set(metadata.metadata("lmix").get_all("Provides-Extra") or [])
+    assert {"train", "timm", "docs", "bench", "dev"} <= extras

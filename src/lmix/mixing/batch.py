@@ -7,9 +7,25 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lmix.mixing.validation import check_labels_in_range, check_probability
+from lmix.mixing.validation import check_labels_in_range, check_num_classes, check_probability
 
 __all__ = ["MixedBatch", "mixed_cross_entropy"]
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int, *, name: str) -> None:
+    """Class indices in [0, num_classes), checked without a host-device synchronisation.
+
+    CPU tensors in eager mode get the precise ``ValueError`` (reading them costs no sync).
+    Elsewhere (CUDA, or inside ``torch.compile``) the check is ``torch._assert_async``: it
+    never stalls the step, and an out-of-range label fails the device (a CUDA error at a later
+    kernel launch) instead of training on garbage, as ``F.cross_entropy`` itself would.
+    """
+    if labels.device.type == "cpu" and not torch.compiler.is_compiling():
+        check_labels_in_range(labels, num_classes, name=name)
+        return
+    num_classes = check_num_classes(num_classes)
+    in_range = ((labels >= 0) & (labels < num_classes)).all()
+    torch._assert_async(in_range, f"{name} must lie in [0, {num_classes - 1}] for num_classes={num_classes}")
 
 
 @dataclass
@@ -36,14 +52,17 @@ class MixedBatch:
         """(B, num_classes) float32 targets ``lam * onehot(a) + (1 - lam) * onehot(b)``.
 
         With ``label_smoothing = s`` each one-hot becomes ``(1 - s) * onehot + s / num_classes``,
-        matching ``torch.nn.functional.cross_entropy(label_smoothing=s)``.
+        matching ``torch.nn.functional.cross_entropy(label_smoothing=s)``. Labels are checked
+        without a host-device synchronisation (see ``mixed_cross_entropy``).
         """
         check_probability(label_smoothing, name="label_smoothing")
-        check_labels_in_range(self.labels_a, num_classes, name="labels_a")
-        check_labels_in_range(self.labels_b, num_classes, name="labels_b")
+        _check_labels(self.labels_a, num_classes, name="labels_a")
+        _check_labels(self.labels_b, num_classes, name="labels_b")
         lam = self.lam.to(torch.float32)[:, None]
-        onehot_a = F.one_hot(self.labels_a.long(), num_classes).to(torch.float32)
-        onehot_b = F.one_hot(self.labels_b.long(), num_classes).to(torch.float32)
+        # A comparison, not F.one_hot: one_hot reads the labels' range back on some devices.
+        classes = torch.arange(num_classes, device=self.labels_a.device)
+        onehot_a = (self.labels_a.long()[:, None] == classes).to(torch.float32)
+        onehot_b = (self.labels_b.long()[:, None] == classes).to(torch.float32)
         targets = lam * onehot_a + (1.0 - lam) * onehot_b
         if label_smoothing:
             targets = (1.0 - label_smoothing) * targets + label_smoothing / num_classes
@@ -69,6 +88,11 @@ def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch, label_smoothing
 
     Returns:
         A scalar float32 tensor (computed in float32 whatever the logits' dtype).
+
+    Raises:
+        ValueError: bad shapes or ``label_smoothing``; labels outside [0, num_classes) for CPU
+            tensors. On other devices (and under ``torch.compile``) the label range is checked
+            by ``torch._assert_async``, so that the step never waits for the device.
     """
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -77,8 +101,8 @@ def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch, label_smoothing
         raise ValueError(f"logits have {logits.shape[0]} rows but the batch has {batch.lam.shape[0]} samples")
     check_probability(label_smoothing, name="label_smoothing")
     num_classes = logits.shape[1]
-    check_labels_in_range(batch.labels_a, num_classes, name="labels_a")
-    check_labels_in_range(batch.labels_b, num_classes, name="labels_b")
+    _check_labels(batch.labels_a, num_classes, name="labels_a")
+    _check_labels(batch.labels_b, num_classes, name="labels_b")
     logits = logits.float()
     ce_a = F.cross_entropy(logits, batch.labels_a.long(), reduction="none", label_smoothing=label_smoothing)
     ce_b = F.cross_entropy(logits, batch.labels_b.long(), reduction="none", label_smoothing=label_smoothing)

@@ -223,7 +223,7 @@ class Mixer:
             mixed = _select_into(params.mask, images, partner)
         else:
             mixed = torch.where(params.mask, images, partner)
-        return MixedBatch(mixed, labels, labels[params.perm], lam)
+        return MixedBatch(mixed, labels, labels.index_select(0, params.perm), lam)
 
     def apply_extra(self, tensor: torch.Tensor, params: MixParams) -> torch.Tensor:
         """Mix an extra tensor (segmentation map, depth, ...) like the images were mixed.

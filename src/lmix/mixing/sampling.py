@@ -2,7 +2,8 @@
 
 ``torch.distributions.Beta`` draws from the global RNG (``torch._standard_gamma`` takes no
 generator), so Beta variates are built here from Marsaglia-Tsang Gamma sampling, vectorised
-over the batch: the only loop is over rejection *rounds*, never over samples.
+over the batch and loop-free: a fixed number of candidates per sample, the first accepted one
+kept, so shapes never depend on the data and nothing is read back from the device.
 """
 
 from __future__ import annotations
@@ -27,35 +28,37 @@ def sample_uniform(
     return u.to(device)
 
 
+#: Marsaglia-Tsang candidates drawn per Gamma variate. A candidate is rejected with
+#: probability at most 0.0482 (concentration 1; less above, and concentrations < 1 are boosted
+#: to > 1), so all 16 are rejected with probability < 0.0482 ** 16 < 1e-21 per variate.
+GAMMA_CANDIDATES = 16
+
+
 def _log_gamma(concentration: float, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     """(n,) samples of ``log Gamma(concentration, 1)`` on ``generator.device``.
 
-    Marsaglia & Tsang (2000). For concentration < 1 the boost
-    ``Gamma(a) = Gamma(a + 1) * U ** (1 / a)`` is applied in log space: for tiny concentrations
-    the Gamma variate itself underflows to exactly 0 (about half of all draws at a = 0.001 in
-    float64), while its logarithm stays finite.
+    Marsaglia & Tsang (2000), loop-free: ``GAMMA_CANDIDATES`` candidates per sample are drawn
+    at once ((n, 16) normals, then (n, 16) uniforms) and the first accepted one is taken
+    (``argmax`` of the acceptance flags), which is exactly the rejection sampler's output. If
+    every candidate of a sample is rejected (probability < 1e-21) that sample gets ``d = a - 1/3``,
+    close to the mean, instead of an exact draw: no loop, no synchronisation.
+
+    For concentration < 1 the boost ``Gamma(a) = Gamma(a + 1) * U ** (1 / a)`` is applied in log
+    space: for tiny concentrations the Gamma variate itself underflows to exactly 0 (about half
+    of all draws at a = 0.001 in float64), while its logarithm stays finite.
     """
     device = generator.device
     a = concentration if concentration >= 1.0 else concentration + 1.0
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    out = torch.empty(n, dtype=dtype, device=device)
-    todo = torch.ones(n, dtype=torch.bool, device=device)
-    remaining = n
-    while remaining > 0:
-        # Over-draw so that one round almost always suffices (acceptance >= 0.95 for a >= 1).
-        m = remaining + 8 + remaining // 8
-        x = torch.randn(m, generator=generator, device=device, dtype=dtype)
-        u = torch.rand(m, generator=generator, device=device, dtype=dtype)
-        v = (1.0 + c * x) ** 3
-        ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-        accepted = (d * v)[ok]
-        take = min(int(accepted.numel()), remaining)
-        idx = todo.nonzero().flatten()[:take]
-        out[idx] = accepted[:take]
-        todo[idx] = False
-        remaining -= take
-    out = torch.log(out)
+    shape = (n, GAMMA_CANDIDATES)
+    x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    v = (1.0 + c * x) ** 3
+    ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+    first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first accepted candidate
+    value = (d * v).gather(1, first).squeeze(1)
+    out = torch.log(torch.where(ok.any(dim=1), value, torch.full_like(value, d)))
     if concentration < 1.0:
         u = torch.rand(n, generator=generator, device=device, dtype=dtype)
         out = out + torch.log(u) / concentration
@@ -88,6 +91,8 @@ def sample_beta(
 
     ``Ga / (Ga + Gb)`` is computed as ``sigmoid(log Ga - log Gb)``, so that it stays exact when
     both Gamma variates underflow (tiny alpha), instead of falling back to a biased guess.
+    ``alpha = beta = 1`` is a single ``torch.rand`` draw. Loop-free and synchronisation-free on
+    any device (see ``_log_gamma``).
     """
     beta = alpha if beta is None else beta
     if not alpha > 0 or not beta > 0:

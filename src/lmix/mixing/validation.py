@@ -155,10 +155,15 @@ def check_extras(extras: object, images: torch.Tensor) -> tuple[torch.Tensor, ..
     return tuple(extras)
 
 
-def check_labels_in_range(labels: torch.Tensor, num_classes: int, *, name: str = "labels") -> None:
-    if not _is_integer(num_classes) or num_classes < 1:
+def check_num_classes(num_classes: object) -> int:
+    if not _is_integer(num_classes) or num_classes < 1:  # type: ignore[operator]
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    num_classes = int(num_classes)
+    return int(num_classes)  # type: ignore[call-overload]
+
+
+def check_labels_in_range(labels: torch.Tensor, num_classes: int, *, name: str = "labels") -> None:
+    """Eager check (reads the labels: a host-device sync off the CPU) with a precise message."""
+    num_classes = check_num_classes(num_classes)
     if labels.numel() == 0:
         return
     lo, hi = int(labels.min()), int(labels.max())

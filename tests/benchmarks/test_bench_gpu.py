@@ -208,3 +208,96 @@ def test_fake_fashion_mnist_reads_like_the_real_files(bench, tmp_path):
     assert train.images.shape == (12, 1, 28, 28) and test.images.shape == (5, 1, 28, 28)
     assert train.images.dtype == torch.uint8 and int(train.images.max()) > 0
     assert train.labels.tolist() == [i % 10 for i in range(12)]
+
+
+def test_a_t3_reference_missing_at_512_falls_back_to_128(bench):
+    rows = [
+        {"batch": 512, "method": "lmix", "mode": "compiled", "img_s": 70000.0, "overhead_pct": None},
+        {"batch": 128, "method": "lmix", "mode": "compiled", "img_s": 20000.0, "overhead_pct": 2.0},
+    ]
+    report = {"meta": {"device": "cuda"}, "sections": {"throughput": {"results": rows}}}
+    targets = {t["name"]: t for t in bench.check_targets(report)}
+    assert [targets[n]["status"] for n in ("T1", "T2", "T3")] == ["PASS", "FAIL", "PASS"]
+    assert targets["T3"]["batch"] == 128
+
+
+def test_the_table_prints_gpu_shaped_results(bench):
+    """Every branch of the final table, with results shaped as a GPU run writes them."""
+    run = {"paper_final": 96.62, "paper_best": 96.64}
+    report = {
+        "meta": {"device": "cuda", "elapsed_s": 351.0, "deadline_s": 360.0},
+        "sections": {
+            "environment": {
+                "status": "ok",
+                "seconds": 9.0,
+                "versions": {
+                    "python": "3.12.3",
+                    "torch": "2.11.0",
+                    "torchvision": "0.26.0",
+                    "cuda": "13.0",
+                    "cudnn": 91000,
+                    "lmix": "0.2.0",
+                    "git_commit": None,
+                    "source_sha256_16": "0123456789abcdef",
+                },  # fmt: skip
+                "device": {"name": "NVIDIA H200"},
+                "matmul_bf16": {"n": 8192, "tflop_s": 780.0},
+                "copy": {"gb_s": 4300.0},
+            },
+            "sync_check": {
+                "status": "ok",
+                "seconds": 20.0,
+                "checked": True,
+                "summary": "10/11 sync-free; failed: lmix+mixup",
+                "methods": {
+                    "lmix": {"status": "pass"},
+                    "lmix+mixup": {
+                        "status": "fail",
+                        "error": "RuntimeError: called a synchronizing op",
+                        "where": "x.py:1",
+                    },
+                },
+            },
+            "throughput": {
+                "status": "partial",
+                "seconds": 150.0,
+                "results": [
+                    bench._row(512, "lmix", "eager", [0.01], [0.0095], 15, "eager model alone"),
+                    bench._row(128, "lmix", "compiled", [0.005], None, 40, None),
+                ],
+            },
+            "table4": {
+                "status": "timeout",
+                "seconds": 160.0,
+                "reason": "deadline during the Table 4 runs",
+                "epochs": 6,
+                "milestones": [5, 6],
+                "probe": {
+                    "one_worker_img_s": 9000.0,
+                    "workers": 10,
+                    "aggregate_img_s": 30000.0,
+                    "parallel_speedup": 3.3,
+                },
+                "runs": [
+                    {"method": "lmix", "seed": 0, "status": "ok", "final_acc": 93.1, "best_acc": 93.4, **run},
+                    {
+                        "method": "lmix",
+                        "seed": 1,
+                        "status": "timeout",
+                        "epochs_done": 5,
+                        "final_acc": 92.0,
+                        "best_acc": 92.0,
+                        **run,
+                    },  # fmt: skip
+                    {"method": "fmix", "seed": 1, "status": "not started", "paper_final": None, "paper_best": None},
+                ],
+            },
+        },
+    }
+    report["targets"] = bench.check_targets(report)
+    text = bench.format_table(report)
+    assert "NVIDIA H200; bf16 matmul 780.0 TFLOP/s" in text and "commit ?" in text
+    assert "lmix+mixup: RuntimeError: called a synchronizing op at x.py:1" in text
+    assert "table4       timeout" in text and "x3.30" in text
+    assert " 93.10  93.40       96.62      96.64" in text and "not started" in text
+    assert "T2 FAIL" in text and "T1 SKIP" in text and "T3 SKIP" in text

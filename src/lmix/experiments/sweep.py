@@ -921,7 +921,10 @@ def _run_one(run: Run, train_log: Callable[..., None], attack: _Attack | None = 
                 summary = train(config, log=train_log)
             except Exception as err:  # noqa: BLE001 - a failed run is recorded; the sweep goes on
                 message = _first_line(err)
-                _mark_failed(run, err, message, time.perf_counter() - t0)
+                try:
+                    _mark_failed(run, err, message, time.perf_counter() - t0)
+                except OSError as write_err:  # e.g. the disk that stopped the run is still full
+                    message += f" (and {FAILED_JSON} could not be written: {_first_line(write_err)})"
                 return RunOutcome(run, "failed", seconds=time.perf_counter() - t0, error=message, exception=err)
             status = "trained"
         if not _needs_attack(run.dir, attack):
@@ -992,8 +995,8 @@ def _child_main(argv: Sequence[str]) -> int:
     train_log = print if job["verbose"] else (lambda *a, **k: None)
     try:
         outcome = _run_one(run, train_log, attack)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as err:  # the trainer's TrainingInterrupted carries 130 or 143
+        return int(getattr(err, "exit_code", 128 + signal.SIGINT))
     atomic_write_json(outcome_path, _outcome_to_json(outcome))
     return 0
 
@@ -1125,11 +1128,14 @@ def _finish_job(job: _Job, *, stopping: bool) -> RunOutcome:
     if rc is not None and rc < 0:
         message = f"the job process was killed by {signal.Signals(-rc).name}" + (f": {message}" if message else "")
     lock = RunLock(run.dir)
-    if _read_summary(run.dir) is None and lock.acquire():
-        try:
-            _mark_failed(run, None, message, seconds)
-        finally:
-            lock.release()
+    try:
+        if _read_summary(run.dir) is None and lock.acquire():
+            try:
+                _mark_failed(run, None, message, seconds)
+            finally:
+                lock.release()
+    except OSError as err:
+        message += f" (and {FAILED_JSON} could not be written: {_first_line(err)})"
     return RunOutcome(run, "failed", seconds=seconds, error=message)
 
 

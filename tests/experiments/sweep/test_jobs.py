@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +49,9 @@ FAKE_TRAINER = textwrap.dedent(
             raise RuntimeError(f"loss is nan at epoch 1 ({tag})")
         if (markers / f"kill-{tag}").exists():
             os.kill(os.getpid(), signal.SIGKILL)
+        if (markers / f"hang-{tag}").exists():
+            (markers / f"started-{tag}").touch()
+            signal.pause()  # until a signal ends the process
         summary = {
             "final_acc": 50.0 + config.seed,
             "best_acc": 60.0 + config.seed,
@@ -68,8 +77,6 @@ def fake_jobs(tmp_path, monkeypatch):
     markers.mkdir()
     calls = tmp_path / "calls.txt"
     calls.write_text("")
-    import os
-
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("LMIX_TEST_CALLS", str(calls))
     monkeypatch.setenv("LMIX_TEST_MARKERS", str(markers))
@@ -204,3 +211,37 @@ def test_shard_auto_from_the_environment_and_its_errors(capsys, tmp_path, write_
     runs = expand(parse_spec(SPEC), tmp_path / "o")
     assert sorted(fake_train.calls) == sorted(str(r.dir) for r in runs[1::2])
     assert all(Path(c).is_dir() for c in fake_train.calls)
+
+
+def test_sigterm_reaches_the_jobs_once_and_the_sweep_says_how_to_resume(tmp_path, write_spec, fake_jobs):
+    markers, _ = fake_jobs
+    tags = ["none-0", "lmix-0"]
+    for tag in tags:
+        (markers / f"hang-{tag}").touch()
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmix", "sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not all((markers / f"started-{tag}").exists() for tag in tags):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip() == (
+        "lmix sweep: interrupted by SIGTERM; runs in flight stopped at their last checkpoint; "
+        "re-run the same command to resume"
+    )
+    assert stdout.count(": start (pid") == 2 and stdout.count("resumes on the next sweep") == 2
+    for pid in re.findall(r"start \(pid (\d+)", stdout):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)  # the jobs are gone
+    assert not list(out.rglob("failed.json")) and not list(out.rglob("summary.json"))

@@ -87,6 +87,7 @@ def set_threads(threads: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
     import sys
     from pathlib import Path
 
@@ -124,12 +125,14 @@ def run(args: argparse.Namespace) -> int:
     except SweepInterrupted as err:
         print(err, file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # one run in this process (the trainer's TrainingInterrupted: 130 or 143)
+        signum = int(getattr(err, "signum", signal.SIGINT))
         print(
-            "lmix sweep: interrupted; the run in flight stopped at its last checkpoint; re-run the same command to resume",
+            f"lmix sweep: stopped by {signal.Signals(signum).name}; the run in flight keeps its last checkpoint; "
+            "re-run the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
     if not args.dry_run:
         print(f"report: lmix report {out}")
     line = failed_line(result)

@@ -18,6 +18,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.models import create_model
 
 parser = argparse.ArgumentParser()
+parser.add_argument("data_dir", nargs="?", help="ignored: the data is torchvision's FakeData")
 parser.add_argument("--model", default="test_resnet")
 parser.add_argument("--num-classes", type=int, default=10)
 parser.add_argument("-b", "--batch-size", type=int, default=8)

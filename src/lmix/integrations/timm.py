@@ -139,7 +139,8 @@ def build_mixer(
         return parts[0][0](seed)
     total = sum(p for _, p in parts)
     mixers = [make((seed + 1 + i) % 2**63) for i, (make, _) in enumerate(parts)]
-    return MixChoice(mixers, p=[p / total for _, p in parts], granularity=sample_mode, seed=seed)
+    # Rounded so that 1 - 0.8 reads 0.2 in the mixer's repr (the sum stays 1 within 1e-12).
+    return MixChoice(mixers, p=[round(p / total, 12) for _, p in parts], granularity=sample_mode, seed=seed)
 
 
 class _LmixTimm:

@@ -3,6 +3,7 @@ shapes/dtypes/devices, autograd, and the method-specific guarantees (CutMix, Cut
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -365,6 +366,50 @@ def test_cutmix_batch_mode_uses_one_box():
     batch = lmix.create_mixer("cutmix", size=(6, 6), mode="batch", seed=28)(images, labels)
     region, valid = partner_regions(batch, values)
     assert bool((region[valid] == region[valid][:1]).all())
+
+
+def rand_bbox_masks(lam0: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, H, W) bool, True outside the box of clovaai/CutMix-PyTorch's ``rand_bbox`` (train.py),
+    re-created per sample with its arithmetic: ``cut = int(side * sqrt(1 - lam))``, box
+    ``clip(c - cut // 2)`` to ``clip(c + cut // 2)``."""
+    masks = torch.ones(lam0.shape[0], h, w, dtype=torch.bool)
+    for i in range(lam0.shape[0]):
+        ratio = math.sqrt(1.0 - float(lam0[i]))
+        cut_h, cut_w = int(h * ratio), int(w * ratio)
+        y, x = int(cy[i]), int(cx[i])
+        y1, y2 = min(max(y - cut_h // 2, 0), h), min(max(y + cut_h // 2, 0), h)
+        x1, x2 = min(max(x - cut_w // 2, 0), w), min(max(x + cut_w // 2, 0), w)
+        masks[i, y1:y2, x1:x2] = False
+    return masks
+
+
+@pytest.mark.parametrize("size", [(32, 32), (15, 22)])
+def test_cutmix_reference_box_rounding_matches_rand_bbox(size):
+    h, w = size
+    mixer = lmix.create_mixer("cutmix", box_rounding="reference", seed=0)
+    params = mixer.sample(200, size, device=torch.device("cpu"), generator=gen(3))
+    ref = gen(3)  # the same draws: permutation, lam0, centres
+    torch.randperm(200, generator=ref)
+    lam0 = torch.rand(200, generator=ref)
+    cy, cx = torch.randint(0, h, (200,), generator=ref), torch.randint(0, w, (200,), generator=ref)
+    expected = rand_bbox_masks(lam0, cy, cx, h, w)
+    assert torch.equal(params.mask[:, 0], expected)
+    area = expected.double().mean(dim=(1, 2)).float()  # the reference's lam = 1 - box area / (H W)
+    assert torch.allclose(params.lam, area, atol=1e-6)
+    # The exact box differs from it exactly where a side is odd (one pixel more).
+    exact = lmix.create_mixer("cutmix", seed=0).sample(200, size, device=torch.device("cpu"), generator=gen(3))
+    assert bool((exact.lam <= params.lam).all()) and bool((exact.lam < params.lam).any())
+
+
+def test_cutmix_reference_rounding_of_a_fixed_box():
+    for rounding, side in (("exact", 7), ("reference", 6)):
+        mixer = lmix.create_mixer("cutmix", size=7, box_rounding=rounding, seed=1)
+        params = mixer.sample(32, (30, 30), device=torch.device("cpu"), generator=gen(4))
+        holes = (~params.mask[:, 0]).sum(dim=(1, 2))
+        assert int(holes.max()) == side * side  # unclipped boxes
+    with pytest.raises(ValueError, match="box_rounding must be 'exact'.*or 'reference'"):
+        lmix.create_mixer("cutmix", box_rounding="round")
+    assert "box_rounding='reference'" in repr(lmix.CutMix(box_rounding="reference"))
 
 
 # -- Cutout ---------------------------------------------------------------------------------------

@@ -373,6 +373,10 @@ class CutMix(Mixer):
             clipped at the border) or a fixed box ``(h, w)`` / side ``s`` with a uniform centre,
             also clipped. ``lam`` is always the area actually kept.
         mode: ``"sample"`` or ``"batch"``.
+        box_rounding: ``"exact"`` (a box of exactly ``cut_h x cut_w`` pixels before clipping,
+            rows ``cy - cut_h // 2`` to ``cy - cut_h // 2 + cut_h``) or ``"reference"``
+            (clovaai/CutMix-PyTorch's ``rand_bbox``: rows ``cy - cut_h // 2`` to
+            ``cy + cut_h // 2``, i.e. ``2 * (cut_h // 2)`` pixels, one fewer for odd sides).
         pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
             ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
             ``B - 1 - i``, as timm) or ``"roll"`` (``i`` with ``i - 1``, as torchvision v2).
@@ -388,6 +392,7 @@ class CutMix(Mixer):
         size: int | tuple[int, int] | None = None,
         mode: str = "sample",
         pairing: str = "random",
+        box_rounding: str = "exact",
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -395,6 +400,12 @@ class CutMix(Mixer):
         self.size = None if size is None else check_box_size(size, name="size")
         self.mode = check_mode(mode)
         self.pairing = check_pairing(pairing)
+        if box_rounding not in ("exact", "reference"):
+            raise ValueError(
+                "box_rounding must be 'exact' (a box of exactly the cut size) or 'reference' (clovaai/CutMix-PyTorch's "
+                f"rand_bbox: centre +- cut // 2), got {box_rounding!r}"
+            )
+        self.box_rounding = str(box_rounding)
 
     def sample(self, batch_size, size, *, device, generator):
         h, w = size
@@ -409,13 +420,17 @@ class CutMix(Mixer):
         else:
             box_h = torch.full((n,), self.size[0], dtype=torch.long, device=gdev)
             box_w = torch.full((n,), self.size[1], dtype=torch.long, device=gdev)
+        if self.box_rounding == "reference":
+            # rand_bbox spans [c - cut // 2, c + cut // 2): box_masks' start is the same, its length 2 * (cut // 2).
+            box_h, box_w = box_h // 2 * 2, box_w // 2 * 2
         cy = torch.randint(0, h, (n,), generator=generator, device=gdev)
         cx = torch.randint(0, w, (n,), generator=generator, device=gdev)
         keep, lam = box_masks(*(t.to(device) for t in (cy, cx, box_h, box_w)), (h, w))
         return MixParams(perm=perm, lam=lam.expand(batch_size).contiguous(), mask=keep.bool())
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, size={self.size}, mode={self.mode!r}, pairing={self.pairing!r}"
+        rounding = f", box_rounding={self.box_rounding!r}" if self.box_rounding != "exact" else ""
+        return f"alpha={self.alpha}, size={self.size}, mode={self.mode!r}, pairing={self.pairing!r}{rounding}"
 
 
 class Cutout(Mixer):

@@ -11,6 +11,14 @@ untimed ones. Two sections:
 (b) Milliseconds per call to mix a batch: every registered lmix mixer in each of its modes,
     ``lmix+mixup``, torchvision ``transforms.v2.MixUp``/``CutMix`` and ``timm.data.Mixup``
     (batch and elem modes; skipped with a note when timm is not installed).
+(c) Milliseconds per collate call (issue 7): ``lmix.integrations.timm.FastCollateMixup`` with
+    per-sample LMix (timm ``mode="elem"``; also with timm's Mixup switch) against timm's
+    ``FastCollateMixup`` in elem mode (its Mixup/CutMix switch, and Mixup or CutMix alone), on a
+    list of ``--integration-shape`` uint8 (C, H, W) numpy images and int labels, as timm's
+    prefetcher loader hands them over. Skipped with a note when timm is not installed.
+(d) Milliseconds per call of the torchvision v2 transforms ``lmix.transforms.LMix``, ``FMix``,
+    ``MixUp``, ``CutMix`` (per sample, and per batch) against torchvision's ``v2.MixUp`` /
+    ``v2.CutMix`` on an ``--integration-shape`` float batch with int labels.
 
 Peers' settings: torchvision MixUp/CutMix ``alpha=1, num_classes=10`` (one lam per batch, the
 partner is the batch rolled by one); timm Mixup ``label_smoothing=0, num_classes=10`` once with
@@ -25,11 +33,14 @@ Targets (issue 2), checked in every column:
   T3 per-batch LMix within 2x of torchvision CutMix (ms per call), at every batch shape;
   T4 per-sample LMix at least 2x faster than timm's elem mode (the faster of its Mixup and
      CutMix configurations), at every batch shape.
+  T5 (issue 7) lmix FastCollateMixup with per-sample LMix at least 2x faster than timm's
+     FastCollateMixup in elem mode with its Mixup/CutMix switch.
 
 Examples:
     python benchmarks/bench_mixing.py --threads 1 2 --json bench.json
     python benchmarks/bench_mixing.py --device cpu cuda     # adds a GPU column
     python benchmarks/bench_mixing.py --quick                # smoke test, seconds
+    python benchmarks/bench_mixing.py --threads 1 --only collate transforms
 """
 
 from __future__ import annotations
@@ -275,6 +286,91 @@ def run_mixers(
     return results, notes
 
 
+def collate_callables(num_classes: int) -> tuple[list[tuple[str, Callable]], list[str]]:
+    """(label, collate_fn(batch)) for lmix's and timm's FastCollateMixup; notes on what was skipped."""
+    try:
+        from timm.data import FastCollateMixup as TimmCollate
+
+        from lmix.integrations.timm import FastCollateMixup
+    except ImportError:
+        return [], ["timm is not installed (pip install 'lmix[bench]'): collate section and target T5 skipped"]
+    common = dict(mode="elem", label_smoothing=0.0, num_classes=num_classes)
+    fns: list[tuple[str, Callable]] = [
+        ("lmix collate lmix elem", FastCollateMixup(mixup_alpha=1.0, method="lmix", seed=0, **common)),
+        (
+            "lmix collate lmix|mixup elem switch",
+            FastCollateMixup(mixup_alpha=1.0, cutmix_alpha=1.0, method="lmix", seed=0, **common),
+        ),
+        ("timm collate mixup|cutmix elem switch", TimmCollate(mixup_alpha=1.0, cutmix_alpha=1.0, **common)),
+        ("timm collate mixup elem", TimmCollate(mixup_alpha=1.0, cutmix_alpha=0.0, **common)),
+        ("timm collate cutmix elem", TimmCollate(mixup_alpha=0.0, cutmix_alpha=1.0, **common)),
+    ]
+    return fns, []
+
+
+def run_collate(
+    columns: Sequence[Column], shape: tuple[int, int, int, int], repeats: int, warmup: int
+) -> tuple[list[Result], list[str]]:
+    """Section (c): one collate call on a list of B uint8 (C, H, W) numpy images (CPU columns only)."""
+    fns, notes = collate_callables(NUM_CLASSES)
+    if not fns:
+        return [], notes
+    case = "x".join(map(str, shape))
+    rng = np.random.default_rng(0)
+    batch = [(rng.integers(0, 256, shape[1:], dtype=np.uint8), int(i % NUM_CLASSES)) for i in range(shape[0])]
+    if shape[0] % 2:
+        notes.append(f"timm's FastCollateMixup needs an even batch: its rows skipped at {case}")
+        fns = [(label, fn) for label, fn in fns if not label.startswith("timm")]
+    results = []
+    for col in columns:
+        if col.device != "cpu":
+            continue  # a collate function runs in the DataLoader's CPU workers
+        torch.set_num_threads(col.threads)
+        medians = time_calls(
+            {label: (lambda fn=fn: fn(batch)) for label, fn in fns}, repeats=repeats, warmup=warmup, device="cpu"
+        )
+        for label, sec in medians.items():
+            results.append(Result("collate", case, label, col.label, sec, repeats, shape[0]))
+    return results, notes
+
+
+def run_transforms(
+    columns: Sequence[Column], shape: tuple[int, int, int, int], repeats: int, warmup: int
+) -> list[Result]:
+    """Section (d): lmix.transforms against torchvision's v2 MixUp / CutMix on one float batch."""
+    from torchvision.transforms import v2
+
+    from lmix import transforms as T
+
+    case = "x".join(map(str, shape))
+    results = []
+    for col in columns:
+        torch.set_num_threads(col.threads)
+        gen = torch.Generator(device=col.device).manual_seed(0)
+        images = torch.rand(shape, generator=gen, device=col.device)
+        labels = torch.randint(0, NUM_CLASSES, (shape[0],), generator=gen, device=col.device)
+        fns: dict[str, Callable] = {}
+        for name in ("LMix", "FMix", "MixUp", "CutMix"):
+            for mode in ("sample", "batch"):
+                fns[f"lmix.transforms.{name} mode={mode}"] = getattr(T, name)(
+                    num_classes=NUM_CLASSES, mode=mode, seed=0
+                )
+        fns["lmix.transforms.Cutout"] = T.Cutout(num_classes=NUM_CLASSES, seed=0)
+        fns["torchvision v2.MixUp"] = v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)
+        fns["torchvision v2.CutMix"] = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            medians = time_calls(
+                {label: (lambda fn=fn, x=images, y=labels: fn(x, y)) for label, fn in fns.items()},
+                repeats=repeats,
+                warmup=warmup,
+                device=col.device,
+            )
+        for label, sec in medians.items():
+            results.append(Result("transforms", case, label, col.label, sec, repeats, shape[0]))
+    return results
+
+
 # -- targets and the table -------------------------------------------------------------------
 
 
@@ -336,7 +432,39 @@ def check_targets(results: Sequence[Result], columns: Sequence[Column]) -> list[
                         {"speedup": speedup, "case": case, "peer": best.method},
                     )
                 )
+        for case in dict.fromkeys(r.case for r in results if r.section == "collate" and r.column == c):
+            ours = _find(results, "collate", case, "lmix collate lmix elem", c)
+            peer = _find(results, "collate", case, "timm collate mixup|cutmix elem switch", c)
+            desc = f"lmix FastCollateMixup per-sample LMix >= 2x faster than timm's elem switch at {case} uint8"
+            if ours is None or peer is None:
+                targets.append(Target("T5", desc, c, "SKIP", "not measured"))
+            else:
+                speedup = peer.value / ours.value
+                status = "PASS" if speedup >= 2.0 else "FAIL"
+                targets.append(
+                    Target("T5", desc, c, status, f"{speedup:.2f}x faster", {"speedup": speedup, "case": case})
+                )
     return targets
+
+
+# Speed-up rows of sections (c) and (d): (ours, peer, title); the cell is peer time / our time.
+RATIO_ROWS = {
+    "collate": [
+        ("lmix collate lmix elem", "timm collate mixup|cutmix elem switch", "speed-up, lmix LMix vs timm switch"),
+        (
+            "lmix collate lmix|mixup elem switch",
+            "timm collate mixup|cutmix elem switch",
+            "speed-up, lmix LMix|Mixup vs timm switch",
+        ),
+    ],
+    "transforms": [
+        ("lmix.transforms.LMix mode=sample", "torchvision v2.CutMix", "speed-up, LMix per sample vs tv CutMix"),
+        ("lmix.transforms.MixUp mode=sample", "torchvision v2.MixUp", "speed-up, MixUp per sample vs tv MixUp"),
+        ("lmix.transforms.CutMix mode=sample", "torchvision v2.CutMix", "speed-up, CutMix per sample vs tv CutMix"),
+        ("lmix.transforms.MixUp mode=batch", "torchvision v2.MixUp", "speed-up, MixUp per batch vs tv MixUp"),
+        ("lmix.transforms.CutMix mode=batch", "torchvision v2.CutMix", "speed-up, CutMix per batch vs tv CutMix"),
+    ],
+}
 
 
 def format_table(results: Sequence[Result], columns: Sequence[Column], targets: Sequence[Target]) -> str:
@@ -360,7 +488,15 @@ def format_table(results: Sequence[Result], columns: Sequence[Column], targets: 
                     r = _find(results, name, case, method, lab)
                     cells.append(format(r.value, fmt) if r else "-")
                 lines.append(row("  " + method, cells))
-            if name == "masks":
+            if name in RATIO_ROWS:
+                for ours_m, peer_m, title_r in RATIO_ROWS[name]:
+                    cells = []
+                    for lab in labels:
+                        ours = _find(results, name, case, ours_m, lab)
+                        peer = _find(results, name, case, peer_m, lab)
+                        cells.append(f"{peer.value / ours.value:.2f}x" if ours and peer else "-")
+                    lines.append(row("  " + title_r, cells))
+            elif name == "masks":
                 cells = []
                 for lab in labels:
                     ours = _find(results, name, case, "lmix.fourier_masks k=1", lab)
@@ -388,6 +524,8 @@ def format_table(results: Sequence[Result], columns: Sequence[Column], targets: 
 
     section("(a) Fourier masks per second (higher is better)", "masks", ".0f")
     section("(b) milliseconds per call (lower is better)", "mix", ".2f")
+    section("(c) milliseconds per collate call, uint8 numpy images (lower is better)", "collate", ".2f")
+    section("(d) milliseconds per call, torchvision v2 transforms (lower is better)", "transforms", ".2f")
     lines.append("Targets")
     for t in targets:
         lines.append(f"  [{t.status}] {t.name} {t.column:<8s} {t.description}: {t.measured}")
@@ -438,6 +576,9 @@ def _non_negative(text: str) -> int:
     return value
 
 
+SECTIONS = ("masks", "mixers", "collate", "transforms")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -469,8 +610,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batch shapes BxCxHxW for section (b) (default 128x3x32x32 64x3x224x224)",
     )
+    p.add_argument(
+        "--integration-shape",
+        type=_shape,
+        default=None,
+        help="batch shape BxCxHxW of sections (c) and (d) (default 128x3x32x32; --quick 16x3x32x32)",
+    )
     p.add_argument("--skip-masks", action="store_true", help="skip section (a)")
     p.add_argument("--skip-mixers", action="store_true", help="skip section (b)")
+    p.add_argument("--skip-collate", action="store_true", help="skip section (c)")
+    p.add_argument("--skip-transforms", action="store_true", help="skip section (d)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=None,
+        help="run only these sections (overrides the --skip-* flags)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: few repeats, small batches")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if a target fails")
@@ -488,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = args.mask_sizes or [32, 64, 224]
     mask_batch = args.mask_batch or (16 if quick else 128)
     shapes = args.shapes or ([(16, 3, 32, 32), (8, 3, 224, 224)] if quick else [(128, 3, 32, 32), (64, 3, 224, 224)])
+    integration_shape = args.integration_shape or ((16, 3, 32, 32) if quick else (128, 3, 32, 32))
     default_threads = torch.get_num_threads()
     threads = args.threads or [default_threads]
     columns = [Column("cpu", t) for t in threads] if "cpu" in args.device else []
@@ -507,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": repeats,
         "warmup": warmup,
         "mask_batch": mask_batch,
+        "integration_shape": list(integration_shape),
         "quick": quick,
         "command": " ".join([os.path.basename(sys.argv[0] or "bench_mixing.py"), *(argv or sys.argv[1:])]),
     }
@@ -517,13 +675,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"median of {repeats} calls after {warmup} warm-up calls; masks: batch of {mask_batch} per lmix call\n")
 
+    skip = {"masks": args.skip_masks, "mixers": args.skip_mixers}
+    skip.update(collate=args.skip_collate, transforms=args.skip_transforms)
+    if args.only:
+        skip = {name: name not in args.only for name in SECTIONS}
     results: list[Result] = []
     notes: list[str] = []
-    if not args.skip_masks:
+    if not skip["masks"]:
         results += run_masks(columns, sizes, mask_batch, repeats, warmup)
-    if not args.skip_mixers:
+    if not skip["mixers"]:
         mix_results, notes = run_mixers(columns, shapes, repeats, warmup)
         results += mix_results
+    if not skip["collate"]:
+        collate_results, collate_notes = run_collate(columns, integration_shape, repeats, warmup)
+        results += collate_results
+        notes += collate_notes
+    if not skip["transforms"]:
+        results += run_transforms(columns, integration_shape, repeats, warmup)
     torch.set_num_threads(default_threads)
     targets = check_targets(results, columns)
     print(format_table(results, columns, targets))

@@ -42,6 +42,7 @@ def test_quick_run_writes_json_with_every_mixer(bench, tmp_path, capsys):
     threads = torch.get_num_threads()
     argv = ["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1"]
     argv += ["--mask-sizes", "8", "--mask-batch", "2", "--shapes", "4x3x8x8", "--json", str(out)]
+    argv += ["--integration-shape", "4x3x8x8"]
     try:
         code = bench.main(argv)
     finally:
@@ -63,6 +64,32 @@ def test_quick_run_writes_json_with_every_mixer(bench, tmp_path, capsys):
     assert statuses["T1"] == "SKIP" and statuses["T2"] == "SKIP"
     assert statuses["T3"] in ("PASS", "FAIL")
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # written atomically
+    # Sections (c) and (d): the collate functions and the v2 transforms, with their peers.
+    assert "milliseconds per collate call" in text and "torchvision v2 transforms" in text
+    collate = {r["method"] for r in payload["results"] if r["section"] == "collate"}
+    assert {"lmix collate lmix elem", "timm collate mixup|cutmix elem switch"} <= collate
+    transforms = {r["method"] for r in payload["results"] if r["section"] == "transforms"}
+    assert {"lmix.transforms.LMix mode=sample", "torchvision v2.MixUp", "torchvision v2.CutMix"} <= transforms
+    assert statuses["T5"] in ("PASS", "FAIL")
+
+
+def test_only_selects_sections(bench, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    argv = ["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1", "--only", "collate", "transforms"]
+    argv += ["--integration-shape", "5x1x6x6", "--json", str(out)]
+    try:
+        assert bench.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    payload = json.loads(out.read_text())
+    assert {r["section"] for r in payload["results"]} == {"collate", "transforms"}
+    assert payload["meta"]["integration_shape"] == [5, 1, 6, 6]
+    # An odd batch: lmix's collate runs, timm's (which asserts an even batch) is skipped with a note.
+    collate = {r["method"] for r in payload["results"] if r["section"] == "collate"}
+    assert "lmix collate lmix elem" in collate and not any(m.startswith("timm") for m in collate)
+    assert any("even batch" in n for n in payload["notes"])
+    assert {t["name"]: t["status"] for t in payload["targets"]}["T5"] == "SKIP"
 
 
 def test_targets_compare_the_right_numbers(bench):
@@ -84,6 +111,12 @@ def test_targets_compare_the_right_numbers(bench):
     assert targets["T3"].status == "PASS" and targets["T3"].details["ratio"] == pytest.approx(1.5)
     # Against the faster timm configuration: 7 ms / 4 ms = 1.75x, short of 2x.
     assert targets["T4"].status == "FAIL" and targets["T4"].details["peer"] == "timm mixup mode=elem"
+    results += [
+        bench.Result("collate", "128x3x32x32", "lmix collate lmix elem", "cpu/1t", 0.002, 20, 128),
+        bench.Result("collate", "128x3x32x32", "timm collate mixup|cutmix elem switch", "cpu/1t", 0.005, 20, 128),
+    ]
+    t5 = [t for t in bench.check_targets(results, [col]) if t.name == "T5"]
+    assert len(t5) == 1 and t5[0].status == "PASS" and t5[0].details["speedup"] == pytest.approx(2.5)
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(bench):

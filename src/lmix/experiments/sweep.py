@@ -744,7 +744,7 @@ def run_sweep(
         for run in mine:  # finished (or busy) runs need no process of their own
             if _read_summary(run.dir) is not None and not _needs_attack(run.dir, attack):
                 report(RunOutcome(run, "skipped", summary=_read_summary(run.dir)))
-            elif RunLock(run.dir).is_held_elsewhere():
+            elif _held_elsewhere(run.dir):
                 report(RunOutcome(run, "busy", error=RunLock(run.dir).holder()))
             else:
                 todo.append(run)
@@ -766,6 +766,13 @@ def run_sweep(
         + f" in {result.seconds:.1f}s"
     )
     return result
+
+
+def _held_elsewhere(run_dir: Path) -> bool:
+    try:
+        return RunLock(run_dir).is_held_elsewhere()
+    except OSError:  # the holder removed its lock file just now: free (the job process checks again)
+        return False
 
 
 def failed_line(result: SweepResult, *, limit: int = 8) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lmix.experiments.cli import main
-from lmix.experiments.sweep import available_cpus, expand, parse_shard, parse_spec
+from lmix.experiments.sweep import RunLock, available_cpus, expand, parse_shard, parse_spec
 from tests.cli_helpers import one_line_error, run_cli
 
 SPEC = {
@@ -94,15 +94,21 @@ def test_jobs_train_every_run_once_mark_failures_and_retry_them(capsys, tmp_path
         "dataset=digits/model=simple_cnn/method=lmix/seed=1",
     ]
 
-    code, text, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"])
+    locked = "dataset=digits/model=simple_cnn/method=none/seed=0"
+    holder = RunLock(runs[locked].dir)  # another sweep trains this one
+    assert holder.acquire()
+    try:
+        code, text, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"])
+    finally:
+        holder.release()
     assert code == 1
-    assert sorted(calls()) == sorted(str(r.dir) for r in runs.values())  # every run exactly once
-    assert "4 of 4 runs (all shards, 2 at once)" in text
-    assert text.count(": start (pid") == 4 and text.count(": done in") == 2 and text.count(": FAILED after") == 2
-    assert "2 trained, 0 already done, 0 busy, 2 failed" in text
+    assert sorted(calls()) == sorted(str(r.dir) for n, r in runs.items() if n != locked)  # each run once
+    assert "4 of 4 runs (all shards, 2 at once)" in text and f"{locked}: busy (pid" in text
+    assert text.count(": start (pid") == 3 and text.count(": done in") == 1 and text.count(": FAILED after") == 2
+    assert "1 trained, 0 already done, 1 busy, 2 failed" in text
     expected = max(1, available_cpus() // 2)
     for name, run in runs.items():
-        if name in failing:
+        if name in failing or name == locked:
             assert not (run.dir / "summary.json").exists()
         else:
             summary = json.loads((run.dir / "summary.json").read_text())
@@ -115,14 +121,15 @@ def test_jobs_train_every_run_once_mark_failures_and_retry_them(capsys, tmp_path
     assert killed["error"].startswith("the job process was killed by SIGKILL") and killed["epochs_done"] == 1
     assert not any((r.dir / ".lock").exists() for r in runs.values())
 
-    # the re-run retries the failed runs only; finished runs are skipped without starting a process
+    # the re-run retries the failed runs and trains the one that was busy; the finished one is
+    # skipped without starting a process
     for marker in markers.iterdir():
         marker.unlink()
     code, text, err = run_cli(
         capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "3", "--threads", "1"]
     )
     assert code == 0 and err == ""
-    assert text.count(": start (pid") == 2 and "2 trained, 2 already done, 0 busy, 0 failed" in text
+    assert text.count(": start (pid") == 3 and "3 trained, 1 already done, 0 busy, 0 failed" in text
     assert sorted(calls()) == sorted([str(r.dir) for r in runs.values()] + [str(runs[n].dir) for n in failing])
     for name in failing:
         assert not (runs[name].dir / "failed.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lmix.experiments.train.config import TrainConfig, config_from_sources, load_yaml
 
@@ -70,3 +71,97 @@ def test_bad_yaml(tmp_path):
         load_yaml(f)
     with pytest.raises(FileNotFoundError):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_method_params_entry_wins_over_the_shared_settings_of_its_source():
+    paper = {"alpha": 1.0, "method_params": {"patchup": {"alpha": 2.0, "patchup_type": "soft"}}}
+    cfg = config_from_sources(paper, {"method": "patchup"})
+    assert (cfg.alpha, cfg.patchup_type, cfg.method_params) == (2.0, "soft", {})
+    assert config_from_sources(paper, {"method": "mixup"}).alpha == 1.0  # another method: shared value
+    # A later source's shared setting (a flag) wins over an earlier source's entry.
+    assert config_from_sources(paper, {"method": "patchup", "alpha": 0.5}).alpha == 0.5
+    # Within one source the entry wins, whatever the key order.
+    one = {"method": "patchup", "method_params": {"patchup": {"alpha": 2.0}}, "alpha": 1.0}
+    assert config_from_sources(one).alpha == 2.0
+    # Resolving is idempotent: the saved config.yaml reloads to the same config (resume, identity).
+    again = config_from_sources(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ({"supermix": {"alpha": 2.0}}, "not a method"),
+        ({"patchup": {"lr": 0.1}}, "cannot be set per method"),
+        ({"patchup": {"alpha": "two"}}, "must be of type float"),
+        ({"patchup": 2.0}, "mapping of settings"),
+        ([1, 2], "mapping of method"),
+    ],
+)
+def test_method_params_errors(value, match):
+    with pytest.raises(ValueError, match=match):
+        config_from_sources({"method_params": value})
+
+
+def test_method_params_flag_takes_yaml(capsys, tmp_path):
+    import argparse
+
+    from lmix.experiments.train.config import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    ns = parser.parse_args(["--method", "cutmix", "--method-params", "{cutmix: {box_size: 16}, patchup: {alpha: 2}}"])
+    cfg = config_from_sources(vars(ns))
+    assert cfg.box_size == 16 and cfg.alpha is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--method-params", "[1, 2]"])
+
+
+def test_crop_and_flip_resolve_from_the_data_set_and_override_separately():
+    cfg = config_from_sources({"dataset": "tiny_imagenet"})
+    assert (cfg.crop_padding, cfg.flip) == (0, True)  # SPEC section 3: flip only
+    cfg = config_from_sources({"dataset": "cifar10"})
+    assert (cfg.crop_padding, cfg.flip) == (4, True)
+    cfg = config_from_sources({"dataset": "cifar10", "crop_padding": 0})
+    assert (cfg.crop_padding, cfg.flip) == (0, True)
+    cfg = config_from_sources({"dataset": "svhn", "flip": True})
+    assert (cfg.crop_padding, cfg.flip) == (4, True)
+    with pytest.raises(ValueError, match="crop_padding must be"):
+        config_from_sources({"crop_padding": -1})
+
+
+def test_run_identity_of_an_older_config_matches_its_rerun():
+    from lmix.experiments.train.config import run_identity
+
+    new = config_from_sources({"dataset": "cifar10", "method": "mixup"}).to_dict()
+    old = {k: v for k, v in new.items() if k not in ("crop_padding", "flip", "compile_mode", "box_rounding")}
+    old["method_params"] = None
+    assert run_identity(old) == run_identity(new)
+    assert run_identity({**new, "test_batch_size": 64, "checkpoint_every": 5}) == run_identity(new)
+    assert run_identity({**new, "crop_padding": 0}) != run_identity(new)
+
+
+def test_cuda_settings_validate():
+    cfg = config_from_sources({"compile": True, "compile_mode": "max-autotune", "test_batch_size": 4096})
+    assert cfg.compile and cfg.compile_mode == "max-autotune" and cfg.checkpoint_every == 1
+    for bad, match in [
+        ({"compile_mode": "fast"}, "compile_mode must be"),
+        ({"test_batch_size": 0}, "test_batch_size must be"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be"),
+        ({"box_rounding": "floor"}, "box_rounding must be"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            config_from_sources(bad)
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=[p.stem for p in PAPER_CONFIGS])
+def test_paper_configs_give_each_method_the_papers_values(path):
+    """SPEC section 2: PatchUp soft with alpha 2; every other method alpha 1 and its defaults."""
+    layer = load_yaml(path)
+    patchup = config_from_sources(layer, {"method": "patchup"})
+    assert (patchup.alpha, patchup.patchup_type) == (2.0, "soft")
+    assert (patchup.patchup_prob, patchup.gamma, patchup.block_size) == (0.7, 0.5, 7)
+    for method in ("mixup", "cutmix", "fmix", "lmix", "lmix+mixup"):
+        cfg = config_from_sources(layer, {"method": method})
+        assert cfg.alpha == 1.0 and cfg.patchup_type is None, method
+        assert cfg.box_size is None  # CutMix: the Beta-sampled box (SPEC section 2's first reading)

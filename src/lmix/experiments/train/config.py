@@ -3,6 +3,15 @@
 Precedence: dataclass defaults < ``--config FILE.yaml`` < command-line flags. Every field is a
 flag (``batch_size`` -> ``--batch-size``); the resolved config is saved as ``config.yaml`` next
 to the run's results.
+
+Per-method settings: ``method_params`` maps a method name to mixing settings that apply only
+when that method runs, e.g. ``method_params: {patchup: {alpha: 2.0, patchup_type: soft}}``, so
+one config serves every column of a table. Within one source (a YAML file, the flags) the
+entry for the run's method wins over the shared settings; a later source's shared setting wins
+over an earlier source's entry (``--config paper.yaml --alpha 0.5`` runs PatchUp with 0.5).
+The entry is folded into the top-level fields and ``method_params`` is emptied: the saved
+``config.yaml`` shows the values the mixer was built with. Likewise ``crop_padding`` and
+``flip`` are resolved from the data set's defaults when unset.
 """
 
 from __future__ import annotations
@@ -17,7 +26,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TrainConfig", "load_yaml", "config_from_sources", "add_config_arguments", "RUN_IDENTITY_EXCLUDE"]
+__all__ = [
+    "TrainConfig",
+    "load_yaml",
+    "config_from_sources",
+    "add_config_arguments",
+    "RUN_IDENTITY_EXCLUDE",
+    "METHOD_PARAM_KEYS",
+    "run_identity",
+]
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -38,6 +55,8 @@ class TrainConfig:
     svhn_extra: bool = _f(False, "SVHN: add the 'extra' split to the training set")
     in_memory: bool | None = _f(None, "keep the data as a uint8 tensor on the device (default: by data set)")
     augment: bool = _f(True, "random crop + flip as the data set's standard augmentation (SPEC section 3)")
+    crop_padding: int | None = _f(None, "zero padding of the random crop (default: the data set's; 0: no crop)")
+    flip: bool | None = _f(None, "random horizontal flip (default: the data set's)")
     num_workers: int = _f(4, "DataLoader workers for data that is not kept in memory")
     # model
     model: str = _f("preact_resnet_tiny", "model (lmix.models.list_models())")
@@ -49,6 +68,9 @@ class TrainConfig:
     k: float | None = _f(None, "LMix high-frequency emphasis of the masks (default 1)")
     image_k: float | None = _f(None, "LMix image sharpening strength (default 0: off)")
     box_size: int | None = _f(None, "CutMix fixed box side / Cutout square side (default: CutMix Beta box, Cutout 16)")
+    box_rounding: str | None = _f(
+        None, "CutMix: 'exact' box area or 'reference' (the reference code's 2*(cut//2) box side)"
+    )
     mix_mode: str | None = _f(None, "'sample' (per-sample lam, partner, mask) or 'batch' (one per batch)")
     mix_p: list[float] | None = _f(None, "a+b methods: probability of each component per batch")
     mix_schedule: str | None = _f(None, "a+b methods: 'random' or 'alternate'")
@@ -56,6 +78,9 @@ class TrainConfig:
     gamma: float | None = _f(None, "PatchUp: share of blocks to mix (0.5)")
     block_size: int | None = _f(None, "PatchUp: block size (7)")
     patchup_type: str | None = _f(None, "PatchUp: 'hard' or 'soft'")
+    method_params: dict[str, dict[str, Any]] = _f(
+        {}, "per-method mixing settings that win over the shared ones, e.g. {patchup: {alpha: 2.0}} (YAML)"
+    )
     # optimisation
     epochs: int = _f(30, "number of epochs")
     batch_size: int = _f(128, "global batch size (split over DDP processes)")
@@ -75,9 +100,16 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     amp: str = _f("auto", "mixed precision: auto (bf16 on CUDA, off on CPU), none, bf16 or fp16")
     channels_last: bool | None = _f(None, "channels_last memory format (default: on with CUDA)")
-    compile: bool = _f(False, "torch.compile the model")
+    compile: bool = _f(
+        False, "torch.compile the whole step (mixing + forward + loss; the model alone for PatchUp and DDP)"
+    )
+    compile_mode: str | None = _f(
+        None, "torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs"
+    )
     eval_train: int = _f(1000, "also measure clean accuracy on this many training images each epoch (0: off)")
     eval_every: int = _f(1, "evaluate every N epochs (and always after the last)")
+    test_batch_size: int = _f(1024, "batch size of evaluation (split over DDP processes)")
+    checkpoint_every: int = _f(1, "write the checkpoint every N epochs (and always after the last)")
     out: str | None = _f(None, "output folder (default: a new folder under ./runs/)")
     tensorboard: bool = _f(False, "write TensorBoard logs to OUT/tb")
     progress: bool = _f(True, "show a tqdm progress bar")
@@ -129,6 +161,28 @@ class TrainConfig:
         )
         need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers!r}")
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        need(
+            isinstance(self.test_batch_size, int) and self.test_batch_size >= 1,
+            f"test_batch_size must be an integer >= 1, got {self.test_batch_size!r}",
+        )
+        need(
+            isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1,
+            f"checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}",
+        )
+        need(
+            self.crop_padding is None or (isinstance(self.crop_padding, int) and self.crop_padding >= 0),
+            f"crop_padding must be an integer >= 0 (0: no crop), got {self.crop_padding!r}",
+        )
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        need(
+            self.compile_mode is None or self.compile_mode in modes,
+            f"compile_mode must be one of {', '.join(modes)}, got {self.compile_mode!r}",
+        )
+        need(
+            self.box_rounding is None or self.box_rounding in ("exact", "reference"),
+            f"box_rounding must be 'exact' or 'reference', got {self.box_rounding!r}",
+        )
+        _check_method_params(self.method_params, source="method_params")
         dev = self.device
         need(
             dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
@@ -141,6 +195,16 @@ class TrainConfig:
             return list(self.milestones)
         return sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
 
+    def resolve(self) -> TrainConfig:
+        """Fold ``method_params[method]`` into the shared fields and fill ``crop_padding``/``flip``
+        from the data set (in place; returns self). Idempotent."""
+        entry = self.method_params.get(self.method) if self.method_params else None
+        for key, value in (entry or {}).items():
+            setattr(self, key, value)
+        self.method_params = {}
+        _resolve_augmentation(self)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -149,9 +213,101 @@ class TrainConfig:
 
 
 # Fields that do not change what a run computes: a re-run that differs only in these resumes.
-RUN_IDENTITY_EXCLUDE = frozenset({"out", "progress", "tensorboard", "num_workers", "data_root", "download"})
+# (The evaluation batch size changes the test loss only in its last float digits.)
+RUN_IDENTITY_EXCLUDE = frozenset(
+    {"out", "progress", "tensorboard", "num_workers", "data_root", "download", "test_batch_size", "checkpoint_every"}
+)
+
+# Settings a method_params entry may hold: the mixing settings.
+METHOD_PARAM_KEYS = (
+    "alpha",
+    "decay",
+    "k",
+    "image_k",
+    "box_size",
+    "box_rounding",
+    "mix_mode",
+    "mix_p",
+    "mix_schedule",
+    "patchup_prob",
+    "gamma",
+    "block_size",
+    "patchup_type",
+)
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _resolve_augmentation(config: TrainConfig) -> None:
+    if config.crop_padding is not None and config.flip is not None:
+        return
+    from lmix.data.info import dataset_info
+
+    info = dataset_info(config.dataset)
+    if config.crop_padding is None:
+        config.crop_padding = info.crop_padding
+    if config.flip is None:
+        config.flip = info.flip
+
+
+def _check_method_names(name: Any, source: str) -> None:
+    from lmix.mixing.registry import list_mixers
+
+    known = list_mixers()
+    if not isinstance(name, str) or not all(part.strip() in known for part in name.split("+")):
+        raise ValueError(
+            f"{source}: {name!r} is not a method; use one of {', '.join(known)} or a combination such as lmix+mixup"
+        )
+
+
+def _check_method_params(value: Any, *, source: str) -> dict[str, dict[str, Any]]:
+    """``{method: {mixing setting: value}}`` with known methods, known settings and typed values."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{source} must be a mapping of method -> settings, e.g. {{patchup: {{alpha: 2.0}}}}")
+    out: dict[str, dict[str, Any]] = {}
+    for method, entry in value.items():
+        _check_method_names(method, source)
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{source}[{method!r}] must be a mapping of settings, got {entry!r}")
+        bad = sorted(set(entry) - set(METHOD_PARAM_KEYS))
+        if bad:
+            raise ValueError(
+                f"{source}[{method!r}]: {bad} cannot be set per method; allowed: {', '.join(METHOD_PARAM_KEYS)}"
+            )
+        out[method] = {k: _coerce(k, v) for k, v in entry.items()}
+    return out
+
+
+def run_identity(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """The settings that define what a run computes, for comparing a saved run with a new one.
+
+    Keys missing from an older run's saved config take today's defaults, and unset
+    ``crop_padding``/``flip`` the data set's: a run started before a setting existed still
+    matches a re-run of its command.
+    """
+    defaults = TrainConfig().to_dict()
+    merged = {**defaults, **{k: v for k, v in config_dict.items() if k in defaults}}
+    extra = {k: v for k, v in config_dict.items() if k not in defaults}
+    method_params = merged.get("method_params") or {}
+    entry = method_params.get(merged.get("method")) if isinstance(method_params, dict) else None
+    if isinstance(entry, dict):
+        merged.update(entry)
+    merged["method_params"] = {}
+    if merged.get("crop_padding") is None or merged.get("flip") is None:
+        try:
+            from lmix.data.info import dataset_info
+
+            info = dataset_info(merged.get("dataset"))
+        except ValueError:
+            info = None
+        if info is not None:
+            if merged.get("crop_padding") is None:
+                merged["crop_padding"] = info.crop_padding
+            if merged.get("flip") is None:
+                merged["flip"] = info.flip
+    return {k: v for k, v in {**merged, **extra}.items() if k not in RUN_IDENTITY_EXCLUDE}
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -166,11 +322,15 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 def _coerce(name: str, value: Any) -> Any:
     """Check a YAML value against the field's type; ints are accepted for floats."""
     tp, optional = _base_type(_FIELD_TYPES[name])
+    if value is None and typing.get_origin(tp) is dict:
+        return {}
     if value is None:
         if optional:
             return None
         raise ValueError(f"config key {name!r} must not be null")
     origin = typing.get_origin(tp)
+    if origin is dict:
+        return _check_method_params(value, source=f"config key {name!r}")
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -220,11 +380,23 @@ def check_keys(data: dict[str, Any], *, source: str) -> dict[str, Any]:
 
 
 def config_from_sources(*layers: dict[str, Any]) -> TrainConfig:
-    """Defaults, then each mapping in turn (later wins); validated."""
+    """Defaults, then each mapping in turn (later wins); resolved (see the module docstring) and validated.
+
+    Within a layer, its ``method_params`` entry for the run's method wins over its shared
+    settings; a later layer's settings win over an earlier layer's entry.
+    """
+    checked = [check_keys(layer, source="config") for layer in layers]
+    method = TrainConfig.method
+    for layer in checked:
+        method = layer.get("method", method)
     merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(check_keys(layer, source="config"))
-    return TrainConfig(**merged).validate()
+    for layer in checked:
+        merged.update({k: v for k, v in layer.items() if k != "method_params"})
+        entry = (layer.get("method_params") or {}).get(method)
+        if entry:
+            merged.update(entry)
+    config = TrainConfig(**merged).validate()
+    return config.resolve()
 
 
 def _parse_bool(text: str) -> bool:
@@ -249,6 +421,19 @@ def _list_of(inner: type) -> Any:
     return parse
 
 
+def _yaml_mapping(text: str) -> dict:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{patchup: {{alpha: 2}}}}', got {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{patchup: {{alpha: 2}}}}', got {text!r}")
+    return value
+
+
+_yaml_mapping.__name__ = "YAML mapping"
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags are absent from the namespace (SUPPRESS)."""
     group = parser.add_argument_group("training settings (override --config)")
@@ -269,6 +454,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 default=argparse.SUPPRESS,
                 help=argparse.SUPPRESS,
             )
+        elif typing.get_origin(tp) is dict:
+            group.add_argument(flag, type=_yaml_mapping, default=argparse.SUPPRESS, metavar="YAML", help=help_text)
         elif typing.get_origin(tp) is list:
             (inner,) = typing.get_args(tp)
             group.add_argument(flag, type=_list_of(inner), default=argparse.SUPPRESS, metavar="A,B,...", help=help_text)

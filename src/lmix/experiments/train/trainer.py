@@ -1,15 +1,22 @@
 """The trainer: data -> augment -> mixing -> model -> loss -> metrics, with checkpoints and resume.
 
-Resume is bit-exact on CPU: a checkpoint after every epoch holds the model, optimiser,
-scheduler, grad scaler, every process's RNG states (torch, CUDA, the mixer's generators) and
-the data order's state; the data order and augmentation of an epoch depend only on
-(seed, epoch, rank). A run killed at any moment restarts from its last complete epoch and
-replays the interrupted one exactly.
+Resume is bit-exact on CPU: a checkpoint after every epoch (``checkpoint_every``) holds the
+model, optimiser, scheduler, grad scaler, every process's RNG states (torch, CUDA, the mixer's
+generators) and the data order's state; the data order and augmentation of an epoch depend
+only on (seed, epoch, rank). A run killed at any moment restarts from its last checkpoint and
+replays the epochs after it exactly.
+
+Failures (``lmix.experiments.train.failures``): a non-finite loss or weight raises
+``TrainingDiverged`` before the epoch's checkpoint is written; SIGINT/SIGTERM end the run at the
+next step boundary with ``TrainingInterrupted``; a second ``lmix train`` on the same folder is
+turned away by a lock; a failed write raises ``lmix.experiments.io.WriteError`` and leaves the
+previous files as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +28,7 @@ import torch.nn as nn
 
 from lmix.experiments.io import atomic_torch_save, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from lmix.experiments.metrics import evaluate
-from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, TrainConfig
+from lmix.experiments.train.config import TrainConfig, run_identity
 from lmix.experiments.train.distributed import (
     DistEnv,
     all_gather_objects,
@@ -30,11 +37,23 @@ from lmix.experiments.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
+from lmix.experiments.train.failures import RunDirLock, StopOnSignal, TrainingDiverged, TrainingInterrupted
 from lmix.experiments.train.provenance import provenance
-from lmix.mixing import Mixer, create_mixer, mixed_cross_entropy
+from lmix.experiments.train.step import CompiledStep, Step, eager_step, train_epoch
+from lmix.mixing import Mixer, create_mixer
 from lmix.mixing.registry import accepted_params, mixer_class
 
-__all__ = ["train", "train_epoch", "RunError", "build_mixer", "resolve_device", "CHECKPOINT", "load_checkpoint"]
+__all__ = [
+    "train",
+    "train_epoch",
+    "RunError",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "build_mixer",
+    "resolve_device",
+    "CHECKPOINT",
+    "load_checkpoint",
+]
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -67,6 +86,7 @@ def mixer_params(config: TrainConfig) -> dict[str, Any]:
         "k": config.k,
         "image_k": config.image_k,
         "size": config.box_size,
+        "box_rounding": config.box_rounding,
         "mode": config.mix_mode,
         "patchup_prob": config.patchup_prob,
         "gamma": config.gamma,
@@ -99,6 +119,7 @@ def ignored_mixer_settings(config: TrainConfig) -> list[str]:
             "k",
             "image_k",
             "box_size",
+            "box_rounding",
             "mix_mode",
             "patchup_prob",
             "gamma",
@@ -142,7 +163,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps
 
 
 def _identity(config_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config_dict.items() if k not in RUN_IDENTITY_EXCLUDE}
+    return run_identity(config_dict)
 
 
 def default_out_dir(config: TrainConfig) -> Path:
@@ -234,7 +255,7 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
     Returns:
         The run's summary (also written to ``OUT/summary.json`` by rank 0).
     """
-    config.validate()
+    config.resolve().validate()
     env = env or DistEnv.from_env()
     device = resolve_device(config.device, env)
     if config.batch_size % env.world_size:
@@ -247,7 +268,8 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
         log(f"note: {', '.join(ignored)} not used by method {config.method!r}")
     setup_distributed(env, device)
     try:
-        summary = _train(config, env, device, log)
+        with StopOnSignal() as stop:
+            summary = _train(config, env, device, log, stop)
         if env.enabled:
             # Leave together: a rank that tears gloo down while rank 0 still writes its files can
             # abort ("terminate called without an active exception").
@@ -277,6 +299,7 @@ class _Run:
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     memory_format: torch.memory_format
+    step: Step
     state: _State = field(default_factory=_State)
     writer: Any = None
     bar: Any = None
@@ -288,40 +311,84 @@ class _Run:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
 
-def _train(config: TrainConfig, env: DistEnv, device: torch.device, log) -> dict[str, Any]:
-    out, resume = _open_out_dir(config, env)
+def _train(config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal) -> dict[str, Any]:
+    out = Path(config.out) if config.out else default_out_dir(config)
+    out = Path(broadcast_object(str(out), env))
+    config.out = str(out)
+    lock, created = _lock_out_dir(out, env)
+    try:
+        return _train_locked(config, env, device, log, stop, out)
+    finally:
+        if lock is not None:
+            lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if the run failed before writing anything
+
+
+def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunDirLock | None, bool]:
+    """Rank 0 locks the run folder (creating it); every rank learns whether that worked.
+
+    Returns:
+        (the lock on rank 0, whether this call created the folder).
+    """
+    lock, created, busy = None, False, None
+    if env.is_main:
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunDirLock(out)
+        if not lock.acquire():
+            busy = lock.holder()
+            lock = None
+    busy = broadcast_object(busy, env)
+    if busy is not None:
+        raise RunError(
+            f"out dir {str(out)!r} is in use by another lmix train ({busy}); wait for it or choose another --out"
+        )
+    return lock, created
+
+
+def _train_locked(
+    config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal, out: Path
+) -> dict[str, Any]:
+    resume = check_out_dir(out, config)
     if resume is not None and resume["epoch"] >= config.epochs and (out / "summary.json").exists():
         import json
 
         summary = json.loads((out / "summary.json").read_text())
         log(f"run in {out} is already complete: final_acc {summary['final_acc']:.2f}%")
         return summary
-    run = _set_up(config, env, device, out, log)
-    if resume is not None:
-        _resume(run, resume)
-    _start_outputs(run, fresh=resume is None)
+    saved_epoch = 0 if resume is None else int(resume["epoch"])
     try:
-        for epoch in range(run.state.epoch, config.epochs):
-            row = _train_one_epoch(run, epoch)
-            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-                row.update(_evaluate(run))
-            _record_epoch(run, epoch, row)
-            _write_checkpoint(run)
-            _report_epoch(run, epoch, row)
-    finally:
-        if run.bar is not None:
-            run.bar.close()
-        if run.writer is not None:
-            run.writer.close()
+        stop.check()
+        run = _set_up(config, env, device, out, log)
+        if resume is not None:
+            _resume(run, resume)
+        del resume  # the model's and optimiser's tensors now live in the run; free the copy
+        stop.check()
+        _start_outputs(run)
+        try:
+            for epoch in range(run.state.epoch, config.epochs):
+                row = _train_one_epoch(run, epoch, stop)
+                _check_finite(run, epoch, row, saved_epoch)
+                if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                    row.update(_evaluate(run))
+                _record_epoch(run, epoch, row)
+                if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+                    _write_checkpoint(run)
+                    saved_epoch = epoch + 1
+                else:
+                    _write_metrics(run)
+                _report_epoch(run, epoch, row)
+                stop.check()
+        finally:
+            if run.bar is not None:
+                run.bar.close()
+            if run.writer is not None:
+                run.writer.close()
+    except TrainingInterrupted as err:
+        raise TrainingInterrupted(err.signum, out=str(out), saved_epoch=saved_epoch) from None
     return _finish(run)
-
-
-def _open_out_dir(config: TrainConfig, env: DistEnv) -> tuple[Path, dict[str, Any] | None]:
-    """The run's folder (the same on every rank) and the checkpoint to resume from, if any."""
-    out = Path(config.out) if config.out else default_out_dir(config)
-    out = Path(broadcast_object(str(out), env))
-    config.out = str(out)
-    return out, check_out_dir(out, config)
 
 
 def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, log) -> _Run:
@@ -343,12 +410,18 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
         world_size=env.world_size,
         in_memory=config.in_memory,
         svhn_extra=config.svhn_extra,
+        test_batch_size=max(1, config.test_batch_size // env.world_size),
         augment=config.augment,
+        crop_padding=config.crop_padding,
+        flip=config.flip,
         num_workers=config.num_workers,
     )
     if config.download and env.enabled and env.is_main:
         torch.distributed.barrier()
+    _check_labels(info.num_classes, train=train_loader, test=test_loader)
     clean_train_loader = _clean_train_loader(train_loader, config, info, env, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
 
     torch.manual_seed(config.seed)
     raw_model = build_model(config, info).to(device)
@@ -357,13 +430,7 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
     raw_model = raw_model.to(memory_format=memory_format)
     mixer = build_mixer(config, seed=config.seed + _RANK_SEED_STRIDE * env.rank)
 
-    optimizer = torch.optim.SGD(
-        raw_model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov and config.momentum > 0,
-    )
+    optimizer = _sgd(raw_model, config, device)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
@@ -371,13 +438,35 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
     amp_dtype = _amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
+    # The whole step is compiled for input-space mixers; PatchUp mixes inside the model's forward
+    # and DDP needs its own wrapper around the compiled model, so those compile the model alone.
+    whole_step = config.compile and not mixer.uses_model and not env.enabled
     model: nn.Module = raw_model
-    if config.compile:
-        model = torch.compile(model)
+    if config.compile and not whole_step:
+        model = torch.compile(model, mode=None if config.compile_mode == "default" else config.compile_mode)
     if env.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if whole_step:
+        step: Step = CompiledStep(
+            raw_model,
+            mixer,
+            amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            label_smoothing=config.label_smoothing,
+            mode=config.compile_mode,
+        )
+    else:
+        autocast = (
+            torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+        )
+        step = eager_step(
+            model, mixer, autocast=autocast, memory_format=memory_format, label_smoothing=config.label_smoothing
+        )
+    if device.type == "cuda":
+        # Hand the step its input as the model consumes it: channels_last, in the autocast dtype.
+        train_loader = _TrainingInput(train_loader, dtype=amp_dtype or torch.float32, memory_format=memory_format)
     return _Run(
         config=config,
         env=env,
@@ -395,7 +484,59 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
         scaler=scaler,
         amp_dtype=amp_dtype,
         memory_format=memory_format,
+        step=step,
     )
+
+
+def _sgd(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD of the config; the fused CUDA kernel on CUDA (one launch for all parameters)."""
+    kwargs: dict[str, Any] = dict(
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
+    if device.type == "cuda":
+        try:
+            return torch.optim.SGD(model.parameters(), fused=True, **kwargs)
+        except (TypeError, RuntimeError, ValueError):
+            pass  # a torch without fused SGD, or parameters it does not support
+    return torch.optim.SGD(model.parameters(), **kwargs)
+
+
+def _check_labels(num_classes: int | None, **loaders: Any) -> None:
+    """Class indices in [0, num_classes), checked once here so that no training step has to."""
+    if num_classes is None:
+        return
+    for split, loader in loaders.items():
+        labels = getattr(loader, "labels", None)
+        if not isinstance(labels, torch.Tensor) or labels.numel() == 0:
+            continue  # file data sets: labels are folder indices, in range by construction
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"the {split} labels span [{lo}, {hi}] but the data set has {num_classes} classes [0, {num_classes - 1}]"
+            )
+
+
+class _TrainingInput:
+    """A training loader whose images arrive in the step's dtype and memory format (CUDA only:
+    on the CPU the loader's float32 contiguous batches are what the step takes)."""
+
+    def __init__(self, loader: Any, *, dtype: torch.dtype, memory_format: torch.memory_format) -> None:
+        self.loader = loader
+        self.dtype = dtype
+        self.memory_format = memory_format
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            yield images.to(dtype=self.dtype, memory_format=self.memory_format), labels
 
 
 def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
@@ -423,20 +564,24 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
         run.log(f"resuming {run.out} after epoch {run.state.epoch}/{run.config.epochs}")
 
 
-def _start_outputs(run: _Run, *, fresh: bool) -> None:
-    """config.yaml, an empty metrics.jsonl for a fresh run, TensorBoard and the progress bar (rank 0)."""
+def _start_outputs(run: _Run) -> None:
+    """config.yaml, metrics.jsonl as of the checkpoint, TensorBoard and the progress bar (rank 0)."""
     if not run.env.is_main:
         return
     run.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.out / "config.yaml", run.config.to_yaml())
-    if fresh:
-        atomic_write_jsonl(run.out / "metrics.jsonl", [])
+    # Rows of epochs after the checkpoint (checkpoint_every > 1) are dropped: they are trained again.
+    atomic_write_jsonl(run.out / "metrics.jsonl", run.state.history)
     run.writer = _tensorboard(run.out, run.config)
     run.bar = _progress_bar(run.config, run.env, len(run.train_loader), run.state.epoch, run.train_loader)
 
 
-def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
-    """Train one epoch; the row of metrics.jsonl with the epoch's training figures (summed over ranks)."""
+def _train_one_epoch(run: _Run, epoch: int, stop: StopOnSignal) -> dict[str, Any]:
+    """Train one epoch; the row of metrics.jsonl with the epoch's training figures (summed over ranks).
+
+    The row's ``_finite`` entry (removed by ``_check_finite``) says whether the losses and the
+    weights stayed finite: read with the loss, in the epoch's single device-to-host copy.
+    """
     run.train_loader.set_epoch(epoch)
     lr_at_start = run.optimizer.param_groups[0]["lr"]
     t0 = time.perf_counter()
@@ -452,23 +597,49 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
         memory_format=run.memory_format,
         label_smoothing=run.config.label_smoothing,
         on_batch=(lambda n: bar.update(n * world)) if bar is not None else None,
+        step=run.step,
+        before_step=stop.check,
     )
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     epoch_seconds = time.perf_counter() - t0
+    # A NaN or inf anywhere in the weights or BatchNorm statistics makes this sum non-finite;
+    # summed over ranks, every rank then sees it and stops together.
+    weights = torch.stack(
+        [t.detach().sum(dtype=torch.float64) for t in run.raw_model.state_dict().values() if t.is_floating_point()]
+    ).sum()
     totals = all_reduce_sum(
-        torch.stack([loss_sum, correct_sum, torch.tensor(float(seen), device=run.device, dtype=torch.float64)]),
+        torch.stack(
+            [loss_sum, correct_sum, torch.tensor(float(seen), device=run.device, dtype=torch.float64), weights]
+        ),
         run.env,
     )
-    train_loss, train_acc = (totals[0] / totals[2]).item(), (100.0 * totals[1] / totals[2]).item()
+    host = totals.tolist()
     return {
         "epoch": epoch + 1,
         "lr": lr_at_start,
-        "train_loss": train_loss,
-        "train_acc": train_acc,
-        "train_images": int(totals[2].item()),
+        "train_loss": host[0] / host[2],
+        "train_acc": 100.0 * host[1] / host[2],
+        "train_images": int(host[2]),
         "epoch_seconds": epoch_seconds,
+        "_finite": math.isfinite(host[0]) and math.isfinite(host[3]),
     }
+
+
+def _check_finite(run: _Run, epoch: int, row: dict[str, Any], saved_epoch: int) -> None:
+    """Raise TrainingDiverged if the epoch's loss or weights are not finite (before anything is written)."""
+    if row.pop("_finite"):
+        return
+    kept = f"the checkpoint after epoch {saved_epoch} is kept" if saved_epoch else "no checkpoint was written"
+    loss = row["train_loss"]
+    what = f"train loss {loss}" if not math.isfinite(loss) else "a weight or BatchNorm statistic is not finite"
+    raise TrainingDiverged(
+        f"lmix train: training diverged in epoch {epoch + 1} ({what}); {kept} in {run.out}; "
+        f"no summary written. Lower --lr (now {run.config.lr}) or check the data",
+        out=run.out,
+        epoch=epoch + 1,
+        saved_epoch=saved_epoch,
+    )
 
 
 def _evaluate(run: _Run) -> dict[str, Any]:
@@ -541,6 +712,12 @@ def _write_checkpoint(run: _Run) -> None:
     atomic_write_jsonl(run.out / "metrics.jsonl", state.history)
 
 
+def _write_metrics(run: _Run) -> None:
+    """metrics.jsonl of an epoch without a checkpoint (``checkpoint_every`` > 1)."""
+    if run.env.is_main:
+        atomic_write_jsonl(run.out / "metrics.jsonl", run.state.history)
+
+
 def _report_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> None:
     """TensorBoard scalars and the progress bar's postfix (or a log line without a bar)."""
     if not run.env.is_main:
@@ -596,59 +773,6 @@ def _finish(run: _Run) -> dict[str, Any]:
     return summary
 
 
-def train_epoch(
-    model: nn.Module,
-    loader: Any,
-    mixer: Mixer,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    scheduler: Any,
-    autocast: Any,
-    memory_format: torch.memory_format = torch.contiguous_format,
-    label_smoothing: float = 0.0,
-    on_batch: Any = None,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One pass over ``loader``: mix, forward, mixed loss, backward, step (the whole training step).
-
-    Statistics stay on the device (no host sync per step).
-
-    Returns:
-        (sum of per-sample losses, sum of lam-weighted correct predictions, samples seen) on this process.
-    """
-    device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct_sum = torch.zeros((), device=device, dtype=torch.float64)
-    seen = 0
-    hidden_mixing = mixer.uses_model
-    model.train()
-    for images, labels in loader:
-        if hidden_mixing:
-            with autocast:
-                logits, loss, batch = mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing)
-        else:
-            batch = mixer(images, labels)
-            x = batch.images.contiguous(memory_format=memory_format)
-            with autocast:
-                logits = model(x)
-            loss = mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        with torch.no_grad():
-            n = labels.shape[0]
-            pred = logits.argmax(dim=1)
-            lam = batch.lam.to(torch.float64)
-            correct_sum += (lam * (pred == batch.labels_a) + (1 - lam) * (pred == batch.labels_b)).sum()
-            loss_sum += loss.detach().to(torch.float64) * n
-            seen += n
-        if on_batch is not None:
-            on_batch(n)
-    return loss_sum, correct_sum, seen
-
-
 def _plain(obj: Any) -> Any:
     """Make a checkpoint loadable with ``weights_only=True``: tuples -> lists, numpy -> python."""
     if isinstance(obj, dict):
@@ -672,7 +796,7 @@ def _clean_train_loader(train_loader: Any, config: TrainConfig, info: Any, env: 
         train_loader.images[idx],
         train_loader.labels[idx],
         info=info,
-        batch_size=max(256, config.batch_size // env.world_size),
+        batch_size=max(1, config.test_batch_size // env.world_size),
         train=False,
         device=device,
         seed=config.seed,

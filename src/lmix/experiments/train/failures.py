@@ -1,0 +1,169 @@
+"""How a run fails safely: divergence, signals and a lock on the run folder.
+
+- :class:`TrainingDiverged`: the loss or the weights stopped being finite; raised at the end of
+  the epoch, before that epoch's checkpoint is written, so the last checkpoint on disk is good.
+- :class:`TrainingInterrupted`: SIGINT or SIGTERM arrived; the step in flight finishes, the
+  epoch is abandoned (a resume replays it exactly) and no half-written checkpoint is left.
+- :class:`RunDirLock`: one ``lmix train`` per run folder (``flock`` on ``OUT/.train.lock``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "RunDirLock", "StopOnSignal", "resume_hint"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss (or a weight) is no longer finite; the run stopped without a summary.
+
+    Attributes:
+        out: the run folder; its checkpoint (if any) is from the last good epoch.
+        epoch: the epoch (1-based) in which the non-finite value appeared.
+        saved_epoch: the epoch of the checkpoint left on disk (0: none).
+    """
+
+    def __init__(self, message: str, *, out: str | os.PathLike, epoch: int, saved_epoch: int) -> None:
+        super().__init__(message)
+        self.out = str(out)
+        self.epoch = epoch
+        self.saved_epoch = saved_epoch
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run between two steps (a ``KeyboardInterrupt``, so that
+    code catching ``Exception`` to mark a run failed lets it through).
+
+    Attributes:
+        signum: the signal number; the conventional exit code is ``128 + signum`` (130, 143).
+        out: the run folder (None if the run had not opened it yet).
+        saved_epoch: the epoch of the checkpoint on disk (0: none yet).
+    """
+
+    def __init__(self, signum: int, *, out: str | None = None, saved_epoch: int = 0) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.out = out
+        self.saved_epoch = saved_epoch
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        if self.out is None:
+            return f"lmix train: stopped by {name} before the run started"
+        kept = f"checkpoint after epoch {self.saved_epoch} kept" if self.saved_epoch else "no epoch finished yet"
+        return f"lmix train: stopped by {name} ({kept}); {resume_hint(self.out)}"
+
+
+def resume_hint(out: str | os.PathLike) -> str:
+    return f"resume with: lmix train --resume --out {out} (or re-run the same command)"
+
+
+class StopOnSignal:
+    """Context manager: the first SIGINT/SIGTERM sets a flag that :meth:`check` turns into
+    :class:`TrainingInterrupted` at the next safe point; a second one interrupts at once.
+
+    The handlers are installed only in the main thread (elsewhere ``signal`` cannot) and the
+    previous ones are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # asked twice: do not wait for the step to end
+            raise TrainingInterrupted(signum)
+        self.signum = signum
+
+    def check(self) -> None:
+        """Raise :class:`TrainingInterrupted` if a signal arrived (a Python attribute read: no device sync)."""
+        if self.signum is not None:
+            raise TrainingInterrupted(self.signum)
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class RunDirLock:
+    """Exclusive, non-blocking ``flock`` on ``RUN_DIR/.train.lock`` for the whole run.
+
+    The file holds "host pid" of the holder, for the message of the process that is turned
+    away. The kernel drops the lock when its process exits or dies, so a lock left by a killed
+    run never blocks the resume. The file is removed on release (before unlocking, and
+    :meth:`acquire` re-checks the inode), so a finished run leaves no lock file behind.
+    """
+
+    FILENAME = ".train.lock"
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.path = Path(run_dir) / self.FILENAME
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False if another process (or another open lock) holds it."""
+        if self._fd is not None:
+            raise RuntimeError(f"lock {self.path} is already held by this object")
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # The previous holder may have unlinked the file between our open and our flock.
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """ "pid N on HOST" of the recorded holder."""
+        try:
+            host, pid = self.path.read_text().split()
+        except (OSError, ValueError):
+            return "another process"
+        return f"pid {pid} on {host}"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunDirLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

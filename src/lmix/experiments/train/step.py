@@ -1,0 +1,174 @@
+"""The training step (mix, forward, mixed loss) and one epoch of it, eager or compiled.
+
+Nothing here reads a tensor back to the host: the epoch's loss and accuracy sums stay on the
+device until the caller reads them once per epoch. A non-finite loss makes the loss sum
+non-finite, so that single read also tells whether the epoch diverged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from lmix.mixing import MixedBatch, Mixer, mixed_cross_entropy
+
+__all__ = ["train_epoch", "eager_step", "CompiledStep", "COMPILE_MODES", "Step"]
+
+#: ``(images (B, C, H, W), labels (B,)) -> (logits (B, K), scalar loss, MixedBatch)``.
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, MixedBatch]]
+
+#: Allowed ``--compile-mode`` values (``torch.compile``'s ``mode``; None is its default).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def eager_step(
+    model: nn.Module,
+    mixer: Mixer,
+    *,
+    autocast: Any,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    label_smoothing: float = 0.0,
+) -> Step:
+    """The step as lmix has always run it: ``mixer(images, labels)``, the model under ``autocast``, the loss.
+
+    Mixers that act inside the model (``uses_model``, PatchUp) run their own ``forward_loss``.
+    """
+    hidden_mixing = mixer.uses_model
+
+    def step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixedBatch]:
+        if hidden_mixing:
+            with autocast:
+                return mixer.forward_loss(model, images, labels, label_smoothing=label_smoothing)
+        batch = mixer(images, labels)
+        x = batch.images.contiguous(memory_format=memory_format)
+        with autocast:
+            logits = model(x)
+        return logits, mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing), batch
+
+    return step
+
+
+def _draw(mixer: Mixer, images: torch.Tensor) -> tuple[Mixer, Any]:
+    """Sample the batch's mixing parameters eagerly with the mixer's own generators.
+
+    Returns the mixer whose ``apply`` takes them: for a per-batch ``MixChoice`` the chosen
+    component (drawn on the choice's CPU control generator, as its ``__call__`` does), so the
+    compiled function sees one plain mixer and keeps one graph per component.
+    """
+    if getattr(mixer, "granularity", None) == "batch" and hasattr(mixer, "_next"):
+        return _draw(mixer._next(None), images)  # type: ignore[attr-defined]
+    gen = mixer.generator_for(images.device)
+    params = mixer.sample(images.shape[0], tuple(images.shape[-2:]), device=images.device, generator=gen)
+    return mixer, params
+
+
+class CompiledStep:
+    """The whole step compiled with ``torch.compile``: ``mixer.apply`` + model + mixed loss.
+
+    The randomness (``mixer.sample``) is drawn eagerly outside the compiled function, from the
+    same generators the eager step uses, so checkpoints and resume work as in eager mode; the
+    mixed images, the forward and the loss are one graph (the backward is compiled with it).
+    Not for mixers that act inside the model (PatchUp): compile the model alone for those.
+
+    Args:
+        model: the (unwrapped) model.
+        mixer: an input-space mixer (``uses_model`` False).
+        amp_dtype: autocast dtype of the forward, or None for full precision.
+        memory_format: memory format of the model's input.
+        label_smoothing: of the mixed targets.
+        mode: ``torch.compile`` mode (None: its default).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mixer: Mixer,
+        *,
+        amp_dtype: torch.dtype | None,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        label_smoothing: float = 0.0,
+        mode: str | None = None,
+    ) -> None:
+        if mixer.uses_model:
+            raise ValueError(f"{type(mixer).__name__} mixes inside the model: compile the model, not the whole step")
+        self.mixer = mixer
+        device_type = next(model.parameters()).device.type
+
+        def mixed_forward(
+            apply_mixer: Mixer, images: torch.Tensor, labels: torch.Tensor, params: Any
+        ) -> tuple[torch.Tensor, torch.Tensor, MixedBatch]:
+            batch = apply_mixer.apply(images, labels, params)
+            x = batch.images.contiguous(memory_format=memory_format)
+            ctx = (
+                torch.autocast(device_type=device_type, dtype=amp_dtype)
+                if amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                logits = model(x)
+            return logits, mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing), batch
+
+        self._fn = torch.compile(mixed_forward, mode=None if mode == "default" else mode)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixedBatch]:
+        apply_mixer, params = _draw(self.mixer, images)
+        return self._fn(apply_mixer, images, labels, params)
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Any,
+    mixer: Mixer,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    scheduler: Any,
+    autocast: Any,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    label_smoothing: float = 0.0,
+    on_batch: Callable[[int], None] | None = None,
+    step: Step | None = None,
+    before_step: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One pass over ``loader``: mix, forward, mixed loss, backward, step (the whole training step).
+
+    Statistics stay on the device (no host sync per step).
+
+    Args:
+        step: the forward half of the step (default: :func:`eager_step` of ``model`` and ``mixer``).
+        before_step: called before every step; raise in it to abandon the epoch (signals).
+
+    Returns:
+        (float64 sum of per-sample losses, sum of lam-weighted correct predictions, samples seen)
+        on this process; the loss sum is non-finite if any step's loss was.
+    """
+    if step is None:
+        step = eager_step(model, mixer, autocast=autocast, memory_format=memory_format, label_smoothing=label_smoothing)
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct_sum = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    model.train()
+    for images, labels in loader:
+        if before_step is not None:
+            before_step()
+        logits, loss, batch = step(images, labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        with torch.no_grad():
+            n = labels.shape[0]
+            pred = logits.argmax(dim=1)
+            lam = batch.lam.to(torch.float64)
+            correct_sum += (lam * (pred == batch.labels_a) + (1 - lam) * (pred == batch.labels_b)).sum()
+            loss_sum += loss.detach().to(torch.float64) * n
+            seen += n
+        if on_batch is not None:
+            on_batch(n)
+    return loss_sum, correct_sum, seen

@@ -155,12 +155,19 @@ class Target:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+#: The clock of ``time_calls``: wall time (default) or, with ``--clock cpu``, this process's CPU
+#: time, which other processes on shared cores do not inflate (meaningful with one thread).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock: list[Callable[[], float]] = [time.perf_counter]
+
+
 def time_calls(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int, device: str) -> dict[str, float]:
-    """Median wall time in seconds of each of ``fns`` over ``repeats`` calls, after ``warmup`` calls.
+    """Median time in seconds (``--clock``) of each of ``fns`` over ``repeats`` calls, after ``warmup`` calls.
 
     The calls are interleaved (one of each in turn), so that a change of machine load during the
     run (other processes on shared cores) hits every method alike and ratios stay fair.
     """
+    clock = _clock[0]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for fn in fns.values():
         for _ in range(warmup):
@@ -169,10 +176,10 @@ def time_calls(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: in
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -579,6 +586,34 @@ def _non_negative(text: str) -> int:
 SECTIONS = ("masks", "mixers", "collate", "transforms")
 
 
+def run_sections(
+    skip: dict[str, bool],
+    columns: Sequence[Column],
+    sizes: Sequence[int],
+    mask_batch: int,
+    shapes: Sequence[tuple[int, int, int, int]],
+    integration_shape: tuple[int, int, int, int],
+    *,
+    repeats: int,
+    warmup: int,
+) -> tuple[list[Result], list[str]]:
+    """Run every section not skipped; (results, notes)."""
+    results: list[Result] = []
+    notes: list[str] = []
+    if not skip["masks"]:
+        results += run_masks(columns, sizes, mask_batch, repeats, warmup)
+    if not skip["mixers"]:
+        mix_results, notes = run_mixers(columns, shapes, repeats, warmup)
+        results += mix_results
+    if not skip["collate"]:
+        collate_results, collate_notes = run_collate(columns, integration_shape, repeats, warmup)
+        results += collate_results
+        notes += collate_notes
+    if not skip["transforms"]:
+        results += run_transforms(columns, integration_shape, repeats, warmup)
+    return results, notes
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -627,6 +662,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run only these sections (overrides the --skip-* flags)",
     )
+    p.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall: wall time (default); cpu: this process's CPU time, not inflated by other processes on a\n"
+        "shared machine (use with --threads 1 and CPU columns only)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: few repeats, small batches")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if a target fails")
@@ -638,6 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "cuda" in args.device and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available to torch")
+    if args.clock == "cpu" and "cuda" in args.device:
+        parser.error("--clock cpu measures CPU time only: use the wall clock with --device cuda")
     quick = args.quick
     repeats = args.repeats or (3 if quick else 20)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
@@ -662,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": threads,
         "cuda_device": torch.cuda.get_device_name(0) if "cuda" in args.device else None,
         "repeats": repeats,
+        "clock": args.clock,
         "warmup": warmup,
         "mask_batch": mask_batch,
         "integration_shape": list(integration_shape),
@@ -673,25 +718,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{meta['cpu_count']} CPUs | torch threads: default {default_threads}, measured {threads}"
         + (f" | GPU {meta['cuda_device']}" if meta["cuda_device"] else "")
     )
-    print(f"median of {repeats} calls after {warmup} warm-up calls; masks: batch of {mask_batch} per lmix call\n")
+    clock_name = "wall time" if args.clock == "wall" else "process CPU time"
+    print(
+        f"median {clock_name} of {repeats} calls after {warmup} warm-up calls; "
+        f"masks: batch of {mask_batch} per lmix call\n"
+    )
 
     skip = {"masks": args.skip_masks, "mixers": args.skip_mixers}
     skip.update(collate=args.skip_collate, transforms=args.skip_transforms)
     if args.only:
         skip = {name: name not in args.only for name in SECTIONS}
-    results: list[Result] = []
-    notes: list[str] = []
-    if not skip["masks"]:
-        results += run_masks(columns, sizes, mask_batch, repeats, warmup)
-    if not skip["mixers"]:
-        mix_results, notes = run_mixers(columns, shapes, repeats, warmup)
-        results += mix_results
-    if not skip["collate"]:
-        collate_results, collate_notes = run_collate(columns, integration_shape, repeats, warmup)
-        results += collate_results
-        notes += collate_notes
-    if not skip["transforms"]:
-        results += run_transforms(columns, integration_shape, repeats, warmup)
+    _clock[0] = CLOCKS[args.clock]
+    try:
+        results, notes = run_sections(
+            skip, columns, sizes, mask_batch, shapes, integration_shape, repeats=repeats, warmup=warmup
+        )
+    finally:
+        _clock[0] = time.perf_counter
     torch.set_num_threads(default_threads)
     targets = check_targets(results, columns)
     print(format_table(results, columns, targets))

@@ -77,14 +77,16 @@ def test_only_selects_sections(bench, tmp_path, capsys):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     argv = ["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1", "--only", "collate", "transforms"]
-    argv += ["--integration-shape", "5x1x6x6", "--json", str(out)]
+    argv += ["--integration-shape", "5x1x6x6", "--clock", "cpu", "--json", str(out)]
     try:
         assert bench.main(argv) == 0
     finally:
         torch.set_num_threads(threads)
     payload = json.loads(out.read_text())
     assert {r["section"] for r in payload["results"]} == {"collate", "transforms"}
-    assert payload["meta"]["integration_shape"] == [5, 1, 6, 6]
+    assert payload["meta"]["integration_shape"] == [5, 1, 6, 6] and payload["meta"]["clock"] == "cpu"
+    assert "median process CPU time" in capsys.readouterr().out
+    assert bench._clock[0] is bench.time.perf_counter  # the default clock is back for the next run
     # An odd batch: lmix's collate runs, timm's (which asserts an even batch) is skipped with a note.
     collate = {r["method"] for r in payload["results"] if r["section"] == "collate"}
     assert "lmix collate lmix elem" in collate and not any(m.startswith("timm") for m in collate)

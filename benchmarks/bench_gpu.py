@@ -597,6 +597,14 @@ def section_throughput(sec: dict, ctx: dict) -> None:
         del model, opt, data
         _free(device)
 
+    # Every compiled variant keeps its own static-shape graphs: no recompilation turns the batch
+    # dimension dynamic, and no cache limit falls back to eager.
+    import torch._dynamo as dynamo
+
+    for knob, value in (("cache_size_limit", 64), ("recompile_limit", 64), ("automatic_dynamic_shapes", False)):
+        if hasattr(dynamo.config, knob):
+            setattr(dynamo.config, knob, value)
+
     # Compiled, with the randomness drawn eagerly outside the graph. First the model alone and lmix
     # at every batch size (the targets), then none: each compile starts only if it leaves
     # ``keep_s`` for the sections after this one.
@@ -1411,13 +1419,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    # Every compiled variant keeps its own static-shape graphs: no recompilation turns the batch
-    # dimension dynamic, and no cache limit falls back to eager.
-    import torch._dynamo as dynamo
-
-    for knob, value in (("cache_size_limit", 64), ("recompile_limit", 64), ("automatic_dynamic_shapes", False)):
-        if hasattr(dynamo.config, knob):
-            setattr(dynamo.config, knob, value)
     if args.smoke:
         # One thread: tiny ops on a shared CPU run many times slower when OpenMP threads contend.
         torch.set_num_threads(1)

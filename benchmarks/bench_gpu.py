@@ -1482,7 +1482,10 @@ def main(argv: list[str] | None = None) -> int:
         write()
         if scratch is not None:
             scratch.cleanup()
-    print(format_table(report), flush=True)
+    try:
+        print(format_table(report), flush=True)
+    except Exception as err:  # noqa: BLE001 - the JSON is written; never lose it to a formatting slip
+        print(f"bench_gpu: could not format the table ({_short_error(err)['error']}); see the JSON", flush=True)
     print(f"full results: {out / 'bench_gpu.json'}")
     bad = [n for n, s in report["sections"].items() if s["status"] in ("error", "timeout")]
     return 1 if bad else 0

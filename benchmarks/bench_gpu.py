@@ -15,9 +15,11 @@ section recorded with its error while the script goes on, and a short table prin
 3. ``throughput``: PreAct-ResNet-18 on 32x32x3 random (never zero) uint8-derived batches, the whole
    training step (mix + forward + loss + backward + fused SGD, bf16 autocast, channels_last)
    against the model alone (same data, same batch, no mixing) in interleaved timed windows,
-   every method at batch 128 and 512, eager; then ``torch.compile`` with the randomness drawn
-   eagerly (``params = mixer.sample(...)``; ``mixer.apply`` + model + loss compiled) for the
-   model alone, ``lmix`` and ``none``. img/s and the mixing overhead in percent.
+   every method at batch 512 and 128, eager; then ``torch.compile`` with the randomness drawn
+   eagerly (``params = mixer.sample(...)``; ``mixer.apply`` + model + loss compiled, through the
+   trainer's ``CompiledStep`` where it exists): the model alone and ``lmix`` at both batch sizes,
+   then ``none``, each compile only if it leaves time for Table 4. img/s and the mixing overhead
+   in percent; compile times and graph breaks in the JSON.
 4. ``table4``: PreAct-ResNet-18 on the full Fashion-MNIST with the packaged paper config
    (``configs/paper/table4_fashion_mnist_preact_resnet18.yaml``), methods none, mixup, cutmix,
    fmix, lmix, seeds 0 and 1, in parallel worker processes on the one GPU, as many epochs as fit
@@ -38,10 +40,11 @@ does not travel, so the four Fashion-MNIST files (52 MiB) go into the git-ignore
 
 2. The device tool's ``run`` (one call, about 6 minutes plus the machine's start)::
 
-       command: set -o pipefail; export PYTHONUNBUFFERED=1 PYTHONPATH=src LMIX_GIT_COMMIT=<git rev-parse HEAD here>;
-                python3 benchmarks/bench_gpu.py --out $OUT --data-root gpu-data 2>&1 | tee $OUT/bench_gpu.log
+       command (one line): set -o pipefail; export PYTHONUNBUFFERED=1 PYTHONPATH=src LMIX_GIT_COMMIT=<git rev-parse HEAD here>; python3 benchmarks/bench_gpu.py --out $OUT --data-root gpu-data 2>&1 | tee $OUT/bench_gpu.log
        carry: ["gpu-data"]
        timeout_s: 420
+
+   then ``give_back`` unless rerunning at once.
 
    (``PYTHONPATH=src``: the machine's python3 has torch, torchvision, numpy, pyyaml, tqdm, scipy,
    scikit-learn, matplotlib and pillow but not lmix; nothing is installed.)

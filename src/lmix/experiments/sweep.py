@@ -721,8 +721,9 @@ def run_sweep(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "sweep.json", sweep_manifest(spec, runs))
+    parallel = jobs > 1  # job processes even if this shard leaves one run: --threads applies to them
     jobs = min(jobs, max(1, len(mine)))
-    job_text = f", {jobs} at once" if jobs > 1 else ""
+    job_text = f", {jobs} at once" if parallel else ""
     log(f"sweep {spec.name!r}: {len(mine)} of {len(runs)} runs ({shard_text}{job_text}) in {out_dir}")
     prefixes = {run.index: f"[{pos:>{width}}/{len(mine)}] {run.name}:" for pos, run in enumerate(mine, 1)}
 
@@ -730,7 +731,7 @@ def run_sweep(
         result.outcomes.append(outcome)
         log(_outcome_line(prefixes[outcome.run.index], outcome))
 
-    if jobs == 1:
+    if not parallel:
         quiet = train_log or (lambda *a, **k: None)
         for run in mine:
             outcome = _run_one(run, quiet, attack)

@@ -55,8 +55,8 @@ class MixTransform(Transform):
         **params: the core mixer's keyword-only parameters (``alpha``, ``mode``, ...).
 
     Attributes:
-        mixer: the core ``lmix.Mixer`` that samples and applies the mixing (its ``state_dict``
-            checkpoints the random stream).
+        mixer: the core ``lmix.Mixer`` that samples and applies the mixing; its random state is
+            part of the transform's ``state_dict()`` (``_extra_state``).
     """
 
     mixer_class: ClassVar[type[core.Mixer]]
@@ -190,6 +190,14 @@ class MixTransform(Transform):
         lam = params.lam.to(device=y.device, dtype=y.dtype)[:, None]
         partner = y.index_select(0, params.perm.to(y.device))
         return torch.lerp(partner, y, lam)
+
+    # The mixer's random state travels in the module's state_dict (as ``_extra_state``), so that
+    # checkpointing the transform (torch.save, accelerate's register_for_checkpointing) resumes it.
+    def get_extra_state(self) -> dict[str, Any]:
+        return self.mixer.state_dict()
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.mixer.load_state_dict(state)
 
     def extra_repr(self) -> str:
         return f"{self.mixer.extra_repr()}, num_classes={self.num_classes}"

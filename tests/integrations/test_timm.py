@@ -182,6 +182,16 @@ def test_seed_none_follows_torch_seed_and_state_dict_resumes():
     assert torch.equal(b(x, y)[0], first[0])
 
 
+def test_every_ddp_rank_gets_its_own_stream(tmp_path):
+    reference = lt.Mixup(num_classes=4, mode="elem", seed=7)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ranked = lt.Mixup(num_classes=4, mode="elem", seed=7)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert ranked.mixer.seed == reference.mixer.fork(0).seed != reference.mixer.seed
+
+
 def test_mixup_enabled_reaches_persistent_workers():
     data = [(np.full((3, 4, 4), i, np.uint8), i % 3) for i in range(8)]
     collate = lt.FastCollateMixup(num_classes=3, mode="elem", seed=0, label_smoothing=0.0)

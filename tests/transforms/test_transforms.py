@@ -205,3 +205,15 @@ def test_dataloader_workers_and_epochs_draw_different_streams_and_repeat_with_th
     assert len({tuple(t.flatten().tolist()) for t in first}) == 8  # no worker or epoch repeats another
     assert all(torch.equal(a, b) for a, b in zip(first, _worker_targets(0)))
     assert not any(torch.equal(a, b) for a, b in zip(first, _worker_targets(1)))
+
+
+def test_state_dict_carries_the_random_stream():
+    images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    t = T.LMix(num_classes=4, seed=0)
+    t(images, labels)
+    state = t.state_dict()
+    expected = t(images, labels)
+    other = T.LMix(num_classes=4, seed=99)
+    other.load_state_dict(state)
+    again = other(images, labels)
+    assert torch.equal(again[0], expected[0]) and torch.equal(again[1], expected[1])

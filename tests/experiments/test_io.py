@@ -31,3 +31,55 @@ def test_mode_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_os_failure_is_one_line_write_error_and_leaves_nothing(tmp_path):
+    import errno
+
+    from lmix.experiments.io import WriteError
+
+    path = tmp_path / "metrics.jsonl"
+    atomic_write_json(path, [1])
+    before = path.read_bytes()
+
+    def full_disk(f):
+        f.write(b"[1, 2")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(WriteError) as info:
+        atomic_write(path, full_disk)
+    err = info.value
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC
+    assert "\n" not in str(err) and str(path) in str(err) and "disk full" in str(err)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(WriteError, match="cannot write"):
+        atomic_write_json(blocker / "sub" / "x.json", {})  # a folder that cannot exist
+
+
+def test_torch_save_failing_in_the_kernel_is_a_write_error(tmp_path):
+    """torch.save re-raises a failed write as RuntimeError; the real OSError (EFBIG here) comes out."""
+    import errno
+    import subprocess
+    import sys
+
+    path = tmp_path / "checkpoint.pt"
+    atomic_write(path, lambda f: f.write(b"old"))
+    code = f"""
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+import torch
+from lmix.experiments.io import WriteError, atomic_torch_save
+try:
+    atomic_torch_save({str(path)!r}, {{"w": torch.zeros(100_000)}})
+except WriteError as err:
+    print("WriteError", err.errno)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["WriteError", str(errno.EFBIG)], res.stderr[-2000:]
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
 import signal
@@ -183,3 +185,131 @@ def test_ddp_two_cpu_processes_agree_with_single_process(tmp_path):
     assert len(_metrics(ddp)) == 6  # only rank 0 wrote
     # Different per-rank randomness and per-rank BatchNorm statistics: close, not identical.
     assert s2["final_acc"] > 70.0 and abs(s2["final_acc"] - s1["final_acc"]) < 10.0
+
+
+def test_checkpoint_every_n_epochs_then_resume_is_bit_exact(tmp_path, monkeypatch):
+    """Checkpoints after epochs 2 and 3 (the last); a crash after epoch 3's row replays epoch 3."""
+    import lmix.experiments.train.trainer as trainer_mod
+
+    full = _cfg(tmp_path / "a", epochs=3, method="fmix", checkpoint_every=2)
+    saved = []
+    real_save = trainer_mod.atomic_torch_save
+
+    def recording_save(path, obj):
+        saved.append(obj["epoch"])
+        real_save(path, obj)
+
+    monkeypatch.setattr(trainer_mod, "atomic_torch_save", recording_save)
+    train(full, log=lambda *_: None)
+    assert saved == [2, 3]
+
+    real_report = trainer_mod._report_epoch
+
+    def crash_after_epoch_3(run, epoch, row):
+        real_report(run, epoch, row)
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(trainer_mod, "_report_epoch", crash_after_epoch_3)
+    part = _cfg(tmp_path / "b", epochs=4, method="fmix", checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(part, log=lambda *_: None)
+    monkeypatch.setattr(trainer_mod, "_report_epoch", real_report)
+    out = Path(part.out)
+    assert load_checkpoint(out / CHECKPOINT)["epoch"] == 2 and len(_metrics(out)) == 3
+    train(_cfg(tmp_path / "b", epochs=4, method="fmix", checkpoint_every=2), log=lambda *_: None)
+    ref = _cfg(tmp_path / "c", epochs=4, method="fmix")
+    train(ref, log=lambda *_: None)
+    assert _metrics(out) == _metrics(Path(ref.out))
+
+
+def test_config_yaml_holds_the_values_the_run_used(tmp_path, monkeypatch):
+    import yaml
+
+    import lmix.data
+    from lmix.experiments.train import config_from_sources
+
+    seen = {}
+    real_build = lmix.data.build_loaders
+
+    def recording_build(*args, **kwargs):
+        seen.update(kwargs)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(lmix.data, "build_loaders", recording_build)
+    paper = {"alpha": 1.0, "method_params": {"cutmix": {"alpha": 0.5, "box_size": 4}}}
+    cfg = config_from_sources(paper, {**FAST, "epochs": 1, "method": "cutmix", "test_batch_size": 100, "flip": True})
+    cfg.out = str(tmp_path / "run")
+    train(cfg, log=lambda *_: None)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (saved["alpha"], saved["box_size"], saved["method_params"]) == (0.5, 4, {})
+    assert (saved["crop_padding"], saved["flip"]) == (1, True)  # digits' crop, the flip asked for
+    assert (seen["crop_padding"], seen["flip"], seen["test_batch_size"]) == (1, True, 100)
+    # Re-running the same command recognises the run as complete.
+    again = config_from_sources(paper, {**FAST, "epochs": 1, "method": "cutmix", "test_batch_size": 100, "flip": True})
+    again.out = str(tmp_path / "run")
+    assert train(again, log=lambda *_: None)["final_acc"] == json.loads((tmp_path / "run" / "summary.json").read_text())["final_acc"]
+
+
+_HOST_READS = ("item", "tolist", "__bool__", "__int__", "__float__")
+
+
+@pytest.mark.parametrize("method", ["none", "mixup", "cutmix", "fmix", "lmix", "cutout"])
+def test_training_steps_read_nothing_back_from_the_device(method, monkeypatch):
+    """No .item()/bool()/int()/float()/.tolist() on a tensor in train_epoch (a host-device sync on a GPU)."""
+    from lmix.data import DeviceLoader, dataset_info, load_tensors
+    from lmix.experiments.train.step import train_epoch
+    from lmix.mixing import create_mixer
+    from lmix.models import create_model
+
+    data = load_tensors("digits", train=True)
+    loader = DeviceLoader(
+        data.images[:256], data.labels[:256], info=dataset_info("digits"), batch_size=64, train=True, device="cpu", seed=0
+    )
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=10, in_channels=1, width=8)
+    mixer = create_mixer(method, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    batches = list(loader)  # the loader's own work is not the step's
+
+    def forbid(name):
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *args, **kwargs):
+            # The core's precise label check reads CPU labels only (free on a CPU; off the CPU
+            # it is torch._assert_async): allowed. Any other read is a sync on a GPU.
+            if not any(f.function == "check_labels_in_range" for f in inspect.stack(0)[1:4]):
+                raise AssertionError(f"Tensor.{name} called in the training step")
+            return original(self, *args, **kwargs)
+
+        return guarded
+
+    for name in _HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, forbid(name))
+    loss_sum, correct_sum, seen = train_epoch(
+        model, batches, mixer, optimizer=opt, scaler=scaler, scheduler=sched, autocast=contextlib.nullcontext()
+    )
+    monkeypatch.undo()
+    assert seen == 256 and torch.isfinite(loss_sum) and 0 <= correct_sum <= 256
+
+
+@pytest.mark.slow
+def test_compiled_whole_step_matches_the_eager_step(tmp_path):
+    """--compile on CPU: the compiled mix + forward + loss gives the eager loss for the same parameters."""
+    from lmix.experiments.train.step import CompiledStep, eager_step
+    from lmix.mixing import create_mixer
+    from lmix.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=10, in_channels=1, width=4)
+    images, labels = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    eager = eager_step(model, create_mixer("cutmix", seed=3), autocast=contextlib.nullcontext())
+    compiled = CompiledStep(model, create_mixer("cutmix", seed=3), amp_dtype=None)
+    for _ in range(2):  # the second call reuses the graph
+        le, loss_e, be = eager(images, labels)
+        lc, loss_c, bc = compiled(images, labels)
+        assert torch.equal(be.lam, bc.lam) and torch.equal(be.labels_b, bc.labels_b)
+        torch.testing.assert_close(lc, le, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(loss_c, loss_e, rtol=1e-4, atol=1e-5)

@@ -165,3 +165,14 @@ def test_paper_configs_give_each_method_the_papers_values(path):
         cfg = config_from_sources(layer, {"method": method})
         assert cfg.alpha == 1.0 and cfg.patchup_type is None, method
         assert cfg.box_size is None  # CutMix: the Beta-sampled box (SPEC section 2's first reading)
+
+
+def test_reference_restoring_settings_reach_the_mixer():
+    """--box-rounding reference, --mix-mode batch and --amp none: the cheap ways back to the references."""
+    from lmix.experiments.train.trainer import build_mixer
+
+    cfg = config_from_sources({"method": "cutmix", "box_rounding": "reference", "mix_mode": "batch", "amp": "none"})
+    mixer = build_mixer(cfg, seed=0)
+    assert (mixer.box_rounding, mixer.mode, cfg.amp) == ("reference", "batch", "none")
+    per_method = config_from_sources({"method": "cutmix", "method_params": {"cutmix": {"box_rounding": "reference"}}})
+    assert build_mixer(per_method, seed=0).box_rounding == "reference"

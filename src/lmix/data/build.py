@@ -128,7 +128,8 @@ def build_loaders(
         device: training device; batches arrive there.
         seed: seeds the subset, the order (per epoch) and the augmentation (per epoch and rank).
         train_subset: keep only this many training samples, class-stratified (``stratified_subset``).
-        rank, world_size: this process's shard of the data.
+        rank: this process's index among ``world_size`` (its shard of the data).
+        world_size: the number of processes sharing the data.
         in_memory: uint8 tensors on ``device`` (:class:`DeviceLoader`) or a torchvision DataLoader
             (:class:`StreamingLoader`). Default: ``info.in_memory``; for ``imagefolder``: in memory
             when both splits decoded take at most ``memory_budget`` bytes (the images are then

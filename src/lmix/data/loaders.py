@@ -322,12 +322,13 @@ class StreamingLoader:
 
     Training uses ``DistributedSampler(shuffle=True, seed=seed)`` (also for one process), so the
     order is the same permutation on every rank for ``(seed, epoch)``; test uses a fixed unpadded
-    ``rank::world_size`` order. Images are moved to ``device`` in the iterator.
+    ``rank::world_size`` order. Images are moved to ``device`` in the iterator. ``batch_size``,
+    ``train``, ``device``, ``seed``, ``rank``, ``world_size``, ``drop_last`` and ``augment`` mean
+    what they mean for :class:`DeviceLoader`.
 
     Args:
         base: dataset returning ``(image, label)`` without transforms.
         info: the data set's :class:`DatasetInfo` with ``image_size`` set.
-        batch_size, train, device, seed, rank, world_size, drop_last, augment: as in :class:`DeviceLoader`.
         num_workers: DataLoader worker processes (0: load in the main process); at most
             :func:`available_cpus` are started (more workers than CPUs only compete for them).
     """

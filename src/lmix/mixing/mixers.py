@@ -107,7 +107,24 @@ class MixParams:
 
 
 class Mixer:
-    """Base class: owns a per-device generator and implements ``__call__`` from sample + apply."""
+    """Base class of every mixing method: ``mixer(images, labels) -> MixedBatch``.
+
+    A call is two halves: :meth:`sample` draws the batch's :class:`MixParams` (partners, lam,
+    masks) from a ``torch.Generator``, and :meth:`apply` mixes the images with them; a subclass
+    implements ``sample`` (and ``apply`` when it does more than select-and-blend). The mixer
+    owns one generator per device, seeded from ``seed`` (see :meth:`generator_for`); the global
+    RNG is never used. :meth:`state_dict` / :meth:`load_state_dict` checkpoint the generators,
+    :meth:`fork` gives a DDP rank its own stream. Hyperparameters are keyword-only and validated.
+
+    Args:
+        seed: seed of the mixer's own generators (a non-negative integer); ``None`` draws one
+            non-deterministically.
+
+    Attributes:
+        name: the registry name (``create_mixer(name)``).
+        uses_model: True for mixers that act inside the model (PatchUp): they run the forward
+            pass themselves in ``forward_loss(model, images, labels)``.
+    """
 
     name: ClassVar[str] = "base"
     #: True for mixers that act inside the model (PatchUp): the trainer then calls
@@ -861,7 +878,8 @@ class MixChoice(Mixer):
         mixer that acts inside the model (PatchUp), else mix the input, run the model, mixed loss.
 
         Returns:
-            ((B, K) logits, scalar loss, ``MixedBatch``) as ``PatchUp.forward_loss``.
+            (tuple[torch.Tensor, torch.Tensor, MixedBatch]): (B, K) logits, the scalar loss and
+                the ``MixedBatch``, as ``PatchUp.forward_loss``.
         """
         check_batch(images, labels)
         if self.granularity == "sample":

@@ -52,8 +52,27 @@ def accepted_params(cls: type[Mixer]) -> set[str]:
 def create_mixer(name: str, **params: Any) -> Mixer:
     """Build a registered mixer, or a ``MixChoice`` for ``"a+b[+c...]"``.
 
+    Args:
+        name: a name of ``list_mixers()`` (``"lmix"``, ``"fmix"``, ``"mixup"``, ``"cutmix"``,
+            ``"cutout"``, ``"patchup"``, ``"none"``, ...), or several joined by ``+`` for a
+            choice between them per batch (or per sample), e.g. ``"lmix+mixup"``.
+        **params: the mixer's keyword-only hyperparameters (``alpha``, ``k``, ``mode``,
+            ``seed``, ...; ``lmix methods`` lists them with their defaults). For ``"a+b"``,
+            ``p``, ``schedule`` and ``granularity`` go to the ``MixChoice`` and every other
+            parameter to each component that accepts it; component ``i`` gets ``seed + 1 + i``.
+
+    Returns:
+        The mixer; ``mixer(images, labels)`` returns a ``MixedBatch``.
+
     Raises:
         ValueError: unknown name, or a parameter no named mixer accepts.
+
+    Example:
+        >>> import torch
+        >>> mixer = create_mixer("lmix", k=2.0, seed=0)
+        >>> batch = mixer(torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+        >>> batch.images.shape, batch.lam.shape
+        (torch.Size([8, 3, 32, 32]), torch.Size([8]))
     """
     if isinstance(name, str) and "+" in name:
         parts = [s.strip() for s in name.split("+")]

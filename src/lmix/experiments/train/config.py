@@ -45,7 +45,20 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (see ``lmix train --help``)."""
+    """Everything that defines a training run: one field per ``lmix train`` flag.
+
+    The fields come in groups (data, model, mixing, optimisation, run); ``lmix train --help``
+    lists each with its help text and default. ``None`` means "the data set's or the method's
+    default", filled in by :meth:`resolve`. Build one directly, or from YAML files and flags
+    with :func:`config_from_sources` (later layers win); :meth:`validate` checks every value
+    and raises ``ValueError`` with one line naming the field and what is allowed; ``to_dict``
+    and ``to_yaml`` give what a run folder's ``config.yaml`` holds.
+
+    Example:
+        >>> config = TrainConfig(dataset="digits", model="simple_cnn", method="lmix", epochs=2, out="runs/demo")
+        >>> config.resolve().validate().method
+        'lmix'
+    """
 
     # data
     dataset: str = _f("digits", "data set (lmix.data.list_datasets())")

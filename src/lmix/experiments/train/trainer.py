@@ -252,8 +252,24 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict[str, Any]:
     """Train (or resume, or skip if finished) the run described by ``config``.
 
+    The run folder ``config.out`` gets ``config.yaml``, ``metrics.jsonl`` (one line per
+    epoch), ``checkpoint.pt`` and, when done, ``summary.json``. Calling it again on the same
+    folder resumes from the last checkpoint (bit-identical on CPU) or returns the finished
+    summary; a folder holding a different run is refused.
+
+    Args:
+        config: the run's settings (resolved and validated here).
+        env: this process's place in a DDP job; default: read from torchrun's environment
+            variables (a single process without them).
+        log (Callable[[str], None]): where progress lines go (``print``; rank 0 only).
+
     Returns:
-        The run's summary (also written to ``OUT/summary.json`` by rank 0).
+        The run's summary (also written to ``OUT/summary.json`` by rank 0): ``final_acc`` and
+        ``best_acc`` in percent, ``best_epoch``, timings, ...
+
+    Raises:
+        RunError: a problem with the run folder or its checkpoint (one line).
+        ValueError: an invalid setting.
     """
     config.resolve().validate()
     env = env or DistEnv.from_env()

@@ -236,3 +236,43 @@ def test_signal_stops_cleanly_with_a_resume_hint_then_resume_is_bit_exact(tmp_pa
     assert _metrics(out) == _metrics(reference_run)
     a, b = load_checkpoint(out / CHECKPOINT)["model"], load_checkpoint(reference_run / CHECKPOINT)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unwritable_out_dir_is_one_line_and_leaves_nothing(capsys, tmp_path, monkeypatch):
+    import errno
+
+    from lmix.experiments.train import failures
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(failures.os, "open", read_only)  # root ignores chmod; a read-only mount does not
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, ["train", *QUICK, "--epochs", "1", "--out", str(out)])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert "cannot write" in lines[0] and "Read-only file system" in lines[0]
+    assert not out.exists()
+
+
+def test_stop_on_signal_defers_the_first_signal_and_not_the_second():
+    from lmix.experiments.train.failures import StopOnSignal, TrainingInterrupted
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler before the next line
+        assert stop.signum == signal.SIGTERM  # noted, nothing raised yet: the step finishes
+        with pytest.raises(TrainingInterrupted) as info:
+            stop.check()
+        assert info.value.exit_code == 143
+        with pytest.raises(TrainingInterrupted):
+            os.kill(os.getpid(), signal.SIGTERM)  # asked twice: at once
+            time.sleep(1)
+        stop.signum = None
+    assert signal.getsignal(signal.SIGTERM) == before
+    # A signal that arrives while the run finishes is acted on after it, not swallowed.
+    with pytest.raises(KeyboardInterrupt) as info:
+        with StopOnSignal():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert not isinstance(info.value, TrainingInterrupted)

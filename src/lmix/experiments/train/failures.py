@@ -5,6 +5,10 @@
 - :class:`TrainingInterrupted`: SIGINT or SIGTERM arrived; the step in flight finishes, the
   epoch is abandoned (a resume replays it exactly) and no half-written checkpoint is left.
 - :class:`RunDirLock`: one ``lmix train`` per run folder (``flock`` on ``OUT/.train.lock``).
+
+Under DDP (torchrun) every rank gets torchrun's SIGTERM and stops at its next step boundary;
+a rank that stops while another waits in a collective is ended by torchrun. Only rank 0 writes
+files, always atomically, so no interleaving leaves a torn checkpoint.
 """
 
 from __future__ import annotations
@@ -99,10 +103,15 @@ class StopOnSignal:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        installed = bool(self._previous)
         self._previous.clear()
+        if installed and exc_type is None and self.signum is not None:
+            # The signal came while the run was finishing (its files are complete): act on it
+            # now as the process would have, instead of swallowing it.
+            signal.raise_signal(self.signum)
 
 
 class RunDirLock:

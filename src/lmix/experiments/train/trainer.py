@@ -26,7 +26,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lmix.experiments.io import atomic_torch_save, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from lmix.experiments.io import (
+    WriteError,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+)
 from lmix.experiments.metrics import evaluate
 from lmix.experiments.train.config import TrainConfig, run_identity
 from lmix.experiments.train.distributed import (
@@ -348,15 +354,23 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunDirLock | None, bool]:
     Returns:
         (the lock on rank 0, whether this call created the folder).
     """
-    lock, created, busy = None, False, None
+    lock, created, busy, failed = None, False, None, None
     if env.is_main:
         created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
         lock = RunDirLock(out)
-        if not lock.acquire():
-            busy = lock.holder()
-            lock = None
-    busy = broadcast_object(busy, env)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if not lock.acquire():
+                busy = lock.holder()
+                lock = None
+        except OSError as err:  # read-only file system, no space for the lock file, no permission
+            failed, lock = (err.errno, err.strerror or str(err)), None
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+    busy, failed = broadcast_object((busy, failed), env)
+    if failed is not None:
+        raise WriteError(out / RunDirLock.FILENAME, OSError(*failed))
     if busy is not None:
         raise RunError(
             f"out dir {str(out)!r} is in use by another lmix train ({busy}); wait for it or choose another --out"

@@ -274,8 +274,13 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
         ``best_acc`` in percent, ``best_epoch``, timings, ...
 
     Raises:
-        RunError: a problem with the run folder or its checkpoint (one line).
+        RunError: a problem with the run folder or its checkpoint, or another ``lmix train``
+            holds the folder's lock (one line).
         ValueError: an invalid setting.
+        TrainingDiverged: the loss or the weights stopped being finite (no summary; the last
+            good checkpoint is kept).
+        TrainingInterrupted: SIGINT/SIGTERM (a ``KeyboardInterrupt``); the checkpoint is intact.
+        lmix.experiments.io.WriteError: a file could not be written (the previous one is intact).
     """
     config.resolve().validate()
     env = env or DistEnv.from_env()

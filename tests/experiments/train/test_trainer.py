@@ -313,3 +313,21 @@ def test_compiled_whole_step_matches_the_eager_step(tmp_path):
         assert torch.equal(be.lam, bc.lam) and torch.equal(be.labels_b, bc.labels_b)
         torch.testing.assert_close(lc, le, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(loss_c, loss_e, rtol=1e-4, atol=1e-5)
+
+
+def test_training_input_hands_over_the_steps_dtype_and_memory_format():
+    """What the trainer wraps the CUDA training loader in (exercised here on CPU tensors)."""
+    from lmix.data import DeviceLoader, dataset_info
+    from lmix.experiments.train.trainer import _TrainingInput
+
+    images = torch.randint(0, 256, (8, 3, 6, 6), dtype=torch.uint8)
+    loader = DeviceLoader(
+        images, torch.arange(8) % 10, info=dataset_info("cifar10"), batch_size=4, train=True, device="cpu", seed=0
+    )
+    wrapped = _TrainingInput(loader, dtype=torch.bfloat16, memory_format=torch.channels_last)
+    assert len(wrapped) == 2 and wrapped.num_samples == loader.num_samples  # the loader's attributes pass through
+    wrapped.set_epoch(1)
+    plain = list(loader)
+    for (x, y), (ref_x, ref_y) in zip(wrapped, plain, strict=True):
+        assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, ref_x.to(torch.bfloat16)) and torch.equal(y, ref_y)

@@ -71,7 +71,7 @@ import yaml
 from lmix.data.loaders import available_cpus
 from lmix.experiments.io import atomic_write_json
 from lmix.experiments.train import TrainConfig, config_from_sources, load_yaml, train
-from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, check_keys
+from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, check_keys, run_identity
 from lmix.experiments.train.trainer import build_mixer, ignored_mixer_settings
 
 __all__ = [
@@ -582,7 +582,8 @@ def conflict(run: Run) -> str | None:
         return "its config.yaml is unreadable"
     if not isinstance(theirs, dict):
         return "its config.yaml is not a mapping"
-    ours = run.config.to_dict()
+    # Compare identities, not raw dicts: a folder saved before a setting existed still matches.
+    theirs, ours = run_identity(theirs), run_identity(run.config.to_dict())
     diff = sorted(k for k in set(theirs) | set(ours) if k not in RUN_IDENTITY_EXCLUDE and theirs.get(k) != ours.get(k))
     if not diff:
         return None

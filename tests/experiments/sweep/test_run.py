@@ -244,3 +244,21 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     assert lock.acquire()  # ... is simply taken
     assert f"pid {os.getpid()}" in lock.holder()
     lock.release()
+
+
+def test_a_folder_saved_before_new_settings_existed_is_the_same_run(tmp_path):
+    """A config.yaml without settings added later (crop/flip, method_params, ...) is no conflict."""
+    import yaml
+
+    from lmix.experiments.sweep import conflict
+
+    run = expand(parse_spec(SPEC), tmp_path)[0]
+    run.dir.mkdir(parents=True)
+    old = run.config.to_dict()
+    for key in ("crop_padding", "flip", "method_params", "test_batch_size", "checkpoint_every", "compile_mode"):
+        old.pop(key, None)
+    (run.dir / "config.yaml").write_text(yaml.safe_dump(old))
+    assert conflict(run) is None
+    old["epochs"] = 7
+    (run.dir / "config.yaml").write_text(yaml.safe_dump(old))
+    assert "epochs: 7 there, 2 here" in conflict(run)

@@ -14,12 +14,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lmix.mixing.registry import _REGISTRY
 
+    width = max(len(name) for name in _REGISTRY)
     for name, cls in _REGISTRY.items():
         params = [
             f"{n}={p.default!r}"
             for n, p in inspect.signature(cls.__init__).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "seed"
         ]
-        print(f"{name:8s} {', '.join(params)}")
-    print("a+b      combine registered methods per batch, e.g. lmix+mixup (p=..., schedule='random'|'alternate')")
+        print(f"{name:{width}s} {', '.join(params)}")
+    print(
+        f"{'a+b':{width}s} combine registered methods, e.g. lmix+mixup "
+        "(p=..., schedule='random'|'alternate', granularity='batch'|'sample')"
+    )
     return 0

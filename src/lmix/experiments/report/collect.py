@@ -59,7 +59,7 @@ _MIXER_SETTINGS = {
     "mix_schedule": "schedule",
 }
 # The paper's column order, then the other methods.
-_METHOD_ORDER = ("none", "fmix", "mixup", "cutmix", "lmix", "cutout", "patchup")
+_METHOD_ORDER = ("none", "fmix", "mixup", "cutmix", "lmix", "cutout", "patchup", "manifold_mixup")
 _DISPLAY = {
     "none": "Baseline",
     "fmix": "FMix",
@@ -68,6 +68,7 @@ _DISPLAY = {
     "lmix": "LMix",
     "cutout": "Cutout",
     "patchup": "PatchUp",
+    "manifold_mixup": "Manifold Mixup",
 }
 
 

@@ -4,7 +4,8 @@ The CIFAR variant of the Mixup and FMix reference code: a 3x3 stem convolution (
 four stages of ``PreActBlock`` at widths w, 2w, 4w, 8w (w = 64 for the paper models), stride 2
 at the start of stages 2-4, then a final BN-ReLU, global average pooling and a linear layer.
 PyTorch's default initialisation, as in that code. (Variants differ by a few BatchNorms: the
-FMix code adds BN-ReLU after the stem and drops the final BN-ReLU; 11.17M parameters either way.)
+FMix code adds BN-ReLU after the stem and drops the final BN-ReLU; ``layout="fmix"`` builds that
+variant; 11.17M parameters either way.)
 
 Stages and hook points (``StagedNet``): ``stages = [stem, layer1, layer2, layer3, layer4]``;
 hook point 0 is the image, 1 the stem output (w channels, full resolution), 2 the output of
@@ -22,7 +23,9 @@ from torch import Tensor, nn
 from lmix.models.base import ClassifierHead, StagedNet, check_int, check_probability
 from lmix.models.registry import register_model
 
-__all__ = ["PreActBlock", "PreActResNet", "preact_resnet18", "preact_resnet34", "preact_resnet_tiny"]
+LAYOUTS = ("preact", "fmix")
+
+__all__ = ["LAYOUTS", "PreActBlock", "PreActResNet", "preact_resnet18", "preact_resnet34", "preact_resnet_tiny"]
 
 
 class PreActBlock(nn.Module):
@@ -83,6 +86,9 @@ class PreActResNet(StagedNet):
         in_channels: input channels.
         width: channels of the first stage; stage i has ``width * 2**i``.
         dropout: dropout inside each block.
+        layout: ``"preact"`` (bare stem convolution, final BN-ReLU before pooling: the Mixup
+            reference and He et al.) or ``"fmix"`` (stem conv-BN-ReLU, no final BN-ReLU: the
+            ecs-vlc/FMix ``ResNet18``).
     """
 
     def __init__(
@@ -93,18 +99,23 @@ class PreActResNet(StagedNet):
         in_channels: int = 3,
         width: int = 64,
         dropout: float = 0.0,
+        layout: str = "preact",
     ) -> None:
         check_int("width", width, minimum=1)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, got {layout!r}")
         check_probability("dropout", dropout)
         if len(num_blocks) == 0:
             raise ValueError("num_blocks must name at least one stage")
         for n in num_blocks:
             check_int("blocks per stage", n, minimum=1)
-        stem = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        stem: nn.Module = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        if layout == "fmix":
+            stem = nn.Sequential(stem, nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         stages: list[nn.Module] = [stem]
         groups, in_planes = preact_groups(width, [width * 2**i for i in range(len(num_blocks))], num_blocks, dropout)
         stages.extend(groups)
-        head = ClassifierHead(in_planes, num_classes, preact=True)
+        head = ClassifierHead(in_planes, num_classes, preact=layout == "preact")
         super().__init__(stages, head, num_classes=num_classes, num_features=in_planes)
 
 
@@ -114,24 +125,36 @@ class PreActResNet(StagedNet):
     published_params=11_170_000,
     published_source="LMix/FMix/Mixup papers: 11.17M (10 classes)",
 )
-def preact_resnet18(*, num_classes: int, in_channels: int, width: int = 64, dropout: float = 0.0) -> PreActResNet:
+def preact_resnet18(
+    *, num_classes: int, in_channels: int, width: int = 64, dropout: float = 0.0, layout: str = "preact"
+) -> PreActResNet:
     """PreAct-ResNet-18: blocks [2, 2, 2, 2]."""
-    return PreActResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout)
+    return PreActResNet(
+        (2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout, layout=layout
+    )
 
 
 @register_model(
     paper=True,
     description="PreAct-ResNet-34 (CIFAR variant of the Mixup/FMix code), 4 stages [3,4,6,3], widths 64-512",
 )
-def preact_resnet34(*, num_classes: int, in_channels: int, width: int = 64, dropout: float = 0.0) -> PreActResNet:
+def preact_resnet34(
+    *, num_classes: int, in_channels: int, width: int = 64, dropout: float = 0.0, layout: str = "preact"
+) -> PreActResNet:
     """PreAct-ResNet-34: blocks [3, 4, 6, 3]."""
-    return PreActResNet((3, 4, 6, 3), num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout)
+    return PreActResNet(
+        (3, 4, 6, 3), num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout, layout=layout
+    )
 
 
 @register_model(
     paper=False,
     description="small fast CPU model: PreAct-ResNet with blocks [1,1,1,1], widths 16-128 (width=16)",
 )
-def preact_resnet_tiny(*, num_classes: int, in_channels: int, width: int = 16, dropout: float = 0.0) -> PreActResNet:
+def preact_resnet_tiny(
+    *, num_classes: int, in_channels: int, width: int = 16, dropout: float = 0.0, layout: str = "preact"
+) -> PreActResNet:
     """PreAct-ResNet with one block per stage and base width 16 (about 0.3M parameters): works at 8x8."""
-    return PreActResNet((1, 1, 1, 1), num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout)
+    return PreActResNet(
+        (1, 1, 1, 1), num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout, layout=layout
+    )

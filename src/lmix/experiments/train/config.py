@@ -74,6 +74,9 @@ class TrainConfig:
     # model
     model: str = _f("preact_resnet_tiny", "model (lmix.models.list_models())")
     width: int | None = _f(None, "base width of the small models (simple_cnn, preact_resnet_tiny)")
+    model_layout: str | None = _f(
+        None, "PreAct-ResNets: 'preact' (default) or 'fmix' (the FMix reference: stem BN-ReLU, no final BN-ReLU)"
+    )
     # mixing
     method: str = _f("lmix", "mixing method (lmix.list_mixers()), or a+b for a per-batch choice, e.g. lmix+mixup")
     alpha: float | None = _f(None, "Beta(alpha, alpha) concentration of the mixing weight (default: the method's)")
@@ -194,6 +197,14 @@ class TrainConfig:
         need(
             self.box_rounding is None or self.box_rounding in ("exact", "reference"),
             f"box_rounding must be 'exact' or 'reference', got {self.box_rounding!r}",
+        )
+        need(
+            self.model_layout is None or self.model_layout in ("preact", "fmix"),
+            f"model_layout must be 'preact' or 'fmix', got {self.model_layout!r}",
+        )
+        need(
+            self.model_layout is None or self.model.startswith("preact_resnet"),
+            f"model_layout applies to the PreAct-ResNets (preact_resnet*), not {self.model!r}",
         )
         _check_method_params(self.method_params, source="method_params")
         dev = self.device

@@ -143,7 +143,9 @@ def build_mixer(config: TrainConfig, *, seed: int) -> Mixer:
 def build_model(config: TrainConfig, info: Any) -> nn.Module:
     from lmix.models import create_model
 
-    kwargs = {} if config.width is None else {"width": config.width}
+    kwargs: dict[str, Any] = {} if config.width is None else {"width": config.width}
+    if config.model_layout is not None:
+        kwargs["layout"] = config.model_layout
     return create_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels, **kwargs)
 
 

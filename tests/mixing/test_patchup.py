@@ -44,7 +44,7 @@ def opening_is_identity(holes: torch.Tensor, block_size: int) -> bool:
 def test_defaults_are_the_spec_values():
     m = lmix.create_mixer("patchup")
     assert isinstance(m, PatchUp) and isinstance(m, lmix.Mixer) and lmix.PatchUp is PatchUp
-    assert (m.alpha, m.patchup_prob, m.gamma, m.block_size, m.patchup_type) == (2.0, 0.7, 0.5, 7, "hard")
+    assert (m.alpha, m.patchup_prob, m.gamma, m.block_size, m.patchup_type) == (2.0, 0.7, 0.5, 7, "soft")  # soft: the reference default
     assert (m.max_layer, m.input_mix, m.cutmix_alpha, m.loss_weights, m.mode) == (2, "cutmix", 1.0, (1.0, 1.0), "batch")
 
 
@@ -146,7 +146,7 @@ def test_share_of_mixed_features_is_close_to_gamma(size, block_size):
 @pytest.mark.parametrize("mode", ["batch", "sample"])
 def test_hard_call_swaps_blocks_shared_by_the_channels(mode):
     images, labels, values = constant_images(16, 3, 32, 32)
-    mixer = lmix.create_mixer("patchup", mode=mode, seed=3)
+    mixer = lmix.create_mixer("patchup", patchup_type="hard", mode=mode, seed=3)
     params = mixer.sample(16, (32, 32), device=CPU, generator=gen(4))
     assert params.mask.dtype == torch.bool and params.mask.shape == ((16 if mode == "sample" else 1), 1, 32, 32)
     assert params.mix_lam is None
@@ -226,7 +226,7 @@ def test_soft_weight_is_drawn_except_for_cutmix_at_the_input():
     for _ in range(50):
         plan = soft.plan(4, 5, device=CPU)
         assert (plan.mix_lam is None) == (plan.layer == 0)
-    hard = lmix.create_mixer("patchup", patchup_prob=1.0, max_layer=None, seed=4)
+    hard = lmix.create_mixer("patchup", patchup_type="hard", patchup_prob=1.0, max_layer=None, seed=4)
     assert all(hard.plan(4, 5, device=CPU).mix_lam is None for _ in range(20))
 
 

@@ -263,7 +263,7 @@ class PatchUp(Mixer):
         patchup_prob: probability that ``forward_loss`` mixes a batch, in [0, 1].
         gamma: target share of mixed features, in (0, 1].
         block_size: side of the blocks, an integer >= 1 (the reference uses odd sizes, 7).
-        patchup_type: ``"hard"`` (swap the blocks) or ``"soft"`` (interpolate them).
+        patchup_type: ``"soft"`` (interpolate the blocks; the reference's default) or ``"hard"`` (swap them).
         max_layer: ``forward_loss`` draws the hook point uniformly from ``{0, ...,
             min(max_layer, num_hook_points - 1)}``, an integer >= 0 or None for every hook point
             (the reference's ``--k``, default 2: input, after the stem, after the first stage).
@@ -298,7 +298,7 @@ class PatchUp(Mixer):
         patchup_prob: float = 0.7,
         gamma: float = 0.5,
         block_size: int = 7,
-        patchup_type: str = "hard",
+        patchup_type: str = "soft",
         max_layer: int | None = 2,
         input_mix: str = "cutmix",
         cutmix_alpha: float = 1.0,

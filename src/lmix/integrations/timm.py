@@ -146,24 +146,26 @@ def build_mixer(
 class _LmixTimm:
     """What ``Mixup`` and ``FastCollateMixup`` share: argument checks, the mixer, the targets."""
 
-    def _lmix_setup(
+    _timm_base: type  # timm's class this one stands in for (its __init__ and its name)
+
+    def __init__(
         self,
+        mixup_alpha: float = 1.0,
+        cutmix_alpha: float = 0.0,
+        cutmix_minmax: Sequence[float] | None = None,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        mode: str = "batch",
+        correct_lam: bool = True,
+        label_smoothing: float = 0.1,
+        num_classes: int = 1000,
+        multi_label: bool = False,
         *,
-        mixup_alpha: float,
-        cutmix_alpha: float,
-        cutmix_minmax: Any,
-        prob: float,
-        switch_prob: float,
-        mode: str,
-        correct_lam: bool,
-        label_smoothing: float,
-        num_classes: int,
-        multi_label: bool,
-        method: str,
-        seed: int | None,
-        params: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Check timm's arguments, build ``self.mixer``; return the arguments for timm's ``__init__``."""
+        method: str = "lmix",
+        seed: int | None = None,
+        **params: Any,
+    ) -> None:
+        """Check timm's arguments, build ``self.mixer``, then run timm's ``__init__``."""
         name = type(self).__name__
         for key, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
             if (
@@ -201,8 +203,8 @@ class _LmixTimm:
             mixer = mixer.fork(torch.distributed.get_rank())
         self.mixer = mixer
         self.method = method
-        self.multi_label = bool(multi_label)
-        return dict(
+        self._timm_base.__init__(
+            self,
             mixup_alpha=mixup_alpha,
             cutmix_alpha=cutmix_alpha,
             cutmix_minmax=None,
@@ -213,6 +215,7 @@ class _LmixTimm:
             label_smoothing=label_smoothing,
             num_classes=int(num_classes),
         )
+        self.multi_label = bool(multi_label)  # set after timm's __init__ (older timm has no multi_label)
 
     # mixup_enabled lives in a shared-memory tensor so that DataLoader workers (persistent ones
     # included, which hold a copy of the collate function) see the main process turn it off.
@@ -264,6 +267,12 @@ class _LmixTimm:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mixer.load_state_dict(state)
 
+    def __repr__(self) -> str:
+        return (
+            f"lmix.integrations.timm.{self._timm_base.__name__}(mixer={self.mixer!r}, "
+            f"label_smoothing={self.label_smoothing}, num_classes={self.num_classes})"
+        )
+
 
 class Mixup(_LmixTimm, _TimmMixup):
     """timm's ``Mixup`` (on-device, after the loader) with an lmix mixer (module docstring).
@@ -273,40 +282,7 @@ class Mixup(_LmixTimm, _TimmMixup):
     mixed images (a new tensor; timm mixes in place) and (B, num_classes) float32 targets.
     """
 
-    def __init__(
-        self,
-        mixup_alpha: float = 1.0,
-        cutmix_alpha: float = 0.0,
-        cutmix_minmax: Sequence[float] | None = None,
-        prob: float = 1.0,
-        switch_prob: float = 0.5,
-        mode: str = "batch",
-        correct_lam: bool = True,
-        label_smoothing: float = 0.1,
-        num_classes: int = 1000,
-        multi_label: bool = False,
-        *,
-        method: str = "lmix",
-        seed: int | None = None,
-        **params: Any,
-    ) -> None:
-        timm_args = self._lmix_setup(
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            cutmix_minmax=cutmix_minmax,
-            prob=prob,
-            switch_prob=switch_prob,
-            mode=mode,
-            correct_lam=correct_lam,
-            label_smoothing=label_smoothing,
-            num_classes=num_classes,
-            multi_label=multi_label,
-            method=method,
-            seed=seed,
-            params=params,
-        )
-        _TimmMixup.__init__(self, **timm_args)
-        self.multi_label = bool(multi_label)  # set after timm's __init__ (older timm has no multi_label)
+    _timm_base = _TimmMixup
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if target.shape[0] != x.shape[0]:
@@ -315,9 +291,6 @@ class Mixup(_LmixTimm, _TimmMixup):
             return x, self._targets(target, None, None)
         mixed, perm, lam = self._mix(x)
         return mixed, self._targets(target, perm, lam)
-
-    def __repr__(self) -> str:
-        return f"lmix.integrations.timm.Mixup(mixer={self.mixer!r}, label_smoothing={self.label_smoothing}, num_classes={self.num_classes})"
 
 
 class FastCollateMixup(_LmixTimm, _TimmFastCollateMixup):
@@ -328,40 +301,7 @@ class FastCollateMixup(_LmixTimm, _TimmFastCollateMixup):
     (B, num_classes) float32 targets, on the CPU, as timm's.
     """
 
-    def __init__(
-        self,
-        mixup_alpha: float = 1.0,
-        cutmix_alpha: float = 0.0,
-        cutmix_minmax: Sequence[float] | None = None,
-        prob: float = 1.0,
-        switch_prob: float = 0.5,
-        mode: str = "batch",
-        correct_lam: bool = True,
-        label_smoothing: float = 0.1,
-        num_classes: int = 1000,
-        multi_label: bool = False,
-        *,
-        method: str = "lmix",
-        seed: int | None = None,
-        **params: Any,
-    ) -> None:
-        timm_args = self._lmix_setup(
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            cutmix_minmax=cutmix_minmax,
-            prob=prob,
-            switch_prob=switch_prob,
-            mode=mode,
-            correct_lam=correct_lam,
-            label_smoothing=label_smoothing,
-            num_classes=num_classes,
-            multi_label=multi_label,
-            method=method,
-            seed=seed,
-            params=params,
-        )
-        _TimmFastCollateMixup.__init__(self, **timm_args)
-        self.multi_label = bool(multi_label)
+    _timm_base = _TimmFastCollateMixup
 
     def __call__(self, batch: Sequence[tuple[Any, Any]], _: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         if len(batch) == 0:
@@ -409,12 +349,6 @@ class FastCollateMixup(_LmixTimm, _TimmFastCollateMixup):
         out ^= images
         return out, params.perm, params.lam
 
-    def __repr__(self) -> str:
-        return (
-            f"lmix.integrations.timm.FastCollateMixup(mixer={self.mixer!r}, "
-            f"label_smoothing={self.label_smoothing}, num_classes={self.num_classes})"
-        )
-
 
 def _selects_pixels(mixer: Mixer) -> bool:
     """Whether ``mixer`` only selects pixels with a boolean mask (no blending, no sharpening)."""
@@ -426,34 +360,26 @@ def _selects_pixels(mixer: Mixer) -> bool:
 _LAUNCH: dict[str, Any] = {}  # method and parameters the launcher binds, and what was built
 
 
-class _LaunchedMixup(Mixup):
-    """``Mixup`` with the launcher's method and parameters as defaults (what train.py gets)."""
+class _Launched(_LmixTimm):
+    """The launcher's method and parameters as defaults (what train.py gets), and a note on stderr."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**_LAUNCH.get("kwargs", {}), **kwargs})
-        _announce(self, "Mixup")
+        _LAUNCH["built"] = _LAUNCH.get("built", 0) + 1
+        print(
+            f"lmix: timm.data.{self._timm_base.__name__} -> {self.mixer!r} (label_smoothing={self.label_smoothing}, "
+            f"num_classes={self.num_classes}, timm mode={self.mode!r})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-class _LaunchedFastCollateMixup(FastCollateMixup):
-    """``FastCollateMixup`` with the launcher's method and parameters as defaults."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **{**_LAUNCH.get("kwargs", {}), **kwargs})
-        _announce(self, "FastCollateMixup")
+class _LaunchedMixup(_Launched, Mixup):
+    """Mixup with the launcher's method and parameters (``lmix.integrations.timm``)."""
 
 
-for _cls, _name in ((_LaunchedMixup, "Mixup"), (_LaunchedFastCollateMixup, "FastCollateMixup")):
-    _cls.__doc__ = f"{_name} with the launcher's method and parameters (``lmix.integrations.timm``)."
-
-
-def _announce(obj: _LmixTimm, name: str) -> None:
-    _LAUNCH["built"] = _LAUNCH.get("built", 0) + 1
-    print(
-        f"lmix: timm.data.{name} -> {obj.mixer!r} (label_smoothing={obj.label_smoothing}, "
-        f"num_classes={obj.num_classes}, timm mode={obj.mode!r})",
-        file=sys.stderr,
-        flush=True,
-    )
+class _LaunchedFastCollateMixup(_Launched, FastCollateMixup):
+    """FastCollateMixup with the launcher's method and parameters (``lmix.integrations.timm``)."""
 
 
 def install(method: str = "lmix", *, seed: int | None = None, **params: Any) -> None:

@@ -5,17 +5,22 @@ that fails (a full disk, an unwritable folder, a file size limit) removes its te
 leaves the previous file as it was and raises :class:`WriteError`, an ``OSError`` whose message
 is one line naming the file and the reason (also when ``torch.save`` hid the ``OSError`` inside
 a ``RuntimeError``).
+
+:class:`FolderLock`: an exclusive, non-blocking ``flock`` on a lock file inside a folder (one
+``lmix train`` or one sweep job per run folder).
 """
 
 from __future__ import annotations
 
 import errno as _errno
+import fcntl
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 __all__ = [
     "WriteError",
@@ -24,6 +29,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_torch_save",
+    "FolderLock",
 ]
 
 
@@ -126,3 +132,71 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+_Lock = TypeVar("_Lock", bound="FolderLock")
+
+
+class FolderLock:
+    """Exclusive, non-blocking ``flock`` on ``FOLDER/FILENAME`` (subclasses name the file).
+
+    The file holds "host pid" of the holder, for the message of the process that is turned
+    away. The kernel drops the lock when its process exits or dies, so a lock left by a killed
+    process is simply taken. The file is removed on release (before unlocking, and
+    :meth:`acquire` re-checks the inode), so a released lock leaves no file behind.
+    """
+
+    FILENAME = ".lock"
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.path = Path(folder) / self.FILENAME
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False if another process (or another open lock) holds it."""
+        if self._fd is not None:
+            raise RuntimeError(f"lock {self.path} is already held by this object")
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # The previous holder may have unlinked the file between our open and our flock: then
+            # we hold a lock on an orphan inode and must retry on the current file.
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()  # before unlocking: a waiter then sees a new inode and retries
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def holder(self) -> str:
+        """ "pid N on HOST" of the recorded holder (may be stale if the lock is free)."""
+        try:
+            host, pid = self.path.read_text().split()
+        except (OSError, ValueError):
+            return "another process"
+        return f"pid {pid} on {host}"
+
+    def __enter__(self: _Lock) -> _Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -69,7 +69,7 @@ from typing import Any
 import yaml
 
 from lmix.data.loaders import available_cpus
-from lmix.experiments.io import atomic_write_json
+from lmix.experiments.io import FolderLock, atomic_write_json
 from lmix.experiments.train import TrainConfig, config_from_sources, load_yaml, train
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, check_keys, run_identity
 from lmix.experiments.train.trainer import build_mixer, ignored_mixer_settings
@@ -482,7 +482,7 @@ def shard_runs(runs: Sequence[Run], shard: tuple[int, int] | None) -> list[Run]:
     return [r for r in runs if r.index % n == i - 1]
 
 
-class RunLock:
+class RunLock(FolderLock):
     """Exclusive, non-blocking lock on a run folder (``flock`` on ``RUN_DIR/.lock``).
 
     The lock file holds "host pid" of the holder for messages. The kernel releases the lock when
@@ -491,60 +491,16 @@ class RunLock:
 
     FILENAME = ".lock"
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.path = Path(run_dir) / self.FILENAME
-        self._fd: int | None = None
-
     def acquire(self) -> bool:
-        """Take the lock; False if another open lock holds it."""
-        if self._fd is not None:
-            raise RuntimeError(f"lock {self.path} is already held by this object")
+        """Take the lock (creating the run folder); False if another open lock holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            # The previous holder may have unlinked the file between our open and our flock: then
-            # we hold a lock on an orphan inode and must retry on the current file.
-            try:
-                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink()  # before unlocking: a waiter then sees a new inode and retries
-        except FileNotFoundError:
-            pass
-        os.close(self._fd)
-        self._fd = None
-
-    def holder(self) -> str:
-        """ "pid N on HOST" of the recorded holder (may be stale if the lock is free)."""
-        try:
-            host, pid = self.path.read_text().split()
-        except (OSError, ValueError):
-            return "another process"
-        return f"pid {pid} on {host}"
+        return super().acquire()
 
     def is_held_elsewhere(self) -> bool:
         """Whether some other lock holds it right now (takes and drops the lock to find out)."""
         if not self.path.exists():
             return False
-        probe = RunLock(self.path.parent)
-        fd = os.open(probe.path, os.O_RDWR)  # never create (or delete) in a probe
+        fd = os.open(self.path, os.O_RDWR)  # never create (or delete) in a probe
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -552,12 +508,6 @@ class RunLock:
         finally:
             os.close(fd)
         return False
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _epochs_done(run_dir: Path) -> int:

@@ -13,14 +13,13 @@ files, always atomically, so no interleaving leaves a torn checkpoint.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
-import socket
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from lmix.experiments.io import FolderLock
 
 __all__ = ["TrainingDiverged", "TrainingInterrupted", "RunDirLock", "StopOnSignal", "resume_hint"]
 
@@ -114,65 +113,11 @@ class StopOnSignal:
             signal.raise_signal(self.signum)
 
 
-class RunDirLock:
+class RunDirLock(FolderLock):
     """Exclusive, non-blocking ``flock`` on ``RUN_DIR/.train.lock`` for the whole run.
 
-    The file holds "host pid" of the holder, for the message of the process that is turned
-    away. The kernel drops the lock when its process exits or dies, so a lock left by a killed
-    run never blocks the resume. The file is removed on release (before unlocking, and
-    :meth:`acquire` re-checks the inode), so a finished run leaves no lock file behind.
+    A lock left by a killed run never blocks the resume; a finished run leaves no lock file
+    behind (:class:`lmix.experiments.io.FolderLock`).
     """
 
     FILENAME = ".train.lock"
-
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.path = Path(run_dir) / self.FILENAME
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock; False if another process (or another open lock) holds it."""
-        if self._fd is not None:
-            raise RuntimeError(f"lock {self.path} is already held by this object")
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            # The previous holder may have unlinked the file between our open and our flock.
-            try:
-                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-        self._fd = fd
-        return True
-
-    def holder(self) -> str:
-        """ "pid N on HOST" of the recorded holder."""
-        try:
-            host, pid = self.path.read_text().split()
-        except (OSError, ValueError):
-            return "another process"
-        return f"pid {pid} on {host}"
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> RunDirLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

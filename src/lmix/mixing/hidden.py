@@ -22,11 +22,15 @@ recomputation in the backward pass; do not name a layer inside a checkpointed se
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-__all__ = ["check_layers", "unwrap", "num_hook_points", "forward_mixed"]
+if TYPE_CHECKING:
+    from lmix.mixing.mixers import Mixer
+
+__all__ = ["check_layers", "unwrap", "num_hook_points", "forward_mixed", "plan_generators"]
 
 MixFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -105,6 +109,20 @@ def num_hook_points(model: nn.Module, layers: tuple[str, ...] | None, *, who: st
     for name in layers:
         _resolve(net, name)
     return 1 + len(layers)
+
+
+def plan_generators(
+    mixer: Mixer, generator: torch.Generator | None, device: torch.device
+) -> tuple[torch.Generator, torch.Generator]:
+    """``(control, tensors)``: the generators a hidden-layer mixer's per-batch plan draws from.
+
+    Both are ``generator`` when one is given. By default the decisions (the hook point, whether
+    to mix) come from the mixer's CPU generator, so reading them needs no device synchronisation,
+    and the tensors (partners, weights) from the mixer's generator for ``device``.
+    """
+    if generator is not None:
+        return generator, generator
+    return mixer.generator_for("cpu"), mixer.generator_for(device)
 
 
 def forward_mixed(

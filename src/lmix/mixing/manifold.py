@@ -42,9 +42,9 @@ import torch
 from torch import nn
 
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
-from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points
+from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
 from lmix.mixing.mixers import Mixer, MixParams
-from lmix.mixing.sampling import sample_beta
+from lmix.mixing.sampling import sample_beta_lams
 from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_pairing, check_probability
 
 __all__ = ["ManifoldMixup", "ManifoldPlan", "STAGED_POINTS"]
@@ -105,15 +105,12 @@ class ManifoldMixup(Mixer):
         self.mode = check_mode(mode)
         self.pairing = check_pairing(pairing)
 
-    def _draw_lam(self, batch_size: int, *, device: torch.device, generator: torch.Generator) -> torch.Tensor:
-        n = batch_size if self.mode == "sample" else 1
-        return sample_beta(self.alpha, n, generator=generator, device=device).expand(batch_size).contiguous()
-
     # -- the generic Mixer interface: input Mixup ---------------------------------------------
     def sample(self, batch_size, size, *, device, generator):
         """Partners and ``lam`` for Mixup of the images themselves (hook point 0)."""
         perm = self.sample_partners(batch_size, device=device, generator=generator)
-        return MixParams(perm=perm, lam=self._draw_lam(batch_size, device=device, generator=generator))
+        lam = sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator)
+        return MixParams(perm=perm, lam=lam)
 
     # -- training: hidden-layer mixing ----------------------------------------------------------
     def num_points(self, model: nn.Module) -> int:
@@ -129,16 +126,13 @@ class ManifoldMixup(Mixer):
         device: torch.device,
         generator: torch.Generator | None = None,
     ) -> ManifoldPlan:
-        """Draw the hook point (uniform over ``range(num_points)``), partners and ``lam``.
-
-        The hook point comes from ``generator`` or, by default, the mixer's CPU generator (no
-        device synchronisation); the tensors from ``generator`` or the mixer's one for ``device``.
-        """
-        control = generator if generator is not None else self.generator_for("cpu")
-        tensors = generator if generator is not None else self.generator_for(device)
+        """Draw the hook point (uniform over ``range(num_points)``), partners and ``lam``, from
+        ``generator`` or the mixer's own (``lmix.mixing.hidden.plan_generators``)."""
+        control, tensors = plan_generators(self, generator, device)
         layer = int(torch.randint(0, num_points, (), generator=control, device=control.device))
         perm = self.sample_partners(batch_size, device=device, generator=tensors)
-        return ManifoldPlan(layer, perm, self._draw_lam(batch_size, device=device, generator=tensors))
+        lam = sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=tensors)
+        return ManifoldPlan(layer, perm, lam)
 
     def forward_loss(
         self,

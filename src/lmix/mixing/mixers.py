@@ -17,7 +17,7 @@ import torch
 
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import box_masks, fourier_noise, sharpen, top_mask
-from lmix.mixing.sampling import sample_beta, sample_pairing
+from lmix.mixing.sampling import sample_beta, sample_beta_lams, sample_pairing
 from lmix.mixing.validation import (
     check_alpha,
     check_batch,
@@ -327,14 +327,6 @@ class Mixer:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-def _beta_lams(
-    alpha: float, mode: str, batch_size: int, *, device: torch.device, generator: torch.Generator
-) -> torch.Tensor:
-    """(B,) lam: B independent draws (per-sample mode) or one draw repeated (per-batch mode)."""
-    n = batch_size if mode == "sample" else 1
-    return sample_beta(alpha, n, generator=generator, device=device).expand(batch_size).contiguous()
-
-
 class NoMix(Mixer):
     """No mixing: images unchanged, ``labels_b = labels_a``, ``lam = 1``."""
 
@@ -374,7 +366,7 @@ class Mixup(Mixer):
 
     def sample(self, batch_size, size, *, device, generator):
         perm = self.sample_partners(batch_size, generator=generator, device=device)
-        lam = _beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator)
+        lam = sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator)
         return MixParams(perm=perm, lam=lam)
 
     def extra_repr(self):

@@ -75,9 +75,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmix.mixing.batch import MixedBatch
-from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points
+from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
 from lmix.mixing.mixers import CutMix, Mixer, MixParams
-from lmix.mixing.sampling import sample_beta, sample_permutation
+from lmix.mixing.sampling import sample_beta_lams, sample_permutation
 from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_positive, check_probability
 
 __all__ = [
@@ -346,10 +346,6 @@ class PatchUp(Mixer):
         self._cutmix = CutMix(alpha=self.cutmix_alpha, mode=self.mode, seed=0)
 
     # -- block mixing of one tensor ---------------------------------------------------------
-    def _draw_mix_lam(self, batch_size: int, *, device: torch.device, generator: torch.Generator) -> torch.Tensor:
-        n = batch_size if self.mode == "sample" else 1
-        return sample_beta(self.alpha, n, generator=generator, device=device).expand(batch_size).contiguous()
-
     def _holes(self, x: torch.Tensor, *, shared_channels: bool, generator: torch.Generator) -> torch.Tensor:
         """(B or 1, C or 1, h, w) bool blocks for features ``x`` (B, C, h, w)."""
         b, c, h, w = x.shape
@@ -395,8 +391,9 @@ class PatchUp(Mixer):
     def sample(self, batch_size, size, *, device, generator):
         """Blocks shared by the channels, partners and (soft) weights for a batch of images."""
         perm = sample_permutation(batch_size, generator=generator, device=device)
+        soft = self.patchup_type == "soft"
         mix_lam = (
-            self._draw_mix_lam(batch_size, device=device, generator=generator) if self.patchup_type == "soft" else None
+            sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator) if soft else None
         )
         n = batch_size if self.mode == "sample" else 1
         holes = block_holes(
@@ -428,13 +425,9 @@ class PatchUp(Mixer):
         device: torch.device,
         generator: torch.Generator | None = None,
     ) -> PatchUpPlan:
-        """Draw whether to mix, the hook point, the partners and the soft weights for a batch.
-
-        The two decisions come from ``generator`` or, by default, the mixer's CPU generator (no
-        device synchronisation); the tensors from ``generator`` or the mixer's one for ``device``.
-        """
-        control = generator if generator is not None else self.generator_for("cpu")
-        tensors = generator if generator is not None else self.generator_for(device)
+        """Draw whether to mix, the hook point, the partners and the soft weights for a batch, from
+        ``generator`` or the mixer's own (``lmix.mixing.hidden.plan_generators``)."""
+        control, tensors = plan_generators(self, generator, device)
         top = num_hook_points - 1 if self.max_layer is None else min(self.max_layer, num_hook_points - 1)
         r = float(torch.rand((), generator=control, device=control.device))
         layer = int(torch.randint(0, top + 1, (), generator=control, device=control.device))
@@ -442,7 +435,9 @@ class PatchUp(Mixer):
             return PatchUpPlan(False, None, torch.arange(batch_size, device=device), None)
         perm = sample_permutation(batch_size, generator=tensors, device=device)
         soft = self.patchup_type == "soft" and not (layer == 0 and self.input_mix == "cutmix")
-        mix_lam = self._draw_mix_lam(batch_size, device=device, generator=tensors) if soft else None
+        mix_lam = (
+            sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=tensors) if soft else None
+        )
         return PatchUpPlan(True, layer, perm, mix_lam)
 
     def hook(

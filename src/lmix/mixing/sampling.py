@@ -12,7 +12,16 @@ import math
 
 import torch
 
-__all__ = ["sample_beta", "sample_gamma", "sample_uniform", "sample_permutation", "sample_pairing", "PAIRINGS", "gen_device"]
+__all__ = [
+    "sample_beta",
+    "sample_beta_lams",
+    "sample_gamma",
+    "sample_uniform",
+    "sample_permutation",
+    "sample_pairing",
+    "PAIRINGS",
+    "gen_device",
+]
 
 
 def gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
@@ -106,6 +115,15 @@ def sample_beta(
     # NaN only if both log-Gammas are -inf (both uniforms exactly 0, probability ~2**-106).
     lam = torch.nan_to_num(lam, nan=0.5)
     return lam.to(device=device, dtype=torch.float32)
+
+
+def sample_beta_lams(
+    alpha: float, mode: str, batch_size: int, *, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """(B,) float32 Beta(alpha, alpha) ``lam``: B independent draws (``mode="sample"``) or one
+    draw repeated (``mode="batch"``), returned on ``device``."""
+    n = batch_size if mode == "sample" else 1
+    return sample_beta(alpha, n, generator=generator, device=device).expand(batch_size).contiguous()
 
 
 def sample_permutation(n: int, *, generator: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -33,6 +33,7 @@ __all__ = [
     "add_config_arguments",
     "RUN_IDENTITY_EXCLUDE",
     "METHOD_PARAM_KEYS",
+    "MIXER_KEYWORDS",
     "run_identity",
 ]
 
@@ -258,6 +259,14 @@ METHOD_PARAM_KEYS = (
     "block_size",
     "patchup_type",
 )
+
+# The config fields passed to the mixer, and the keyword each becomes (mix_p and mix_schedule go
+# to the combination of a method such as lmix+mixup, not to its mixers).
+MIXER_KEYWORDS = {
+    key: {"box_size": "size", "mix_mode": "mode"}.get(key, key)
+    for key in METHOD_PARAM_KEYS
+    if key not in ("mix_p", "mix_schedule")
+}
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
 

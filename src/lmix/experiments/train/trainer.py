@@ -34,7 +34,7 @@ from lmix.experiments.io import (
     atomic_write_text,
 )
 from lmix.experiments.metrics import evaluate
-from lmix.experiments.train.config import TrainConfig, run_identity
+from lmix.experiments.train.config import MIXER_KEYWORDS, TrainConfig, run_identity
 from lmix.experiments.train.distributed import (
     DistEnv,
     all_gather_objects,
@@ -84,26 +84,20 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
     return torch.device(name)
 
 
+def _accepted(config: TrainConfig) -> set[str]:
+    """The keyword arguments the method's mixers take (all parts of a combination such as lmix+mixup)."""
+    return set().union(*(accepted_params(mixer_class(n.strip())) for n in config.method.split("+")))
+
+
 def mixer_params(config: TrainConfig) -> dict[str, Any]:
     """The mixer keyword arguments the config sets (None = the method's default)."""
-    candidates = {
-        "alpha": config.alpha,
-        "decay": config.decay,
-        "k": config.k,
-        "image_k": config.image_k,
-        "size": config.box_size,
-        "box_rounding": config.box_rounding,
-        "mode": config.mix_mode,
-        "patchup_prob": config.patchup_prob,
-        "gamma": config.gamma,
-        "block_size": config.block_size,
-        "patchup_type": config.patchup_type,
+    accepted = _accepted(config)
+    params = {
+        keyword: getattr(config, key)
+        for key, keyword in MIXER_KEYWORDS.items()
+        if getattr(config, key) is not None and keyword in accepted
     }
-    names = config.method.split("+")
-    classes = [mixer_class(n.strip()) for n in names]
-    accepted = set().union(*(accepted_params(c) for c in classes))
-    params = {k: v for k, v in candidates.items() if v is not None and k in accepted}
-    if len(classes) > 1:
+    if "+" in config.method:
         if config.mix_p is not None:
             params["p"] = list(config.mix_p)
         if config.mix_schedule is not None:
@@ -115,24 +109,9 @@ def mixer_params(config: TrainConfig) -> dict[str, Any]:
 
 def ignored_mixer_settings(config: TrainConfig) -> list[str]:
     """Mixing settings in ``config`` that the method does not take (shared configs set e.g. alpha for 'none')."""
-    accepted = set().union(*(accepted_params(mixer_class(n.strip())) for n in config.method.split("+")))
-    names = {"box_size": "size"}
+    accepted = _accepted(config)
     return [
-        k
-        for k in (
-            "alpha",
-            "decay",
-            "k",
-            "image_k",
-            "box_size",
-            "box_rounding",
-            "mix_mode",
-            "patchup_prob",
-            "gamma",
-            "block_size",
-            "patchup_type",
-        )
-        if getattr(config, k) is not None and names.get(k, "mode" if k == "mix_mode" else k) not in accepted
+        key for key, keyword in MIXER_KEYWORDS.items() if getattr(config, key) is not None and keyword not in accepted
     ]
 
 

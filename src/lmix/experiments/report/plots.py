@@ -31,6 +31,13 @@ def _save_png(fig: Any, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
+def _save_panel(fig: Any, out_dir: Path, prefix: str, dataset: str, model: str, row: tuple) -> str:
+    """Save a panel's figure as ``PREFIX_DATASET_MODEL_KEY=VALUE....png`` in ``out_dir``; return the file name."""
+    name = f"{prefix}_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+    _save_png(fig, out_dir / name)
+    return name
+
+
 def _figure(title: str, xlabel: str, ylabel: str):
     from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg canvas on save
 
@@ -76,9 +83,7 @@ def plot_accuracy(report: Report, out_dir: Path) -> list[str]:
         ax.set_xticks(range(len(cells)), [c.column_label for c in cells], rotation=30 if len(cells) > 6 else 0)
         ax.set_xlim(-0.6, len(cells) - 0.4)
         ax.text(0.01, 0.01, "grey: runs; blue: mean and 95% CI", transform=ax.transAxes, fontsize=7, color="0.3")
-        name = f"fig_accuracy_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
-        _save_png(fig, out_dir / name)
-        files.append(name)
+        files.append(_save_panel(fig, out_dir, "fig_accuracy", dataset, model, row))
     return files
 
 
@@ -115,9 +120,7 @@ def plot_alpha_sweep(report: Report, out_dir: Path) -> list[str]:
             )
         ax.set_xscale("log")
         ax.legend(fontsize=8)
-        name = f"fig3_alpha_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
-        _save_png(fig, out_dir / name)
-        files.append(name)
+        files.append(_save_panel(fig, out_dir, "fig3_alpha", dataset, model, row))
     return files
 
 
@@ -146,9 +149,7 @@ def plot_curves(report: Report, out_dir: Path, *, max_series: int = 10) -> list[
                 std = arr.std(axis=0, ddof=1)
                 ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
         ax.legend(fontsize=8)
-        name = f"fig4_curves_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
-        _save_png(fig, out_dir / name)
-        files.append(name)
+        files.append(_save_panel(fig, out_dir, "fig4_curves", dataset, model, row))
     return files
 
 
@@ -178,7 +179,5 @@ def plot_fgsm(report: Report, out_dir: Path) -> list[str]:
                 )
         ax.text(0.01, 0.01, "lines: mean; bands: 95% CI", transform=ax.transAxes, fontsize=7, color="0.3")
         ax.legend(fontsize=8)
-        name = f"fig5_fgsm_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
-        _save_png(fig, out_dir / name)
-        files.append(name)
+        files.append(_save_panel(fig, out_dir, "fig5_fgsm", dataset, model, row))
     return files

@@ -201,3 +201,67 @@ def test_raising_k_raises_the_high_frequency_share():
     assert shares[2] > 1.2 * shares[0], shares
     noise = [high_frequency_share(fourier_noise(300, (32, 32), k=k, generator=gen(32))) for k in (0.0, 1.0, 4.0)]
     assert noise[0] < noise[1] < noise[2], noise
+
+
+def _stable_sort_top(values: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """The definition of ``top_mask``: the first n of a stable descending sort, (B, 1, H, W) bool."""
+    b, h, w = values.shape
+    n = torch.round(lam.double() * (h * w)).long()
+    order = torch.argsort(values.reshape(b, -1), dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(h * w).expand(b, -1).contiguous())
+    return (ranks < n[:, None]).reshape(b, 1, h, w)
+
+
+@pytest.mark.parametrize(
+    "kind", ["noise", "ties", "float64-ties", "float16", "constant-and-tiny", "non-finite", "inf-span"]
+)
+@pytest.mark.parametrize("size", [(32, 32), (23, 19), (9, 30)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_top_mask_selection_equals_the_stable_sort(kind, size):
+    """The CPU radix selection (taken above 4096 values) gives the stable sort's mask, ties included."""
+    g = gen(11)
+    b = 48
+    x = torch.randn(b, *size, generator=g)
+    if kind == "ties":
+        x = (x * 2).round()
+    elif kind == "float64-ties":
+        x = (x * 20).round().double()
+    elif kind == "float16":
+        x = x.half()
+    elif kind == "constant-and-tiny":
+        x[0] = 1.5
+        x[1] = x[1] * 1e-42  # subnormal span: the bucket scale overflows
+        x[2, :2] = -0.0
+        x[2, 2:] = 0.0
+    elif kind == "non-finite":
+        x[1, 0, 0] = float("inf")
+        x[2, 1, 1] = float("-inf")
+        x[3, 0, 1] = float("nan")
+    elif kind == "inf-span":
+        x[1, 0, 0], x[1, 0, 1] = 3e38, -3e38  # finite values, infinite max - min
+    lam = torch.rand(b, generator=g)
+    lam[:4] = torch.tensor([0.0, 1.0, 0.5, 1.0 / (size[0] * size[1])])
+    mask, area = lmix.mixing.masks.top_mask(x, lam)
+    assert torch.equal(mask, _stable_sort_top(x, lam))
+    assert torch.equal(area, mask.float().mean(dim=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (7, 10), (16, 9)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("k", [0.0, 1.0])
+def test_fourier_noise_is_the_spec_formula_bit_for_bit(size, k):
+    """Published runs depend on the exact noise: it is the plain formula, computed in this order."""
+    h, w = size
+    n = 5
+    ref_gen = gen(21)
+    parts = torch.randn((n, h, w // 2 + 1, 2), generator=ref_gen)
+    z = torch.view_as_complex(parts).clone()
+    flip = (-torch.arange(h)) % h
+    cols = [0, w // 2] if w % 2 == 0 else [0]
+    for c in cols:
+        col = z[:, :, c].clone()
+        z[:, :, c] = (col + col[:, flip].conj()) * (1.0 / math.sqrt(2.0))
+    expected = torch.fft.irfft2(z * emphasis_filter(size, 3.0, k), s=size)
+    g = gen(21)
+    got = fourier_noise(n, size, decay=3.0, k=k, generator=g)
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=ref_gen))  # same consumption

@@ -122,7 +122,27 @@ def fourier_noise(
     return torch.fft.irfft2(z.mul_(filt), s=(h, w))
 
 
-def _nth_largest(values: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """``values[inside]`` (row-major order) for a sparse (B, L) mask ``inside``, scanning it 8 bytes at a time.
+
+    ``torch.masked_select`` scans every element of the mask; reading the bool mask as int64
+    words first locates the few words that hold a candidate, so the element-wise scan only
+    runs over those. Same result as ``values[inside]``.
+    """
+    b, length = values.shape
+    word = next(((t, s) for t, s in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)) if length % s == 0), None)
+    if word is None:
+        return torch.masked_select(values, inside)
+    itype, width = word
+    words = inside.view(itype)  # (B, L / width): nonzero where a word holds a candidate
+    row, col = words.nonzero(as_tuple=True)
+    hit = inside.view(b, -1, width)[row, col]  # (M, width)
+    return torch.masked_select(values.view(b, -1, width)[row, col], hit)
+
+
+def _nth_largest(
+    values: torch.Tensor, n: torch.Tensor, vmin: torch.Tensor, span: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact ``n[i]``-th largest value of each row of ``values`` (``+inf`` where ``n[i] == 0``).
 
     Only the threshold is needed, not an ordering, and a full ``torch.sort`` of every row
@@ -132,39 +152,51 @@ def _nth_largest(values: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     the threshold, and only that bucket's few values are sorted. Pure torch, any device.
 
     Args:
-        values: (B, L) float32 or float64 tensor, finite.
+        values: (B, L) float32 or float64 tensor, contiguous, finite.
         n: (B,) int64 ranks in [0, L].
+        vmin: (B, 1) row minima of ``values``.
+        span: (B, 1) row maxima minus ``vmin``.
 
     Returns:
-        (B,) tensor of ``values.dtype``.
+        ((B,) thresholds of ``values.dtype``, (B,) bool: True where more than ``n[i]`` values
+        are ``>=`` the threshold, i.e. ties at it that a threshold alone cannot split).
     """
     b, length = values.shape
     device = values.device
     rank = n.clamp(1, length)
     rows = torch.arange(b, device=device)
     nb = max(16, min(4096, length // 8))
-    vmin = values.amin(1, keepdim=True)
-    span = values.amax(1, keepdim=True) - vmin
-    scale = torch.where(span > 0, nb / span, torch.zeros_like(span))
-    # int32 where it fits: converting to it and counting it are several times cheaper on CPU.
-    itype = torch.int32 if b * nb < 2**31 else torch.int64
-    bucket = ((values - vmin) * scale).to(itype).clamp_(0, nb - 1)  # (B, L), ascending with value
-    bucket += (rows * nb).to(itype)[:, None]
-    hist = torch.bincount(bucket.flatten(), minlength=b * nb).view(b, nb)
+    # nb - 0.5: the row maximum lands below nb despite rounding, so no clamp is needed. A
+    # constant row (or a span so small that the scale overflows) gets scale 0: one bucket.
+    scale = (nb - 0.5) / span
+    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
+    # The narrowest integer that holds every bucket id: converting to it, comparing it and
+    # counting it are cheaper on CPU.
+    itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
+    bucket = (values - vmin).mul_(scale).to(itype)  # (B, L) in [0, nb), ascending with value
+    base = (rows * nb).to(itype)
+    bucket += base[:, None]
+    hist = torch.bincount(bucket.view(-1), minlength=b * nb).view(b, nb)
     at_or_above = hist.flip(1).cumsum(1).flip(1)  # values in bucket >= j, per row
     top = (at_or_above >= rank[:, None]).sum(1) - 1  # bucket holding the rank-th largest
-    n_above = at_or_above[rows, top] - hist[rows, top]
     n_inside = hist[rows, top]
-    inside = bucket == (top + rows * nb).to(itype)[:, None]
-    # Pack each row's candidates to the left of a (B, width) array padded with -inf, sort them.
-    width = max(int(n_inside.max()), 1)
-    cand = torch.full((b, width), float("-inf"), dtype=values.dtype, device=device)
-    starts = torch.cumsum(n_inside, 0) - n_inside
+    n_above = at_or_above[rows, top] - n_inside
+    # The candidates, grouped by row (row-major), then sorted by value within each row: one
+    # sort of all of them by value, then a stable sort by row.
+    cand = _candidates(values, bucket == (top.to(itype) + base)[:, None])
+    cand, order = torch.sort(cand)
     row_of = torch.repeat_interleave(rows, n_inside)
-    cand[row_of, torch.arange(row_of.numel(), device=device) - starts[row_of]] = values[inside]
-    cand = torch.sort(cand, dim=1).values
-    out = cand[rows, width - (rank - n_above)]
-    return torch.where(n > 0, out, torch.full_like(out, float("inf")))
+    cand = cand[torch.argsort(row_of[order], stable=True)]
+    # Row i's candidates ascend in cand[ends[i] - n_inside[i] : ends[i]]; the threshold is the
+    # j-th from the end, j = rank - n_above. Every value in a higher bucket is larger, every
+    # value in a lower one smaller, so more than n values reach the threshold exactly when
+    # the candidate just below it is equal to it.
+    ends = torch.cumsum(n_inside, 0)
+    j = rank - n_above
+    out = cand[ends - j]
+    below = cand[(ends - j - 1).clamp_min(0)]
+    tied = (j < n_inside) & (below == out) & (n > 0)
+    return torch.where(n > 0, out, torch.full_like(out, float("inf"))), tied
 
 
 def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -180,18 +212,28 @@ def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """Same result as ``_top_by_sort``: keep the values >= each row's n-th largest.
 
-    Rows where that keeps more than ``n`` values (ties at the threshold, or NaN) are redone by
-    ``_top_by_sort``, so the output is identical to the sort's, ties included.
+    Rows where that would keep more than ``n`` values (ties at the threshold) and rows with
+    a NaN or an infinity are done by ``_top_by_sort``, so the output is identical to the
+    sort's, ties included.
     """
     values = flat.detach()
     if values.dtype not in (torch.float32, torch.float64):
         values = values.to(torch.float32)  # exact for float16/bfloat16: same order
     values = values.contiguous()
-    threshold = _nth_largest(values, n)
+    vmin = values.amin(1, keepdim=True)
+    span = values.amax(1, keepdim=True) - vmin
+    # A row's max - min is finite exactly when all its values are finite.
+    finite = torch.isfinite(span[:, 0])
+    if not bool(finite.all()):
+        out = torch.empty(values.shape, dtype=torch.bool, device=values.device)
+        out[~finite] = _top_by_sort(flat[~finite], n[~finite])
+        if bool(finite.any()):
+            out[finite] = _top_by_threshold(flat[finite], n[finite])
+        return out
+    threshold, tied = _nth_largest(values, n, vmin, span)
     out = values >= threshold[:, None]
-    wrong = out.sum(1) != n
-    if bool(wrong.any()):
-        out[wrong] = _top_by_sort(flat[wrong], n[wrong])
+    if bool(tied.any()):
+        out[tied] = _top_by_sort(flat[tied], n[tied])
     return out
 
 

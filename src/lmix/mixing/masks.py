@@ -86,7 +86,10 @@ def _hermitian_columns(z: torch.Tensor, height: int, width: int, flip: torch.Ten
         flip = (-torch.arange(height, device=z.device)) % height
     # Columns 0 and W/2 (even W) or column 0 (odd W), as a view: W//2 + 1 columns, step W/2.
     zc = z[:, :, 0 :: width // 2] if width % 2 == 0 else z[:, :, :1]
-    zc.copy_((zc + zc[:, flip, :].conj()) * (1.0 / math.sqrt(2.0)))
+    # (zc + conj(zc[:, flip])) / sqrt(2), in place on one gathered copy: the same operations
+    # (complex addition commutes exactly), fewer temporaries.
+    t = torch.index_select(zc, 1, flip).conj_physical_()
+    zc.copy_(t.add_(zc).mul_(1.0 / math.sqrt(2.0)))
     return z
 
 
@@ -140,6 +143,23 @@ def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     return torch.masked_select(values.view(b, -1, width)[row, col], hit)
 
 
+def _sort_within_rows(cand: torch.Tensor, row_of: torch.Tensor) -> torch.Tensor:
+    """(M,) values grouped by row, (M,) int64 row ids (ascending) -> the values ascending within each row.
+
+    float32: one sort of the int64 keys ``row << 32 | order-preserving bits of the value``
+    (-0.0 sorts below +0.0, which only matters among equal values). Other dtypes: a sort by
+    value, then a stable sort by row.
+    """
+    if cand.dtype == torch.float32:
+        bits = cand.view(torch.int32)
+        # Negative floats order backwards as integers: flip all bits but the sign.
+        key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)
+        key += row_of << 32
+        return cand[torch.sort(key).indices]
+    cand, order = torch.sort(cand)
+    return cand[torch.argsort(row_of[order], stable=True)]
+
+
 def _nth_largest(
     values: torch.Tensor, n: torch.Tensor, vmin: torch.Tensor, span: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,12 +201,8 @@ def _nth_largest(
     top = (at_or_above >= rank[:, None]).sum(1) - 1  # bucket holding the rank-th largest
     n_inside = hist[rows, top]
     n_above = at_or_above[rows, top] - n_inside
-    # The candidates, grouped by row (row-major), then sorted by value within each row: one
-    # sort of all of them by value, then a stable sort by row.
-    cand = _candidates(values, bucket == (top.to(itype) + base)[:, None])
-    cand, order = torch.sort(cand)
-    row_of = torch.repeat_interleave(rows, n_inside)
-    cand = cand[torch.argsort(row_of[order], stable=True)]
+    cand = _candidates(values, bucket == (top.to(itype) + base)[:, None])  # grouped by row
+    cand = _sort_within_rows(cand, torch.repeat_interleave(rows, n_inside))
     # Row i's candidates ascend in cand[ends[i] - n_inside[i] : ends[i]]; the threshold is the
     # j-th from the end, j = rank - n_above. Every value in a higher bucket is larger, every
     # value in a lower one smaller, so more than n values reach the threshold exactly when

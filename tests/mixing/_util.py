@@ -49,10 +49,12 @@ def mixing_names() -> list[str]:
 
 
 def kind_of(mixer: lmix.Mixer, size: tuple[int, int] = (8, 8)) -> str:
-    """'erase', 'blend' (pixel-wise convex combination), 'mask' or 'identity', from sampled parameters."""
+    """'erase', 'blend' (pixel-wise convex combination), 'mask', 'soft' (interpolated mask) or 'identity'."""
     params = mixer.sample(4, size, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     if params.erase:
         return "erase"
+    if getattr(params, "mix_lam", None) is not None:
+        return "soft"  # soft PatchUp: the mask's blocks are interpolated, not swapped
     if params.mask is None:
         if bool((params.lam == 1).all()) and bool((params.perm == torch.arange(4)).all()):
             return "identity"

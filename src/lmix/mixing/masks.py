@@ -143,21 +143,37 @@ def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     return torch.masked_select(values.view(b, -1, width)[row, col], hit)
 
 
-def _sort_within_rows(cand: torch.Tensor, row_of: torch.Tensor) -> torch.Tensor:
-    """(M,) values grouped by row, (M,) int64 row ids (ascending) -> the values ascending within each row.
+def _sort_within_rows(
+    cand: torch.Tensor, rows: torch.Tensor, rows_hi: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """(M,) values grouped by row, ``counts[i]`` of them in row i -> the values ascending within each row.
 
     float32: one sort of the int64 keys ``row << 32 | order-preserving bits of the value``
-    (-0.0 sorts below +0.0, which only matters among equal values). Other dtypes: a sort by
-    value, then a stable sort by row.
+    (``rows_hi`` is ``rows << 32``; -0.0 sorts below +0.0, which only matters among equal
+    values). Other dtypes: a sort by value, then a stable sort by row.
     """
     if cand.dtype == torch.float32:
         bits = cand.view(torch.int32)
         # Negative floats order backwards as integers: flip all bits but the sign.
         key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)
-        key += row_of << 32
+        key += torch.repeat_interleave(rows_hi, counts)
         return cand[torch.sort(key).indices]
     cand, order = torch.sort(cand)
-    return cand[torch.argsort(row_of[order], stable=True)]
+    return cand[torch.argsort(torch.repeat_interleave(rows, counts)[order], stable=True)]
+
+
+@functools.lru_cache(maxsize=32)
+def _row_constants(
+    b: int, nb: int, dtype: torch.dtype, itype: torch.dtype, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row constants of the radix selection, cached (each small op costs microseconds on CPU).
+
+    Returns (B,) int64 row ids, (B,) int64 ``row << 32``, and the (B, 1) first bucket id of each
+    row ``row * nb`` as ``dtype`` and as ``itype``. Shared tensors: never modify them in place.
+    """
+    rows = torch.arange(b, device=device)
+    base = (rows * nb)[:, None]
+    return rows, rows << 32, base.to(dtype), base.to(itype)
 
 
 def _nth_largest(
@@ -169,7 +185,8 @@ def _nth_largest(
     dominated the cost of LMix masks on CPU. A one-level radix selection instead: each row's
     values are binned into equal-width buckets between its min and max (a monotone map, so a
     higher bucket never holds a smaller value), a per-row histogram locates the bucket holding
-    the threshold, and only that bucket's few values are sorted. Pure torch, any device.
+    the threshold, and only that bucket's few values are sorted. Pure torch, any device; few
+    operations, since at 32x32 their fixed costs are a large share of the total.
 
     Args:
         values: (B, L) float32 or float64 tensor, contiguous, finite.
@@ -179,40 +196,42 @@ def _nth_largest(
 
     Returns:
         ((B,) thresholds of ``values.dtype``, (B,) bool: True where more than ``n[i]`` values
-        are ``>=`` the threshold, i.e. ties at it that a threshold alone cannot split).
+        may be ``>=`` the threshold, i.e. ties at it that a threshold alone cannot split).
     """
     b, length = values.shape
-    device = values.device
-    rank = n.clamp(1, length)
-    rows = torch.arange(b, device=device)
     nb = max(16, min(4096, length // 8))
-    # nb - 0.5: the row maximum lands below nb despite rounding, so no clamp is needed. A
-    # constant row (or a span so small that the scale overflows) gets scale 0: one bucket.
-    scale = (nb - 0.5) / span
-    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
+    dtype = values.dtype
+    if dtype == torch.float32 and b * nb >= 2**22:
+        # Bucket ids are computed in floating point below: beyond 2**22 float32 cannot hold
+        # them to within a quarter. float64 holds every float32 exactly (same order).
+        values, vmin, span = values.double(), vmin.double(), span.double()
     # The narrowest integer that holds every bucket id: converting to it, comparing it and
     # counting it are cheaper on CPU.
     itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
-    bucket = (values - vmin).mul_(scale).to(itype)  # (B, L) in [0, nb), ascending with value
-    base = (rows * nb).to(itype)
-    bucket += base[:, None]
+    rows, rows_hi, base_f, base_i = _row_constants(b, nb, values.dtype, itype, str(values.device))
+    rank = n.clamp(1, length)
+    # nb - 0.5: the row maximum lands below nb despite rounding. A constant row (or a span so
+    # small that the scale overflows) gets scale 0: one bucket.
+    scale = torch.nan_to_num_((nb - 0.5) / span, nan=0.0, posinf=0.0)
+    # Bucket row * nb + floor((v - vmin) * scale): monotone in v within a row (each rounding
+    # is), in [row * nb, row * nb + nb) as the base is an exact integer of the float type.
+    bucket = torch.addcmul(base_f, values - vmin, scale).to(itype)
     hist = torch.bincount(bucket.view(-1), minlength=b * nb).view(b, nb)
-    at_or_above = hist.flip(1).cumsum(1).flip(1)  # values in bucket >= j, per row
-    top = (at_or_above >= rank[:, None]).sum(1) - 1  # bucket holding the rank-th largest
-    n_inside = hist[rows, top]
-    n_above = at_or_above[rows, top] - n_inside
-    cand = _candidates(values, bucket == (top.to(itype) + base)[:, None])  # grouped by row
-    cand = _sort_within_rows(cand, torch.repeat_interleave(rows, n_inside))
-    # Row i's candidates ascend in cand[ends[i] - n_inside[i] : ends[i]]; the threshold is the
-    # j-th from the end, j = rank - n_above. Every value in a higher bucket is larger, every
-    # value in a lower one smaller, so more than n values reach the threshold exactly when
-    # the candidate just below it is equal to it.
-    ends = torch.cumsum(n_inside, 0)
-    j = rank - n_above
-    out = cand[ends - j]
-    below = cand[(ends - j - 1).clamp_min(0)]
-    tied = (j < n_inside) & (below == out) & (n > 0)
-    return torch.where(n > 0, out, torch.full_like(out, float("inf"))), tied
+    below_or_in = hist.cumsum(1)  # values in buckets <= j, per row, ascending
+    # The bucket holding the rank-th largest: the first whose running count passes L - rank.
+    top = torch.searchsorted(below_or_in, (length - rank)[:, None], right=True)  # (B, 1)
+    n_inside = hist.gather(1, top).view(b)
+    # The threshold is the j-th largest of its bucket (the values above it are the others).
+    j = (rank - length) + below_or_in.gather(1, top).view(b)
+    cand = _candidates(values, bucket == top.to(itype).add_(base_i))  # grouped by row
+    cand = _sort_within_rows(cand, rows, rows_hi, n_inside)
+    # Row i's candidates ascend in cand[ends[i] - n_inside[i] : ends[i]]. Every value in a
+    # higher bucket is larger, every value in a lower one smaller, so more than n values
+    # reach the threshold exactly when the candidate just below it is equal to it.
+    pos = torch.cumsum(n_inside, 0).sub_(j)
+    out = cand[pos]
+    tied = (j < n_inside) & (cand[(pos - 1).clamp_min_(0)] == out)
+    return out.masked_fill_(n == 0, float("inf")).to(dtype), tied
 
 
 def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -238,9 +257,10 @@ def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     values = values.contiguous()
     vmin = values.amin(1, keepdim=True)
     span = values.amax(1, keepdim=True) - vmin
-    # A row's max - min is finite exactly when all its values are finite.
-    finite = torch.isfinite(span[:, 0])
-    if not bool(finite.all()):
+    # A row's max - min is finite exactly when all its values are finite; one sum checks
+    # every row at once (it can overflow only when spans are huge: then check row by row).
+    finite = None if math.isfinite(float(span.sum())) else torch.isfinite(span[:, 0])
+    if finite is not None and not bool(finite.all()):
         out = torch.empty(values.shape, dtype=torch.bool, device=values.device)
         out[~finite] = _top_by_sort(flat[~finite], n[~finite])
         if bool(finite.any()):

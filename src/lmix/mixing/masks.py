@@ -89,7 +89,7 @@ def _hermitian_columns(z: torch.Tensor, height: int, width: int, flip: torch.Ten
     # (zc + conj(zc[:, flip])) / sqrt(2), in place on one gathered copy: the same operations
     # (complex addition commutes exactly), fewer temporaries.
     t = torch.index_select(zc, 1, flip).conj_physical_()
-    zc.copy_(t.add_(zc).mul_(1.0 / math.sqrt(2.0)))
+    torch.mul(t.add_(zc), 1.0 / math.sqrt(2.0), out=zc)
     return z
 
 
@@ -132,15 +132,16 @@ def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     words first locates the few words that hold a candidate, so the element-wise scan only
     runs over those. Same result as ``values[inside]``.
     """
-    b, length = values.shape
+    length = values.shape[1]
     word = next(((t, s) for t, s in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)) if length % s == 0), None)
     if word is None:
         return torch.masked_select(values, inside)
     itype, width = word
-    words = inside.view(itype)  # (B, L / width): nonzero where a word holds a candidate
-    row, col = words.nonzero(as_tuple=True)
-    hit = inside.view(b, -1, width)[row, col]  # (M, width)
-    return torch.masked_select(values.view(b, -1, width)[row, col], hit)
+    # Flat index of every word that holds a candidate, in row-major order.
+    hit = inside.view(itype).view(-1).nonzero().view(-1)
+    return torch.masked_select(
+        values.view(-1, width).index_select(0, hit), inside.view(-1, width).index_select(0, hit)
+    )
 
 
 def _sort_within_rows(
@@ -285,7 +286,7 @@ def top_mask(grey: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch
     dominated the cost of LMix masks; the result is the same, bit for bit.
     """
     b, h, w = grey.shape
-    n = torch.round(lam.to(torch.float64) * (h * w)).to(torch.int64).to(grey.device)
+    n = (lam.to(torch.float64) * (h * w)).round_().to(device=grey.device, dtype=torch.int64)
     flat = grey.reshape(b, h * w)
     # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
     if grey.device.type == "cpu" and b * h * w > 4096:

@@ -265,3 +265,12 @@ def test_fourier_noise_is_the_spec_formula_bit_for_bit(size, k):
     got = fourier_noise(n, size, decay=3.0, k=k, generator=g)
     assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
     assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=ref_gen))  # same consumption
+
+
+def test_top_mask_selection_with_int32_bucket_ids():
+    """Above 2**15 buckets in all (here 300 rows of 128) the bucket ids are int32: same mask as the sort."""
+    g = gen(12)
+    x = (torch.randn(300, 32, 32, generator=g) * 4).round()  # many ties
+    lam = torch.rand(300, generator=g)
+    mask, _ = lmix.mixing.masks.top_mask(x, lam)
+    assert torch.equal(mask, _stable_sort_top(x, lam))

@@ -1,0 +1,144 @@
+"""docs/results-cpu.md against the published run records in results/cpu-study/.
+
+Every result table of the page (the two per-data-set tables and the LMix ablation) is parsed
+and each number in it (final accuracy mean ± std, 95% CI, difference to the baseline, Welch p,
+clean training accuracy) must equal, at the precision the page prints, what ``build_report``
+computes from the records, so the page cannot drift from them. Skipped where the records or
+the page are not there (an installed wheel has neither).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmix.experiments.report import Cell, Report, build_report
+
+ROOT = Path(__file__).resolve().parents[3]
+RECORDS = ROOT / "results" / "cpu-study"
+PAGE = ROOT / "docs" / "results-cpu.md"
+
+pytestmark = pytest.mark.skipif(
+    not (RECORDS.is_dir() and PAGE.is_file()), reason="results/cpu-study or docs/results-cpu.md not present"
+)
+
+DATASETS = {"Fashion-MNIST": "fashion_mnist", "CIFAR-10": "cifar10"}
+# Row label on the page -> (method, varying mixing settings) of the report's cell.
+MAIN_ROWS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
+    "none": ("none", ()),
+    "Mixup": ("mixup", ()),
+    "CutMix": ("cutmix", ()),
+    "FMix": ("fmix", ()),
+    "FMix (= LMix k = 0)": ("fmix", ()),
+    "LMix": ("lmix", ()),
+    "LMix (k = 1)": ("lmix", ()),
+}
+ABLATION_ROWS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
+    "k = 0 (FMix)": ("fmix", ()),
+    "k = 0.5": ("lmix", (("k", 0.5),)),
+    "k = 1 (default)": ("lmix", ()),
+    "k = 2": ("lmix", (("k", 2.0),)),
+    "k = 4": ("lmix", (("k", 4.0),)),
+    "k = 1, image_k = 1 (sharpening)": ("lmix", (("image_k", 1.0),)),
+}
+NUM = r"[-+]?\d+(?:\.\d+)?"
+
+
+def _tables(text: str) -> list[tuple[str, str, list[list[str]]]]:
+    """(data set, kind, body rows) of every result table; kind is 'main' or 'ablation'."""
+    out: list[tuple[str, str, list[list[str]]]] = []
+    dataset: str | None = None
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        heading = re.match(r"###\s+(\S+)", line)
+        if heading and heading.group(1) in DATASETS:
+            dataset = DATASETS[heading.group(1)]
+        if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            header = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip().replace("**", "") for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            kind = {"method": "main", "LMix setting": "ablation"}.get(header[0])
+            if kind is not None:
+                assert dataset is not None, f"table {header} before any data-set heading"
+                out.append((dataset, kind, rows))
+            continue
+        i += 1
+    return out
+
+
+def _close(shown: str, value: float, what: str) -> None:
+    """``value`` printed at the precision of ``shown`` (a number or '<0.001') reads ``shown``."""
+    shown = shown.strip()
+    if shown.startswith("<"):
+        assert value < float(shown[1:]), f"{what}: page says {shown}, records give {value}"
+        return
+    assert re.fullmatch(NUM, shown), f"{what}: cannot read {shown!r}"
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    assert abs(value - float(shown)) <= 0.5 * 10**-decimals + 1e-9, f"{what}: page says {shown}, records give {value}"
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    return build_report(RECORDS, paper=None)
+
+
+def _cell(report: Report, dataset: str, method: str, variant: tuple[tuple[str, Any], ...]) -> Cell:
+    found = [c for c in report.cells if (c.dataset, c.method, c.variant) == (dataset, method, variant)]
+    assert len(found) == 1, f"{dataset} {method} {variant}: {len(found)} cells in the report"
+    return found[0]
+
+
+def test_page_tables_match_the_records(report: Report) -> None:
+    tables = _tables(PAGE.read_text(encoding="utf-8"))
+    assert sorted((d, k, len(rows)) for d, k, rows in tables) == [
+        ("cifar10", "main", 5),
+        ("fashion_mnist", "ablation", 6),
+        ("fashion_mnist", "main", 5),
+    ]
+    shown_cells: set[int] = set()
+    for dataset, kind, rows in tables:
+        labels = MAIN_ROWS if kind == "main" else ABLATION_ROWS
+        base = _cell(report, dataset, "none", ())
+        for row in rows:
+            label = row[0]
+            assert label in labels, f"unknown row {label!r} in the {dataset} {kind} table"
+            cell = _cell(report, dataset, *labels[label])
+            shown_cells.add(id(cell))
+            what = f"{dataset} {kind} {label!r}"
+            assert cell.final is not None and cell.clean_train is not None
+            mean, std = re.fullmatch(rf"({NUM}) ± ({NUM})", row[1]).groups()
+            _close(mean, cell.final.mean, f"{what} mean")
+            _close(std, cell.final.std, f"{what} std")
+            lo, hi = re.fullmatch(rf"\[({NUM}), ({NUM})\]", row[2]).groups()
+            _close(lo, cell.final.mean - cell.final.ci95, f"{what} CI low")
+            _close(hi, cell.final.mean + cell.final.ci95, f"{what} CI high")
+            _close(row[-1], cell.clean_train.mean, f"{what} clean train")
+            if kind == "main":
+                if cell is base:
+                    assert row[3] == row[4] == "", f"{what}: the baseline has no difference or p"
+                else:
+                    _close(row[3], cell.final.mean - base.final.mean, f"{what} vs baseline")
+                    _close(row[4], cell.p_vs_none["final_acc"], f"{what} p vs none")
+            elif cell.method == "lmix" and cell.variant == ():
+                assert row[3] == "-", f"{what}: the reference row has no p"
+            else:
+                _close(row[3], cell.p_vs_lmix["final_acc"], f"{what} p vs LMix k = 1")
+    # Every group of the records is on the page.
+    assert shown_cells == {id(c) for c in report.cells}
+
+
+def test_page_names_the_records_code_version(report: Report) -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    assert len(report.records) == 70 and not report.failed
+    for key, shorten in (("git_commit", 7), ("lmix_version", None), ("torch_version", None)):
+        values = {str(r.summary[key])[:shorten] for r in report.records}
+        assert len(values) == 1, f"{key}: the records differ: {values}"
+        assert values.pop() in text, f"{key} of the records is not on the page"

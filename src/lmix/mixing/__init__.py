@@ -1,6 +1,7 @@
 """The mixing core: pure torch, vectorised per sample, randomness from explicit generators."""
 
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
+from lmix.mixing.manifold import ManifoldMixup
 from lmix.mixing.masks import fourier_masks, fourier_noise, sharpen
 from lmix.mixing.mixers import ChoiceParams, CutMix, Cutout, FMix, LMix, MixChoice, Mixer, MixParams, Mixup, NoMix
 from lmix.mixing.patchup import PatchUp
@@ -23,6 +24,7 @@ __all__ = [
     "NoMix",
     "MixChoice",
     "PatchUp",
+    "ManifoldMixup",
     "create_mixer",
     "list_mixers",
     "register_mixer",

@@ -105,6 +105,16 @@ def test_settings_a_method_ignores_or_defaults_do_not_split_groups(runs_dir):
     assert k4.lmix_ref == "LMix"
 
 
+def test_box_rounding_splits_cutmix_only_when_it_is_not_the_default(runs_dir):
+    make_run(runs_dir, method="cutmix", seed=0, final=90.0)
+    make_run(runs_dir, method="cutmix", seed=1, final=91.0, box_rounding="exact")  # CutMix's default
+    make_run(runs_dir, method="cutmix", seed=0, final=89.0, box_rounding="reference")
+    make_run(runs_dir, method="lmix", seed=0, final=92.0, box_rounding="reference")  # unused by LMix
+    make_run(runs_dir, method="lmix", seed=1, final=93.0)
+    labels = sorted((c.column_label, len(c.runs)) for c in build_report(runs_dir).cells)
+    assert labels == [("CutMix", 2), ("CutMix box_rounding=reference", 1), ("LMix", 2)]
+
+
 def test_regime_says_underfits_when_the_baseline_does(runs_dir):
     for seed in range(2):
         make_run(runs_dir, method="none", seed=seed, final=80.0, clean=85.0 + seed)

@@ -50,6 +50,7 @@ _MIXER_SETTINGS = {
     "k": "k",
     "image_k": "image_k",
     "box_size": "size",
+    "box_rounding": "box_rounding",
     "mix_mode": "mode",
     "patchup_prob": "patchup_prob",
     "gamma": "gamma",

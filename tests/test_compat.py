@@ -63,6 +63,7 @@ def test_each_old_name_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         import lmix.io  # noqa: F401, F811
+
         lmix.io  # noqa: B018
 
 

@@ -153,7 +153,9 @@ def test_missing_extra_at_run_time_is_one_line(capsys, monkeypatch):
     code = main(["methods"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err == "lmix: error: lmix methods needs the 'timm' extra (no module named 'timm'): pip install 'lmix[timm]'\n"
+    assert (
+        err == "lmix: error: lmix methods needs the 'timm' extra (no module named 'timm'): pip install 'lmix[timm]'\n"
+    )
 
 
 def test_unrelated_module_not_found_is_not_hidden(monkeypatch):

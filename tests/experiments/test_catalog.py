@@ -71,9 +71,13 @@ def test_an_existing_path_wins(tmp_path, monkeypatch):
 
 def test_unknown_or_wrong_kind_names_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"no file 'nope' and no packaged sweep spec of that name; `lmix configs`"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no file 'nope' and no packaged sweep spec of that name; `lmix configs`"
+    ):
         resolve_config("nope", kind="sweep")
-    with pytest.raises(FileNotFoundError, match=r"'table1' is a packaged sweep spec, not a training config: use it with lmix sweep"):
+    with pytest.raises(
+        FileNotFoundError, match=r"'table1' is a packaged sweep spec, not a training config: use it with lmix sweep"
+    ):
         resolve_config("table1", kind="train")
     with pytest.raises(FileNotFoundError, match="use it with lmix train --config"):
         resolve_config("table2_cifar100_preact_resnet18", kind="sweep")
@@ -104,7 +108,9 @@ def test_lmix_configs_name_prints_the_file_or_its_path(capsys):
 
 def test_train_and_sweep_take_names(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    one_line_error(capsys, ["train", "--config", "nope", "--epochs", "1"], "no packaged training config", "lmix configs")
+    one_line_error(
+        capsys, ["train", "--config", "nope", "--epochs", "1"], "no packaged training config", "lmix configs"
+    )
     one_line_error(capsys, ["train", "--config", "table1"], "is a packaged sweep spec")
     one_line_error(capsys, ["sweep", "nope", "--dry-run"], "no packaged sweep spec")
     code, out, err = run_cli(capsys, ["sweep", "table4", "--dry-run", "--out", str(tmp_path / "runs")])

@@ -109,7 +109,9 @@ def test_cutout_and_none_samples_keep_their_labels():
     none = params.choice == 0
     assert torch.equal(out.images[none], images[none])
     cut = params.choice == 1
-    assert bool((out.images[cut] == 0).any()) and bool(((out.images[cut] == 0) | (out.images[cut] == images[cut])).all())
+    assert bool((out.images[cut] == 0).any()) and bool(
+        ((out.images[cut] == 0) | (out.images[cut] == images[cut])).all()
+    )
 
 
 def test_create_mixer_passes_granularity_and_repr_shows_it():

@@ -44,7 +44,13 @@ def opening_is_identity(holes: torch.Tensor, block_size: int) -> bool:
 def test_defaults_are_the_spec_values():
     m = lmix.create_mixer("patchup")
     assert isinstance(m, PatchUp) and isinstance(m, lmix.Mixer) and lmix.PatchUp is PatchUp
-    assert (m.alpha, m.patchup_prob, m.gamma, m.block_size, m.patchup_type) == (2.0, 0.7, 0.5, 7, "soft")  # soft: the reference default
+    assert (m.alpha, m.patchup_prob, m.gamma, m.block_size, m.patchup_type) == (
+        2.0,
+        0.7,
+        0.5,
+        7,
+        "soft",
+    )  # soft: the reference default
     assert (m.max_layer, m.input_mix, m.cutmix_alpha, m.loss_weights, m.mode) == (2, "cutmix", 1.0, (1.0, 1.0), "batch")
 
 

@@ -139,9 +139,7 @@ def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     itype, width = word
     # Flat index of every word that holds a candidate, in row-major order.
     hit = inside.view(itype).view(-1).nonzero().view(-1)
-    return torch.masked_select(
-        values.view(-1, width).index_select(0, hit), inside.view(-1, width).index_select(0, hit)
-    )
+    return torch.masked_select(values.view(-1, width).index_select(0, hit), inside.view(-1, width).index_select(0, hit))
 
 
 def _sort_within_rows(

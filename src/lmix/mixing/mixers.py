@@ -738,7 +738,11 @@ class MixChoice(Mixer):
         """
         if self.granularity == "sample":
             return self._sample_per_sample(
-                batch_size, size, device=device, generator=generator, component_generators=[generator] * len(self.mixers)
+                batch_size,
+                size,
+                device=device,
+                generator=generator,
+                component_generators=[generator] * len(self.mixers),
             )
         index = self.choose(generator)
         self.calls += 1

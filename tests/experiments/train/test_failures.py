@@ -80,7 +80,9 @@ def test_nan_from_a_forward_hook_stops_the_run_and_keeps_the_last_good_checkpoin
 
 def test_huge_lr_diverges_with_one_line_and_exit_3(capsys, tmp_path):
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, ["train", *QUICK, "--epochs", "3", "--lr", "99", "--method", "none", "--out", str(out)])
+    code, _, err = run_cli(
+        capsys, ["train", *QUICK, "--epochs", "3", "--lr", "99", "--method", "none", "--out", str(out)]
+    )
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 3 and len(lines) == 1 and "diverged" in lines[0] and "Traceback" not in err
     assert not (out / "summary.json").exists()
@@ -117,7 +119,9 @@ def test_second_trainer_on_the_same_out_dir_is_turned_away(capsys, tmp_path):
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(capsys, tmp_path):
     out = tmp_path / "never"
-    one_line_error(capsys, ["train", *QUICK, "--data-root", str(tmp_path / "none"), "--dataset", "cifar10", "--out", str(out)])
+    one_line_error(
+        capsys, ["train", *QUICK, "--data-root", str(tmp_path / "none"), "--dataset", "cifar10", "--out", str(out)]
+    )
     assert not out.exists()
 
 

@@ -248,7 +248,10 @@ def test_config_yaml_holds_the_values_the_run_used(tmp_path, monkeypatch):
     # Re-running the same command recognises the run as complete.
     again = config_from_sources(paper, {**FAST, "epochs": 1, "method": "cutmix", "test_batch_size": 100, "flip": True})
     again.out = str(tmp_path / "run")
-    assert train(again, log=lambda *_: None)["final_acc"] == json.loads((tmp_path / "run" / "summary.json").read_text())["final_acc"]
+    assert (
+        train(again, log=lambda *_: None)["final_acc"]
+        == json.loads((tmp_path / "run" / "summary.json").read_text())["final_acc"]
+    )
 
 
 _HOST_READS = ("item", "tolist", "__bool__", "__int__", "__float__")
@@ -264,7 +267,13 @@ def test_training_steps_read_nothing_back_from_the_device(method, monkeypatch):
 
     data = load_tensors("digits", train=True)
     loader = DeviceLoader(
-        data.images[:256], data.labels[:256], info=dataset_info("digits"), batch_size=64, train=True, device="cpu", seed=0
+        data.images[:256],
+        data.labels[:256],
+        info=dataset_info("digits"),
+        batch_size=64,
+        train=True,
+        device="cpu",
+        seed=0,
     )
     torch.manual_seed(0)
     model = create_model("simple_cnn", num_classes=10, in_channels=1, width=8)

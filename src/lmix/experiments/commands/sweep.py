@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "under --out, and train those not done yet. Finished runs are skipped, interrupted ones resumed; "
         "re-run the same command to finish a killed sweep. Spec format: configs/sweeps/README.md (shipped in the package next to the specs; lmix configs --path table1 shows where).",
     )
-    p.add_argument("spec", metavar="SPEC", help="sweep spec: a packaged name (lmix configs, e.g. table1) or a YAML file")
+    p.add_argument(
+        "spec", metavar="SPEC", help="sweep spec: a packaged name (lmix configs, e.g. table1) or a YAML file"
+    )
     p.add_argument("--out", metavar="DIR", help="folder of the sweep's runs (default: runs/<spec name>)")
     p.add_argument(
         "--shard",

@@ -27,7 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "supplies settings that flags override. Re-running the same command on the same --out resumes.",
         epilog=EXIT_CODES,
     )
-    p.add_argument("--config", metavar="NAME|FILE.yaml", help="settings: a packaged config name (lmix configs, e.g. table1_cifar10_preact_resnet18) or a YAML file")
+    p.add_argument(
+        "--config",
+        metavar="NAME|FILE.yaml",
+        help="settings: a packaged config name (lmix configs, e.g. table1_cifar10_preact_resnet18) or a YAML file",
+    )
     p.add_argument("--resume", action="store_true", help="resume the run in --out with the config saved there")
     add_config_arguments(p)
     p.set_defaults(func=run)

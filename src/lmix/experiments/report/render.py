@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lmix.experiments.io import atomic_write_json, atomic_write_text
+from lmix.experiments.report.analysis import PairedTest, Trend, metric_label
 from lmix.experiments.report.collect import (
     RunRecord,
     _fmt_setting,
@@ -200,9 +201,21 @@ def render_markdown(report: Report) -> str:
                 _conditions_text([r for c in fgsm_cells for r in c.runs if r.fgsm]),
                 "",
             ]
+        for key, label, _ in _rows(report, dataset):
+            tests = report.paired.get((dataset, *key), [])
+            if tests:
+                out += [f"### Paired by seed: {dataset}, {label}", ""]
+                out += _paired_md(tests)
+                out += ["", PAIRED_NOTE, ""]
+        for key, label, _ in _rows(report, dataset):
+            trends = report.trends.get((dataset, *key), [])
+            if trends:
+                out += [f"### Effect of k: {dataset}, {label}", ""]
+                out += _trends_md(trends)
+                out += ["", TREND_NOTE, ""]
     out += [
-        "p-values: Welch's two-sided t-test over seeds (scipy.stats.ttest_ind, equal_var=False), * = p < 0.05, "
-        "not corrected for multiple comparisons; n/a where a group has fewer than 2 runs. 95% CI: mean ± "
+        "p-values outside the paired and k tables: Welch's two-sided t-test over seeds (scipy.stats.ttest_ind, "
+        "equal_var=False), * = p < 0.05, not corrected for multiple comparisons; n/a where a group has fewer than 2 runs. 95% CI: mean ± "
         't(0.975, n-1) · std / sqrt(n). "overfits": the no-augmentation baseline\'s mean final clean training '
         f"accuracy is >= {OVERFIT_THRESHOLD:g}%, the regime where a regulariser such as mixing can help; "
         '"underfits": below that, where mixing methods are expected to lose.',
@@ -284,6 +297,81 @@ def _fgsm_md(cells: list[Cell]) -> list[str]:
         n = max(len(pt.values) for pt in c.fgsm)
         lines.append(f"| {c.column_label} | {n} | " + " | ".join(vals) + " |")
     return lines
+
+
+PAIRED_NOTE = (
+    "Differences a - b in accuracy points over the seeds both groups have (in lmix a seed fixes the training "
+    "subset, the initial weights and the batch order, so equal seeds are matched pairs): mean [95% CI], the paired "
+    "t-test's two-sided p (scipy.stats.ttest_rel) and, in brackets, Holm's adjustment over the row's comparisons "
+    "with the same reference and metric. * = p < 0.05."
+)
+TREND_NOTE = (
+    "Least-squares slope of accuracy against k, in points per unit k, with one intercept per seed where seeds repeat "
+    "across k (so seed-to-seed spread does not enter), its 95% CI and p; FMix joins as k = 0 (its masks are LMix's "
+    'at k = 0). "over the range" is the slope times the width of the k range: the change the fit predicts from the '
+    "smallest to the largest k, with its 95% CI."
+)
+
+
+def _eq_p(p: float) -> str:
+    text = _fmt_p(p)
+    return text if text.startswith("<") else "=" + text
+
+
+def _signed_ci(diff: float, ci: float) -> str:
+    if math.isnan(ci):
+        return f"{diff:+.2f}"
+    return f"{diff:+.2f} [{diff - ci:+.2f}, {diff + ci:+.2f}]"
+
+
+def _paired_md(tests: list[PairedTest]) -> list[str]:
+    metrics = list(dict.fromkeys(t.metric for t in tests))
+    pairs = list(dict.fromkeys((t.a, t.b) for t in tests))
+    at = {(t.a, t.b, t.metric): t for t in tests}
+    lines = [
+        "| a - b | pairs | " + " | ".join(metric_label(m) for m in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for a, b in pairs:
+        vals = []
+        for m in metrics:
+            t = at.get((a, b, m))
+            if t is None:
+                vals.append("")
+                continue
+            p = "" if t.p is None else f", p{_eq_p(t.p)}" + ("" if t.p_holm is None else f" ({_fmt_p(t.p_holm)})")
+            vals.append(_signed_ci(t.diff, t.ci95) + p)
+        n = max(len(at[(a, b, m)].seeds) for m in metrics if (a, b, m) in at)
+        lines.append(f"| {a} - {b} | {n} | " + " | ".join(vals) + " |")
+    return lines
+
+
+def _fmt_k(k: float) -> str:
+    return f"{k:g}"
+
+
+def _trends_md(trends: list[Trend]) -> list[str]:
+    lines = [
+        "| family | metric | k | mean per k | slope per unit k [95% CI] | p | over the range [95% CI] | runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in trends:
+        span = f"k {_fmt_k(t.ks[0])} to {_fmt_k(t.ks[-1])}: " + _signed_ci(t.slope * t.span, t.ci95 * t.span)
+        lines.append(
+            f"| {t.family} | {metric_label(t.metric)} | {', '.join(_fmt_k(k) for k in t.ks)} | "
+            f"{', '.join(f'{m:.2f}' for m in t.means)} | {_signed_ci(t.slope, t.ci95)} | "
+            f"{'-' if t.p is None else _fmt_p(t.p)} | {span} | {t.n}{', per-seed intercepts' if t.blocked else ''} |"
+        )
+    return lines
+
+
+def _trend_sentence(t: Trend) -> str:
+    p = "p n/a" if t.p is None else f"p = {t.p:.3g}"
+    verdict = "significant" if t.p is not None and t.p < 0.05 else "not significant"
+    return (
+        f"{t.family}: {metric_label(t.metric)} accuracy changes {_signed_ci(t.slope, t.ci95)} points per unit k "
+        f"(k {', '.join(_fmt_k(k) for k in t.ks)}; {verdict}, {p}; {t.n} runs)."
+    )
 
 
 def _failed_md(report: Report) -> list[str]:
@@ -407,6 +495,9 @@ def render_text_summary(report: Report) -> str:
             if fgsm_cells:
                 out.append(f"{dataset}, {label}: FGSM accuracy (%) per eps (1/255), mean [95% CI], p vs none")
                 out += _fgsm_md(fgsm_cells)
+        for key, label, _ in _rows(report, dataset):
+            for t in report.trends.get((dataset, *key), []):
+                out.append(f"{dataset}, {label}: " + _trend_sentence(t))
         runs = [r for c in report.cells if c.dataset == dataset for r in c.runs]
         out.append(_conditions_text(runs, what=f"{dataset} runs"))
         out.append("")
@@ -483,6 +574,16 @@ def report_json(report: Report) -> dict[str, Any]:
         "failed": [
             {"group": label, "runs": [{"dir": r.dir, "seed": r.seed, "reason": failure_reason(r)} for r in runs]}
             for label, runs in report.failed
+        ],
+        "paired": [
+            {"dataset": d, "row": {k: _jsonable(v) for k, v in row}, "model": m, "tests": [t.to_dict() for t in tests]}
+            for (d, row, m), tests in report.paired.items()
+            if tests
+        ],
+        "k_trends": [
+            {"dataset": d, "row": {k: _jsonable(v) for k, v in row}, "model": m, "trends": [t.to_dict() for t in ts]}
+            for (d, row, m), ts in report.trends.items()
+            if ts
         ],
         "notes": report.notes,
         "figures": report.figures,

@@ -4,8 +4,9 @@ Runs are grouped into cells by (data set, model, method, every other setting tha
 between runs, except the seed); a cell's numbers are the mean, sample standard deviation
 (ddof 1), count and 95% confidence half-width (Student t) of its runs' ``final_acc`` and
 ``best_acc``. Significance: per row, Welch's two-sided t-test of every cell against the row's
-no-augmentation cell (``none``) and against its LMix reference. Regime: whether the row's
-baseline fits its training set (``OVERFIT_THRESHOLD``).
+no-augmentation cell (``none``) and against its LMix reference; the same comparisons paired by
+seed, and slopes against LMix's k (:mod:`lmix.experiments.report.analysis`). Regime: whether the
+row's baseline fits its training set (``OVERFIT_THRESHOLD``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
+from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
 from lmix.experiments.report.collect import (
     _MIXER_SETTINGS,
     RunRecord,
@@ -145,6 +147,9 @@ class Report:
     figures: list[str] = field(default_factory=list)
     # Failed runs (failed.json, no summary) per group label, in report order; none are in the statistics.
     failed: list[tuple[str, list[RunRecord]]] = field(default_factory=list)
+    # Per (data set, row, model): seed-paired tests and slopes against k (lmix.experiments.report.analysis).
+    paired: dict[tuple, list[PairedTest]] = field(default_factory=dict)
+    trends: dict[tuple, list[Trend]] = field(default_factory=dict)
 
 
 def build_report(
@@ -201,6 +206,12 @@ def build_report(
     notes = _notes(records, cells, unfinished)
     report = Report(str(root), records, cells, varying, unfinished, notes)
     report.failed = _group_failed(failed, records, cells, varying)
+    by_row: dict[tuple, list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_row[(c.dataset, c.row, c.model)].append(c)
+    for key, row_cells in by_row.items():
+        report.paired[key] = paired_tests(row_cells, _lmix_reference)
+        report.trends[key] = k_trends(row_cells)
     if report.failed:
         n = sum(len(runs) for _, runs in report.failed)
         notes.insert(0, f"{n} failed run(s) (failed.json, no summary.json) are not included; see Failed runs")

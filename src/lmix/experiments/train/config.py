@@ -458,7 +458,9 @@ def _yaml_mapping(text: str) -> dict:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{patchup: {{alpha: 2}}}}', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a YAML mapping such as '{{patchup: {{alpha: 2}}}}', got {text!r}"
+        ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{patchup: {{alpha: 2}}}}', got {text!r}")
     return value

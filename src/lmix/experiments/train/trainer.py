@@ -475,7 +475,9 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
         )
     else:
         autocast = (
-            torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+            torch.autocast(device_type=device.type, dtype=amp_dtype)
+            if amp_dtype is not None
+            else contextlib.nullcontext()
         )
         step = eager_step(
             model, mixer, autocast=autocast, memory_format=memory_format, label_smoothing=config.label_smoothing

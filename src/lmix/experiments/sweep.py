@@ -82,6 +82,7 @@ __all__ = [
     "SweepInterrupted",
     "SweepResult",
     "available_cpus",
+    "resolve_gpus",
     "failed_line",
     "read_failed",
     "load_spec",
@@ -620,6 +621,7 @@ def run_sweep(
     keep_going: bool = True,
     jobs: int = 1,
     threads: int | None = None,
+    gpus: Sequence[str] = (),
     log: Callable[[str], None] = print,
     train_log: Callable[..., None] | None = None,
 ) -> SweepResult:
@@ -638,6 +640,10 @@ def run_sweep(
         threads: torch CPU threads of each job's process (default with ``jobs > 1``: the
             CPUs available divided by ``jobs``, at least 1; with ``jobs == 1`` the caller's
             setting is kept).
+        gpus: with ``jobs > 1``, the GPUs (``CUDA_VISIBLE_DEVICES`` entries) to spread the job
+            processes over: each job sees one of them, the one running the fewest jobs. Runs
+            whose ``device`` is ``cpu`` or a fixed ``cuda:N`` keep their device. See
+            :func:`resolve_gpus`. Empty (default): every job sees the caller's devices.
         train_log: the trainer's own log lines (default: dropped; the sweep prints one line per run).
             With ``jobs > 1`` any non-None value lets the job processes print their trainer output.
 
@@ -648,6 +654,13 @@ def run_sweep(
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    gpus = [str(g) for g in gpus]
+    if any(not g.strip() or "," in g for g in gpus) or len(set(gpus)) != len(gpus):
+        raise ValueError(f"gpus must be distinct, non-empty device ids, got {gpus!r}")
+    if gpus and jobs == 1:
+        raise ValueError(
+            "gpus spread job processes over GPUs and needs jobs > 1; to pin a sweep to one GPU set device=cuda:N"
+        )
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     runs = expand(spec, out_dir, overrides=overrides)
@@ -704,10 +717,15 @@ def run_sweep(
             todo,
             jobs=jobs,
             threads=threads,
+            gpus=gpus,
             attack=attack,
             verbose=train_log is not None,
             keep_going=keep_going,
-            on_start=lambda run, pid: log(f"{prefixes[run.index]} start (pid {pid}, {threads} thread(s))"),
+            on_start=lambda run, pid, gpu: log(
+                f"{prefixes[run.index]} start (pid {pid}, {threads} thread(s)"
+                + ("" if gpu is None else f", GPU {gpu}")
+                + ")"
+            ),
             on_done=report,
         )
     result.seconds = time.perf_counter() - t_start
@@ -919,11 +937,56 @@ _CHILD_CODE = "import sys; from lmix.experiments.sweep import _child_main; sys.e
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _child_env(threads: int) -> dict[str, str]:
+def _child_env(threads: int, gpu: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[key] = str(threads)
+    if gpu is not None:  # the job's "cuda" is this GPU
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
+
+
+def resolve_gpus(
+    text: str, *, environ: Mapping[str, str] | None = None, device_count: Callable[[], int] | None = None
+) -> list[str]:
+    """The GPUs ``lmix sweep --jobs N --gpus TEXT`` spreads its job processes over.
+
+    Args:
+        text: ``"auto"``: the visible GPUs (the entries of ``CUDA_VISIBLE_DEVICES`` when it is set,
+            else ``0 .. torch.cuda.device_count() - 1``) when there are two or more, else none;
+            ``"none"``: none (every job sees the caller's devices); or a comma-separated list of
+            ids as ``CUDA_VISIBLE_DEVICES`` takes them (``"0,1,3"``, GPU UUIDs).
+        environ: the environment to read (default ``os.environ``).
+        device_count: counts the GPUs (default ``torch.cuda.device_count``, which does not
+            create a CUDA context).
+
+    Raises:
+        ValueError: an empty or repeated id in a list.
+    """
+    text = text.strip()
+    if text.lower() == "none":
+        return []
+    if text.lower() == "auto":
+        env = os.environ if environ is None else environ
+        visible = env.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            ids = [v.strip() for v in visible.split(",") if v.strip()]
+        else:
+            if device_count is None:
+                import torch
+
+                device_count = torch.cuda.device_count
+            ids = [str(i) for i in range(device_count())]
+        return ids if len(ids) > 1 else []
+    ids = [v.strip() for v in text.split(",")]
+    if any(not v for v in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"--gpus must be auto, none or a list of distinct GPU ids such as 0,1,3; got {text!r}")
+    return ids
+
+
+def _spreads(run: Run) -> bool:
+    """Whether a run may be placed on a GPU of the sweep's choosing (its device is auto or plain cuda)."""
+    return str(run.config.device) in ("auto", "cuda")
 
 
 def _outcome_to_json(outcome: RunOutcome) -> dict[str, Any]:
@@ -967,6 +1030,7 @@ class _Job:
     outcome_path: Path
     stderr_path: Path
     t0: float
+    gpu: str | None = None
 
 
 def _run_parallel(
@@ -974,13 +1038,17 @@ def _run_parallel(
     *,
     jobs: int,
     threads: int,
+    gpus: Sequence[str] = (),
     attack: _Attack | None,
     verbose: bool,
     keep_going: bool,
-    on_start: Callable[[Run, int], None],
+    on_start: Callable[[Run, int, str | None], None],
     on_done: Callable[[RunOutcome], None],
 ) -> None:
-    """Train ``runs`` in up to ``jobs`` processes at once; ``on_done`` gets each outcome as it finishes."""
+    """Train ``runs`` in up to ``jobs`` processes at once; ``on_done`` gets each outcome as it finishes.
+
+    With ``gpus``, each job that may move (see ``_spreads``) sees the GPU running the fewest jobs.
+    """
     queue = list(runs)
     running: list[_Job] = []
     stop: list[int] = []  # signals received (handlers only record them)
@@ -997,8 +1065,13 @@ def _run_parallel(
         try:
             while queue or running:
                 while queue and len(running) < jobs and not stop and failure is None:
-                    running.append(_start_job(queue.pop(0), Path(tmp), threads=threads, attack=attack, verbose=verbose))
-                    on_start(running[-1].run, running[-1].proc.pid)
+                    run = queue.pop(0)
+                    gpu = None
+                    if gpus and _spreads(run):
+                        load = {g: sum(j.gpu == g for j in running) for g in gpus}
+                        gpu = min(gpus, key=lambda g: load[g])  # ties: the first listed
+                    running.append(_start_job(run, Path(tmp), threads=threads, gpu=gpu, attack=attack, verbose=verbose))
+                    on_start(run, running[-1].proc.pid, gpu)
                 if not running:
                     break
                 if len(stop) > forwarded:
@@ -1036,7 +1109,9 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _start_job(run: Run, tmp: Path, *, threads: int, attack: _Attack | None, verbose: bool) -> _Job:
+def _start_job(
+    run: Run, tmp: Path, *, threads: int, gpu: str | None = None, attack: _Attack | None, verbose: bool
+) -> _Job:
     stem = tmp / f"job{run.index}"
     job_path, outcome_path, stderr_path = (stem.with_suffix(s) for s in (".json", ".out.json", ".err"))
     job_path.write_text(
@@ -1055,13 +1130,13 @@ def _start_job(run: Run, tmp: Path, *, threads: int, attack: _Attack | None, ver
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD_CODE, str(job_path), str(outcome_path)],
-            env=_child_env(threads),
+            env=_child_env(threads, gpu),
             stdin=subprocess.DEVNULL,
             stdout=None if verbose else subprocess.DEVNULL,
             stderr=None if verbose else err,
             start_new_session=True,
         )
-    return _Job(run, proc, outcome_path, stderr_path, time.perf_counter())
+    return _Job(run, proc, outcome_path, stderr_path, time.perf_counter(), gpu)
 
 
 def _finish_job(job: _Job, *, stopping: bool) -> RunOutcome:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lmix.experiments.cli import main
-from lmix.experiments.sweep import RunLock, available_cpus, expand, parse_shard, parse_spec
+from lmix.experiments.sweep import RunLock, available_cpus, expand, parse_shard, parse_spec, resolve_gpus
 from tests.cli_helpers import one_line_error, run_cli
 
 SPEC = {
@@ -57,6 +57,7 @@ FAKE_TRAINER = textwrap.dedent(
             "best_acc": 60.0 + config.seed,
             "threads": torch.get_num_threads(),
             "omp": os.environ.get("OMP_NUM_THREADS"),
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
         (out / "summary.json").write_text(json.dumps(summary))
         return summary
@@ -252,3 +253,48 @@ def test_sigterm_reaches_the_jobs_once_and_the_sweep_says_how_to_resume(tmp_path
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)  # the jobs are gone
     assert not list(out.rglob("failed.json")) and not list(out.rglob("summary.json"))
+
+
+def test_resolve_gpus():
+    assert resolve_gpus("auto", environ={}, device_count=lambda: 4) == ["0", "1", "2", "3"]
+    assert resolve_gpus("auto", environ={}, device_count=lambda: 1) == []  # one GPU: nothing to spread
+    assert resolve_gpus("auto", environ={}, device_count=lambda: 0) == []
+    # CUDA_VISIBLE_DEVICES wins over the count: its entries are what a child may be given
+    assert resolve_gpus("auto", environ={"CUDA_VISIBLE_DEVICES": "2, 5"}, device_count=lambda: 8) == ["2", "5"]
+    assert resolve_gpus("auto", environ={"CUDA_VISIBLE_DEVICES": ""}, device_count=lambda: 8) == []
+    assert resolve_gpus("none") == []
+    assert resolve_gpus("0,3") == ["0", "3"]
+    assert resolve_gpus("GPU-1a,GPU-2b") == ["GPU-1a", "GPU-2b"]
+    for bad in ("0,,1", "1,1", ","):
+        with pytest.raises(ValueError, match="--gpus must be auto, none or a list of distinct GPU ids"):
+            resolve_gpus(bad)
+
+
+def test_jobs_are_spread_over_gpus(capsys, tmp_path, write_spec, fake_jobs, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    out = tmp_path / "o"
+    code, text, err = run_cli(
+        capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2", "--gpus", "3,1", "--threads", "1"]
+    )
+    assert code == 0 and err == ""
+    starts = re.findall(r": start \(pid \d+, 1 thread\(s\), GPU (\d)\)", text)
+    assert len(starts) == 4 and starts[:2] == ["3", "1"]  # the first two jobs go to different GPUs
+    seen = [json.loads((r.dir / "summary.json").read_text())["cuda_visible"] for r in expand(parse_spec(SPEC), out)]
+    assert sorted(seen) == sorted(starts) and set(seen) == {"1", "3"}
+
+    # runs that name their device keep it: nothing is hidden from them
+    spec = {**SPEC, "name": "pinned", "base": {**SPEC["base"], "device": "cpu"}}
+    code, text, _ = run_cli(
+        capsys, ["sweep", str(write_spec(spec)), "--out", str(tmp_path / "p"), "--jobs", "2", "--gpus", "0,1"]
+    )
+    assert code == 0 and "GPU" not in text
+    for r in expand(parse_spec(spec), tmp_path / "p"):
+        assert json.loads((r.dir / "summary.json").read_text())["cuda_visible"] is None
+
+
+def test_gpus_usage_errors(capsys, tmp_path, write_spec):
+    spec = str(write_spec(SPEC))
+    out = str(tmp_path / "o")
+    one_line_error(capsys, ["sweep", spec, "--out", out, "--jobs", "2", "--gpus", "0,0"], "distinct GPU ids")
+    one_line_error(capsys, ["sweep", spec, "--out", out, "--gpus", "0,1"], "needs --jobs N > 1", "device=cuda:N")
+    assert not (tmp_path / "o").exists()

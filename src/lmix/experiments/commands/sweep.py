@@ -33,6 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train N runs at once, each in its own process (on CPU each gets CPUs/N threads unless --threads; "
         "on a GPU they share the device); default 1",
     )
+    p.add_argument(
+        "--gpus",
+        default="auto",
+        metavar="auto|none|IDS",
+        help="with --jobs N: spread the job processes over these GPUs, each job seeing one (the least busy); "
+        "auto (default): every visible GPU when there are two or more; none: jobs share the visible devices; "
+        "or ids such as 0,1,3. Runs with device cpu or cuda:N keep their device",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status (done/partial/todo/running)")
     add_overrides_argument(
         p, help_text="setting applied to every run (YAML value), e.g. --set data_root=/data --set device=cuda:1"
@@ -95,7 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
     from lmix.experiments.catalog import resolve_config
     from lmix.experiments.cli import UsageError
-    from lmix.experiments.sweep import SweepInterrupted, failed_line, load_spec, parse_shard, run_sweep
+    from lmix.experiments.sweep import (
+        SweepInterrupted,
+        failed_line,
+        load_spec,
+        parse_shard,
+        resolve_gpus,
+        run_sweep,
+    )
 
     if args.jobs < 1:
         raise UsageError(f"lmix sweep: --jobs must be >= 1, got {args.jobs}")
@@ -103,6 +118,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"lmix sweep: --threads must be >= 1, got {args.threads}")
     if args.keep_going and args.fail_fast:
         raise UsageError("lmix sweep: --keep-going and --fail-fast contradict each other; give one")
+    gpus: list[str] = []
+    if args.jobs > 1 or args.gpus.strip().lower() not in ("auto", "none"):
+        try:
+            gpus = resolve_gpus(args.gpus)
+        except ValueError as err:
+            raise UsageError(f"lmix sweep: {err}") from None
+    if gpus and args.jobs == 1:
+        raise UsageError(
+            "lmix sweep: --gpus spreads job processes and needs --jobs N > 1; "
+            "to pin a sweep to one GPU use --set device=cuda:N"
+        )
     spec = load_spec(resolve_config(args.spec, kind="sweep"))  # a path, or a packaged spec by name
     shard = parse_shard(args.shard) if args.shard else None
     overrides = parse_overrides(args.overrides)
@@ -121,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             keep_going=not args.fail_fast,
             jobs=args.jobs,
             threads=args.threads if args.jobs > 1 else None,
+            gpus=gpus,
             log=lambda line: print(line, flush=True),
             train_log=print if args.verbose else None,
         )

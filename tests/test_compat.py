@@ -80,3 +80,21 @@ def test_installed_once():
     _compat.install()
     _compat.install()
     assert sum(isinstance(f, _compat._AliasFinder) for f in sys.meta_path) == 1
+
+
+def test_old_module_path_runs_as_a_script():
+    """``python -m lmix.cli`` (the 0.1 way to run the CLI) still runs it, with the deprecation warning."""
+    import subprocess
+    import sys
+
+    import lmix
+
+    proc = subprocess.run(
+        [sys.executable, "-W", "always::DeprecationWarning", "-m", "lmix.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"lmix {lmix.__version__}"
+    assert "lmix.cli is deprecated: it moved to lmix.experiments.cli" in proc.stderr

@@ -61,6 +61,18 @@ class _AliasLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         pass  # already executed under its new name
 
+    def get_code(self, fullname: str):  # noqa: ANN201 - a code object or None, as runpy expects
+        """The moved module's code, so that ``python -m lmix.cli`` runs as ``python -m lmix.experiments.cli``."""
+        warnings.warn(_message(fullname, self.target), DeprecationWarning, stacklevel=2)
+        spec = importlib.util.find_spec(self.target)
+        loader = None if spec is None else spec.loader
+        get_code = getattr(loader, "get_code", None)
+        return None if get_code is None else get_code(self.target)
+
+    def is_package(self, fullname: str) -> bool:
+        spec = importlib.util.find_spec(self.target)
+        return spec is not None and spec.submodule_search_locations is not None
+
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:

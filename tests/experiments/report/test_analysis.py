@@ -155,7 +155,10 @@ def test_rendered_in_markdown_summary_and_json(runs_dir, tmp_path):
     assert "| LMix | FGSM eps 8 | 0, 1, 2, 4 |" in md
     summary = render_text_summary(report)
     assert "LMix: final accuracy changes" in summary and "points per unit k" in summary
-    write_report(report, tmp_path / "out")
+    written = write_report(report, tmp_path / "out")
+    fig = tmp_path / "out" / "fig_k_digits_simple_cnn.png"
+    assert fig in written and fig.read_bytes().startswith(b"\x89PNG")
+    assert "fig_k_digits_simple_cnn.png" in render_markdown(report)
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     (row_tests,) = data["paired"]
     assert any(x["a"] == "CutMix" and x["b"] == "Baseline" and x["seeds"] == [0, 1, 2, 3] for x in row_tests["tests"])

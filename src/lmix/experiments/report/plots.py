@@ -2,7 +2,8 @@
 
 ``fig_accuracy_*`` (final accuracy per method: runs, mean, 95% CI), ``fig3_alpha_*`` (accuracy
 against alpha, where runs differ in alpha), ``fig4_curves_*`` (test accuracy per epoch from
-``metrics.jsonl``) and ``fig5_fgsm_*`` (FGSM accuracy against epsilon from ``fgsm.json``).
+``metrics.jsonl``), ``fig5_fgsm_*`` (FGSM accuracy against epsilon from ``fgsm.json``) and
+``fig_k_*`` (final and FGSM accuracy against LMix's k, one line per seed, with the fitted slope).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lmix.experiments.io import atomic_write
+from lmix.experiments.report.analysis import _by_seed, _k_families, metric_label
 from lmix.experiments.report.collect import _fmt_setting, _method_display, _method_key, _mixer_defaults
 from lmix.experiments.report.stats import Cell, Report, Stats, _cell_order
 
-__all__ = ["plot_accuracy", "plot_alpha_sweep", "plot_curves", "plot_fgsm"]
+__all__ = ["plot_accuracy", "plot_alpha_sweep", "plot_curves", "plot_fgsm", "plot_k"]
 
 
 def _slug(*parts: Any) -> str:
@@ -180,4 +182,61 @@ def plot_fgsm(report: Report, out_dir: Path) -> list[str]:
         ax.text(0.01, 0.01, "lines: mean; bands: 95% CI", transform=ax.transAxes, fontsize=7, color="0.3")
         ax.legend(fontsize=8)
         files.append(_save_panel(fig, out_dir, "fig5_fgsm", dataset, model, row))
+    return files
+
+
+def plot_k(report: Report, out_dir: Path) -> list[str]:
+    """Accuracy against k per k family: one panel per metric (final, FGSM per eps).
+
+    Thin grey lines join each seed's runs (a seed fixes the data subset and the initial weights,
+    so their slopes are what the per-seed fit averages); black: the mean per k; red dashes: the
+    fitted slope (its 95% CI and p are in the panel's title).
+    """
+    from matplotlib.figure import Figure
+
+    files = []
+    for (dataset, row, model), cells in _panels(report).items():
+        trends = report.trends.get((dataset, row, model), [])
+        for label, members in _k_families(cells):
+            mine = [t for t in trends if t.family == label]
+            if not mine:
+                continue
+            ncols = min(3, len(mine))
+            nrows = math.ceil(len(mine) / ncols)
+            fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows))
+            fig.suptitle(f"{dataset}, {cells[0].row_label}: {label} against k (k = 0: FMix)", fontsize=10)
+            for i, t in enumerate(mine):
+                ax = fig.add_subplot(nrows, ncols, i + 1)
+                per_seed: dict[Any, list[tuple[float, float]]] = defaultdict(list)
+                for k, c in members:
+                    for seed, v in _by_seed(c, t.metric).items():
+                        per_seed[seed].append((k, v))
+                for pts in per_seed.values():
+                    pts.sort()
+                    ax.plot([k for k, _ in pts], [v for _, v in pts], color="0.7", lw=0.8, marker=".", ms=3)
+                ax.plot(list(t.ks), list(t.means), color="k", marker="o", ms=4, lw=1.4, label="mean per k")
+                # the fitted slope, drawn through the mean of all points
+                kbar = sum(t.ks) / len(t.ks)
+                ybar = sum(t.means) / len(t.means)
+                ax.plot(
+                    [t.ks[0], t.ks[-1]],
+                    [ybar + t.slope * (t.ks[0] - kbar), ybar + t.slope * (t.ks[-1] - kbar)],
+                    color="tab:red",
+                    ls="--",
+                    lw=1.2,
+                    label="fitted slope",
+                )
+                p = "n/a" if t.p is None else f"{t.p:.2g}"
+                ci = "" if math.isnan(t.ci95) else f" [{t.slope - t.ci95:+.2f}, {t.slope + t.ci95:+.2f}]"
+                ax.set_title(f"{metric_label(t.metric)}: slope {t.slope:+.2f}{ci}/k, p={p}", fontsize=8)
+                ax.set_xlabel("k")
+                ax.set_ylabel("test accuracy (%)")
+                ax.set_xticks(list(t.ks))
+                ax.grid(True, alpha=0.3)
+                if i == 0:
+                    ax.legend(fontsize=7)
+            fig.tight_layout()
+            # a second family (e.g. LMix alpha=0.5 against k) gets its own file
+            extra = () if label == "LMix" else (("family", label.replace(" ", "_")),)
+            files.append(_save_panel(fig, out_dir, "fig_k", dataset, model, row + extra))
     return files

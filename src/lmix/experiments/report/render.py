@@ -22,7 +22,7 @@ from lmix.experiments.report.collect import (
     _sort_value,
     failure_reason,
 )
-from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm
+from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm, plot_k
 from lmix.experiments.report.stats import (
     CONDITION_KEYS,
     OVERFIT_THRESHOLD,
@@ -603,6 +603,7 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
         + plot_alpha_sweep(report, out_dir)
         + plot_curves(report, out_dir)
         + plot_fgsm(report, out_dir)
+        + plot_k(report, out_dir)
     )
     atomic_write_text(out_dir / "report.md", render_markdown(report))
     atomic_write_text(out_dir / "report.tex", render_latex(report))

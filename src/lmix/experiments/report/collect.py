@@ -56,6 +56,7 @@ _MIXER_SETTINGS = {
     "gamma": "gamma",
     "block_size": "block_size",
     "patchup_type": "patchup_type",
+    "loss_scale": "loss_scale",
     "mix_p": "p",
     "mix_schedule": "schedule",
 }

@@ -95,6 +95,10 @@ class TrainConfig:
     gamma: float | None = _f(None, "PatchUp: share of blocks to mix (0.5)")
     block_size: int | None = _f(None, "PatchUp: block size (7)")
     patchup_type: str | None = _f(None, "PatchUp: 'hard' or 'soft'")
+    loss_scale: str | None = _f(
+        None,
+        "PatchUp: 'reference' (default: the reference's three loss terms, about 2x a mixed loss) or 'single'",
+    )
     method_params: dict[str, dict[str, Any]] = _f(
         {}, "per-method mixing settings that win over the shared ones, e.g. {patchup: {alpha: 2.0}} (YAML)"
     )
@@ -258,6 +262,7 @@ METHOD_PARAM_KEYS = (
     "gamma",
     "block_size",
     "patchup_type",
+    "loss_scale",
 )
 
 # The config fields passed to the mixer, and the keyword each becomes (mix_p and mix_schedule go

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lmix.experiments.report import build_report, render_markdown, render_text_summary, write_report
+from lmix.experiments.report import build_report, render_latex, render_markdown, render_text_summary, write_report
 from lmix.experiments.report.analysis import holm
 
 from .conftest import make_run
@@ -153,6 +153,9 @@ def test_rendered_in_markdown_summary_and_json(runs_dir, tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| CutMix - Baseline |"))
     assert f"{t.diff:+.2f} [{t.diff - t.ci95:+.2f}, {t.diff + t.ci95:+.2f}]" in row
     assert "| LMix | FGSM eps 8 | 0, 1, 2, 4 |" in md
+    tex = render_latex(report)
+    final = next(t for t in report.trends[next(iter(report.trends))] if t.metric == "final_acc")
+    assert f"LMix & final & 0: {final.means[0]:.2f}" in tex and f"${final.slope:+.2f} [" in tex
     summary = render_text_summary(report)
     assert "LMix: final accuracy changes" in summary and "points per unit k" in summary
     written = write_report(report, tmp_path / "out")

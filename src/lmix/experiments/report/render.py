@@ -440,6 +440,10 @@ def render_latex(report: Report) -> str:
             fgsm_cells = sorted((c for c in row_cells if c.fgsm), key=_cell_order)
             if fgsm_cells:
                 out += _fgsm_latex(dataset, label, fgsm_cells)
+        for key, label, _ in _rows(report, dataset):
+            trends = report.trends.get((dataset, *key), [])
+            if trends:
+                out += _trends_latex(dataset, label, trends)
     return "\n".join(out)
 
 
@@ -477,6 +481,31 @@ def _fgsm_latex(dataset: str, label: str, cells: list[Cell]) -> list[str]:
             star = "^*" if pt.p_vs_none is not None and pt.p_vs_none < 0.05 else ""
             vals.append(f"${body}{star}$")
         out.append(_tex_escape(c.column_label) + " & " + " & ".join(vals) + " \\\\")
+    return out + ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+
+
+def _trends_latex(dataset: str, label: str, trends: list[Trend]) -> list[str]:
+    caption = (
+        f"{_tex_escape(dataset)}, {_tex_escape(label)}: accuracy (\\%) against LMix's $k$ (FMix as $k = 0$): "
+        "mean per $k$, and the least-squares slope per unit $k$ with one intercept per seed, "
+        "with its 95\\% CI and $p$."
+    )
+    out = [
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{caption}}}",
+        "\\begin{tabular}{llccc}",
+        "\\toprule",
+        "Family & Metric & Mean per $k$ & Slope [95\\% CI] & $p$ \\\\",
+        "\\midrule",
+    ]
+    for t in trends:
+        means = ", ".join(f"{_fmt_k(k)}: {m:.2f}" for k, m in zip(t.ks, t.means))
+        ci = "" if math.isnan(t.ci95) else f" [{t.slope - t.ci95:+.2f}, {t.slope + t.ci95:+.2f}]"
+        p = "--" if t.p is None else f"{t.p:.3g}"
+        out.append(
+            f"{_tex_escape(t.family)} & {_tex_escape(metric_label(t.metric))} & {means} & ${t.slope:+.2f}{ci}$ & {p} \\\\"
+        )
     return out + ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
 
 

@@ -142,3 +142,112 @@ def test_page_names_the_records_code_version(report: Report) -> None:
         values = {str(r.summary[key])[:shorten] for r in report.records}
         assert len(values) == 1, f"{key}: the records differ: {values}"
         assert values.pop() in text, f"{key} of the records is not on the page"
+
+
+# Tables introduced by a marker line ``<!-- records: ROOT, dataset: NAME -->`` (the FGSM, paired and
+# k tables of the page): each number must equal what build_report(ROOT) gives for NAME.
+MARKER = re.compile(r"<!-- records: (\S+), dataset: (\w+) -->")
+SETTING_ROWS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
+    "none": ("none", ()),
+    "Mixup": ("mixup", ()),
+    "CutMix": ("cutmix", ()),
+    "FMix (= LMix k = 0)": ("fmix", ()),
+    "LMix k = 1 (default)": ("lmix", ()),
+    "LMix k = 0.5": ("lmix", (("k", 0.5),)),
+    "LMix k = 2": ("lmix", (("k", 2.0),)),
+    "LMix k = 4": ("lmix", (("k", 4.0),)),
+    "LMix image_k = 1": ("lmix", (("image_k", 1.0),)),
+}
+SIGNED_CI = rf"({NUM}) \[({NUM}), ({NUM})\]"
+
+
+def _marked_tables(text: str) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """(records root, data set, header, body rows) of every table right after a marker."""
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        m = MARKER.fullmatch(line.strip())
+        if not m:
+            continue
+        assert lines[i + 1].startswith("|") and lines[i + 2].startswith("|---"), f"no table after {line}"
+        header = [c.strip() for c in lines[i + 1].strip().strip("|").split("|")]
+        rows, j = [], i + 3
+        while j < len(lines) and lines[j].startswith("|"):
+            rows.append([c.strip().replace("**", "") for c in lines[j].strip().strip("|").split("|")])
+            j += 1
+        out.append((m.group(1), m.group(2), header, rows))
+    return out
+
+
+def _check_signed_ci(shown: str, diff: float, half: float, what: str) -> None:
+    d, lo, hi = re.fullmatch(SIGNED_CI, shown).groups()
+    _close(d, diff, f"{what} difference")
+    _close(lo, diff - half, f"{what} CI low")
+    _close(hi, diff + half, f"{what} CI high")
+
+
+def _check_p_holm(shown: str, p: float, p_holm: float, what: str) -> None:
+    a, b = re.fullmatch(r"(<?[\d.]+) \((<?[\d.]+)\)", shown).groups()
+    _close(a, p, f"{what} p")
+    _close(b, p_holm, f"{what} Holm p")
+
+
+def test_marked_tables_match_their_records() -> None:
+    tables = _marked_tables(PAGE.read_text(encoding="utf-8"))
+    assert tables, "no marked tables on the page"
+    reports: dict[str, Report] = {}
+    kinds = set()
+    for root, dataset, header, rows in tables:
+        assert (ROOT / root).is_dir(), f"{root}: no such records folder"
+        report = reports.setdefault(root, build_report(ROOT / root, paper=None))
+        (key,) = [k for k in report.paired if k[0] == dataset]
+        paired = {(t.a, t.b, t.metric): t for t in report.paired[key]}
+        kind = header[0]
+        kinds.add((root, dataset, kind))
+        for row in rows:
+            what = f"{root} {dataset} {kind} {row[0]!r}"
+            if kind == "k slope: metric":
+                metric = "final_acc" if row[0] == "final" else float(row[0].removeprefix("FGSM eps "))
+                (t,) = [t for t in report.trends[key] if t.metric == metric]
+                for shown, mean in zip(row[1].split(", "), t.means, strict=True):
+                    _close(shown, mean, f"{what} mean")
+                _check_signed_ci(row[2], t.slope, t.ci95, f"{what} slope")
+                _close(row[3], t.p, f"{what} p")
+                _check_signed_ci(row[4], t.slope * t.span, t.ci95 * t.span, f"{what} range")
+                continue
+            assert row[0] in SETTING_ROWS, f"unknown row {row[0]!r} in {what}"
+            cell = _cell(report, dataset, *SETTING_ROWS[row[0]])
+            if kind == "setting":
+                mean, std = re.fullmatch(rf"({NUM}) ± ({NUM})", row[1]).groups()
+                _close(mean, cell.final.mean, f"{what} mean")
+                _close(std, cell.final.std, f"{what} std")
+                lo, hi = re.fullmatch(rf"\[({NUM}), ({NUM})\]", row[2]).groups()
+                _close(lo, cell.final.mean - cell.final.ci95, f"{what} CI low")
+                _close(hi, cell.final.mean + cell.final.ci95, f"{what} CI high")
+                _close(row[6], cell.clean_train.mean, f"{what} clean train")
+                if cell.method == "none":
+                    assert row[3] == row[4] == row[5] == ""
+                    continue
+                t = paired[(cell.column_label, "Baseline", "final_acc")]
+                _check_signed_ci(row[3], t.diff, t.ci95, what)
+                _check_p_holm(row[4], t.p, t.p_holm, what)
+                _close(row[5], cell.p_vs_none["final_acc"], f"{what} Welch p")
+            elif kind == "FGSM: setting":
+                at = {pt.eps_255: pt.stats for pt in cell.fgsm}
+                for col, shown in zip(header[1:], row[1:], strict=True):
+                    s = at[float(col.removeprefix("eps "))]
+                    mean, lo, hi = re.fullmatch(rf"({NUM}) \[({NUM}), ({NUM})\]", shown).groups()
+                    _close(mean, s.mean, f"{what} {col}")
+                    _close(lo, s.mean - s.ci95, f"{what} {col} CI low")
+                    _close(hi, s.mean + s.ci95, f"{what} {col} CI high")
+            elif kind == "FGSM vs baseline, paired: setting":
+                for col, shown in zip(header[1:], row[1:], strict=True):
+                    t = paired[(cell.column_label, "Baseline", float(col.removeprefix("eps ")))]
+                    ci, ps = shown.split(", p=")
+                    _check_signed_ci(ci, t.diff, t.ci95, f"{what} {col}")
+                    _check_p_holm(ps, t.p, t.p_holm, f"{what} {col}")
+            else:
+                raise AssertionError(f"unknown marked table {kind!r}")
+    # the k study on a residual network is on the page with every table kind
+    resnet = {k for r, d, k in kinds if r == "results/cpu-study-resnet" and d == "cifar10"}
+    assert resnet == {"setting", "FGSM: setting", "FGSM vs baseline, paired: setting", "k slope: metric"}

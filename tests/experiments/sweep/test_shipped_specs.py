@@ -23,11 +23,21 @@ def shipped(tmp_path_factory):
 
 
 def _cells(runs):
-    return Counter((r.config.dataset, r.config.model, r.config.method, r.config.alpha) for r in runs)
+    return Counter((r.config.dataset, r.config.model, r.config.method, r.config.alpha, r.config.k) for r in runs)
 
 
 def test_every_table_and_figure_has_a_spec(shipped):
-    assert set(shipped) == {"table1", "table2", "table3", "table4", "table5", "figure3", "figure4", "figure5"}
+    assert set(shipped) == {
+        "table1",
+        "table2",
+        "table3",
+        "table4",
+        "table5",
+        "figure3",
+        "figure4",
+        "figure5",
+        "k_ablation_cifar10",
+    }
 
 
 def test_sizes_and_settings(shipped):
@@ -42,6 +52,7 @@ def test_sizes_and_settings(shipped):
         "figure3": 4 * 6 * SEEDS + SEEDS,
         "figure4": 4 * SEEDS,
         "figure5": 2 * 5 * SEEDS,
+        "k_ablation_cifar10": 4 * SEEDS,  # FMix, LMix k = 1, 2, 4
     }
     for runs in shipped.values():
         assert all(n == SEEDS for n in _cells(runs).values())  # every cell has 5 seeds
@@ -72,6 +83,10 @@ def test_specs_sharing_an_out_dir_share_or_separate_runs_correctly(shipped):
     table2 = {r.name for r in shipped["table2"]}
     figure5 = {r.name for r in shipped["figure5"]}
     assert figure5 <= table1 | table2  # Figure 5 attacks the tables' models: no extra training
+    # the k ablation's FMix and LMix k = 1 runs are Table 1's (same folders, same configs)
+    k_ablation = {r.name for r in shipped["k_ablation_cifar10"]}
+    assert len(k_ablation & table1) == 2 * SEEDS
+    assert {r.config.k for r in shipped["k_ablation_cifar10"]} == {None, 2.0, 4.0}
 
 
 def test_cpu_study_specs(tmp_path):

@@ -47,6 +47,19 @@ ABLATION_ROWS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
 NUM = r"[-+]?\d+(?:\.\d+)?"
 
 
+def _cells_of(line: str) -> list[str]:
+    return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+
+
+def _read_table(lines: list[str], i: int) -> tuple[list[str], list[list[str]], int]:
+    """The Markdown table whose header is ``lines[i]``: (header, body rows, index after it)."""
+    header, j, rows = _cells_of(lines[i]), i + 2, []
+    while j < len(lines) and lines[j].startswith("|"):
+        rows.append(_cells_of(lines[j]))
+        j += 1
+    return header, rows, j
+
+
 def _tables(text: str) -> list[tuple[str, str, list[list[str]]]]:
     """(data set, kind, body rows) of every result table; kind is 'main' or 'ablation'."""
     out: list[tuple[str, str, list[list[str]]]] = []
@@ -59,12 +72,7 @@ def _tables(text: str) -> list[tuple[str, str, list[list[str]]]]:
         if heading and heading.group(1) in DATASETS:
             dataset = DATASETS[heading.group(1)]
         if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
-            header = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows = []
-            i += 2
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append([c.strip().replace("**", "") for c in lines[i].strip().strip("|").split("|")])
-                i += 1
+            header, rows, i = _read_table(lines, i)
             kind = {"method": "main", "LMix setting": "ablation"}.get(header[0])
             if kind is not None:
                 assert dataset is not None, f"table {header} before any data-set heading"
@@ -149,10 +157,7 @@ def test_page_names_the_records_code_version(report: Report) -> None:
 # k tables of the page): each number must equal what build_report(ROOT) gives for NAME.
 MARKER = re.compile(r"<!-- records: (\S+), dataset: (\w+) -->")
 SETTING_ROWS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
-    "none": ("none", ()),
-    "Mixup": ("mixup", ()),
-    "CutMix": ("cutmix", ()),
-    "FMix (= LMix k = 0)": ("fmix", ()),
+    **{label: MAIN_ROWS[label] for label in ("none", "Mixup", "CutMix", "FMix (= LMix k = 0)")},
     "LMix k = 1 (default)": ("lmix", ()),
     "LMix k = 0.5": ("lmix", (("k", 0.5),)),
     "LMix k = 2": ("lmix", (("k", 2.0),)),
@@ -171,11 +176,7 @@ def _marked_tables(text: str) -> list[tuple[str, str, list[str], list[list[str]]
         if not m:
             continue
         assert lines[i + 1].startswith("|") and lines[i + 2].startswith("|---"), f"no table after {line}"
-        header = [c.strip() for c in lines[i + 1].strip().strip("|").split("|")]
-        rows, j = [], i + 3
-        while j < len(lines) and lines[j].startswith("|"):
-            rows.append([c.strip().replace("**", "") for c in lines[j].strip().strip("|").split("|")])
-            j += 1
+        header, rows, _ = _read_table(lines, i + 1)
         out.append((m.group(1), m.group(2), header, rows))
     return out
 

@@ -93,6 +93,18 @@ def _close(shown: str, value: float, what: str) -> None:
     assert abs(value - float(shown)) <= 0.5 * 10**-decimals + 1e-9, f"{what}: page says {shown}, records give {value}"
 
 
+def _check_final_row(row: list[str], cell: Cell, what: str) -> None:
+    """A result row's ``mean ± std``, ``[low, high]`` (columns 1 and 2) and clean train (last column)."""
+    assert cell.final is not None and cell.clean_train is not None
+    mean, std = re.fullmatch(rf"({NUM}) ± ({NUM})", row[1]).groups()
+    _close(mean, cell.final.mean, f"{what} mean")
+    _close(std, cell.final.std, f"{what} std")
+    lo, hi = re.fullmatch(rf"\[({NUM}), ({NUM})\]", row[2]).groups()
+    _close(lo, cell.final.mean - cell.final.ci95, f"{what} CI low")
+    _close(hi, cell.final.mean + cell.final.ci95, f"{what} CI high")
+    _close(row[-1], cell.clean_train.mean, f"{what} clean train")
+
+
 @pytest.fixture(scope="module")
 def report() -> Report:
     return build_report(RECORDS, paper=None)
@@ -121,14 +133,7 @@ def test_page_tables_match_the_records(report: Report) -> None:
             cell = _cell(report, dataset, *labels[label])
             shown_cells.add(id(cell))
             what = f"{dataset} {kind} {label!r}"
-            assert cell.final is not None and cell.clean_train is not None
-            mean, std = re.fullmatch(rf"({NUM}) ± ({NUM})", row[1]).groups()
-            _close(mean, cell.final.mean, f"{what} mean")
-            _close(std, cell.final.std, f"{what} std")
-            lo, hi = re.fullmatch(rf"\[({NUM}), ({NUM})\]", row[2]).groups()
-            _close(lo, cell.final.mean - cell.final.ci95, f"{what} CI low")
-            _close(hi, cell.final.mean + cell.final.ci95, f"{what} CI high")
-            _close(row[-1], cell.clean_train.mean, f"{what} clean train")
+            _check_final_row(row, cell, what)
             if kind == "main":
                 if cell is base:
                     assert row[3] == row[4] == "", f"{what}: the baseline has no difference or p"
@@ -220,13 +225,7 @@ def test_marked_tables_match_their_records() -> None:
             assert row[0] in SETTING_ROWS, f"unknown row {row[0]!r} in {what}"
             cell = _cell(report, dataset, *SETTING_ROWS[row[0]])
             if kind == "setting":
-                mean, std = re.fullmatch(rf"({NUM}) ± ({NUM})", row[1]).groups()
-                _close(mean, cell.final.mean, f"{what} mean")
-                _close(std, cell.final.std, f"{what} std")
-                lo, hi = re.fullmatch(rf"\[({NUM}), ({NUM})\]", row[2]).groups()
-                _close(lo, cell.final.mean - cell.final.ci95, f"{what} CI low")
-                _close(hi, cell.final.mean + cell.final.ci95, f"{what} CI high")
-                _close(row[6], cell.clean_train.mean, f"{what} clean train")
+                _check_final_row(row, cell, what)
                 if cell.method == "none":
                     assert row[3] == row[4] == row[5] == ""
                     continue

@@ -34,6 +34,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2._utils import _parse_labels_getter, has_any, is_pure_tensor
 
+from lmix.errors import LmixValueError
 from lmix.mixing import mixers as core
 from lmix.mixing.registry import accepted_params
 from lmix.mixing.validation import check_labels_in_range
@@ -68,13 +69,15 @@ class MixTransform(Transform):
         if num_classes is not None and (
             not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1
         ):
-            raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes!r}")
+            raise LmixValueError(f"num_classes must be an integer >= 1 or None, got {num_classes!r}")
         if labels_getter is None:
-            raise ValueError(f"{type(self).__name__} needs the labels: labels_getter must be 'default' or a callable")
+            raise LmixValueError(
+                f"{type(self).__name__} needs the labels: labels_getter must be 'default' or a callable"
+            )
         allowed = accepted_params(self.mixer_class) - {"seed"}
         unknown = set(params) - allowed
         if unknown:
-            raise ValueError(
+            raise LmixValueError(
                 f"unknown parameter(s) {sorted(unknown)} for {type(self).__name__}; allowed: "
                 f"{sorted(allowed | {'num_classes', 'labels_getter', 'seed'})}"
             )
@@ -92,7 +95,7 @@ class MixTransform(Transform):
         flat_inputs, spec = tree_flatten(inputs)
         name = type(self).__name__
         if has_any(flat_inputs, *_REFUSED):
-            raise ValueError(
+            raise LmixValueError(
                 f"{name}() mixes batches of image tensors; it does not support PIL images, bounding boxes, "
                 "masks or keypoints (convert PIL images with v2.ToImage() and batch them first)"
             )
@@ -107,14 +110,14 @@ class MixTransform(Transform):
             and (isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) or is_pure_tensor(inpt))
         ]
         if not images:
-            raise ValueError(f"{name}() found no image tensor to mix in its input (expected (images, labels))")
+            raise LmixValueError(f"{name}() found no image tensor to mix in its input (expected (images, labels))")
         batch_size = labels.shape[0]
         first = flat_inputs[images[0]]
         size = tuple(first.shape[-2:])
         for i in images:
             self._check_image(flat_inputs[i], batch_size=batch_size, size=size, device=labels.device)
         if size[0] < 2 or size[1] < 2:
-            raise ValueError(f"{name}() needs images with H >= 2 and W >= 2, got (H, W) = {size}")
+            raise LmixValueError(f"{name}() needs images with H >= 2 and W >= 2, got (H, W) = {size}")
         device = first.device
         params = self.mixer.sample(batch_size, size, device=device, generator=self.mixer.generator_for(device))
         outputs = list(flat_inputs)
@@ -128,24 +131,24 @@ class MixTransform(Transform):
     def _check_labels(self, labels: Any) -> torch.Tensor:
         name = type(self).__name__
         if not isinstance(labels, torch.Tensor):
-            raise ValueError(f"{name}(): the labels must be a tensor, got {type(labels).__name__}")
+            raise LmixValueError(f"{name}(): the labels must be a tensor, got {type(labels).__name__}")
         if labels.ndim == 1:
             if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-                raise ValueError(f"{name}(): (B,) labels must be integer class indices, got dtype {labels.dtype}")
+                raise LmixValueError(f"{name}(): (B,) labels must be integer class indices, got dtype {labels.dtype}")
             if self.num_classes is None:
-                raise ValueError(f"{name}(): num_classes must be given for (B,) integer labels")
+                raise LmixValueError(f"{name}(): num_classes must be given for (B,) integer labels")
             check_labels_in_range(labels, self.num_classes)
         elif labels.ndim == 2:
             if self.num_classes is not None and labels.shape[1] != self.num_classes:
-                raise ValueError(
+                raise LmixValueError(
                     f"{name}(): (B, K) soft labels must have K = num_classes = {self.num_classes}, got K = {labels.shape[1]}"
                 )
         else:
-            raise ValueError(
+            raise LmixValueError(
                 f"{name}(): labels must be (B,) class indices or (B, K) soft labels, got shape {tuple(labels.shape)}"
             )
         if labels.shape[0] < 1:
-            raise ValueError(f"{name}(): the batch is empty")
+            raise LmixValueError(f"{name}(): the batch is empty")
         return labels
 
     def _check_image(self, inpt: torch.Tensor, *, batch_size: int, size: tuple, device: torch.device) -> None:
@@ -153,15 +156,15 @@ class MixTransform(Transform):
         ndim = 5 if isinstance(inpt, tv_tensors.Video) else 4
         kind = "(B, T, C, H, W) video" if ndim == 5 else "(B, C, H, W) image"
         if inpt.ndim != ndim:
-            raise ValueError(f"{name}() mixes batches: expected a {kind} tensor, got shape {tuple(inpt.shape)}")
+            raise LmixValueError(f"{name}() mixes batches: expected a {kind} tensor, got shape {tuple(inpt.shape)}")
         if inpt.shape[0] != batch_size:
-            raise ValueError(f"{name}(): {inpt.shape[0]} images but {batch_size} labels")
+            raise LmixValueError(f"{name}(): {inpt.shape[0]} images but {batch_size} labels")
         if tuple(inpt.shape[-2:]) != size:
-            raise ValueError(f"{name}(): all images must share (H, W); got {size} and {tuple(inpt.shape[-2:])}")
+            raise LmixValueError(f"{name}(): all images must share (H, W); got {size} and {tuple(inpt.shape[-2:])}")
         if inpt.is_complex() or inpt.dtype == torch.bool:
-            raise ValueError(f"{name}(): images must be floating point or integer, got dtype {inpt.dtype}")
+            raise LmixValueError(f"{name}(): images must be floating point or integer, got dtype {inpt.dtype}")
         if inpt.device != device:
-            raise ValueError(f"{name}(): images on {inpt.device} but labels on {device}")
+            raise LmixValueError(f"{name}(): images on {inpt.device} but labels on {device}")
 
     def _mix_images(self, inpt: torch.Tensor, params: core.MixParams) -> torch.Tensor:
         """Mix one (B, C, H, W) or (B, T, C, H, W) image tensor with ``params``; dtype and type kept."""

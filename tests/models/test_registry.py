@@ -76,7 +76,7 @@ def test_unknown_name() -> None:
 
 @pytest.mark.parametrize("bad", [1, 0, -3])
 def test_bad_num_classes_value(bad: int) -> None:
-    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         create_model("simple_cnn", bad)
 
 
@@ -87,7 +87,7 @@ def test_bad_num_classes_type(bad: object) -> None:
 
 
 def test_bad_in_channels() -> None:
-    with pytest.raises(ValueError, match="in_channels must be an int >= 1"):
+    with pytest.raises(ValueError, match="in_channels must be an integer >= 1"):
         create_model("simple_cnn", 10, 0)
     with pytest.raises(TypeError, match="in_channels"):
         create_model("simple_cnn", 10, 3.0)  # type: ignore[arg-type]
@@ -96,7 +96,7 @@ def test_bad_in_channels() -> None:
 def test_bad_options() -> None:
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['depth'\].*allowed: width=16"):
         create_model("simple_cnn", 10, depth=3)
-    with pytest.raises(ValueError, match="width must be an int >= 1"):
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
         create_model("preact_resnet_tiny", 10, width=0)
     with pytest.raises(ValueError, match="dropout"):
         create_model("preact_resnet_tiny", 10, dropout=1.0)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from lmix.errors import LmixTypeError, LmixValueError
+
 __all__ = [
     "crop_at",
     "crop_flip_at",
@@ -23,21 +25,21 @@ __all__ = [
 
 def _check_batch(images: object) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+        raise LmixTypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+        raise LmixValueError(f"images must have shape (B, C, H, W), got shape {tuple(images.shape)}")
     return images
 
 
 def _check_padding(padding: object) -> int:
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+        raise LmixValueError(f"padding must be an integer >= 0, got {padding!r}")
     return padding
 
 
 def _check_generator(generator: object) -> torch.Generator:
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        raise LmixTypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     return generator
 
 
@@ -60,7 +62,7 @@ def sample_crop_offsets(n: int, padding: int, *, generator: torch.Generator) -> 
 def sample_flips(n: int, *, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Draw per-sample flip decisions for :func:`flip_where`: bool ``(n,)``, True with probability ``p``."""
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"p must be a number in [0, 1], got {p!r}")
+        raise LmixValueError(f"p must be a number in [0, 1], got {p!r}")
     generator = _check_generator(generator)
     return torch.rand(n, generator=generator, device=generator.device) < p
 
@@ -104,9 +106,9 @@ def crop_flip_at(
     b, c, h, w = images.shape
     dev = images.device
     if offsets is not None and offsets.shape != (b, 2):
-        raise ValueError(f"offsets must have shape (B, 2) = ({b}, 2), got {tuple(offsets.shape)}")
+        raise LmixValueError(f"offsets must have shape (B, 2) = ({b}, 2), got {tuple(offsets.shape)}")
     if flips is not None and flips.shape != (b,):
-        raise ValueError(f"flips must have shape (B,) = ({b},), got {tuple(flips.shape)}")
+        raise LmixValueError(f"flips must have shape (B,) = ({b},), got {tuple(flips.shape)}")
     if offsets is None or padding == 0:
         return images.clone() if flips is None else flip_where(images, flips)
     offsets = offsets.to(device=dev, dtype=torch.long)
@@ -131,7 +133,7 @@ def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     images = _check_batch(images)
     if mask.shape != (images.shape[0],):
-        raise ValueError(f"mask must have shape (B,) = ({images.shape[0]},), got {tuple(mask.shape)}")
+        raise LmixValueError(f"mask must have shape (B,) = ({images.shape[0]},), got {tuple(mask.shape)}")
     mask = mask.to(device=images.device, dtype=torch.bool)
     return torch.where(mask.view(-1, 1, 1, 1), images.flip(3), images)
 
@@ -174,14 +176,14 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
         float32 tensor of the same shape, on the same device.
     """
     if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4):
-        raise ValueError("images must be a tensor of shape (B, C, H, W) or (C, H, W)")
+        raise LmixValueError("images must be a tensor of shape (B, C, H, W) or (C, H, W)")
     c = images.shape[-3]
     # Validate on Python floats: checking device tensors would force a host sync on every batch.
     mean_f, std_f = tuple(float(m) for m in mean), tuple(float(s) for s in std)
     if len(mean_f) != c or len(std_f) != c:
-        raise ValueError(f"mean and std must have one entry per channel ({c}), got {len(mean_f)} and {len(std_f)}")
+        raise LmixValueError(f"mean and std must have one entry per channel ({c}), got {len(mean_f)} and {len(std_f)}")
     if not all(math.isfinite(m) for m in mean_f) or not all(math.isfinite(s) and s > 0 for s in std_f):
-        raise ValueError(f"std must be finite and > 0 and mean finite, got mean={mean_f}, std={std_f}")
+        raise LmixValueError(f"std must be finite and > 0 and mean finite, got mean={mean_f}, std={std_f}")
     mean_t = torch.tensor(mean_f, dtype=torch.float32, device=images.device)
     std_t = torch.tensor(std_f, dtype=torch.float32, device=images.device)
     return normalize_with(images, mean_t, std_t)
@@ -197,5 +199,5 @@ def normalize_with(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     elif images.is_floating_point():
         out = images.to(torch.float32, copy=True)
     else:
-        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+        raise LmixTypeError(f"images must be uint8 or floating point, got {images.dtype}")
     return out.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))

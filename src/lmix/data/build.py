@@ -20,6 +20,7 @@ from lmix.data.loaders import (
 )
 from lmix.data.sources import _default_image_size, _torchvision_dataset, file_samples, load_tensors, resolve_root
 from lmix.data.subset import stratified_subset
+from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = ["build_loaders", "IN_MEMORY_BUDGET_ENV", "DEFAULT_IN_MEMORY_BUDGET", "in_memory_budget", "decoded_size"]
 
@@ -43,7 +44,7 @@ def in_memory_budget() -> int:
     except ValueError:
         gib = -1.0
     if not gib >= 0:  # also NaN
-        raise ValueError(f"{IN_MEMORY_BUDGET_ENV} must be a number of GiB >= 0 (e.g. 4 or 0.5), got {text!r}")
+        raise LmixValueError(f"{IN_MEMORY_BUDGET_ENV} must be a number of GiB >= 0 (e.g. 4 or 0.5), got {text!r}")
     return int(gib * 1024**3)
 
 
@@ -58,11 +59,11 @@ def decoded_size(name: str, *, root: Any, image_size: tuple[int, int] | None) ->
 def _with_overrides(info: DatasetInfo, *, crop_padding: int | None, flip: bool | None) -> DatasetInfo:
     if crop_padding is not None:
         if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or crop_padding < 0:
-            raise ValueError(f"crop_padding must be an integer >= 0, got {crop_padding!r}")
+            raise LmixValueError(f"crop_padding must be an integer >= 0, got {crop_padding!r}")
         info = replace(info, crop_padding=crop_padding)
     if flip is not None:
         if not isinstance(flip, bool):
-            raise TypeError(f"flip must be True, False or None, got {flip!r}")
+            raise LmixTypeError(f"flip must be True, False or None, got {flip!r}")
         info = replace(info, flip=flip)
     return info
 
@@ -152,13 +153,13 @@ def build_loaders(
     """
     info = dataset_info(name)
     if in_memory is not None and not isinstance(in_memory, bool):
-        raise TypeError(f"in_memory must be True, False or None, got {in_memory!r}")
+        raise LmixTypeError(f"in_memory must be True, False or None, got {in_memory!r}")
     if train_subset is not None and (
         not isinstance(train_subset, int) or isinstance(train_subset, bool) or train_subset < 1
     ):
-        raise ValueError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
+        raise LmixValueError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
     if image_size is not None and name not in ("tiny_imagenet", "imagefolder"):
-        raise ValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
+        raise LmixValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
     if test_batch_size is None:
         test_batch_size = batch_size
     # Fail on bad arguments before spending time on reading the data.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lmix.errors import LmixValueError
+
 __all__ = ["DataNotFoundError", "DatasetInfo", "dataset_info", "list_datasets"]
 
 
@@ -175,4 +177,4 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return _INFOS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(_INFOS)}") from None
+        raise LmixValueError(f"unknown dataset {name!r}; choose one of: {', '.join(_INFOS)}") from None

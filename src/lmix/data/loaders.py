@@ -33,6 +33,7 @@ from lmix.augment.ops import crop_flip_at, normalize_with, sample_crop_offsets, 
 from lmix.data.info import DatasetInfo
 from lmix.data.seeding import STREAM_AUGMENT, STREAM_ORDER, STREAM_SAMPLE, derive_seed, generator
 from lmix.data.sources import fit_size
+from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = [
     "available_cpus",
@@ -60,7 +61,7 @@ def available_cpus() -> int:
 def _check_int(value: object, *, name: str, low: int, high: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+        raise LmixValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return value
 
 
@@ -69,9 +70,9 @@ def _check_common(*, batch_size: object, seed: object, rank: object, world_size:
     _check_int(world_size, name="world_size", low=1)
     _check_int(rank, name="rank", low=0, high=int(world_size) - 1)  # type: ignore[arg-type]
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+        raise LmixTypeError(f"seed must be an integer, got {seed!r}")
     if not isinstance(train, bool):
-        raise TypeError(f"train must be True or False, got {train!r}")
+        raise LmixTypeError(f"train must be True or False, got {train!r}")
 
 
 def _shard_sizes(
@@ -134,15 +135,15 @@ class DeviceLoader:
     ) -> None:
         _check_common(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train)
         if not isinstance(images_u8, torch.Tensor) or images_u8.dtype != torch.uint8 or images_u8.ndim != 4:
-            raise ValueError("images_u8 must be a uint8 tensor of shape (N, C, H, W)")
+            raise LmixValueError("images_u8 must be a uint8 tensor of shape (N, C, H, W)")
         if not isinstance(labels, torch.Tensor) or labels.shape != (images_u8.shape[0],) or labels.is_floating_point():
-            raise ValueError(f"labels must be an integer tensor of shape (N,) = ({images_u8.shape[0]},)")
+            raise LmixValueError(f"labels must be an integer tensor of shape (N,) = ({images_u8.shape[0]},)")
         if images_u8.shape[1] != info.in_channels or len(info.mean) != images_u8.shape[1]:
-            raise ValueError(f"images have {images_u8.shape[1]} channels but {info.name} has {info.in_channels}")
+            raise LmixValueError(f"images have {images_u8.shape[1]} channels but {info.name} has {info.in_channels}")
         if images_u8.shape[0] == 0:
-            raise ValueError("the data set is empty")
+            raise LmixValueError("the data set is empty")
         if drop_last is not None and not isinstance(drop_last, bool):
-            raise TypeError(f"drop_last must be True, False or None, got {drop_last!r}")
+            raise LmixTypeError(f"drop_last must be True, False or None, got {drop_last!r}")
         self.info = info
         self.device = torch.device(device)
         self.images = images_u8.to(self.device).contiguous()
@@ -166,7 +167,7 @@ class DeviceLoader:
             drop_last=self.drop_last,
         )
         if self._num_batches == 0:
-            raise ValueError(
+            raise LmixValueError(
                 f"batch_size {batch_size} is larger than the {math.ceil(self.dataset_size / world_size)} samples per rank "
                 f"and drop_last is set: no batch left; use a smaller batch size or more data"
             )
@@ -351,9 +352,9 @@ class StreamingLoader:
         _check_common(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train)
         _check_int(num_workers, name="num_workers", low=0)
         if info.image_size is None:
-            raise ValueError("info.image_size must be set (load the data set's info with its size first)")
+            raise LmixValueError("info.image_size must be set (load the data set's info with its size first)")
         if drop_last is not None and not isinstance(drop_last, bool):
-            raise TypeError(f"drop_last must be True, False or None, got {drop_last!r}")
+            raise LmixTypeError(f"drop_last must be True, False or None, got {drop_last!r}")
         self.info = info
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -368,12 +369,12 @@ class StreamingLoader:
         self.dataset = SeededTransformDataset(base, transform, seed=seed, randomized=self.augment)
         n = len(self.dataset)
         if n == 0:
-            raise ValueError("the data set is empty")
+            raise LmixValueError("the data set is empty")
         self.num_samples, self._num_batches = _shard_sizes(
             n, train=train, rank=rank, world_size=world_size, batch_size=batch_size, drop_last=self.drop_last
         )
         if self._num_batches == 0:
-            raise ValueError(
+            raise LmixValueError(
                 f"batch_size {batch_size} is larger than the {math.ceil(n / world_size)} samples per rank "
                 f"and drop_last is set: no batch left; use a smaller batch size or more data"
             )

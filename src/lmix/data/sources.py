@@ -34,6 +34,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from lmix.data.info import DataNotFoundError, DatasetInfo, dataset_info
+from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = [
     "DIGITS_SPLIT_SEED",
@@ -145,9 +146,9 @@ def _torchvision_dataset(name: str, cls, path: Path, *, download: bool, **kwargs
 def _check_split_flags(name: str, *, train: object, download: object, svhn_extra: object) -> None:
     for flag, value in (("train", train), ("download", download), ("svhn_extra", svhn_extra)):
         if not isinstance(value, bool):
-            raise TypeError(f"{flag} must be True or False, got {value!r}")
+            raise LmixTypeError(f"{flag} must be True or False, got {value!r}")
     if svhn_extra and name != "svhn":
-        raise ValueError(f"svhn_extra only applies to the svhn dataset, not {name!r}")
+        raise LmixValueError(f"svhn_extra only applies to the svhn dataset, not {name!r}")
 
 
 def load_tensors(
@@ -180,7 +181,7 @@ def load_tensors(
     info = dataset_info(name)
     _check_split_flags(name, train=train, download=download, svhn_extra=svhn_extra)
     if image_size is not None and name not in ("tiny_imagenet", "imagefolder"):
-        raise ValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
+        raise LmixValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
     if name == "digits":
         return _load_digits(info, train=train)
     path = resolve_root(name, root, download=download, train=train, svhn_extra=svhn_extra)
@@ -268,7 +269,7 @@ def file_samples(name: str, path: Path, *, train: bool) -> tuple[list[tuple[str,
             return make_dataset(path / "train", class_to_idx, extensions=IMG_EXTENSIONS), classes
         split = path / "val" if (path / "val").is_dir() else path / "test"
         return make_dataset(split, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True), classes
-    raise ValueError(f"{name!r} is not a folder dataset (tiny_imagenet, imagefolder)")
+    raise LmixValueError(f"{name!r} is not a folder dataset (tiny_imagenet, imagefolder)")
 
 
 def _default_image_size(name: str, path: Path) -> tuple[int, int]:

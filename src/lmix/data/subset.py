@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lmix.data.seeding import STREAM_SUBSET, generator
+from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = ["stratified_subset"]
 
@@ -25,17 +26,17 @@ def stratified_subset(labels: torch.Tensor, n: int, *, seed: int) -> torch.Tenso
         int64 ``(n,)`` sorted indices into ``labels`` (on the CPU).
     """
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
-        raise ValueError("labels must be a 1-D integer tensor of class labels")
+        raise LmixValueError("labels must be a 1-D integer tensor of class labels")
     total = labels.numel()
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= total:
-        raise ValueError(f"subset size must be an integer in [1, {total}] (the number of samples), got {n!r}")
+        raise LmixValueError(f"subset size must be an integer in [1, {total}] (the number of samples), got {n!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+        raise LmixTypeError(f"seed must be an integer, got {seed!r}")
     labels = labels.detach().to("cpu", torch.long)
     if n == total:
         return torch.arange(total)
     if bool((labels < 0).any()):
-        raise ValueError("labels must be >= 0")
+        raise LmixValueError("labels must be >= 0")
     counts = torch.bincount(labels)
     exact = counts.double() * n / total
     quota = exact.floor().long()

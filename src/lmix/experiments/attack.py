@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmix.errors import LmixTypeError, LmixValueError
+
 __all__ = [
     "Normalized",
     "fgsm",
@@ -63,11 +65,11 @@ class Normalized(nn.Module):
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise LmixTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
         std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
         if mean_t.numel() == 0 or mean_t.shape != std_t.shape:
-            raise ValueError(
+            raise LmixValueError(
                 f"mean and std must be non-empty with one value per channel, got {len(mean_t)} and {len(std_t)}"
             )
         if (
@@ -75,7 +77,7 @@ class Normalized(nn.Module):
             or not bool((std_t > 0).all())
             or not bool(torch.isfinite(std_t).all())
         ):
-            raise ValueError(
+            raise LmixValueError(
                 f"mean must be finite and std finite and > 0, got mean {mean_t.tolist()}, std {std_t.tolist()}"
             )
         self.model = model
@@ -85,7 +87,7 @@ class Normalized(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"expected images (B, {self.mean.shape[1]}, H, W), got shape {tuple(x.shape)}")
+            raise LmixValueError(f"expected images (B, {self.mean.shape[1]}, H, W), got shape {tuple(x.shape)}")
         # The same two float32 operations as lmix.augment.normalize_with: identical inputs to the model.
         return self.model((x - self.mean) / self.std)
 
@@ -95,15 +97,15 @@ class Normalized(nn.Module):
 # ---------------------------------------------------------------------------------------------
 def _check_eps(eps: object) -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 1:
-        raise ValueError(f"eps must be a number in [0, 1] (a fraction of the pixel range), got {eps!r}")
+        raise LmixValueError(f"eps must be a number in [0, 1] (a fraction of the pixel range), got {eps!r}")
     return float(eps)
 
 
 def _check_batch(images: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a tensor of shape (B, C, H, W), got {_shape(images)}")
+        raise LmixValueError(f"images must be a tensor of shape (B, C, H, W), got {_shape(images)}")
     if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],) or labels.is_floating_point():
-        raise ValueError(f"labels must be an integer tensor of shape ({images.shape[0]},), got {_shape(labels)}")
+        raise LmixValueError(f"labels must be an integer tensor of shape ({images.shape[0]},), got {_shape(labels)}")
     return images, labels
 
 
@@ -113,9 +115,9 @@ def _shape(x: object) -> str:
 
 def _check_pixels(images: torch.Tensor) -> None:
     if not images.is_floating_point():
-        raise TypeError(f"images must be floating point in [0, 1] (or uint8 where accepted), got {images.dtype}")
+        raise LmixTypeError(f"images must be floating point in [0, 1] (or uint8 where accepted), got {images.dtype}")
     if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(
+        raise LmixValueError(
             f"images must lie in the pixel range [0, 1], got values in [{images.min().item():.4g}, "
             f"{images.max().item():.4g}]; pass pixel-space images and wrap the model in lmix.experiments.attack.Normalized"
         )
@@ -229,16 +231,16 @@ def fgsm_accuracy(
     """
     images, labels = _check_batch(images, labels)
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"images must be uint8 or floating point in [0, 1], got {images.dtype}")
+        raise LmixTypeError(f"images must be uint8 or floating point in [0, 1], got {images.dtype}")
     eps_values = [_check_eps(e) for e in eps_list]
     if not eps_values:
-        raise ValueError("eps_list must hold at least one eps")
+        raise LmixValueError("eps_list must hold at least one eps")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise LmixValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     device = torch.device(device)
     n = int(images.shape[0])
     if n == 0:
-        raise ValueError("no images to attack")
+        raise LmixValueError("no images to attack")
     model.to(device)
     need_grad = any(e > 0 for e in eps_values)
     correct = [0] * len(eps_values)
@@ -290,20 +292,20 @@ def parse_eps(text: str, *, units: str = "auto") -> tuple[list[float], list[floa
             or an unknown ``units``.
     """
     if units not in ("auto", "255", "float"):
-        raise ValueError(f"eps units must be auto, 255 or float, got {units!r}")
+        raise LmixValueError(f"eps units must be auto, 255 or float, got {units!r}")
     if not isinstance(text, str):
-        raise TypeError(f"eps must be given as text such as '0,1,2,4,8', got {type(text).__name__}")
+        raise LmixTypeError(f"eps must be given as text such as '0,1,2,4,8', got {type(text).__name__}")
     tokens = [t.strip() for t in text.split(",")]
     if not text.strip() or any(t == "" for t in tokens):
-        raise ValueError(f"eps list {text!r} must be comma-separated numbers such as 0,1,2,4,8 (no empty entries)")
+        raise LmixValueError(f"eps list {text!r} must be comma-separated numbers such as 0,1,2,4,8 (no empty entries)")
     values = []
     for token in tokens:
         try:
             v = float(token)
         except ValueError:
-            raise ValueError(f"eps value {token!r} in {text!r} is not a number; use e.g. 0,1,2,4,8") from None
+            raise LmixValueError(f"eps value {token!r} in {text!r} is not a number; use e.g. 0,1,2,4,8") from None
         if not math.isfinite(v) or v < 0:
-            raise ValueError(f"eps value {token!r} in {text!r} must be a finite number >= 0")
+            raise LmixValueError(f"eps value {token!r} in {text!r} must be a finite number >= 0")
         values.append(v)
     if units == "auto":
         written_as_float = any(("." in t or "e" in t.lower()) for t in tokens)
@@ -317,7 +319,7 @@ def parse_eps(text: str, *, units: str = "auto") -> tuple[list[float], list[floa
     too_big = [t for t, e in zip(tokens, eps) if e > 1]
     if too_big:
         unit_name = "1/255 units" if units == "255" else "fractions of the [0, 1] range"
-        raise ValueError(
+        raise LmixValueError(
             f"eps value(s) {', '.join(too_big)} exceed the pixel range ({unit_name}: at most "
             f"{'255' if units == '255' else '1'})"
         )
@@ -397,7 +399,7 @@ def _resolve_amp(amp: str, config: Any, device: torch.device) -> torch.dtype | N
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" else "none"
     if amp not in _AMP:
-        raise ValueError(f"amp must be run, none, bf16 or fp16, got {amp!r}")
+        raise LmixValueError(f"amp must be run, none, bf16 or fp16, got {amp!r}")
     return _AMP[amp]
 
 
@@ -440,14 +442,14 @@ def attack_run(
     path = check_run_dir(run_dir)
     eps = [_check_eps(e) for e in eps]
     if not eps:
-        raise ValueError("at least one eps is needed")
+        raise LmixValueError("at least one eps is needed")
     eps_255 = [round(e * 255, 10) for e in eps] if eps_255 is None else [float(v) for v in eps_255]
     if len(eps_255) != len(eps):
-        raise ValueError(f"eps_255 must have one value per eps ({len(eps)}), got {len(eps_255)}")
+        raise LmixValueError(f"eps_255 must have one value per eps ({len(eps)}), got {len(eps_255)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+        raise LmixValueError(f"limit must be an integer >= 1, got {limit!r}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch size must be an integer >= 1, got {batch_size!r}")
+        raise LmixValueError(f"batch size must be an integer >= 1, got {batch_size!r}")
 
     config, ckpt = _read_checkpoint(path)
     dev = resolve_device(device, DistEnv())
@@ -537,7 +539,7 @@ def plot_fgsm(
     from lmix.experiments.io import atomic_write
 
     if not curves:
-        raise ValueError("no curves to plot")
+        raise LmixValueError("no curves to plot")
     # Figure + Agg canvas directly: no pyplot, no global backend switch in a library.
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     FigureCanvasAgg(fig)

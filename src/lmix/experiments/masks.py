@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from lmix.errors import LmixValueError
 from lmix.mixing.masks import box_masks, fourier_masks, frequency_magnitude
 
 __all__ = [
@@ -83,7 +84,7 @@ def connected_components(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     from scipy import ndimage
 
     if not isinstance(masks, torch.Tensor) or masks.ndim != 3 or masks.dtype != torch.bool:
-        raise ValueError(f"masks must be a bool tensor of shape (B, H, W), got {_describe(masks)}")
+        raise LmixValueError(f"masks must be a bool tensor of shape (B, H, W), got {_describe(masks)}")
     b, h, w = masks.shape
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
@@ -102,7 +103,7 @@ def connected_components(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def boundary_share(masks: torch.Tensor) -> torch.Tensor:
     """(B,) float64 share of 4-neighbour pixel pairs of each (B, H, W) mask whose pixels differ."""
     if not isinstance(masks, torch.Tensor) or masks.ndim != 3:
-        raise ValueError(f"masks must be a tensor of shape (B, H, W), got {_describe(masks)}")
+        raise LmixValueError(f"masks must be a tensor of shape (B, H, W), got {_describe(masks)}")
     _, h, w = masks.shape
     m = masks.bool()
     vertical = (m[:, 1:, :] != m[:, :-1, :]).flatten(1).sum(1)
@@ -253,19 +254,19 @@ def run_mask_study(
 
     h, w = size
     if not (isinstance(h, int) and isinstance(w, int) and h >= 2 and w >= 2):
-        raise ValueError(f"size must be two integers >= 2 (H W), got {size!r}")
+        raise LmixValueError(f"size must be two integers >= 2 (H W), got {size!r}")
     ks = sorted({float(k) for k in ks})
     if not ks or any(not math.isfinite(k) or k < 0 for k in ks):
-        raise ValueError(f"k must be one or more numbers >= 0, got {ks!r}")
+        raise LmixValueError(f"k must be one or more numbers >= 0, got {ks!r}")
     lams = sorted({float(x) for x in lams})
     if not lams or any(not 0 < x < 1 for x in lams):
-        raise ValueError(f"lam must be one or more numbers in (0, 1), got {lams!r}")
+        raise LmixValueError(f"lam must be one or more numbers in (0, 1), got {lams!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2 (masks per configuration), got {n!r}")
+        raise LmixValueError(f"n must be an integer >= 2 (masks per configuration), got {n!r}")
     if not math.isfinite(decay) or decay < 0:
-        raise ValueError(f"decay must be a number >= 0, got {decay!r}")
+        raise LmixValueError(f"decay must be a number >= 0, got {decay!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        raise LmixValueError(f"seed must be an integer >= 0, got {seed!r}")
     t0 = time.perf_counter()
     configs = [("cutmix", None, "CutMix")] + [
         ("fmix" if k == 0 else "lmix", k, "FMix (k=0)" if k == 0 else f"LMix k={k:g}") for k in sorted({0.0, *ks})

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lmix.errors import LmixValueError
+
 __all__ = ["PaperResult", "PAPER_RESULTS", "paper_result", "PAPER_EPOCHS"]
 
 
@@ -47,7 +49,7 @@ class PaperResult:
     def value(self, which: str) -> float:
         """The number to show beside our ``which`` ("final" or "best") accuracy."""
         if which not in ("final", "best"):
-            raise ValueError(f"which must be 'final' or 'best', got {which!r}")
+            raise LmixValueError(f"which must be 'final' or 'best', got {which!r}")
         picked = self.final if which == "final" else self.best
         return self.acc if picked is None else picked
 

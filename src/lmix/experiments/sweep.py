@@ -69,6 +69,7 @@ from typing import Any
 import yaml
 
 from lmix.data.loaders import available_cpus
+from lmix.errors import LmixValueError
 from lmix.experiments.io import FolderLock, atomic_write_json
 from lmix.experiments.train import TrainConfig, config_from_sources, load_yaml, train
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, check_keys, run_identity
@@ -195,7 +196,7 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"sweep spec {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise LmixValueError(f"sweep spec {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     return parse_spec(data, source=str(path), base_dir=path.parent, default_name=path.stem)
 
 
@@ -204,27 +205,29 @@ def parse_spec(
 ) -> SweepSpec:
     """Validate a spec given as a mapping (what ``yaml.safe_load`` returns)."""
     if not isinstance(data, dict):
-        raise ValueError(f"sweep spec {source}: must be a mapping with keys {', '.join(SPEC_KEYS)}")
+        raise LmixValueError(f"sweep spec {source}: must be a mapping with keys {', '.join(SPEC_KEYS)}")
     unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
-        raise ValueError(f"sweep spec {source}: unknown key(s) {unknown}; known keys: {', '.join(SPEC_KEYS)}")
+        raise LmixValueError(f"sweep spec {source}: unknown key(s) {unknown}; known keys: {', '.join(SPEC_KEYS)}")
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name:
-        raise ValueError(f"sweep spec {source}: name must be a non-empty string, got {name!r}")
+        raise LmixValueError(f"sweep spec {source}: name must be a non-empty string, got {name!r}")
 
     layers: list[dict[str, Any]] = []
     config_files = data.get("config") or []
     if isinstance(config_files, str):
         config_files = [config_files]
     if not isinstance(config_files, list) or not all(isinstance(p, str) for p in config_files):
-        raise ValueError(f"sweep spec {source}: config must be a file path or a list of paths, got {config_files!r}")
+        raise LmixValueError(
+            f"sweep spec {source}: config must be a file path or a list of paths, got {config_files!r}"
+        )
     for rel in config_files:
         layer = load_yaml(Path(base_dir) / rel)
         _forbid_owned(layer, f"{source}: config {rel}")
         layers.append(layer)
     base = data.get("base") or {}
     if not isinstance(base, dict):
-        raise ValueError(f"sweep spec {source}: base must be a mapping of settings, got {type(base).__name__}")
+        raise LmixValueError(f"sweep spec {source}: base must be a mapping of settings, got {type(base).__name__}")
     _forbid_owned(base, f"{source}: base")
     layers.append(_check_settings(base, f"sweep spec {source}: base"))
 
@@ -235,23 +238,27 @@ def parse_spec(
         grid_blocks = [grid_blocks]
     include = data.get("include") or []
     if not isinstance(grid_blocks, list) or not isinstance(include, list):
-        raise ValueError(f"sweep spec {source}: grid must be a mapping (or a list of them), include a list of them")
+        raise LmixValueError(f"sweep spec {source}: grid must be a mapping (or a list of them), include a list of them")
     grids = []
     for label, block in [("grid", b) for b in grid_blocks] + [("include", b) for b in include]:
         grids.append(_parse_grid(block, f"sweep spec {source}: {label}"))
 
     runs_data = data.get("runs") or []
     if not isinstance(runs_data, list):
-        raise ValueError(f"sweep spec {source}: runs must be a list of mappings of settings")
+        raise LmixValueError(f"sweep spec {source}: runs must be a list of mappings of settings")
     runs = []
     for i, entry in enumerate(runs_data):
         if not isinstance(entry, dict) or not entry:
-            raise ValueError(f"sweep spec {source}: runs[{i}] must be a non-empty mapping of settings, got {entry!r}")
+            raise LmixValueError(
+                f"sweep spec {source}: runs[{i}] must be a non-empty mapping of settings, got {entry!r}"
+            )
         _forbid_owned(entry, f"{source}: runs[{i}]")
         runs.append(_check_settings(entry, f"sweep spec {source}: runs[{i}]"))
 
     if not grids and not runs:
-        raise ValueError(f"sweep spec {source}: defines no runs; give a non-empty grid (e.g. grid: {{seed: [0, 1]}})")
+        raise LmixValueError(
+            f"sweep spec {source}: defines no runs; give a non-empty grid (e.g. grid: {{seed: [0, 1]}})"
+        )
     varied: list[str] = []
     for keys in [[k for k, _ in g] for g in grids] + [list(r) for r in runs]:
         varied.extend(k for k in keys if k not in varied)
@@ -281,7 +288,7 @@ def _parse_attack_eps(value: Any, source: str) -> tuple[float, ...] | None:
     elif isinstance(value, str):
         text = value
     else:
-        raise ValueError(
+        raise LmixValueError(
             f"sweep spec {source}: attack_eps must be a non-empty list of numbers in 1/255 units, e.g. "
             f"attack_eps: [0, 1, 2, 4, 8], got {value!r}"
         )
@@ -290,14 +297,14 @@ def _parse_attack_eps(value: Any, source: str) -> tuple[float, ...] | None:
     try:
         _, eps_255 = parse_eps(text, units="255")
     except ValueError as err:
-        raise ValueError(f"sweep spec {source}: attack_eps: {err}") from None
+        raise LmixValueError(f"sweep spec {source}: attack_eps: {err}") from None
     return tuple(eps_255)
 
 
 def _forbid_owned(settings: dict[str, Any], where: str) -> None:
     for key in _SWEEP_OWNED:
         if key in settings:
-            raise ValueError(f"sweep spec {where}: {key!r} is set by lmix sweep (each run gets OUT/<run name>)")
+            raise LmixValueError(f"sweep spec {where}: {key!r} is set by lmix sweep (each run gets OUT/<run name>)")
 
 
 def _check_settings(settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -307,22 +314,22 @@ def _check_settings(settings: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _parse_grid(block: Any, where: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not isinstance(block, dict) or not block:
-        raise ValueError(f"{where}: must be a non-empty mapping of key -> list of values, got {block!r}")
+        raise LmixValueError(f"{where}: must be a non-empty mapping of key -> list of values, got {block!r}")
     _forbid_owned(block, where.removeprefix("sweep spec "))
     unknown = sorted(set(block) - set(_KNOWN_FIELDS))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_KNOWN_FIELDS))}")
+        raise LmixValueError(f"{where}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_KNOWN_FIELDS))}")
     out = []
     for key, values in block.items():
         if key in _LIST_FIELDS:
             if not isinstance(values, list) or not values or not all(isinstance(v, list) for v in values):
-                raise ValueError(
+                raise LmixValueError(
                     f"{where}: {key} takes a list of alternatives, each itself a list, e.g. {key}: [[75, 150, 225]]"
                 )
         elif not isinstance(values, list):
             values = [values]
         if not values:
-            raise ValueError(f"{where}: {key} has an empty list of values")
+            raise LmixValueError(f"{where}: {key} has an empty list of values")
         alternatives = tuple(check_keys({key: v}, source=where)[key] for v in values)
         out.append((key, alternatives))
     return tuple(out)
@@ -364,7 +371,7 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
     _forbid_owned(overrides, "--set")
     clash = sorted(set(overrides) & set(spec.varied))
     if clash:
-        raise ValueError(f"--set {clash} would override key(s) that the sweep varies; edit the spec instead")
+        raise LmixValueError(f"--set {clash} would override key(s) that the sweep varies; edit the spec instead")
     base: dict[str, Any] = {}
     for layer in spec.layers:
         base.update(layer)
@@ -385,7 +392,7 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
             _check_registries(config)
         except ValueError as err:
             shown = ", ".join(f"{k}={format_value(v)}" for k, v in entry.items())
-            raise ValueError(f"sweep spec {spec.source}: run {{{shown}}}: {err}") from None
+            raise LmixValueError(f"sweep spec {spec.source}: run {{{shown}}}: {err}") from None
         for key in ignored_mixer_settings(config):
             settings[key] = None  # alpha for 'none' etc.: the same computation, so the same run
         config = config_from_sources(settings)
@@ -395,7 +402,7 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
         )
         if name in seen:
             if seen[name] != resolved:
-                raise ValueError(f"sweep spec {spec.source}: two different runs map to the folder {name!r}")
+                raise LmixValueError(f"sweep spec {spec.source}: two different runs map to the folder {name!r}")
             continue
         seen[name] = resolved
         config.out = str(out_dir / name)
@@ -411,13 +418,13 @@ def _check_registries(config: TrainConfig) -> None:
     from lmix.models import list_models
 
     if config.model not in list_models():
-        raise ValueError(f"unknown model {config.model!r}; known models: {', '.join(list_models())}")
+        raise LmixValueError(f"unknown model {config.model!r}; known models: {', '.join(list_models())}")
     try:
         from lmix.data import list_datasets
     except ImportError:  # data module not importable: train() will say why
         return
     if config.dataset not in list_datasets():
-        raise ValueError(f"unknown dataset {config.dataset!r}; known data sets: {', '.join(list_datasets())}")
+        raise LmixValueError(f"unknown dataset {config.dataset!r}; known data sets: {', '.join(list_datasets())}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,18 +445,18 @@ def parse_shard(text: str, *, environ: Mapping[str, str] | None = None) -> tuple
     try:
         i, n = (int(p) for p in parts)
     except ValueError:
-        raise ValueError(
+        raise LmixValueError(
             f"--shard must be i/N with integers 1 <= i <= N (e.g. 1/4) or auto (a Slurm job array), got {text!r}"
         ) from None
     if n < 1 or not 1 <= i <= n:
-        raise ValueError(f"--shard must be i/N with 1 <= i <= N (shards are numbered from 1), got {text!r}")
+        raise LmixValueError(f"--shard must be i/N with 1 <= i <= N (shards are numbered from 1), got {text!r}")
     return i, n
 
 
 def _shard_from_env(environ: Mapping[str, str]) -> tuple[int, int]:
     missing = [k for k in SHARD_ENV if not environ.get(k, "").strip()]
     if missing:
-        raise ValueError(
+        raise LmixValueError(
             f"--shard auto needs a Slurm job array ({' and '.join(missing)} not set; submit with sbatch --array=0-N); "
             "elsewhere use --shard i/N"
         )
@@ -461,14 +468,14 @@ def _shard_from_env(environ: Mapping[str, str]) -> tuple[int, int]:
         try:
             values[key] = int(raw)
         except ValueError:
-            raise ValueError(f"--shard auto: {key}={raw!r} is not an integer") from None
+            raise LmixValueError(f"--shard auto: {key}={raw!r} is not an integer") from None
     task, count = values["SLURM_ARRAY_TASK_ID"], values["SLURM_ARRAY_TASK_COUNT"]
     low, step = values.get("SLURM_ARRAY_TASK_MIN", 0), values.get("SLURM_ARRAY_TASK_STEP", 1)
     if step < 1:
-        raise ValueError(f"--shard auto: SLURM_ARRAY_TASK_STEP must be >= 1, got {step}")
+        raise LmixValueError(f"--shard auto: SLURM_ARRAY_TASK_STEP must be >= 1, got {step}")
     index, rest = divmod(task - low, step)
     if count < 1 or rest or not 0 <= index < count:
-        raise ValueError(
+        raise LmixValueError(
             f"--shard auto: task id {task} is not one of the {count} array tasks "
             f"(SLURM_ARRAY_TASK_MIN {low}, step {step}); use --array=0-{max(count, 1) - 1}"
         )
@@ -651,14 +658,14 @@ def run_sweep(
         SweepInterrupted: SIGINT or SIGTERM arrived while jobs ran (``jobs > 1``).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+        raise LmixValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        raise LmixValueError(f"threads must be an integer >= 1, got {threads!r}")
     gpus = [str(g) for g in gpus]
     if any(not g.strip() or "," in g for g in gpus) or len(set(gpus)) != len(gpus):
-        raise ValueError(f"gpus must be distinct, non-empty device ids, got {gpus!r}")
+        raise LmixValueError(f"gpus must be distinct, non-empty device ids, got {gpus!r}")
     if gpus and jobs == 1:
-        raise ValueError(
+        raise LmixValueError(
             "gpus spread job processes over GPUs and needs jobs > 1; to pin a sweep to one GPU set device=cuda:N"
         )
     t_start = time.perf_counter()
@@ -679,7 +686,7 @@ def run_sweep(
     for run in mine:
         clash = conflict(run)
         if clash is not None:
-            raise ValueError(
+            raise LmixValueError(
                 f"run folder {str(run.dir)!r} holds a different run ({clash}); use another --out, or vary that "
                 "setting in the spec's grid so that the folder names differ"
             )
@@ -980,7 +987,7 @@ def resolve_gpus(
         return ids if len(ids) > 1 else []
     ids = [v.strip() for v in text.split(",")]
     if any(not v for v in ids) or len(set(ids)) != len(ids):
-        raise ValueError(f"--gpus must be auto, none or a list of distinct GPU ids such as 0,1,3; got {text!r}")
+        raise LmixValueError(f"--gpus must be auto, none or a list of distinct GPU ids such as 0,1,3; got {text!r}")
     return ids
 
 

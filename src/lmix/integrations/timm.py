@@ -62,10 +62,11 @@ import torch
 from timm.data import mixup as timm_mixup
 from torch.utils.data import default_collate
 
+from lmix._checks import check_probability
+from lmix.errors import LmixTypeError, LmixValueError
 from lmix.mixing.mixers import CutMix, FMix, LMix, MixChoice, Mixer, NoMix
 from lmix.mixing.mixers import Mixup as CoreMixup
 from lmix.mixing.registry import accepted_params, list_mixers, mixer_class
-from lmix.mixing.validation import check_probability
 
 __all__ = ["Mixup", "FastCollateMixup", "build_mixer", "install", "main"]
 
@@ -101,13 +102,15 @@ def build_mixer(
         ValueError: unknown method or parameter, or a value the mixer refuses.
     """
     if method not in _input_methods():
-        raise ValueError(f"method must be one of {', '.join(_input_methods())} (mixing the input), got {method!r}")
+        raise LmixValueError(f"method must be one of {', '.join(_input_methods())} (mixing the input), got {method!r}")
     cls = mixer_class(method)
     accepted = accepted_params(cls)
     allowed = accepted - {"seed", "mode"}  # mode follows timm's mode
     unknown = set(params) - allowed
     if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for method {method!r}; allowed: {sorted(allowed)}")
+        raise LmixValueError(
+            f"unknown parameter(s) {sorted(unknown)} for method {method!r}; allowed: {sorted(allowed)}"
+        )
     sample_mode = "batch" if mode == "batch" else "sample"
     main_params: dict[str, Any] = {}
     if "mode" in accepted:
@@ -173,20 +176,22 @@ class _LmixTimm:
                 or isinstance(value, bool)
                 or not (math.isfinite(value) and value >= 0)
             ):
-                raise ValueError(f"{name}: {key} must be a finite number >= 0, got {value!r}")
+                raise LmixValueError(f"{name}: {key} must be a finite number >= 0, got {value!r}")
         if cutmix_minmax is not None:
-            raise ValueError(
+            raise LmixValueError(
                 f"{name}: cutmix_minmax is not supported by lmix's mixers; use cutmix_alpha, or method='cutmix' with size=(h, w)"
             )
         if not correct_lam:
-            raise ValueError(f"{name}: lmix always uses the exact mixed area (correct_lam=True); got correct_lam=False")
+            raise LmixValueError(
+                f"{name}: lmix always uses the exact mixed area (correct_lam=True); got correct_lam=False"
+            )
         if mode not in TIMM_MODES:
-            raise ValueError(f"{name}: mode must be one of {', '.join(TIMM_MODES)}, got {mode!r}")
+            raise LmixValueError(f"{name}: mode must be one of {', '.join(TIMM_MODES)}, got {mode!r}")
         check_probability(prob, name="prob")
         check_probability(switch_prob, name="switch_prob")
         check_probability(label_smoothing, name="label_smoothing")
         if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"{name}: num_classes must be an integer >= 1, got {num_classes!r}")
+            raise LmixValueError(f"{name}: num_classes must be an integer >= 1, got {num_classes!r}")
         if seed is None:
             seed = torch.initial_seed() % 2**63
         mixer = build_mixer(
@@ -236,14 +241,14 @@ class _LmixTimm:
         smoothing, num_classes = self.label_smoothing, self.num_classes
         if self.multi_label:
             if target.ndim != 2 or target.shape[1] != num_classes:
-                raise ValueError(
+                raise LmixValueError(
                     f"{type(self).__name__}: multi_label targets must be (B, num_classes={num_classes}), "
                     f"got shape {tuple(target.shape)}"
                 )
             y = target.float() * (1.0 - smoothing) + 0.5 * smoothing
         else:
             if target.ndim != 1:
-                raise ValueError(
+                raise LmixValueError(
                     f"{type(self).__name__}: targets must be (B,) class indices (multi_label=False), "
                     f"got shape {tuple(target.shape)}"
                 )
@@ -286,7 +291,7 @@ class Mixup(_LmixTimm, _TimmMixup):
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if target.shape[0] != x.shape[0]:
-            raise ValueError(f"Mixup: {x.shape[0]} images but {target.shape[0]} targets")
+            raise LmixValueError(f"Mixup: {x.shape[0]} images but {target.shape[0]} targets")
         if not self.mixup_enabled:
             return x, self._targets(target, None, None)
         mixed, perm, lam = self._mix(x)
@@ -305,19 +310,19 @@ class FastCollateMixup(_LmixTimm, _TimmFastCollateMixup):
 
     def __call__(self, batch: Sequence[tuple[Any, Any]], _: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         if len(batch) == 0:
-            raise ValueError("FastCollateMixup: the batch is empty")
+            raise LmixValueError("FastCollateMixup: the batch is empty")
         first = batch[0][0]
         if isinstance(first, np.ndarray):
             images = torch.from_numpy(np.stack([item[0] for item in batch]))
         elif isinstance(first, torch.Tensor):
             images = torch.stack([item[0] for item in batch])
         else:
-            raise TypeError(
+            raise LmixTypeError(
                 f"FastCollateMixup: images must be uint8 (C, H, W) numpy arrays or tensors (timm's ToNumpy / "
                 f"prefetcher transforms), got {type(first).__name__}"
             )
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise TypeError(
+            raise LmixTypeError(
                 f"FastCollateMixup: images must be uint8 (C, H, W), got dtype {images.dtype} and shape "
                 f"{tuple(images.shape[1:])} (use timm's prefetcher transforms or Mixup for float images)"
             )

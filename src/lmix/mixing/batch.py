@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lmix.mixing.validation import check_labels_in_range, check_num_classes, check_probability
+from lmix._checks import check_probability
+from lmix.errors import LmixValueError
+from lmix.mixing.validation import check_labels_in_range, check_num_classes
 
 __all__ = ["MixedBatch", "mixed_cross_entropy"]
 
@@ -96,9 +98,9 @@ def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch, label_smoothing
     """
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"logits must have shape (B, num_classes), got {shape}")
+        raise LmixValueError(f"logits must have shape (B, num_classes), got {shape}")
     if logits.shape[0] != batch.lam.shape[0]:
-        raise ValueError(f"logits have {logits.shape[0]} rows but the batch has {batch.lam.shape[0]} samples")
+        raise LmixValueError(f"logits have {logits.shape[0]} rows but the batch has {batch.lam.shape[0]} samples")
     check_probability(label_smoothing, name="label_smoothing")
     num_classes = logits.shape[1]
     _check_labels(batch.labels_a, num_classes, name="labels_a")

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from lmix.errors import LmixTypeError, LmixValueError
+
 if TYPE_CHECKING:
     from lmix.mixing.mixers import Mixer
 
@@ -40,18 +42,18 @@ def check_layers(layers: object) -> tuple[str, ...] | None:
     if layers is None:
         return None
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-        raise ValueError(
+        raise LmixValueError(
             "layers must be None (the stages of an lmix model) or a sequence of submodule names as in "
             f"model.named_modules(), e.g. ('layer1', 'layer2'), got {layers!r}"
         )
     names = tuple(layers)
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ValueError(
+            raise LmixValueError(
                 f"layers must hold non-empty submodule names (strings) as in model.named_modules(), got {name!r}"
             )
     if len(set(names)) != len(names):
-        raise ValueError(f"layers must name each submodule once, got {names!r}")
+        raise LmixValueError(f"layers must name each submodule once, got {names!r}")
     return names
 
 
@@ -69,7 +71,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def _staged_points(net: nn.Module, who: str) -> int:
     points = getattr(net, "num_hook_points", None)
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
-        raise TypeError(
+        raise LmixTypeError(
             f"{who} needs a model with stage hooks (lmix.models.StagedNet), got {type(net).__name__}; "
             "for any other model name the submodules to mix after, e.g. layers=('layer1', 'layer2')"
         )
@@ -90,7 +92,7 @@ def _resolve(net: nn.Module, name: str) -> nn.Module:
     except AttributeError:
         module = None
     if not isinstance(module, nn.Module):
-        raise ValueError(
+        raise LmixValueError(
             f"unknown layer {name!r} in {type(net).__name__}; layers name submodules as in "
             f"model.named_modules(), e.g. {_few_names(net)}"
         )
@@ -159,7 +161,9 @@ def forward_mixed(
         _staged_points(unwrap(model), who)
         return model(images, hook=mix, hook_at=point)
     if isinstance(point, bool) or not isinstance(point, int) or not 0 <= point <= len(layers):
-        raise ValueError(f"{who}: hook point must be an int in [0, {len(layers)}] for layers {layers!r}, got {point!r}")
+        raise LmixValueError(
+            f"{who}: hook point must be an int in [0, {len(layers)}] for layers {layers!r}, got {point!r}"
+        )
     if point == 0:
         return model(mix(images))
     name = layers[point - 1]
@@ -176,17 +180,17 @@ def forward_mixed(
                 "model); name a module that runs once, e.g. its parent block"
             )
         if not isinstance(output, torch.Tensor):
-            raise ValueError(
+            raise LmixValueError(
                 f"{who}: layer {name!r} must return one tensor to be mixed, got {type(output).__name__}; "
                 "name a module that returns a (B, ...) tensor"
             )
         if output.ndim < 1 or output.shape[0] != batch:
-            raise ValueError(
+            raise LmixValueError(
                 f"{who}: the output of layer {name!r} has shape {tuple(output.shape)}, whose first dimension is "
                 f"not the batch size {batch}; name a module whose output is batch-first"
             )
         if ndim is not None and output.ndim != ndim:
-            raise ValueError(
+            raise LmixValueError(
                 f"{who} needs a {ndim}-D (B, C, H, W) feature map at layer {name!r} for its block mask, got "
                 f"shape {tuple(output.shape)}; name a convolutional stage"
             )
@@ -198,7 +202,7 @@ def forward_mixed(
     finally:
         handle.remove()
     if calls == 0:
-        raise ValueError(
+        raise LmixValueError(
             f"{who}: layer {name!r} did not run during the forward pass, so nothing was mixed; "
             "name a module the model's forward calls"
         )

@@ -41,11 +41,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmix._checks import check_probability
+from lmix.errors import LmixValueError
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
 from lmix.mixing.mixers import Mixer, MixParams
 from lmix.mixing.sampling import sample_beta_lams
-from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_pairing, check_probability
+from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_pairing
 
 __all__ = ["ManifoldMixup", "ManifoldPlan", "STAGED_POINTS"]
 
@@ -171,7 +173,7 @@ class ManifoldMixup(Mixer):
 
         def mix(h: torch.Tensor) -> torch.Tensor:
             if not h.is_floating_point():
-                raise ValueError(f"Manifold Mixup interpolates floating point hidden states, got dtype {h.dtype}")
+                raise LmixValueError(f"Manifold Mixup interpolates floating point hidden states, got dtype {h.dtype}")
             weight = plan.lam.to(device=h.device, dtype=h.dtype)
             partner = h.index_select(0, plan.perm.to(h.device))
             out = torch.lerp(partner, h, weight.view(-1, *([1] * (h.ndim - 1))))

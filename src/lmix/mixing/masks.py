@@ -24,6 +24,7 @@ import numbers
 
 import torch
 
+from lmix.errors import LmixValueError
 from lmix.mixing.validation import check_decay, check_k, check_lam, check_size
 
 __all__ = [
@@ -111,7 +112,7 @@ def fourier_noise(
     decay = check_decay(decay)
     k = check_k(k, name="k")
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"n must be a non-negative integer (number of images), got {n!r}")
+        raise LmixValueError(f"n must be a non-negative integer (number of images), got {n!r}")
     if generator is None:
         generator = torch.Generator(device=device or "cpu")
         generator.seed()

@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from lmix._checks import check_probability
+from lmix._seeds import derive_mixer_seed
+from lmix.errors import LmixTypeError, LmixValueError
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import box_masks, fourier_noise, sharpen, top_mask
 from lmix.mixing.sampling import sample_beta, sample_beta_lams, sample_pairing
@@ -27,7 +30,6 @@ from lmix.mixing.validation import (
     check_k,
     check_mode,
     check_pairing,
-    check_probability,
 )
 
 __all__ = ["MixParams", "ChoiceParams", "Mixer", "NoMix", "Mixup", "CutMix", "Cutout", "LMix", "FMix", "MixChoice"]
@@ -58,26 +60,9 @@ def _select_into(mask: torch.Tensor, images: torch.Tensor, out: torch.Tensor) ->
     return out
 
 
-_MASK64 = (1 << 64) - 1
 _WORKER_TAG = 0x6C6D_6978_776B  # distinct constants: a worker stream never equals a forked one
 _FORK_TAG = 0x6C6D_6978_666B
 _WORKER_KEY = "@worker-seed="
-
-
-def _splitmix64(x: int) -> int:
-    """One step of SplitMix64 (Steele et al. 2014): a bijective, well-mixing 64-bit hash."""
-    z = (x + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def derive_seed(*parts: int) -> int:
-    """A seed in [0, 2**63) that depends on every integer of ``parts`` (order included)."""
-    h = 0
-    for part in parts:
-        h = _splitmix64(h ^ (int(part) & _MASK64))
-    return h >> 1
 
 
 def _new_generator(key: str, seed: int) -> torch.Generator:
@@ -135,7 +120,7 @@ class Mixer:
 
     def __init__(self, *, seed: int | None = None) -> None:
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+            raise LmixValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if seed is None:
             seed = torch.Generator().seed()  # non-deterministic, leaves the global RNG alone
         self.seed = int(seed)
@@ -158,7 +143,7 @@ class Mixer:
         seed = self.seed
         if info is not None:
             key = f"{key}{_WORKER_KEY}{info.seed}"
-            seed = derive_seed(self.seed, info.seed, _WORKER_TAG)
+            seed = derive_mixer_seed(self.seed, info.seed, _WORKER_TAG)
         gen = self._generators.get(key)
         if gen is None:
             gen = _new_generator(key, seed)
@@ -183,10 +168,10 @@ class Mixer:
             A new mixer of the same type and hyperparameters.
         """
         if not isinstance(index, numbers.Integral) or isinstance(index, bool) or index < 0:
-            raise ValueError(f"fork index must be a non-negative integer (e.g. the DDP rank), got {index!r}")
+            raise LmixValueError(f"fork index must be a non-negative integer (e.g. the DDP rank), got {index!r}")
         twin = copy.deepcopy(self)
         for mixer in twin._tree():
-            mixer.seed = derive_seed(mixer.seed, int(index), _FORK_TAG)
+            mixer.seed = derive_mixer_seed(mixer.seed, int(index), _FORK_TAG)
             mixer._generators = {}
         return twin
 
@@ -267,11 +252,13 @@ class Mixer:
             )
         b = params.perm.shape[0]
         if tensor.ndim < 3 or tensor.shape[0] != b:
-            raise ValueError(f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}")
+            raise LmixValueError(
+                f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}"
+            )
         ones = (1,) * (tensor.ndim - 1)
         if params.mask is not None:
             if tuple(params.mask.shape[-2:]) != tuple(tensor.shape[-2:]):
-                raise ValueError(
+                raise LmixValueError(
                     f"an extra tensor must have the images' (H, W) = {tuple(params.mask.shape[-2:])}, "
                     f"got shape {tuple(tensor.shape)}"
                 )
@@ -282,7 +269,7 @@ class Mixer:
         if params.mask is not None:
             return torch.where(mask, tensor, partner)
         if not tensor.is_floating_point():
-            raise ValueError(
+            raise LmixValueError(
                 f"{type(self).__name__} blends pixels and cannot mix an integer extra tensor (dtype {tensor.dtype}); "
                 "pass a floating one (e.g. one-hot or soft maps) or use a mask method (cutmix, lmix, fmix)"
             )
@@ -410,7 +397,7 @@ class CutMix(Mixer):
         self.mode = check_mode(mode)
         self.pairing = check_pairing(pairing)
         if box_rounding not in ("exact", "reference"):
-            raise ValueError(
+            raise LmixValueError(
                 "box_rounding must be 'exact' (a box of exactly the cut size) or 'reference' (clovaai/CutMix-PyTorch's "
                 f"rand_bbox: centre +- cut // 2), got {box_rounding!r}"
             )
@@ -638,19 +625,19 @@ class MixChoice(Mixer):
         super().__init__(seed=seed)
         mixers = list(mixers)
         if len(mixers) < 2 or not all(isinstance(m, Mixer) for m in mixers):
-            raise ValueError(f"mixers must be a sequence of at least two Mixer instances, got {mixers!r}")
+            raise LmixValueError(f"mixers must be a sequence of at least two Mixer instances, got {mixers!r}")
         if schedule not in ("random", "alternate"):
-            raise ValueError(f"schedule must be 'random' or 'alternate', got {schedule!r}")
+            raise LmixValueError(f"schedule must be 'random' or 'alternate', got {schedule!r}")
         if granularity not in ("batch", "sample"):
-            raise ValueError(
+            raise LmixValueError(
                 f"granularity must be 'batch' (one mixer per batch) or 'sample' (one per sample), got {granularity!r}"
             )
         if granularity == "sample":
             if schedule != "random":
-                raise ValueError("schedule='alternate' needs granularity='batch'; per sample the choice is random")
+                raise LmixValueError("schedule='alternate' needs granularity='batch'; per sample the choice is random")
             bad = [m for m in mixers if not _standard_apply(m)]
             if bad:
-                raise ValueError(
+                raise LmixValueError(
                     "granularity='sample' combines input-space mixers with the standard mask/blend apply (none, "
                     f"mixup, cutmix, cutout, lmix, fmix); not supported: {', '.join(repr(m) for m in bad)}"
                 )
@@ -658,7 +645,7 @@ class MixChoice(Mixer):
             p = [1.0 / len(mixers)] * len(mixers)
         p = [check_probability(x, name="p") for x in p]
         if len(p) != len(mixers) or abs(sum(p) - 1.0) > 1e-6:
-            raise ValueError(f"p must hold one probability per mixer ({len(mixers)}) summing to 1, got {p}")
+            raise LmixValueError(f"p must hold one probability per mixer ({len(mixers)}) summing to 1, got {p}")
         self.mixers = mixers
         self.p = p
         self.schedule = schedule
@@ -797,7 +784,9 @@ class MixChoice(Mixer):
         """Mix with parameters from ``sample``: the chosen component's ``apply`` per batch, or one
         weight map and a single ``where``/``lerp`` per sample."""
         if not isinstance(params, ChoiceParams):
-            raise TypeError(f"MixChoice.apply needs the ChoiceParams its sample() returns, got {type(params).__name__}")
+            raise LmixTypeError(
+                f"MixChoice.apply needs the ChoiceParams its sample() returns, got {type(params).__name__}"
+            )
         if params.index is not None:
             return self.mixers[params.index].apply(images, labels, params.inner)
         b = images.shape[0]
@@ -823,16 +812,18 @@ class MixChoice(Mixer):
         ``apply_extra`` per batch, or per sample that of each sample's component (integer
         tensors need mask components only: none, Cutout, CutMix, LMix, FMix)."""
         if not isinstance(params, ChoiceParams):
-            raise TypeError(f"MixChoice needs the ChoiceParams its sample() returns, got {type(params).__name__}")
+            raise LmixTypeError(f"MixChoice needs the ChoiceParams its sample() returns, got {type(params).__name__}")
         if params.index is not None:
             return self.mixers[params.index].apply_extra(tensor, params.inner)
         b = params.perm.shape[0]
         if tensor.ndim < 3 or tensor.shape[0] != b:
-            raise ValueError(f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}")
+            raise LmixValueError(
+                f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}"
+            )
         floating = tensor.is_floating_point()
         blend = self._blends(params)
         if blend and not floating:
-            raise ValueError(
+            raise LmixValueError(
                 f"{self!r} blends pixels (Mixup) in some samples and cannot mix an integer extra tensor (dtype "
                 f"{tensor.dtype}); pass a floating one (e.g. one-hot or soft maps)"
             )

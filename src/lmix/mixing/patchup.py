@@ -74,11 +74,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmix._checks import check_probability
+from lmix.errors import LmixValueError
 from lmix.mixing.batch import MixedBatch
 from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
 from lmix.mixing.mixers import CutMix, Mixer, MixParams
 from lmix.mixing.sampling import sample_beta_lams, sample_permutation
-from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_positive, check_probability
+from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_positive
 
 __all__ = [
     "PatchUp",
@@ -249,7 +251,7 @@ class PatchUpPlan:
 
 def _check_int(value: object, *, name: str, minimum: int) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise LmixValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -312,15 +314,17 @@ class PatchUp(Mixer):
         self.alpha = check_alpha(alpha)
         self.patchup_prob = check_probability(patchup_prob, name="patchup_prob")
         if not isinstance(gamma, numbers.Real) or isinstance(gamma, bool) or not 0.0 < float(gamma) <= 1.0:
-            raise ValueError(f"gamma must be a number in (0, 1] (the share of features to mix), got {gamma!r}")
+            raise LmixValueError(f"gamma must be a number in (0, 1] (the share of features to mix), got {gamma!r}")
         self.gamma = float(gamma)
         self.block_size = _check_int(block_size, name="block_size", minimum=1)
         if patchup_type not in PATCHUP_TYPES:
-            raise ValueError(f"patchup_type must be 'hard' (swap blocks) or 'soft' (interpolate), got {patchup_type!r}")
+            raise LmixValueError(
+                f"patchup_type must be 'hard' (swap blocks) or 'soft' (interpolate), got {patchup_type!r}"
+            )
         self.patchup_type = str(patchup_type)
         self.max_layer = None if max_layer is None else _check_int(max_layer, name="max_layer", minimum=0)
         if input_mix not in INPUT_MIXES:
-            raise ValueError(f"input_mix must be 'cutmix' (the reference) or 'patchup', got {input_mix!r}")
+            raise LmixValueError(f"input_mix must be 'cutmix' (the reference) or 'patchup', got {input_mix!r}")
         self.input_mix = str(input_mix)
         self.cutmix_alpha = check_positive(cutmix_alpha, name="cutmix_alpha")
         if (
@@ -332,12 +336,12 @@ class PatchUp(Mixer):
                 for v in loss_weights
             )
         ):
-            raise ValueError(f"loss_weights must be a pair (w_a, w_b) of finite numbers >= 0, got {loss_weights!r}")
+            raise LmixValueError(f"loss_weights must be a pair (w_a, w_b) of finite numbers >= 0, got {loss_weights!r}")
         self.loss_weights = (float(loss_weights[0]), float(loss_weights[1]))
         self.mode = check_mode(mode)
         self.layers = check_layers(layers)
         if loss_scale not in LOSS_SCALES:
-            raise ValueError(
+            raise LmixValueError(
                 "loss_scale must be 'reference' (the reference's three-term sum, about 2x one mixed loss) or "
                 f"'single' (normalised to one mixed cross-entropy), got {loss_scale!r}"
             )
@@ -376,7 +380,7 @@ class PatchUp(Mixer):
             (B or 1, C or 1, h, w) bool holes (True where mixed).
         """
         if x.ndim != 4:
-            raise ValueError(f"PatchUp mixes (B, C, H, W) feature maps, got shape {tuple(x.shape)}")
+            raise LmixValueError(f"PatchUp mixes (B, C, H, W) feature maps, got shape {tuple(x.shape)}")
         holes = self._holes(x, shared_channels=shared_channels, generator=generator)
         partner = x[perm]
         if mix_lam is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from lmix.errors import LmixValueError
 from lmix.mixing.manifold import ManifoldMixup
 from lmix.mixing.mixers import CutMix, Cutout, FMix, LMix, MixChoice, Mixer, Mixup, NoMix
 from lmix.mixing.patchup import PatchUp
@@ -22,7 +23,7 @@ _REGISTRY: dict[str, type[Mixer]] = {}
 def register_mixer(cls: type[Mixer]) -> type[Mixer]:
     """Class decorator: register ``cls`` under ``cls.name``."""
     if not cls.name or cls.name in _REGISTRY or "+" in cls.name:
-        raise ValueError(f"cannot register mixer name {cls.name!r}: empty, taken or containing '+'")
+        raise LmixValueError(f"cannot register mixer name {cls.name!r}: empty, taken or containing '+'")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -39,7 +40,9 @@ def list_mixers() -> list[str]:
 def mixer_class(name: str) -> type[Mixer]:
     """The class registered under ``name``; ValueError listing the known names otherwise."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(list_mixers())} (or 'a+b' to combine two)")
+        raise LmixValueError(
+            f"unknown mixer {name!r}; known mixers: {', '.join(list_mixers())} (or 'a+b' to combine two)"
+        )
     return _REGISTRY[name]
 
 
@@ -81,7 +84,7 @@ def create_mixer(name: str, **params: Any) -> Mixer:
         seed = params.pop("seed", None)
         unknown = set(params) - set().union(*(accepted_params(c) for c in classes))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {name!r}")
+            raise LmixValueError(f"unknown parameter(s) {sorted(unknown)} for {name!r}")
         mixers = []
         for i, cls in enumerate(classes):
             sub = {k: v for k, v in params.items() if k in accepted_params(cls)}
@@ -92,7 +95,7 @@ def create_mixer(name: str, **params: Any) -> Mixer:
     cls = mixer_class(name)
     unknown = set(params) - accepted_params(cls)
     if unknown:
-        raise ValueError(
+        raise LmixValueError(
             f"unknown parameter(s) {sorted(unknown)} for mixer {name!r}; allowed: {sorted(accepted_params(cls))}"
         )
     return cls(**params)

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from lmix.errors import LmixValueError
+
 __all__ = [
     "sample_beta",
     "sample_beta_lams",
@@ -84,7 +86,7 @@ def sample_gamma(
     the logarithms instead and is exact there.
     """
     if not concentration > 0:
-        raise ValueError(f"Gamma concentration must be > 0, got {concentration}")
+        raise LmixValueError(f"Gamma concentration must be > 0, got {concentration}")
     return torch.exp(_log_gamma(concentration, n, generator=generator, dtype=dtype))
 
 
@@ -105,7 +107,7 @@ def sample_beta(
     """
     beta = alpha if beta is None else beta
     if not alpha > 0 or not beta > 0:
-        raise ValueError(f"Beta parameters must be > 0, got alpha={alpha}, beta={beta}")
+        raise LmixValueError(f"Beta parameters must be > 0, got alpha={alpha}, beta={beta}")
     if alpha == 1.0 and beta == 1.0:
         # Beta(1, 1) is U[0, 1]: skip the Gamma machinery on the default path.
         return sample_uniform(n, generator=generator, device=device)
@@ -158,4 +160,4 @@ def sample_pairing(pairing: str, n: int, *, generator: torch.Generator, device: 
         return torch.arange(n - 1, -1, -1, device=device)
     if pairing == "roll":
         return torch.arange(-1, n - 1, device=device).remainder_(n)
-    raise ValueError(f"pairing must be one of {', '.join(map(repr, PAIRINGS))}, got {pairing!r}")
+    raise LmixValueError(f"pairing must be one of {', '.join(map(repr, PAIRINGS))}, got {pairing!r}")

@@ -13,27 +13,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["StagedNet", "ClassifierHead", "init_kaiming_fan_out", "check_int", "check_probability"]
+from lmix.errors import LmixTypeError, LmixValueError
+
+__all__ = ["StagedNet", "ClassifierHead", "init_kaiming_fan_out"]
 
 Hook = Callable[[Tensor], Tensor]
-
-
-def check_int(name: str, value: object, *, minimum: int) -> int:
-    """Return ``value`` if it is an int (not a bool) ``>= minimum``; TypeError/ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
-
-
-def check_probability(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a number in [0, 1); TypeError/ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, 1), got {value!r} ({type(value).__name__})")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value}")
-    return float(value)
 
 
 class ClassifierHead(nn.Module):
@@ -74,7 +58,7 @@ class StagedNet(nn.Module):
     def __init__(self, stages: Sequence[nn.Module], head: nn.Module, *, num_classes: int, num_features: int) -> None:
         super().__init__()
         if len(stages) == 0:
-            raise ValueError("a StagedNet needs at least one stage")
+            raise LmixValueError("a StagedNet needs at least one stage")
         self.stages = nn.ModuleList(stages)
         self.head = head
         self.num_classes = num_classes
@@ -89,11 +73,11 @@ class StagedNet(nn.Module):
         if hook is None and hook_at is None:
             return
         if hook is None or hook_at is None:
-            raise ValueError("hook and hook_at must be given together")
+            raise LmixValueError("hook and hook_at must be given together")
         if not callable(hook):
-            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+            raise LmixTypeError(f"hook must be callable, got {type(hook).__name__}")
         if isinstance(hook_at, bool) or not isinstance(hook_at, int) or not 0 <= hook_at < len(self.stages):
-            raise ValueError(f"hook_at must be an int in [0, {len(self.stages) - 1}], got {hook_at!r}")
+            raise LmixValueError(f"hook_at must be an int in [0, {len(self.stages) - 1}], got {hook_at!r}")
 
     def forward_features(self, x: Tensor, *, hook: Hook | None = None, hook_at: int | None = None) -> Tensor:
         """Run the stages only: (B, C_in, H, W) -> last stage's output (B, num_features, h, w)."""

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmix.models.base import ClassifierHead, StagedNet, check_int, init_kaiming_fan_out
+from lmix._checks import check_int
+from lmix.errors import LmixValueError
+from lmix.models.base import ClassifierHead, StagedNet, init_kaiming_fan_out
 from lmix.models.registry import register_model
 
 __all__ = ["DenseNetBC", "densenet_bc_190"]
@@ -67,12 +69,12 @@ class DenseNetBC(StagedNet):
     def __init__(
         self, *, depth: int, growth_rate: int, compression: float = 0.5, num_classes: int, in_channels: int = 3
     ) -> None:
-        check_int("depth", depth, minimum=10)
-        check_int("growth_rate", growth_rate, minimum=1)
+        check_int(depth, name="depth", minimum=10)
+        check_int(growth_rate, name="growth_rate", minimum=1)
         if isinstance(compression, bool) or not isinstance(compression, (int, float)) or not 0 < compression <= 1:
-            raise ValueError(f"compression must be a float in (0, 1], got {compression!r}")
+            raise LmixValueError(f"compression must be a float in (0, 1], got {compression!r}")
         if (depth - 4) % 6 != 0:
-            raise ValueError(f"DenseNet-BC depth must be 6n + 4 (e.g. 100, 190, 250), got {depth}")
+            raise LmixValueError(f"DenseNet-BC depth must be 6n + 4 (e.g. 100, 190, 250), got {depth}")
         n = (depth - 4) // 6
         planes = 2 * growth_rate
         stages: list[nn.Module] = [nn.Conv2d(in_channels, planes, 3, padding=1, bias=False)]

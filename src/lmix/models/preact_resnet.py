@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmix.models.base import ClassifierHead, StagedNet, check_int, check_probability
+from lmix._checks import check_int, check_probability
+from lmix.errors import LmixValueError
+from lmix.models.base import ClassifierHead, StagedNet
 from lmix.models.registry import register_model
 
 LAYOUTS = ("preact", "fmix")
@@ -101,14 +103,14 @@ class PreActResNet(StagedNet):
         dropout: float = 0.0,
         layout: str = "preact",
     ) -> None:
-        check_int("width", width, minimum=1)
+        check_int(width, name="width", minimum=1)
         if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, got {layout!r}")
-        check_probability("dropout", dropout)
+            raise LmixValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, got {layout!r}")
+        check_probability(dropout, name="dropout", allow_one=False)
         if len(num_blocks) == 0:
-            raise ValueError("num_blocks must name at least one stage")
+            raise LmixValueError("num_blocks must name at least one stage")
         for n in num_blocks:
-            check_int("blocks per stage", n, minimum=1)
+            check_int(n, name="blocks per stage", minimum=1)
         stem: nn.Module = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         if layout == "fmix":
             stem = nn.Sequential(stem, nn.BatchNorm2d(width), nn.ReLU(inplace=True))

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmix.models.base import ClassifierHead, StagedNet, check_int, init_kaiming_fan_out
+from lmix._checks import check_int
+from lmix.errors import LmixValueError
+from lmix.models.base import ClassifierHead, StagedNet, init_kaiming_fan_out
 from lmix.models.registry import register_model
 
 __all__ = ["ShakeDrop", "PyramidBottleneck", "PyramidNet", "pyramidnet272_200"]
@@ -54,7 +56,7 @@ class ShakeDrop(nn.Module):
     def __init__(self, p_drop: float) -> None:
         super().__init__()
         if not 0.0 <= p_drop <= 1.0:
-            raise ValueError(f"p_drop must be in [0, 1], got {p_drop}")
+            raise LmixValueError(f"p_drop must be in [0, 1], got {p_drop}")
         self.p_drop = float(p_drop)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -83,7 +85,7 @@ class PyramidBottleneck(nn.Module):
         super().__init__()
         out_planes = planes * self.expansion
         if out_planes < in_planes:
-            raise ValueError(f"a pyramid block cannot shrink channels ({in_planes} -> {out_planes})")
+            raise LmixValueError(f"a pyramid block cannot shrink channels ({in_planes} -> {out_planes})")
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -122,12 +124,12 @@ class PyramidNet(StagedNet):
     def __init__(
         self, *, depth: int, alpha: int, num_classes: int, in_channels: int = 3, shakedrop: float = 0.0
     ) -> None:
-        check_int("depth", depth, minimum=11)
-        check_int("alpha", alpha, minimum=1)
+        check_int(depth, name="depth", minimum=11)
+        check_int(alpha, name="alpha", minimum=1)
         if isinstance(shakedrop, bool) or not isinstance(shakedrop, (int, float)) or not 0 <= shakedrop <= 1:
-            raise ValueError(f"shakedrop must be a float in [0, 1], got {shakedrop!r}")
+            raise LmixValueError(f"shakedrop must be a float in [0, 1], got {shakedrop!r}")
         if (depth - 2) % 9 != 0:
-            raise ValueError(f"bottleneck PyramidNet depth must be 9n + 2 (e.g. 110, 164, 272), got {depth}")
+            raise LmixValueError(f"bottleneck PyramidNet depth must be 9n + 2 (e.g. 110, 164, 272), got {depth}")
         n = (depth - 2) // 9
         add_rate = alpha / (3 * n)
         stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))

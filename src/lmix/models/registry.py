@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-from lmix.models.base import StagedNet, check_int
+from lmix._checks import check_int
+from lmix.errors import LmixTypeError, LmixValueError
+from lmix.models.base import StagedNet
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "count_parameters"]
 
@@ -85,23 +87,23 @@ def register_model(
         published_source: the publication of that count.
     """
     if not isinstance(description, str) or not description or "\n" in description:
-        raise ValueError("description must be one non-empty line")
+        raise LmixValueError("description must be one non-empty line")
     if published_params is not None:
-        check_int("published_params", published_params, minimum=1)
+        check_int(published_params, name="published_params", minimum=1)
 
     def decorate(builder: Builder) -> Builder:
         key = builder.__name__ if name is None else name
         if not isinstance(key, str) or not key or key in _REGISTRY:
-            raise ValueError(f"cannot register model name {key!r}: empty or already taken")
+            raise LmixValueError(f"cannot register model name {key!r}: empty or already taken")
         params = inspect.signature(builder).parameters
         for required in ("num_classes", "in_channels"):
             if required not in params or params[required].kind is not inspect.Parameter.KEYWORD_ONLY:
-                raise TypeError(f"model builder {key!r} must take keyword-only {required!r}")
+                raise LmixTypeError(f"model builder {key!r} must take keyword-only {required!r}")
         for n, p in params.items():
             if n not in ("num_classes", "in_channels") and (
                 p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty
             ):
-                raise TypeError(f"model builder {key!r}: option {n!r} must be keyword-only with a default")
+                raise LmixTypeError(f"model builder {key!r}: option {n!r} must be keyword-only with a default")
         _REGISTRY[key] = _Entry(builder, bool(paper), published_params, published_source, description)
         return builder
 
@@ -115,7 +117,7 @@ def list_models() -> list[str]:
 
 def _entry(name: str) -> _Entry:
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+        raise LmixValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
@@ -133,13 +135,13 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
         TypeError: a value of the wrong type.
     """
     entry = _entry(name)
-    check_int("num_classes", num_classes, minimum=2)
-    check_int("in_channels", in_channels, minimum=1)
+    check_int(num_classes, name="num_classes", minimum=2)
+    check_int(in_channels, name="in_channels", minimum=1)
     allowed = _options(entry.builder)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         shown = ", ".join(f"{k}={v!r}" for k, v in allowed.items()) or "none"
-        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; allowed: {shown}")
+        raise LmixValueError(f"unknown option(s) {unknown} for model {name!r}; allowed: {shown}")
     return entry.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from lmix.models.base import ClassifierHead, StagedNet, check_int
+from lmix._checks import check_int
+from lmix.models.base import ClassifierHead, StagedNet
 from lmix.models.registry import register_model
 
 __all__ = ["SimpleCNN", "simple_cnn"]
@@ -36,7 +37,7 @@ class SimpleCNN(StagedNet):
     """
 
     def __init__(self, *, num_classes: int, in_channels: int = 3, width: int = 16) -> None:
-        check_int("width", width, minimum=1)
+        check_int(width, name="width", minimum=1)
         widths = [width, 2 * width, 4 * width]
         stages = [_block(in_channels, widths[0]), _block(widths[0], widths[1]), _block(widths[1], widths[2])]
         super().__init__(

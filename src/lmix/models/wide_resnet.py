@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from lmix.models.base import ClassifierHead, StagedNet, check_int, check_probability, init_kaiming_fan_out
+from lmix._checks import check_int, check_probability
+from lmix.errors import LmixValueError
+from lmix.models.base import ClassifierHead, StagedNet, init_kaiming_fan_out
 from lmix.models.preact_resnet import preact_groups
 from lmix.models.registry import register_model
 
@@ -34,11 +36,11 @@ class WideResNet(StagedNet):
     def __init__(
         self, *, depth: int, widen_factor: int, num_classes: int, in_channels: int = 3, dropout: float = 0.0
     ) -> None:
-        check_int("depth", depth, minimum=10)
-        check_int("widen_factor", widen_factor, minimum=1)
-        check_probability("dropout", dropout)
+        check_int(depth, name="depth", minimum=10)
+        check_int(widen_factor, name="widen_factor", minimum=1)
+        check_probability(dropout, name="dropout", allow_one=False)
         if (depth - 4) % 6 != 0:
-            raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
+            raise LmixValueError(f"WideResNet depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
         n = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         stages: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lmix.errors import LmixValueError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from lmix.models import count_parameters, list_models, model_info
 
     if args.num_classes < 2:
-        raise ValueError(f"--num-classes must be >= 2, got {args.num_classes}")
+        raise LmixValueError(f"--num-classes must be >= 2, got {args.num_classes}")
     if args.in_channels < 1:
-        raise ValueError(f"--in-channels must be >= 1, got {args.in_channels}")
+        raise LmixValueError(f"--in-channels must be >= 1, got {args.in_channels}")
     header = [
         "name",
         "paper",

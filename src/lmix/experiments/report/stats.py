@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from lmix.errors import LmixValueError
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
 from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
 from lmix.experiments.report.collect import (
@@ -171,7 +172,7 @@ def build_report(
         failed = collect_failed(root)
     if not records:
         also = f" ({len(failed)} failed run(s) with failed.json)" if failed else ""
-        raise ValueError(f"lmix report: no finished runs (summary.json) under {str(root)!r}{also}")
+        raise LmixValueError(f"lmix report: no finished runs (summary.json) under {str(root)!r}{also}")
     lookup = _paper_lookup(paper)
     for r in records:
         r.settings = _normalise(r)
@@ -404,14 +405,14 @@ def load_paper_table(path: str | os.PathLike) -> dict[tuple[str, str, str], Pape
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"--paper file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise LmixValueError(f"--paper file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, list):
-        raise ValueError(f"--paper file {str(path)!r} must hold a list of {{dataset, model, method, acc}} mappings")
+        raise LmixValueError(f"--paper file {str(path)!r} must hold a list of {{dataset, model, method, acc}} mappings")
     out = {}
     for i, e in enumerate(data):
         need = {"dataset", "model", "method", "acc"}
         if not isinstance(e, dict) or not need <= set(e) or set(e) - need - {"final", "best", "table"}:
-            raise ValueError(
+            raise LmixValueError(
                 f"--paper file {str(path)!r}: entry {i} must have keys dataset, model, method, acc "
                 f"(optional final, best, table), got {e!r}"
             )

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from lmix.errors import LmixValueError
+
 __all__ = [
     "TrainConfig",
     "load_yaml",
@@ -140,7 +142,7 @@ class TrainConfig:
 
         def need(cond: bool, msg: str) -> None:
             if not cond:
-                raise ValueError(msg)
+                raise LmixValueError(msg)
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}")
         need(
@@ -293,7 +295,7 @@ def _check_method_names(name: Any, source: str) -> None:
 
     known = list_mixers()
     if not isinstance(name, str) or not all(part.strip() in known for part in name.split("+")):
-        raise ValueError(
+        raise LmixValueError(
             f"{source}: {name!r} is not a method; use one of {', '.join(known)} or a combination such as lmix+mixup"
         )
 
@@ -301,17 +303,17 @@ def _check_method_names(name: Any, source: str) -> None:
 def _check_method_params(value: Any, *, source: str) -> dict[str, dict[str, Any]]:
     """``{method: {mixing setting: value}}`` with known methods, known settings and typed values."""
     if not isinstance(value, dict):
-        raise ValueError(f"{source} must be a mapping of method -> settings, e.g. {{patchup: {{alpha: 2.0}}}}")
+        raise LmixValueError(f"{source} must be a mapping of method -> settings, e.g. {{patchup: {{alpha: 2.0}}}}")
     out: dict[str, dict[str, Any]] = {}
     for method, entry in value.items():
         _check_method_names(method, source)
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
-            raise ValueError(f"{source}[{method!r}] must be a mapping of settings, got {entry!r}")
+            raise LmixValueError(f"{source}[{method!r}] must be a mapping of settings, got {entry!r}")
         bad = sorted(set(entry) - set(METHOD_PARAM_KEYS))
         if bad:
-            raise ValueError(
+            raise LmixValueError(
                 f"{source}[{method!r}]: {bad} cannot be set per method; allowed: {', '.join(METHOD_PARAM_KEYS)}"
             )
         out[method] = {k: _coerce(k, v) for k, v in entry.items()}
@@ -365,7 +367,7 @@ def _coerce(name: str, value: Any) -> Any:
     if value is None:
         if optional:
             return None
-        raise ValueError(f"config key {name!r} must not be null")
+        raise LmixValueError(f"config key {name!r} must not be null")
     origin = typing.get_origin(tp)
     if origin is dict:
         return _check_method_params(value, source=f"config key {name!r}")
@@ -390,7 +392,7 @@ def _coerce_scalar(name: str, tp: Any, value: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ValueError(f"config key {name!r} must be of type {tp.__name__}, got {value!r}")
+    raise LmixValueError(f"config key {name!r} must be of type {tp.__name__}, got {value!r}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -401,11 +403,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise LmixValueError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
+        raise LmixValueError(f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
     return check_keys(data, source=str(path))
 
 
@@ -413,7 +415,7 @@ def check_keys(data: dict[str, Any], *, source: str) -> dict[str, Any]:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{source}: unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
+        raise LmixValueError(f"{source}: unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
     return {k: _coerce(k, v) for k, v in data.items()}
 
 

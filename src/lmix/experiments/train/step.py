@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lmix.errors import LmixValueError
 from lmix.mixing import MixedBatch, Mixer, mixed_cross_entropy
 
 __all__ = ["train_epoch", "eager_step", "CompiledStep", "COMPILE_MODES", "Step"]
@@ -94,7 +95,9 @@ class CompiledStep:
         mode: str | None = None,
     ) -> None:
         if mixer.uses_model:
-            raise ValueError(f"{type(mixer).__name__} mixes inside the model: compile the model, not the whole step")
+            raise LmixValueError(
+                f"{type(mixer).__name__} mixes inside the model: compile the model, not the whole step"
+            )
         self.mixer = mixer
         device_type = next(model.parameters()).device.type
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lmix.errors import LmixValueError
 from lmix.experiments.io import (
     WriteError,
     atomic_torch_save,
@@ -103,7 +104,7 @@ def mixer_params(config: TrainConfig) -> dict[str, Any]:
         if config.mix_schedule is not None:
             params["schedule"] = config.mix_schedule
     elif config.mix_p is not None or config.mix_schedule is not None:
-        raise ValueError("--mix-p and --mix-schedule apply only to combined methods such as lmix+mixup")
+        raise LmixValueError("--mix-p and --mix-schedule apply only to combined methods such as lmix+mixup")
     return params
 
 
@@ -267,7 +268,7 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
     env = env or DistEnv.from_env()
     device = resolve_device(config.device, env)
     if config.batch_size % env.world_size:
-        raise ValueError(
+        raise LmixValueError(
             f"batch_size {config.batch_size} must be divisible by the number of processes ({env.world_size})"
         )
     mixer_params(config)  # validate the method and its parameters before touching the disk
@@ -449,7 +450,7 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
     optimizer = _sgd(raw_model, config, device)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
+        raise LmixValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     amp_dtype = _amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
@@ -532,7 +533,7 @@ def _check_labels(num_classes: int | None, **loaders: Any) -> None:
             continue  # file data sets: labels are folder indices, in range by construction
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
-            raise ValueError(
+            raise LmixValueError(
                 f"the {split} labels span [{lo}, {hi}] but the data set has {num_classes} classes [0, {num_classes - 1}]"
             )
 

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import lmix
+from lmix.errors import LmixValueError
 from lmix.experiments.io import atomic_write
 
 __all__ = ["Panel", "GridContent", "build_grid_content", "mixing_figure", "save_figure"]
@@ -109,7 +110,7 @@ def build_grid_content(
         The ``GridContent`` to pass to ``mixing_figure``.
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 2:
-        raise ValueError(f"images must have shape (B >= 2, 3, H, W), got {tuple(images.shape)}")
+        raise LmixValueError(f"images must have shape (B >= 2, 3, H, W), got {tuple(images.shape)}")
     b, _, h, w = images.shape
     show = min(show, b)
     labels = torch.arange(b)
@@ -207,6 +208,6 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"the output must be a .png file, got {str(path)!r}")
+        raise LmixValueError(f"the output must be a .png file, got {str(path)!r}")
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     return path

@@ -14,6 +14,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
+from lmix.errors import LmixValueError
+
 __all__ = ["IMAGE_SUFFIXES", "sample_photo_batch", "load_image_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -81,7 +83,7 @@ def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) ->
         raise NotADirectoryError(f"not a folder: {str(path)!r} (give a folder of .jpg/.png images)")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
-        raise ValueError(f"no .jpg, .jpeg or .png images in {str(path)!r}")
+        raise LmixValueError(f"no .jpg, .jpeg or .png images in {str(path)!r}")
     images = []
     for file in files:
         # Pillow (a torchvision and matplotlib dependency): torchvision.io's decoders are deprecated.
@@ -90,7 +92,7 @@ def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) ->
                 rgb = np.asarray(pil.convert("RGB"))
         except (UnidentifiedImageError, OSError, ValueError) as err:
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"cannot read image {str(file)!r}: {detail}") from err
+            raise LmixValueError(f"cannot read image {str(file)!r}: {detail}") from err
         image = torch.tensor(rgb).permute(2, 0, 1).contiguous()
         images.append(_square(image, size))
     return torch.stack(images)

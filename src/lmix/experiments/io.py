@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from lmix.errors import LmixValueError
+
 __all__ = [
     "WriteError",
     "atomic_write",
@@ -30,6 +32,7 @@ __all__ = [
     "atomic_write_jsonl",
     "atomic_torch_save",
     "FolderLock",
+    "read_yaml",
 ]
 
 
@@ -132,6 +135,30 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
+    """The document of a YAML file (``None`` when it is empty), read with ``yaml.safe_load``.
+
+    Args:
+        path: the file.
+        what: what the file is, for messages ("config file", "sweep spec", "--paper file").
+
+    Raises:
+        FileNotFoundError: no such file.
+        LmixValueError: not valid YAML (the message names the file and YAML's first line).
+    """
+    import yaml  # the train extra; imported here so that io stays importable without it
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise LmixValueError(f"{what} {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise LmixValueError(f"{what} {str(path)!r} is not text (UTF-8)") from None
 
 
 _Lock = TypeVar("_Lock", bound="FolderLock")

@@ -70,7 +70,7 @@ import yaml
 
 from lmix.data.loaders import available_cpus
 from lmix.errors import LmixValueError
-from lmix.experiments.io import FolderLock, atomic_write_json
+from lmix.experiments.io import FolderLock, atomic_write_json, read_yaml
 from lmix.experiments.train import TrainConfig, config_from_sources, load_yaml, train
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, check_keys, run_identity
 from lmix.experiments.train.trainer import build_mixer, ignored_mixer_settings
@@ -191,12 +191,7 @@ class SweepResult:
 def load_spec(path: str | os.PathLike) -> SweepSpec:
     """Read and validate a sweep spec file (see the module docstring); ValueError on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep spec {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LmixValueError(f"sweep spec {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    data = read_yaml(path, what="sweep spec")
     return parse_spec(data, source=str(path), base_dir=path.parent, default_name=path.stem)
 
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lmix.errors import LmixValueError
+from lmix.experiments.io import read_yaml
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
 from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
 from lmix.experiments.report.collect import (
@@ -400,12 +399,7 @@ def load_paper_table(path: str | os.PathLike) -> dict[tuple[str, str, str], Pape
     """Reference numbers from YAML: a list of ``{dataset, model, method, acc}`` (optional ``final``,
     ``best``, ``table``) mappings."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--paper file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LmixValueError(f"--paper file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    data = read_yaml(path, what="--paper file")
     if not isinstance(data, list):
         raise LmixValueError(f"--paper file {str(path)!r} must hold a list of {{dataset, model, method, acc}} mappings")
     out = {}

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from lmix.errors import LmixValueError
+from lmix.experiments.io import read_yaml
 
 __all__ = [
     "TrainConfig",
@@ -398,12 +399,7 @@ def _coerce_scalar(name: str, tp: Any, value: Any) -> Any:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file: a mapping of TrainConfig fields. Unknown keys are errors."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LmixValueError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    data = read_yaml(path, what="config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

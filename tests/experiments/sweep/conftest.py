@@ -1,4 +1,4 @@
-"""Fixtures for sweep tests: a spec writer and a fake trainer that records its calls."""
+"""Fixtures for sweep tests: a tiny spec, a spec writer and a fake trainer that records its calls."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+
+# 3 methods x 2 seeds of a 2-epoch digits run: 6 runs
+TINY_SPEC = {
+    "name": "tiny",
+    "base": {"dataset": "digits", "model": "simple_cnn", "epochs": 2},
+    "grid": {"method": ["none", "mixup", "lmix"], "seed": [0, 1]},
+}
 
 
 @pytest.fixture
@@ -21,7 +28,7 @@ def write_spec(tmp_path):
 
 
 class FakeTrain:
-    """Stands in for lmix.experiments.train.train: writes summary.json; can fail on chosen calls."""
+    """Stands in for the trainer a sweep calls: writes summary.json; can fail on chosen calls."""
 
     def __init__(self, fail_on: set[int] | None = None) -> None:
         self.calls: list[str] = []
@@ -53,5 +60,10 @@ class FakeTrain:
 @pytest.fixture
 def fake_train(monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr("lmix.experiments.sweep.train", fake)
+    use_trainer(monkeypatch, fake)
     return fake
+
+
+def use_trainer(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
+    """Make the sweep train its runs with ``fake`` (in this process)."""
+    monkeypatch.setattr("lmix.experiments.sweep.one_run.train", fake)

@@ -1,4 +1,4 @@
-"""Sweep spec parsing and expansion: product size, stable names, include/runs, dedupe, ordering."""
+"""Sweep expansion: product size, stable names, include/runs, dedupe, ordering, validation."""
 
 from __future__ import annotations
 
@@ -86,27 +86,6 @@ def test_list_valued_fields_take_lists_of_alternatives(tmp_path):
 def test_scalar_grid_value_is_one_alternative(tmp_path):
     runs = expand(parse_spec({"grid": {"method": "lmix", "seed": [0, 1]}}), tmp_path)
     assert [r.config.method for r in runs] == ["lmix", "lmix"]
-
-
-@pytest.mark.parametrize(
-    "spec, needle",
-    [
-        ({"grid": {"sed": [0]}}, "unknown key(s) ['sed']; known keys:"),
-        ({"base": {"epoch": 3}, "grid": {"seed": [0]}}, "unknown config key(s) ['epoch']"),
-        ({"gird": {"seed": [0]}}, "unknown key(s) ['gird']; known keys: name"),
-        ({"base": {"epochs": 3}}, "defines no runs"),
-        ({"grid": {}}, "grid: must be a non-empty mapping"),
-        ({"grid": {"seed": []}}, "seed has an empty list"),
-        ({"grid": {"epochs": ["ten"]}}, "must be of type int"),
-        ({"base": {"out": "x"}, "grid": {"seed": [0]}}, "set by lmix sweep"),
-        ({"runs": [{}]}, "non-empty mapping"),
-        (["seed"], "must be a mapping"),
-    ],
-)
-def test_invalid_specs(spec, needle):
-    with pytest.raises(ValueError) as err:
-        parse_spec(spec)
-    assert needle in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``lmix sweep --jobs N`` (runs in parallel processes) and ``--shard auto`` (Slurm job arrays)."""
+"""``lmix sweep --jobs N``: runs in parallel job processes, failures, signals, GPUs."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-from lmix.experiments.cli import main
-from lmix.experiments.sweep import RunLock, available_cpus, expand, parse_shard, parse_spec, resolve_gpus
-from tests.cli_helpers import one_line_error, run_cli
+from lmix.data import available_cpus
+from lmix.experiments.sweep import RunLock, expand, parse_spec, resolve_gpus
+from tests.cli_helpers import run_cli
 
 SPEC = {
     "name": "tiny",
@@ -24,9 +23,7 @@ SPEC = {
     "grid": {"method": ["none", "lmix"], "seed": [0, 1]},
 }
 
-# Imported by every job process at start-up (sitecustomize on PYTHONPATH): replaces the trainer
-# with a fake that logs its calls, fails or dies on request (marker files), and records the
-# threads it was given.
+
 FAKE_TRAINER = textwrap.dedent(
     """
     import json, os, signal
@@ -34,7 +31,7 @@ FAKE_TRAINER = textwrap.dedent(
 
     import torch
 
-    import lmix.experiments.sweep as sweep
+    import lmix.experiments.sweep.one_run as one_run
 
 
     def fake_train(config, log=print):
@@ -63,7 +60,7 @@ FAKE_TRAINER = textwrap.dedent(
         return summary
 
 
-    sweep.train = fake_train
+    one_run.train = fake_train
     """
 )
 
@@ -168,59 +165,6 @@ def test_jobs_with_real_training_and_fgsm_then_rerun_skips(capsys, tmp_path, wri
     assert code == 0 and "start" not in text and "0 trained, 2 already done, 0 busy, 0 failed, 0 attacked" in text
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "x"])
-def test_bad_jobs_is_a_one_line_error(capsys, tmp_path, write_spec, fake_train, value):
-    line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(tmp_path / "o"), "--jobs", value])
-    assert "--jobs" in line
-    assert fake_train.calls == [] and not (tmp_path / "o").exists()
-
-
-@pytest.mark.parametrize(
-    "env, shard",
-    [
-        ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "3"}, (1, 3)),
-        ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3"}, (3, 3)),
-        ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "1"}, (1, 3)),
-        (
-            {
-                "SLURM_ARRAY_TASK_ID": "8",
-                "SLURM_ARRAY_TASK_COUNT": "4",
-                "SLURM_ARRAY_TASK_MIN": "2",
-                "SLURM_ARRAY_TASK_STEP": "2",
-            },
-            (4, 4),
-        ),
-    ],
-)
-def test_shard_auto_reads_the_job_array(env, shard):
-    assert parse_shard("auto", environ=env) == shard
-
-
-def test_shard_auto_from_the_environment_and_its_errors(capsys, tmp_path, write_spec, fake_train, monkeypatch):
-    for key in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
-        monkeypatch.delenv(key, raising=False)
-    argv = ["sweep", str(write_spec(SPEC)), "--out", str(tmp_path / "o"), "--shard", "auto"]
-    line = one_line_error(capsys, argv, "--shard auto", "SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT not set")
-    assert "--shard i/N" in line
-    for task, count, needle in [
-        ("x", "2", "not an integer"),
-        ("2", "2", "not one of the 2 array tasks"),
-        ("-1", "2", "not one of"),
-    ]:
-        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
-        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", count)
-        one_line_error(capsys, argv, "--shard auto", needle)
-    assert fake_train.calls == []
-
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
-    assert main(argv) == 0
-    assert "2 of 4 runs (shard 2/2)" in capsys.readouterr().out
-    runs = expand(parse_spec(SPEC), tmp_path / "o")
-    assert sorted(fake_train.calls) == sorted(str(r.dir) for r in runs[1::2])
-    assert all(Path(c).is_dir() for c in fake_train.calls)
-
-
 def test_sigterm_reaches_the_jobs_once_and_the_sweep_says_how_to_resume(tmp_path, write_spec, fake_jobs):
     markers, _ = fake_jobs
     tags = ["none-0", "lmix-0"]
@@ -290,11 +234,3 @@ def test_jobs_are_spread_over_gpus(capsys, tmp_path, write_spec, fake_jobs, monk
     assert code == 0 and "GPU" not in text
     for r in expand(parse_spec(spec), tmp_path / "p"):
         assert json.loads((r.dir / "summary.json").read_text())["cuda_visible"] is None
-
-
-def test_gpus_usage_errors(capsys, tmp_path, write_spec):
-    spec = str(write_spec(SPEC))
-    out = str(tmp_path / "o")
-    one_line_error(capsys, ["sweep", spec, "--out", out, "--jobs", "2", "--gpus", "0,0"], "distinct GPU ids")
-    one_line_error(capsys, ["sweep", spec, "--out", out, "--gpus", "0,1"], "needs --jobs N > 1", "device=cuda:N")
-    assert not (tmp_path / "o").exists()

@@ -6,8 +6,8 @@ leaves the previous file as it was and raises :class:`WriteError`, an ``OSError`
 is one line naming the file and the reason (also when ``torch.save`` hid the ``OSError`` inside
 a ``RuntimeError``).
 
-:class:`FolderLock`: an exclusive, non-blocking ``flock`` on a lock file inside a folder (one
-``lmix train`` or one sweep job per run folder).
+:class:`RunLock`: the one lock of a run folder, an exclusive, non-blocking ``flock`` on
+``RUN_DIR/.lock`` (one ``lmix train`` or sweep job per run folder).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import json
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from lmix.errors import LmixValueError
 
@@ -31,7 +33,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_torch_save",
-    "FolderLock",
+    "RunLock",
     "read_yaml",
 ]
 
@@ -161,35 +163,78 @@ def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
         raise LmixValueError(f"{what} {str(path)!r} is not text (UTF-8)") from None
 
 
-_Lock = TypeVar("_Lock", bound="FolderLock")
+_Lock = TypeVar("_Lock", bound="RunLock")
 
 
-class FolderLock:
-    """Exclusive, non-blocking ``flock`` on ``FOLDER/FILENAME`` (subclasses name the file).
+@dataclass
+class _Holding:
+    """A run lock this process holds: its file descriptor, and the thread that took it how often."""
 
-    The file holds "host pid" of the holder, for the message of the process that is turned
-    away. The kernel drops the lock when its process exits or dies, so a lock left by a killed
-    process is simply taken. The file is removed on release (before unlocking, and
-    :meth:`acquire` re-checks the inode), so a released lock leaves no file behind.
+    key: str
+    fd: int
+    pid: int
+    thread: int
+    count: int = 1
+
+
+class RunLock:
+    """The lock of a run folder: an exclusive, non-blocking ``flock`` on ``RUN_DIR/.lock``.
+
+    One process works on a run folder at a time: ``lmix train`` takes this lock for the whole
+    run, and a sweep job takes it before it looks at the run and keeps it through training and
+    the FGSM attack; whoever comes second is turned away. The file holds "host pid" of the
+    holder, for the message of the process that is turned away. The kernel drops the lock when
+    its process exits or dies, so a lock left by a killed process is simply taken. The file is
+    removed on release (before unlocking, and :meth:`acquire` re-checks the inode), so a
+    released lock leaves no file behind.
+
+    Re-entrant within the thread that holds it, like :class:`threading.RLock`: the trainer a
+    sweep job calls takes the lock its job already holds; the lock is released with the last
+    :meth:`release`. Other threads and processes are turned away.
     """
 
     FILENAME = ".lock"
+    _held: ClassVar[dict[str, _Holding]] = {}  # this process's locks, by lock file
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.path = Path(folder) / self.FILENAME
-        self._fd: int | None = None
+        self._holding: _Holding | None = None
+
+    def _mine(self) -> _Holding | None:
+        """This thread's holding of the lock, if it has one."""
+        held = self._held.get(os.path.realpath(self.path))
+        if held is None or (held.pid, held.thread) != (os.getpid(), threading.get_ident()):
+            return None
+        return held
 
     def acquire(self) -> bool:
-        """Take the lock; False if another process (or another open lock) holds it."""
-        if self._fd is not None:
+        """Take the lock (creating the run folder); False if another process or thread holds it."""
+        if self._holding is not None:
             raise RuntimeError(f"lock {self.path} is already held by this object")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        held = self._mine()
+        if held is not None:
+            held.count += 1
+            self._holding = held
+            return True
+        fd = self._flock()
+        if fd is None:
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        key = os.path.realpath(self.path)
+        self._holding = self._held[key] = _Holding(key, fd, os.getpid(), threading.get_ident())
+        return True
+
+    def _flock(self) -> int | None:
+        """A descriptor of the current lock file, locked; None if another open lock holds it."""
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                return False
+                return None
             # The previous holder may have unlinked the file between our open and our flock: then
             # we hold a lock on an orphan inode and must retry on the current file.
             try:
@@ -197,22 +242,35 @@ class FolderLock:
             except FileNotFoundError:
                 current = False
             if current:
-                break
+                return fd
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-        self._fd = fd
-        return True
 
     def release(self) -> None:
-        if self._fd is None:
+        held, self._holding = self._holding, None
+        if held is None:
             return
+        held.count -= 1
+        if held.count:
+            return
+        del self._held[held.key]
         try:
             self.path.unlink()  # before unlocking: a waiter then sees a new inode and retries
         except FileNotFoundError:
             pass
-        os.close(self._fd)
-        self._fd = None
+        os.close(held.fd)
+
+    def is_held_elsewhere(self) -> bool:
+        """Whether another process or thread holds it right now (takes and drops the lock to find out)."""
+        if self._mine() is not None or not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDWR)  # never create (or delete) in a probe
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def holder(self) -> str:
         """ "pid N on HOST" of the recorded holder (may be stale if the lock is free)."""

@@ -14,8 +14,9 @@ import time
 import pytest
 
 from lmix.data import available_cpus
-from lmix.experiments.sweep import RunLock, expand, parse_spec, resolve_gpus
+from lmix.experiments.sweep import expand, parse_spec, resolve_gpus
 from tests.cli_helpers import run_cli
+from tests.experiments.locks import held_by_another_thread
 
 SPEC = {
     "name": "tiny",
@@ -93,12 +94,8 @@ def test_jobs_train_every_run_once_mark_failures_and_retry_them(capsys, tmp_path
     ]
 
     locked = "dataset=digits/model=simple_cnn/method=none/seed=0"
-    holder = RunLock(runs[locked].dir)  # another sweep trains this one
-    assert holder.acquire()
-    try:
+    with held_by_another_thread(runs[locked].dir):  # another sweep trains this one
         code, text, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"])
-    finally:
-        holder.release()
     assert code == 1
     assert sorted(calls()) == sorted(str(r.dir) for n, r in runs.items() if n != locked)  # each run once
     assert "4 of 4 runs (all shards, 2 at once)" in text and f"{locked}: busy (pid" in text

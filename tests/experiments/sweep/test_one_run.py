@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lmix.experiments.sweep import RunLock, expand, parse_spec, run_sweep
+from lmix.experiments.sweep import expand, parse_spec, run_sweep
+from tests.experiments.locks import held_by_another_thread
 
 from .conftest import TINY_SPEC as SPEC
 from .conftest import FakeTrain, use_trainer
@@ -62,15 +63,11 @@ def test_a_crashed_sweep_restarted_finishes_every_run_once(tmp_path, monkeypatch
 def test_a_run_locked_by_another_process_is_left_alone(tmp_path, fake_train):
     spec = parse_spec(SPEC)
     runs = expand(spec, tmp_path)
-    holder = RunLock(runs[0].dir)
-    assert holder.acquire()
-    try:
+    with held_by_another_thread(runs[0].dir):  # lmix train, or another sweep's job
         lines: list[str] = []
         result = run_sweep(spec, tmp_path, log=lines.append)
         assert result.count("busy") == 1 and str(runs[0].dir) not in fake_train.calls
         assert any("busy (pid" in line for line in lines)
         assert _dry_run_statuses(spec, tmp_path)[0] == "running"
-    finally:
-        holder.release()
     run_sweep(spec, tmp_path, log=_quiet)
     assert sorted(fake_train.completed) == sorted(str(r.dir) for r in runs)

@@ -1,17 +1,15 @@
-"""What a run folder holds (``run_status``, ``conflict``) and the run folder's lock."""
+"""What a run folder holds: ``run_status`` and ``conflict``."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import yaml
 
-from lmix.experiments.sweep import RunLock, conflict, expand, parse_spec, run_status
+from lmix.experiments.sweep import conflict, expand, parse_spec, run_status
 from lmix.experiments.sweep.status import mark_failed
+from tests.experiments.locks import held_by_another_thread
 
 from .conftest import TINY_SPEC as SPEC
 
@@ -25,50 +23,14 @@ def test_run_status_of_each_folder_state(tmp_path):
     assert run_status(run) == ("partial", "1/2 epochs")
     mark_failed(run, RuntimeError("boom"), "boom", 1.0)
     assert run_status(run) == ("failed", "boom (1/2 epochs)")
-    holder = RunLock(run.dir)
-    assert holder.acquire()
-    try:
+    with held_by_another_thread(run.dir):
         status, detail = run_status(run)
         assert status == "running" and f"pid {os.getpid()}" in detail
-    finally:
-        holder.release()
     (run.dir / "summary.json").write_text(json.dumps({"final_acc": 51.0, "best_acc": 52.5}))
     assert run_status(run) == ("done", "final 51.00%, best 52.50%")
     assert run_status(run, attack_eps=[0, 8]) == ("done", "final 51.00%, best 52.50%, FGSM to do")
     (run.dir / "config.yaml").write_text(run.config.to_yaml().replace("epochs: 2", "epochs: 5"))
     assert run_status(run) == ("conflict", "epochs: 5 there, 2 here")
-
-
-def test_lock_is_exclusive_and_released(tmp_path):
-    a, b = RunLock(tmp_path / "run"), RunLock(tmp_path / "run")
-    assert a.acquire()
-    assert not b.acquire()
-    assert b.is_held_elsewhere()
-    assert f"pid {os.getpid()}" in b.holder()
-    a.release()
-    assert not (tmp_path / "run" / ".lock").exists()
-    assert b.acquire() and not a.acquire()
-    b.release()
-
-
-def test_lock_of_a_killed_process_is_taken_over(tmp_path):
-    run_dir = tmp_path / "run"
-    code = (
-        "import sys, time; from lmix.experiments.sweep import RunLock; "
-        f"lock = RunLock({str(run_dir)!r}); assert lock.acquire(); print('locked', flush=True); time.sleep(60)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        assert not RunLock(run_dir).acquire()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert (run_dir / ".lock").exists()  # a stale lock file with a dead pid ...
-    lock = RunLock(run_dir)
-    assert lock.acquire()  # ... is simply taken
-    assert f"pid {os.getpid()}" in lock.holder()
-    lock.release()
 
 
 def test_a_folder_saved_before_new_settings_existed_is_the_same_run(tmp_path):

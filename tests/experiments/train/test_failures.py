@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from lmix.experiments.cli import main
+from lmix.experiments.io import RunLock
 from lmix.experiments.train import TrainConfig, TrainingDiverged, train
-from lmix.experiments.train.failures import RunDirLock
 from lmix.experiments.train.trainer import CHECKPOINT, load_checkpoint
 from tests.cli_helpers import one_line_error, run_cli
 
@@ -75,7 +75,7 @@ def test_nan_from_a_forward_hook_stops_the_run_and_keeps_the_last_good_checkpoin
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert [r["epoch"] for r in _metrics(out)] == [1] and math.isfinite(_metrics(out)[0]["train_loss"])
-    assert _no_temp_files(out) and not (out / RunDirLock.FILENAME).exists()
+    assert _no_temp_files(out) and not (out / RunLock.FILENAME).exists()
 
 
 def test_huge_lr_diverges_with_one_line_and_exit_3(capsys, tmp_path):
@@ -96,8 +96,8 @@ def test_second_trainer_on_the_same_out_dir_is_turned_away(capsys, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from lmix.experiments.train.failures import RunDirLock; "
-            f"lock = RunDirLock({str(out)!r}); assert lock.acquire(); print('locked', flush=True); sys.stdin.read()",
+            "import sys; from lmix.experiments.io import RunLock; "
+            f"lock = RunLock({str(out)!r}); assert lock.acquire(); print('locked', flush=True); sys.stdin.read()",
         ],
         env=_env(),
         stdin=subprocess.PIPE,
@@ -114,7 +114,7 @@ def test_second_trainer_on_the_same_out_dir_is_turned_away(capsys, tmp_path):
         holder.wait(timeout=30)
     # The holder has exited: the kernel dropped its lock, the run goes ahead.
     assert main(["train", *QUICK, "--epochs", "1", "--out", str(out)]) == 0
-    assert (out / "summary.json").exists() and not (out / RunDirLock.FILENAME).exists()
+    assert (out / "summary.json").exists() and not (out / RunLock.FILENAME).exists()
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(capsys, tmp_path):
@@ -133,6 +133,7 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 from lmix.experiments.cli import main
+from lmix.experiments.io import RunLock
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -227,7 +228,7 @@ def test_signal_stops_cleanly_with_a_resume_hint_then_resume_is_bit_exact(tmp_pa
     assert "lmix train --resume --out" in lines[0] and str(out) in lines[0]
     epochs_done = load_checkpoint(out / CHECKPOINT)["epoch"]
     assert 1 <= epochs_done < 3 and not (out / "summary.json").exists()
-    assert _no_temp_files(out) and not (out / RunDirLock.FILENAME).exists()
+    assert _no_temp_files(out) and not (out / RunLock.FILENAME).exists()
     assert len(_metrics(out)) == epochs_done
 
     subprocess.run(

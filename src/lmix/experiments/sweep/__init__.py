@@ -38,9 +38,10 @@ order) belongs to shard ``j % N + 1``, so shards are disjoint, cover the sweep, 
 Expansion order varies ``seed`` slowest, so a half-finished sweep already holds complete
 comparisons for the first seeds.
 
-Concurrency: a run is trained under an exclusive ``flock`` on ``RUN_DIR/.lock`` (holding
-"host pid"); another process finding it locked skips the run as busy. The kernel drops the lock
-when its holder dies, so a killed sweep never leaves a stale lock behind. Finished runs
+Concurrency: a run is trained under the run folder's lock (:class:`lmix.experiments.io.RunLock`,
+an exclusive ``flock`` on ``RUN_DIR/.lock`` holding "host pid"), the same lock ``lmix train``
+takes; another process finding it locked skips the run as busy. The kernel drops the lock when
+its holder dies, so a killed sweep never leaves a stale lock behind. Finished runs
 (``summary.json``) are skipped; interrupted ones are resumed by ``lmix.experiments.train.train``.
 
 Parallel runs (``--jobs N``): N job processes at once (:func:`run_sweep`), each training one run
@@ -55,13 +56,14 @@ spec), :mod:`~lmix.experiments.sweep.expand` (its runs), :mod:`~lmix.experiments
 (:func:`run_sweep`).
 """
 
+from lmix.experiments.io import RunLock
 from lmix.experiments.sweep.expand import Run, expand, format_value
 from lmix.experiments.sweep.jobs import SweepInterrupted, resolve_gpus
 from lmix.experiments.sweep.one_run import RunOutcome
 from lmix.experiments.sweep.run import SweepResult, failed_line, run_sweep, sweep_manifest
 from lmix.experiments.sweep.shards import parse_shard, shard_runs
 from lmix.experiments.sweep.spec import SPEC_KEYS, SweepSpec, load_spec, parse_spec
-from lmix.experiments.sweep.status import FAILED_JSON, RunLock, conflict, read_failed, run_status
+from lmix.experiments.sweep.status import FAILED_JSON, conflict, read_failed, run_status
 
 __all__ = [
     "SweepSpec",

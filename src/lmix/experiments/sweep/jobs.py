@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from lmix.errors import LmixValueError
-from lmix.experiments.io import atomic_write_json
+from lmix.experiments.io import RunLock, atomic_write_json
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import AttackPlan, attack_plan
 from lmix.experiments.sweep.one_run import RunOutcome, first_line, run_one
-from lmix.experiments.sweep.status import FAILED_JSON, RunLock, mark_failed, read_summary
+from lmix.experiments.sweep.status import FAILED_JSON, mark_failed, read_summary
 from lmix.experiments.train import config_from_sources
 
 __all__ = ["SweepInterrupted", "resolve_gpus", "run_jobs", "child_main"]

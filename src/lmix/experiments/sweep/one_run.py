@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmix.experiments.io import RunLock
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import AttackPlan, attack, needs_attack
-from lmix.experiments.sweep.status import FAILED_JSON, RunLock, clear_failed, mark_failed, read_summary
+from lmix.experiments.sweep.status import FAILED_JSON, clear_failed, mark_failed, read_summary
 from lmix.experiments.train import config_from_sources, train
 
 __all__ = ["RunOutcome", "run_one", "first_line"]

@@ -12,14 +12,14 @@ from typing import Any
 from lmix._checks import is_integer
 from lmix.data.loaders import available_cpus
 from lmix.errors import LmixValueError
-from lmix.experiments.io import atomic_write_json
+from lmix.experiments.io import RunLock, atomic_write_json
 from lmix.experiments.sweep.expand import Run, expand
 from lmix.experiments.sweep.fgsm import AttackPlan, attack_plan, needs_attack
 from lmix.experiments.sweep.jobs import run_jobs
 from lmix.experiments.sweep.one_run import RunOutcome, run_one
 from lmix.experiments.sweep.shards import shard_runs
 from lmix.experiments.sweep.spec import SweepSpec
-from lmix.experiments.sweep.status import FAILED_JSON, RunLock, conflict, held_elsewhere, read_summary, run_status
+from lmix.experiments.sweep.status import FAILED_JSON, conflict, held_elsewhere, read_summary, run_status
 
 __all__ = ["SweepResult", "run_sweep", "sweep_manifest", "failed_line"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -13,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from lmix.experiments.io import FolderLock, atomic_write_json
+from lmix.experiments.io import RunLock, atomic_write_json
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import has_fgsm
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, run_identity
@@ -21,7 +20,6 @@ from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, run_identity
 __all__ = [
     "FAILED_JSON",
     "SUMMARY_JSON",
-    "RunLock",
     "conflict",
     "run_status",
     "read_summary",
@@ -33,34 +31,6 @@ __all__ = [
 
 FAILED_JSON = "failed.json"
 SUMMARY_JSON = "summary.json"
-
-
-class RunLock(FolderLock):
-    """Exclusive, non-blocking lock on a run folder (``flock`` on ``RUN_DIR/.lock``).
-
-    The lock file holds "host pid" of the holder for messages. The kernel releases the lock when
-    the holding process exits or is killed, so a lock left by a dead process is simply taken.
-    """
-
-    FILENAME = ".lock"
-
-    def acquire(self) -> bool:
-        """Take the lock (creating the run folder); False if another open lock holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return super().acquire()
-
-    def is_held_elsewhere(self) -> bool:
-        """Whether some other lock holds it right now (takes and drops the lock to find out)."""
-        if not self.path.exists():
-            return False
-        fd = os.open(self.path, os.O_RDWR)  # never create (or delete) in a probe
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
 
 
 def held_elsewhere(run_dir: Path) -> bool:

@@ -4,7 +4,8 @@
   the epoch, before that epoch's checkpoint is written, so the last checkpoint on disk is good.
 - :class:`TrainingInterrupted`: SIGINT or SIGTERM arrived; the step in flight finishes, the
   epoch is abandoned (a resume replays it exactly) and no half-written checkpoint is left.
-- :class:`RunDirLock`: one ``lmix train`` per run folder (``flock`` on ``OUT/.train.lock``).
+- The run folder's lock is :class:`lmix.experiments.io.RunLock` (one ``lmix train`` or sweep job
+  per run folder).
 
 Under DDP (torchrun) every rank gets torchrun's SIGTERM and stops at its next step boundary;
 a rank that stops while another waits in a collective is ended by torchrun. Only rank 0 writes
@@ -19,9 +20,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from lmix.experiments.io import FolderLock
-
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "RunDirLock", "StopOnSignal", "resume_hint"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "StopOnSignal", "resume_hint"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -111,13 +110,3 @@ class StopOnSignal:
             # The signal came while the run was finishing (its files are complete): act on it
             # now as the process would have, instead of swallowing it.
             signal.raise_signal(self.signum)
-
-
-class RunDirLock(FolderLock):
-    """Exclusive, non-blocking ``flock`` on ``RUN_DIR/.train.lock`` for the whole run.
-
-    A lock left by a killed run never blocks the resume; a finished run leaves no lock file
-    behind (:class:`lmix.experiments.io.FolderLock`).
-    """
-
-    FILENAME = ".train.lock"

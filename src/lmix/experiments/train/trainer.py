@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from lmix.errors import LmixValueError
 from lmix.experiments.io import (
+    RunLock,
     WriteError,
     atomic_torch_save,
     atomic_write_json,
@@ -44,7 +45,7 @@ from lmix.experiments.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from lmix.experiments.train.failures import RunDirLock, StopOnSignal, TrainingDiverged, TrainingInterrupted
+from lmix.experiments.train.failures import StopOnSignal, TrainingDiverged, TrainingInterrupted
 from lmix.experiments.train.provenance import provenance
 from lmix.experiments.train.step import CompiledStep, Step, eager_step, train_epoch
 from lmix.mixing import Mixer, create_mixer
@@ -335,7 +336,7 @@ def _train(config: TrainConfig, env: DistEnv, device: torch.device, log, stop: S
                 out.rmdir()  # only if the run failed before writing anything
 
 
-def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunDirLock | None, bool]:
+def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
     """Rank 0 locks the run folder (creating it); every rank learns whether that worked.
 
     Returns:
@@ -344,7 +345,7 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunDirLock | None, bool]:
     lock, created, busy, failed = None, False, None, None
     if env.is_main:
         created = not out.exists()
-        lock = RunDirLock(out)
+        lock = RunLock(out)
         try:
             out.mkdir(parents=True, exist_ok=True)
             if not lock.acquire():
@@ -357,10 +358,10 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunDirLock | None, bool]:
                     out.rmdir()
     busy, failed = broadcast_object((busy, failed), env)
     if failed is not None:
-        raise WriteError(out / RunDirLock.FILENAME, OSError(*failed))
+        raise WriteError(out / RunLock.FILENAME, OSError(*failed))
     if busy is not None:
         raise RunError(
-            f"out dir {str(out)!r} is in use by another lmix train ({busy}); wait for it or choose another --out"
+            f"out dir {str(out)!r} is in use by another lmix train or sweep job ({busy}); wait for it or choose another --out"
         )
     return lock, created
 

@@ -23,7 +23,7 @@ rounded). PIL images, bounding boxes, masks and keypoints are refused, as torchv
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import PIL.Image
@@ -32,16 +32,47 @@ import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
-from torchvision.transforms.v2._utils import _parse_labels_getter, has_any, is_pure_tensor
 
+from lmix._checks import is_integer
 from lmix.errors import LmixValueError
+from lmix.mixing import base
 from lmix.mixing import mixers as core
 from lmix.mixing.registry import accepted_params
 from lmix.mixing.validation import check_labels_in_range
 
 __all__ = ["LMix", "FMix", "MixUp", "CutMix", "Cutout", "MixTransform"]
 
-_REFUSED = (PIL.Image.Image, tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints)
+# KeyPoints exist from torchvision 0.23 on; older versions have nothing of the kind to refuse.
+_REFUSED = tuple(
+    t
+    for t in (PIL.Image.Image, tv_tensors.BoundingBoxes, tv_tensors.Mask, getattr(tv_tensors, "KeyPoints", None))
+    if t is not None
+)
+
+
+def _default_labels(inputs: Any) -> Any:
+    """torchvision's default ``labels_getter``: the second item of a pair, or a dict's ``"labels"``."""
+    if isinstance(inputs, (tuple, list)) and len(inputs) >= 2:
+        return inputs[1]
+    if isinstance(inputs, dict):
+        for key, value in inputs.items():
+            if isinstance(key, str) and key.lower() == "labels":
+                return value
+    raise LmixValueError(
+        "could not find the labels: pass (images, labels), a dict with a 'labels' entry, or labels_getter=callable"
+    )
+
+
+def _labels_getter(labels_getter: Any) -> Callable[[Any], Any]:
+    if labels_getter == "default":
+        return _default_labels
+    if callable(labels_getter):
+        return labels_getter
+    raise LmixValueError(f"labels_getter must be 'default' or a callable, got {labels_getter!r}")
+
+
+def _is_pure_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and not isinstance(value, tv_tensors.TVTensor)
 
 
 class MixTransform(Transform):
@@ -66,9 +97,7 @@ class MixTransform(Transform):
         self, *, num_classes: int | None = None, labels_getter: Any = "default", seed: int | None = None, **params: Any
     ) -> None:
         super().__init__()
-        if num_classes is not None and (
-            not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1
-        ):
+        if num_classes is not None and (not is_integer(num_classes) or num_classes < 1):
             raise LmixValueError(f"num_classes must be an integer >= 1 or None, got {num_classes!r}")
         if labels_getter is None:
             raise LmixValueError(
@@ -82,8 +111,10 @@ class MixTransform(Transform):
                 f"{sorted(allowed | {'num_classes', 'labels_getter', 'seed'})}"
             )
         self.num_classes = None if num_classes is None else int(num_classes)
-        self._labels_getter = _parse_labels_getter(labels_getter)
-        self.mixer = self.mixer_class(seed=seed, **params)
+        self._labels_getter = _labels_getter(labels_getter)
+        # Not a registered submodule: the transform's own ``_extra_state`` carries the mixer's state
+        # (the format torch.save and accelerate's register_for_checkpointing have always seen).
+        object.__setattr__(self, "mixer", self.mixer_class(seed=seed, **params))
 
     def forward(self, *inputs: Any) -> Any:
         """Mix a batch: ``t(images, labels)`` -> ``(mixed images, (B, K) float targets)``.
@@ -94,7 +125,7 @@ class MixTransform(Transform):
         inputs = inputs if len(inputs) > 1 else inputs[0]
         flat_inputs, spec = tree_flatten(inputs)
         name = type(self).__name__
-        if has_any(flat_inputs, *_REFUSED):
+        if any(isinstance(x, _REFUSED) for x in flat_inputs):
             raise LmixValueError(
                 f"{name}() mixes batches of image tensors; it does not support PIL images, bounding boxes, "
                 "masks or keypoints (convert PIL images with v2.ToImage() and batch them first)"
@@ -107,7 +138,7 @@ class MixTransform(Transform):
             for i, (inpt, needed) in enumerate(zip(flat_inputs, needs_transform))
             if needed
             and inpt is not labels
-            and (isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) or is_pure_tensor(inpt))
+            and (isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) or _is_pure_tensor(inpt))
         ]
         if not images:
             raise LmixValueError(f"{name}() found no image tensor to mix in its input (expected (images, labels))")
@@ -118,11 +149,10 @@ class MixTransform(Transform):
             self._check_image(flat_inputs[i], batch_size=batch_size, size=size, device=labels.device)
         if size[0] < 2 or size[1] < 2:
             raise LmixValueError(f"{name}() needs images with H >= 2 and W >= 2, got (H, W) = {size}")
-        device = first.device
-        params = self.mixer.sample(batch_size, size, device=device, generator=self.mixer.generator_for(device))
+        params = self.mixer.draw(first.as_subclass(torch.Tensor))
         outputs = list(flat_inputs)
         for i in images:
-            outputs[i] = self._mix_images(flat_inputs[i], params)
+            outputs[i] = self._mix_images(flat_inputs[i], labels, params)
         index = next(i for i, inpt in enumerate(flat_inputs) if inpt is labels)
         outputs[index] = self._mix_labels(labels, params)
         return tree_unflatten(outputs, spec)
@@ -166,7 +196,7 @@ class MixTransform(Transform):
         if inpt.device != device:
             raise LmixValueError(f"{name}(): images on {inpt.device} but labels on {device}")
 
-    def _mix_images(self, inpt: torch.Tensor, params: core.MixParams) -> torch.Tensor:
+    def _mix_images(self, inpt: torch.Tensor, labels: torch.Tensor, params: base.MixParams) -> torch.Tensor:
         """Mix one (B, C, H, W) or (B, T, C, H, W) image tensor with ``params``; dtype and type kept."""
         x = inpt.as_subclass(torch.Tensor)
         shape = x.shape
@@ -174,8 +204,7 @@ class MixTransform(Transform):
         x = x.reshape(shape[0], -1, shape[-2], shape[-1])
         integer = not x.is_floating_point()
         work = x.float() if integer else x
-        dummy = torch.arange(shape[0], device=x.device)
-        mixed = self.mixer.apply(work, dummy, params).images
+        mixed = self.mixer.apply(work, labels, params).images
         if integer:
             info = torch.iinfo(x.dtype)
             mixed = mixed.round_().clamp_(info.min, info.max).to(x.dtype)
@@ -184,7 +213,7 @@ class MixTransform(Transform):
             return tv_tensors.wrap(mixed, like=inpt)
         return mixed
 
-    def _mix_labels(self, labels: torch.Tensor, params: core.MixParams) -> torch.Tensor:
+    def _mix_labels(self, labels: torch.Tensor, params: base.MixParams) -> torch.Tensor:
         """(B, K) targets ``lam * y + (1 - lam) * y[perm]`` of one-hot or soft labels ``y``."""
         if labels.ndim == 1:
             y = F.one_hot(labels.long(), self.num_classes).float()

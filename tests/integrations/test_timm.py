@@ -128,7 +128,7 @@ def test_fast_collate_refuses_float_images():
 
 def test_prob_and_switch_prob_map_to_a_per_sample_choice():
     m = lt.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.5, switch_prob=0.25, mode="elem", seed=0, num_classes=8)
-    assert isinstance(m.mixer, lmix.MixChoice) and m.mixer.granularity == "sample"
+    assert isinstance(m.mixer, lmix.MixChoice) and m.mixer.mode == "sample"
     kinds = [type(c).__name__ for c in m.mixer.mixers]
     assert kinds == ["NoMix", "Mixup", "LMix"]
     assert m.mixer.p == pytest.approx([0.5, 0.375, 0.125])
@@ -142,7 +142,7 @@ def test_prob_and_switch_prob_map_to_a_per_sample_choice():
     # method="cutmix" with both alphas is timm's Mixup/CutMix switch; batch mode chooses per batch.
     m = lt.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="batch", method="cutmix", seed=0, num_classes=8)
     assert [type(c).__name__ for c in m.mixer.mixers] == ["Mixup", "CutMix"]
-    assert m.mixer.granularity == "batch" and m.mixer.mixers[1].mode == "batch"
+    assert m.mixer.mode == "batch" and m.mixer.mixers[1].mode == "batch"
     # One alpha only: the method alone; prob = 0: no mixing at all.
     assert isinstance(lt.Mixup(mixup_alpha=1.0, num_classes=3, seed=0).mixer, lmix.LMix)
     assert isinstance(lt.Mixup(prob=0.0, num_classes=3, seed=0).mixer, lmix.NoMix)
@@ -180,16 +180,6 @@ def test_seed_none_follows_torch_seed_and_state_dict_resumes():
     first = a(x, y)
     b.load_state_dict(state)
     assert torch.equal(b(x, y)[0], first[0])
-
-
-def test_every_ddp_rank_gets_its_own_stream(tmp_path):
-    reference = lt.Mixup(num_classes=4, mode="elem", seed=7)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        ranked = lt.Mixup(num_classes=4, mode="elem", seed=7)
-    finally:
-        torch.distributed.destroy_process_group()
-    assert ranked.mixer.seed == reference.mixer.fork(0).seed != reference.mixer.seed
 
 
 def test_mixup_enabled_reaches_persistent_workers():
@@ -248,6 +238,8 @@ def restore_timm(monkeypatch):
     for module in (timm.data, timm.data.mixup):
         for name in ("Mixup", "FastCollateMixup"):
             monkeypatch.setattr(module, name, getattr(module, name))
+    for module in (timm.data, timm.data.loader):
+        monkeypatch.setattr(module, "create_loader", module.create_loader)
 
 
 def run_launcher(capsys, tmp_path, launcher_args, script_args):
@@ -267,13 +259,16 @@ def lams(step, smoothing):
 def test_launcher_runs_the_script_with_lmix_and_honours_timms_flags(restore_timm, capsys, tmp_path, prefetcher):
     script_args = ["--epochs", "2", "--mixup-off-epoch", "1", "--smoothing", "0.2"]
     script_args += [] if prefetcher else ["--no-prefetcher"]
-    code, err, record = run_launcher(capsys, tmp_path, ["--method", "lmix", "--k", "2", "--seed", "0"], script_args)
+    launcher_args = ["--method", "lmix", "--k", "2", "--seed", "0", "--mix-on", "loader"]
+    code, err, record = run_launcher(capsys, tmp_path, launcher_args, script_args)
     assert code == 0, err
     lines = [line for line in err.splitlines() if line.startswith("lmix:")]
     name = "FastCollateMixup" if prefetcher else "Mixup"
     assert len(lines) == 1 and lines[0].startswith(f"lmix: timm.data.{name} -> LMix(alpha=1.0, decay=3.0, k=2.0")
     assert "pairing='flip'" in lines[0] and "label_smoothing=0.2" in lines[0] and "mode='elem'" in lines[0]
-    assert record["mixer"] == "lmix.integrations.timm"
+    assert record["mixer"] == "lmix.integrations.timm.launch"
+    where = "mixing in the DataLoader workers" if prefetcher else "mixing on the device after the loader"
+    assert lines[0].endswith(where)
     steps = record["steps"]
     assert [s["epoch"] for s in steps] == [0, 0, 1, 1]
     assert all(s["dtype"] == "torch.float32" and s["shape"] == [8, 3, 32, 32] for s in steps)
@@ -306,6 +301,7 @@ def test_launcher_keeps_timms_prob_switch_and_mode(restore_timm, capsys, tmp_pat
         (["lmix", "--", str(SCRIPT)], "unexpected argument 'lmix'"),
         (["--seed", "x", "--", str(SCRIPT)], "--seed must be"),
         (["--smoothing", "0.1", "--", str(SCRIPT)], "is timm's"),
+        (["--mix-on", "gpu", "--", str(SCRIPT)], "--mix-on must be one of loader, device"),
         (["--", str(SCRIPT), "--cutmix-minmax", "0.2", "0.8"], "--cutmix-minmax is not supported"),
     ],
 )
@@ -339,3 +335,91 @@ def test_launcher_as_a_module(restore_timm, monkeypatch, capfd, tmp_path):
     steps = json.loads(record.read_text())["steps"]
     assert len(steps) == 1 and torch.tensor(steps[0]["targets"]).shape == (8, 10)
     assert (torch.tensor(steps[0]["targets"]).max(1).values < 0.9).any()  # mixed in the worker
+
+
+# -- mixing on the device ------------------------------------------------------------------------
+
+
+def test_device_collate_is_timms_plain_fast_collate():
+    rng = np.random.default_rng(1)
+    batch = [(rng.integers(0, 256, (3, 6, 6), dtype=np.uint8), i % 4) for i in range(5)]
+    images, targets = lt.FastCollateMixup(num_classes=4, mix_on="device", seed=0)(batch)
+    ref_images, ref_targets = timm.data.loader.fast_collate(batch)
+    assert torch.equal(images, ref_images) and torch.equal(targets, ref_targets)
+    assert images.dtype == torch.uint8 and targets.dtype == torch.int64
+    with pytest.raises(ValueError, match="mix_on must be 'loader'"):
+        lt.FastCollateMixup(num_classes=4, mix_on="gpu")
+
+
+@pytest.mark.parametrize("kwargs", [{"method": "lmix"}, {"method": "cutmix", "mode": "batch"}], ids=["lmix", "cutmix"])
+def test_device_path_mixes_as_the_loader_path(kwargs):
+    """Normalising then mixing (device) equals mixing then normalising (loader) for masks, exactly."""
+    rng = np.random.default_rng(2)
+    batch = [(rng.integers(0, 256, (3, 10, 12), dtype=np.uint8), i % 10) for i in range(9)]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+    kwargs = {"mode": "elem", **kwargs}
+    loader_images, loader_targets = lt.FastCollateMixup(num_classes=10, seed=4, **kwargs)(batch)
+    device_collate = lt.FastCollateMixup(num_classes=10, seed=4, mix_on="device", **kwargs)
+    plain, labels = device_collate(batch)
+    device_images, device_targets = device_collate.mix_batch(plain.float().sub(mean).div(std), labels)
+    assert torch.equal(device_images, loader_images.float().sub(mean).div(std))
+    assert torch.equal(device_targets, loader_targets)
+    assert not torch.equal(loader_images, plain)
+
+
+def test_default_mix_on_follows_the_training_device(monkeypatch):
+    from lmix.integrations.timm.launch import default_mix_on
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_mix_on(["--model", "resnet50"]) == "device"  # train.py's --device defaults to cuda
+    assert default_mix_on(["--device", "cpu"]) == "loader"
+    assert default_mix_on(["--device=cuda:1"]) == "device"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_mix_on([]) == "loader"
+
+
+def test_device_mix_loader_trains_a_timm_model_and_takes_over_random_erasing(restore_timm):
+    """timm's create_loader + train_one_epoch's shape on the device path (what the launcher installs)."""
+    import torchvision
+    from timm.loss import SoftTargetCrossEntropy
+
+    lt.install("lmix", seed=0, mix_on="device")
+    torch.manual_seed(0)
+    dataset = torchvision.datasets.FakeData(24, (3, 32, 32), num_classes=10)
+    collate = timm.data.FastCollateMixup(num_classes=10, mode="elem", mixup_alpha=0.8, cutmix_alpha=1.0)
+    loader = timm.data.create_loader(
+        dataset, (3, 32, 32), batch_size=8, is_training=True, re_prob=0.5,
+        num_workers=1, collate_fn=collate, device=torch.device("cpu"),
+    )  # fmt: skip
+    assert isinstance(loader, lt.DeviceMixLoader) and collate.mix_on == "device"
+    assert loader.loader.random_erasing is None and loader.random_erasing is not None  # erased after mixing
+    assert len(loader) == 3 and loader.sampler is loader.loader.sampler
+    model = timm.create_model("test_resnet", num_classes=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = SoftTargetCrossEntropy()
+    for epoch in range(2):
+        if epoch == 1 and loader.mixup_enabled:  # train.py's --mixup-off-epoch on the prefetcher path
+            loader.mixup_enabled = False
+        for images, targets in loader:
+            assert images.dtype == torch.float32 and targets.shape == (8, 10)
+            mixed = (targets.max(1).values < 0.9).any()
+            assert bool(mixed) == (epoch == 0)
+            loss = loss_fn(model(images), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert not collate.mixup_enabled
+
+
+def test_launcher_mixes_on_the_device(restore_timm, capsys, tmp_path):
+    script_args = ["--epochs", "2", "--mixup-off-epoch", "1", "--workers", "1"]
+    code, err, record = run_launcher(capsys, tmp_path, ["--method", "fmix", "--mix-on", "device"], script_args)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("lmix:")]
+    assert len(lines) == 1 and lines[0].endswith("mixing on the device after timm's prefetcher"), lines
+    steps = record["steps"]
+    assert all(s["dtype"] == "torch.float32" for s in steps)
+    assert len(set(lams(steps[0], 0.1).tolist())) > 2  # mixed per sample in epoch 0
+    for s in steps[2:]:
+        torch.testing.assert_close(lams(s, 0.1), torch.ones(8))

@@ -82,7 +82,7 @@ CHOICES = [
     ("lmix+mixup", {}),
     ("lmix+mixup", {"schedule": "alternate"}),
     ("cutmix+fmix+mixup", {"p": (0.2, 0.3, 0.5)}),
-    ("mixup+cutmix", {"granularity": "sample"}),
+    ("mixup+cutmix", {"mode": "sample"}),
 ]
 
 

@@ -10,9 +10,9 @@ from tests.mixing._util import config_id, constant_images, mixer_configs
 
 INPUT_SPACE = [c for c in mixer_configs() if not lmix.create_mixer(c[0], seed=0).uses_model] + [
     ("lmix+mixup", {}),
-    ("mixup+cutmix", {"granularity": "sample"}),
-    ("none+cutout+lmix", {"granularity": "sample"}),
-    ("cutmix+fmix", {"granularity": "sample"}),
+    ("mixup+cutmix", {"mode": "sample"}),
+    ("none+cutout+lmix", {"mode": "sample"}),
+    ("cutmix+fmix", {"mode": "sample"}),
 ]
 CPU = torch.device("cpu")
 

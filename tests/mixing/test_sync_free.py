@@ -26,7 +26,7 @@ INPUT_SPACE = [n for n in lmix.list_mixers() if not lmix.create_mixer(n, seed=0)
 CONFIGS = [(n, {}) for n in INPUT_SPACE] + [
     ("lmix", {"alpha": 0.4, "mode": "batch", "image_k": 1.0}),
     ("lmix+mixup", {}),
-    ("mixup+cutmix+cutout", {"granularity": "sample"}),
+    ("mixup+cutmix+cutout", {"mode": "sample"}),
 ]
 
 
@@ -143,11 +143,11 @@ ALL_METHODS = lmix.list_mixers() + ["lmix+mixup", "mixup+cutmix"]
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ALL_METHODS)
-@pytest.mark.parametrize("granularity", ["batch", "sample"])
-def test_cuda_training_steps_never_synchronise(name, granularity):
-    if granularity == "sample" and "+" not in name:
-        pytest.skip("granularity applies to combinations")
-    params = {"granularity": granularity} if "+" in name else {}
+@pytest.mark.parametrize("choice_mode", ["batch", "sample"])
+def test_cuda_training_steps_never_synchronise(name, choice_mode):
+    if choice_mode == "sample" and "+" not in name:
+        pytest.skip("the choice's mode applies to combinations")
+    params = {"mode": "sample"} if choice_mode == "sample" and "+" in name else {}
     if name in ("mixup", "cutmix", "lmix", "fmix"):
         params["alpha"] = 0.4  # the Gamma sampler, not the uniform fast path
     mixer = lmix.create_mixer(name, seed=0, **params)

@@ -153,7 +153,7 @@ def test_other_input_structures():
         (
             lambda: T.LMix(num_classes=3),
             lambda t: t(torch.rand(2, 3, 8, 8), [0, 1]),
-            "second item is a dictionary or a tensor",
+            "the labels must be a tensor, got list",
         ),
         (lambda: T.LMix(num_classes=3), lambda t: t(torch.rand(2, 3, 1, 8), torch.tensor([0, 1])), "H >= 2"),
     ],

@@ -1,8 +1,10 @@
-"""The result of mixing a batch, its soft targets and the mixed loss."""
+"""The parameters of a mix (``MixParams``), the result of mixing a batch (``MixedBatch``), its soft
+targets and the mixed loss."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ from lmix._checks import check_probability
 from lmix.errors import LmixValueError
 from lmix.mixing.validation import check_labels_in_range, check_num_classes
 
-__all__ = ["MixedBatch", "mixed_cross_entropy"]
+__all__ = ["MixParams", "MixedBatch", "mixed_cross_entropy"]
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int, *, name: str) -> None:
@@ -31,6 +33,37 @@ def _check_labels(labels: torch.Tensor, num_classes: int, *, name: str) -> None:
 
 
 @dataclass
+class MixParams:
+    """What a mixer drew for one batch; ``mixer(images, labels, params=p)`` replays it exactly.
+
+    Attributes:
+        perm: (B,) int64 partner index of every sample.
+        lam: (B,) float32 exact share of the sample's own image/label.
+        mask: (B, 1, H, W) or (1, 1, H, W) bool, True where the sample's own pixel is kept
+            (for ``erase``: float, 1 where kept, 0 where zeroed); ``None`` for a pixel-wise
+            convex combination (Mixup) with weights ``lam``.
+        erase: if True the partner is an all-zero image and labels are not mixed (Cutout).
+    """
+
+    perm: torch.Tensor
+    lam: torch.Tensor
+    mask: torch.Tensor | None = None
+    erase: bool = False
+
+    def to(self, device: torch.device | str) -> MixParams:
+        """A copy with every tensor (nested parameters included) on ``device``."""
+        return replace(self, **{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
+
+
+def _to(value: Any, device: torch.device | str) -> Any:
+    if isinstance(value, (torch.Tensor, MixParams)):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(_to(v, device) for v in value)
+    return value
+
+
+@dataclass
 class MixedBatch:
     """A mixed batch.
 
@@ -42,6 +75,9 @@ class MixedBatch:
             sampled Beta value), the Mixup weight, or 1 for an unmixed sample.
         extras: the ``extras`` passed to the mixer ((B, ..., H, W) tensors such as segmentation
             maps), mixed with the same partners and masks, in the same order; () when none.
+        params: the parameters the mixer drew (``MixParams``, or ``ChoiceParams`` for a choice);
+            ``mixer(other_images, other_labels, params=batch.params)`` replays the same mix, and
+            ``params.perm`` is every sample's partner index. None for hidden-layer mixing.
     """
 
     images: torch.Tensor
@@ -49,6 +85,7 @@ class MixedBatch:
     labels_b: torch.Tensor
     lam: torch.Tensor
     extras: tuple[torch.Tensor, ...] = field(default=())
+    params: MixParams | None = None
 
     def soft_targets(self, num_classes: int, label_smoothing: float = 0.0) -> torch.Tensor:
         """(B, num_classes) float32 targets ``lam * onehot(a) + (1 - lam) * onehot(b)``.
@@ -77,6 +114,7 @@ class MixedBatch:
             self.labels_b.to(device),
             self.lam.to(device),
             tuple(t.to(device) for t in self.extras),
+            None if self.params is None else self.params.to(device),
         )
 
 

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from lmix._checks import is_integer
 from lmix.errors import LmixTypeError, LmixValueError
 
 if TYPE_CHECKING:
-    from lmix.mixing.mixers import Mixer
+    from lmix.mixing.base import Mixer
 
 __all__ = ["check_layers", "unwrap", "num_hook_points", "forward_mixed", "plan_generators"]
 
@@ -70,7 +71,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def _staged_points(net: nn.Module, who: str) -> int:
     points = getattr(net, "num_hook_points", None)
-    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+    if not is_integer(points) or points < 1:
         raise LmixTypeError(
             f"{who} needs a model with stage hooks (lmix.models.StagedNet), got {type(net).__name__}; "
             "for any other model name the submodules to mix after, e.g. layers=('layer1', 'layer2')"
@@ -160,7 +161,7 @@ def forward_mixed(
     if layers is None:
         _staged_points(unwrap(model), who)
         return model(images, hook=mix, hook_at=point)
-    if isinstance(point, bool) or not isinstance(point, int) or not 0 <= point <= len(layers):
+    if not is_integer(point) or not 0 <= point <= len(layers):
         raise LmixValueError(
             f"{who}: hook point must be an int in [0, {len(layers)}] for layers {layers!r}, got {point!r}"
         )

@@ -43,9 +43,9 @@ from torch import nn
 
 from lmix._checks import check_probability
 from lmix.errors import LmixValueError
-from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
+from lmix.mixing.base import Mixer
+from lmix.mixing.batch import MixedBatch, MixParams, mixed_cross_entropy
 from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
-from lmix.mixing.mixers import Mixer, MixParams
 from lmix.mixing.sampling import sample_beta_lams
 from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_pairing
 
@@ -90,6 +90,7 @@ class ManifoldMixup(Mixer):
     """
 
     name = "manifold_mixup"
+    blends = True
     uses_model = True
 
     def __init__(

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import torch
 
+from lmix._checks import is_integer
 from lmix.errors import LmixValueError
 from lmix.mixing.validation import check_decay, check_k, check_lam, check_size
 
@@ -111,7 +111,7 @@ def fourier_noise(
     h, w = check_size(size)
     decay = check_decay(decay)
     k = check_k(k, name="k")
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+    if not is_integer(n) or n < 0:
         raise LmixValueError(f"n must be a non-negative integer (number of images), got {n!r}")
     if generator is None:
         generator = torch.Generator(device=device or "cpu")
@@ -340,7 +340,7 @@ def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:
     """Apply the emphasis ``1 + k * H_hp`` to every channel in the frequency domain (SPEC step 10).
 
     Args:
-        images: (B, C, H, W) floating tensor.
+        images: (B, C, H, W) floating or integer tensor (integers are rounded back).
 
     Returns:
         Tensor of the same shape and dtype; the DC component (image mean) is unchanged.
@@ -348,7 +348,11 @@ def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:
     h, w = images.shape[-2:]
     gain = 1.0 + k * (1.0 - lowpass_filter((h, w), decay, device=images.device))
     spec = torch.fft.rfft2(images.to(torch.float32)) * gain
-    return torch.fft.irfft2(spec, s=(h, w)).to(images.dtype)
+    out = torch.fft.irfft2(spec, s=(h, w))
+    if not images.is_floating_point():  # uint8 images: round and clip to the dtype's range
+        info = torch.iinfo(images.dtype)
+        out = out.round_().clamp_(info.min, info.max)
+    return out.to(images.dtype)
 
 
 def box_masks(

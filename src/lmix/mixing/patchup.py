@@ -64,8 +64,6 @@ CutMix at point 0 and the loss) and is what ``lmix train --method patchup`` uses
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,11 +72,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmix._checks import check_probability
+from lmix._checks import check_probability, is_finite_real, is_integer, is_real
 from lmix.errors import LmixValueError
-from lmix.mixing.batch import MixedBatch
+from lmix.mixing.base import Mixer
+from lmix.mixing.batch import MixedBatch, MixParams
 from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
-from lmix.mixing.mixers import CutMix, Mixer, MixParams
+from lmix.mixing.mixers import CutMix
 from lmix.mixing.sampling import sample_beta_lams, sample_permutation
 from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_positive
 
@@ -250,7 +249,7 @@ class PatchUpPlan:
 
 
 def _check_int(value: object, *, name: str, minimum: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise LmixValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -313,7 +312,7 @@ class PatchUp(Mixer):
         super().__init__(seed=seed)
         self.alpha = check_alpha(alpha)
         self.patchup_prob = check_probability(patchup_prob, name="patchup_prob")
-        if not isinstance(gamma, numbers.Real) or isinstance(gamma, bool) or not 0.0 < float(gamma) <= 1.0:
+        if not is_real(gamma) or not 0.0 < float(gamma) <= 1.0:
             raise LmixValueError(f"gamma must be a number in (0, 1] (the share of features to mix), got {gamma!r}")
         self.gamma = float(gamma)
         self.block_size = _check_int(block_size, name="block_size", minimum=1)
@@ -331,10 +330,7 @@ class PatchUp(Mixer):
             isinstance(loss_weights, (str, bytes))
             or not isinstance(loss_weights, Sequence)
             or len(loss_weights) != 2
-            or not all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                for v in loss_weights
-            )
+            or not all(is_finite_real(v) and v >= 0 for v in loss_weights)
         ):
             raise LmixValueError(f"loss_weights must be a pair (w_a, w_b) of finite numbers >= 0, got {loss_weights!r}")
         self.loss_weights = (float(loss_weights[0]), float(loss_weights[1]))
@@ -418,7 +414,7 @@ class PatchUp(Mixer):
         # Report the weight actually applied in float16/bfloat16, as Mixup does.
         m = weight.to(torch.float32)
         unchanged = params.mask.to(torch.float32).mean(dim=(1, 2, 3)).expand(images.shape[0])
-        return MixedBatch(mixed, labels, labels[params.perm], unchanged + m * (1 - unchanged))
+        return MixedBatch(mixed, labels, labels[params.perm], unchanged + m * (1 - unchanged), params=params)
 
     # -- training: hidden-layer mixing ------------------------------------------------------
     def plan(

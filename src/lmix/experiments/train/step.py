@@ -17,13 +17,10 @@ import torch.nn as nn
 from lmix.errors import LmixValueError
 from lmix.mixing import MixedBatch, Mixer, mixed_cross_entropy
 
-__all__ = ["train_epoch", "eager_step", "CompiledStep", "COMPILE_MODES", "Step"]
+__all__ = ["train_epoch", "eager_step", "CompiledStep", "Step"]
 
 #: ``(images (B, C, H, W), labels (B,)) -> (logits (B, K), scalar loss, MixedBatch)``.
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, MixedBatch]]
-
-#: Allowed ``--compile-mode`` values (``torch.compile``'s ``mode``; None is its default).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def eager_step(
@@ -51,20 +48,6 @@ def eager_step(
         return logits, mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing), batch
 
     return step
-
-
-def _draw(mixer: Mixer, images: torch.Tensor) -> tuple[Mixer, Any]:
-    """Sample the batch's mixing parameters eagerly with the mixer's own generators.
-
-    Returns the mixer whose ``apply`` takes them: for a per-batch ``MixChoice`` the chosen
-    component (drawn on the choice's CPU control generator, as its ``__call__`` does), so the
-    compiled function sees one plain mixer and keeps one graph per component.
-    """
-    if getattr(mixer, "granularity", None) == "batch" and hasattr(mixer, "_next"):
-        return _draw(mixer._next(None), images)  # type: ignore[attr-defined]
-    gen = mixer.generator_for(images.device)
-    params = mixer.sample(images.shape[0], tuple(images.shape[-2:]), device=images.device, generator=gen)
-    return mixer, params
 
 
 class CompiledStep:
@@ -118,8 +101,10 @@ class CompiledStep:
         self._fn = torch.compile(mixed_forward, mode=None if mode == "default" else mode)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixedBatch]:
-        apply_mixer, params = _draw(self.mixer, images)
-        return self._fn(apply_mixer, images, labels, params)
+        # Drawn eagerly from the mixer's own generators, as a call draws them; a per-batch choice's
+        # ``apply`` dispatches on the drawn component (a Python int), so each component gets its graph.
+        params = self.mixer.draw(images)
+        return self._fn(self.mixer, images, labels, params)
 
 
 def train_epoch(

@@ -103,14 +103,13 @@ def test_decoding_runs_in_parallel_threads_with_the_same_result(folder, monkeypa
             super().__init__(max_workers=max_workers)
 
     monkeypatch.setattr(sources, "ThreadPoolExecutor", Recording)
-    monkeypatch.setattr(loaders, "available_cpus", lambda: 3)
+    monkeypatch.setattr(sources, "available_cpus", lambda: 3)
     parallel = sources.load_image_files(paths, size=(8, 8))
     serial = sources.load_image_files(paths, size=(8, 8), workers=1)
     assert used == [3, 1] and torch.equal(parallel, serial)
 
 
 def test_dataloader_workers_are_capped_at_the_cpus_available(folder, monkeypatch):
-    assert D.available_cpus() == len(os.sched_getaffinity(0))
     monkeypatch.setattr(loaders, "available_cpus", lambda: 2)
     monkeypatch.setattr(build, "available_cpus", lambda: 2)
     train, test, _ = D.build_loaders("imagefolder", root=folder, in_memory=False, num_workers=4, **KW)

@@ -12,8 +12,9 @@
 """
 
 from lmix.data.build import build_loaders, in_memory_budget
+from lmix.data.cpus import available_cpus
 from lmix.data.info import DataNotFoundError, DatasetInfo, dataset_info, list_datasets
-from lmix.data.loaders import DeviceLoader, StreamingLoader, available_cpus, shard_indices
+from lmix.data.loaders import DeviceLoader, StreamingLoader, shard_indices
 from lmix.data.seeding import derive_seed
 from lmix.data.sources import TensorData, default_data_root, load_tensors, resolve_root
 from lmix.data.subset import stratified_subset

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from lmix._checks import is_integer
+from lmix.data.checks import check_flag, check_index, check_loader_args
+from lmix.data.cpus import available_cpus
 from lmix.data.info import DatasetInfo, dataset_info
-from lmix.data.loaders import (
-    DeviceLoader,
-    FileDataset,
-    StreamingLoader,
-    _check_common,
-    _check_int,
-    available_cpus,
-)
-from lmix.data.sources import _default_image_size, _torchvision_dataset, file_samples, load_tensors, resolve_root
+from lmix.data.loaders import DeviceLoader, FileDataset, StreamingLoader
+from lmix.data.sources import default_image_size, file_samples, load_tensors, resolve_root, torchvision_dataset
 from lmix.data.subset import stratified_subset
-from lmix.errors import LmixTypeError, LmixValueError
+from lmix.errors import LmixValueError
 
 __all__ = ["build_loaders", "IN_MEMORY_BUDGET_ENV", "DEFAULT_IN_MEMORY_BUDGET", "in_memory_budget", "decoded_size"]
 
 Loader = DeviceLoader | StreamingLoader
+FOLDER_DATASETS = ("tiny_imagenet", "imagefolder")
 
 # An ImageFolder whose decoded uint8 images (both splits) fit in this many bytes is read into
 # memory once and served like the built-in data sets: 2 GiB holds 50,000 32x32 RGB images (154 MB)
@@ -52,50 +49,43 @@ def decoded_size(name: str, *, root: Any, image_size: tuple[int, int] | None) ->
     """Bytes of a folder data set's two splits decoded to uint8 ``(N, 3, H, W)`` (files are listed, not read)."""
     path = resolve_root(name, root, train=True)
     n = sum(len(file_samples(name, path, train=t)[0]) for t in (True, False))
-    h, w = image_size or _default_image_size(name, path)
+    h, w = image_size or default_image_size(name, path)
     return n * 3 * int(h) * int(w)
 
 
-def _with_overrides(info: DatasetInfo, *, crop_padding: int | None, flip: bool | None) -> DatasetInfo:
-    if crop_padding is not None:
-        if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or crop_padding < 0:
-            raise LmixValueError(f"crop_padding must be an integer >= 0, got {crop_padding!r}")
-        info = replace(info, crop_padding=crop_padding)
-    if flip is not None:
-        if not isinstance(flip, bool):
-            raise LmixTypeError(f"flip must be True, False or None, got {flip!r}")
-        info = replace(info, flip=flip)
-    return info
+@dataclass(frozen=True)
+class _Request:
+    """What both kinds of loaders are built from (``build_loaders``' arguments, checked)."""
 
+    name: str
+    root: str | os.PathLike | None
+    download: bool
+    batch_size: int
+    test_batch_size: int
+    device: torch.device | str
+    seed: int
+    rank: int
+    world_size: int
+    train_subset: int | None
+    svhn_extra: bool
+    augment: bool
+    crop_padding: int | None
+    flip: bool | None
+    image_size: tuple[int, int] | None
 
-def _streaming_split(
-    name: str, *, root: Any, download: bool, train: bool, svhn_extra: bool, image_size: tuple[int, int] | None
-) -> tuple[Dataset, torch.Tensor, DatasetInfo]:
-    """An untransformed dataset of (image, label) for one split, its labels and its info."""
-    info = dataset_info(name)
-    if name == "digits":
-        data = load_tensors(name, train=train)
-        return TensorDataset(data.images, data.labels), data.labels, info
-    path = resolve_root(name, root, download=download, train=train, svhn_extra=svhn_extra)
-    if name in ("tiny_imagenet", "imagefolder"):
-        samples, classes = file_samples(name, path, train=train)
-        size = image_size or _default_image_size(name, path)
-        ds = FileDataset(samples)
-        return (
-            ds,
-            torch.as_tensor(ds.targets, dtype=torch.long),
-            replace(info, num_classes=len(classes), image_size=tuple(size)),
-        )
-    from torchvision.datasets import CIFAR10, CIFAR100, SVHN, FashionMNIST
+    def with_overrides(self, info: DatasetInfo) -> DatasetInfo:
+        """``info`` with the requested ``crop_padding`` and ``flip`` where they are set."""
+        if self.crop_padding is not None:
+            if not is_integer(self.crop_padding) or self.crop_padding < 0:
+                raise LmixValueError(f"crop_padding must be an integer >= 0, got {self.crop_padding!r}")
+            info = replace(info, crop_padding=int(self.crop_padding))
+        if self.flip is not None:
+            check_flag(self.flip, name="flip", optional=True)
+            info = replace(info, flip=self.flip)
+        return info
 
-    if name == "svhn":
-        splits = ["train", "extra"] if (train and svhn_extra) else ["train" if train else "test"]
-        parts = [_torchvision_dataset(name, SVHN, path, download=download, split=s) for s in splits]
-        labels = torch.cat([torch.as_tensor(p.labels, dtype=torch.long) for p in parts])
-        return torch.utils.data.ConcatDataset(parts), labels, info
-    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100, "fashion_mnist": FashionMNIST}[name]
-    ds = _torchvision_dataset(name, cls, path, download=download, train=train)
-    return ds, torch.as_tensor(ds.targets, dtype=torch.long), info
+    def loader_args(self) -> dict[str, Any]:
+        return {"device": self.device, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
 
 
 def build_loaders(
@@ -152,68 +142,130 @@ def build_loaders(
         ``state_dict``/``load_state_dict`` and yield float32 ``(B, C, H, W)`` and int64 ``(B,)``.
     """
     info = dataset_info(name)
-    if in_memory is not None and not isinstance(in_memory, bool):
-        raise LmixTypeError(f"in_memory must be True, False or None, got {in_memory!r}")
-    if train_subset is not None and (
-        not isinstance(train_subset, int) or isinstance(train_subset, bool) or train_subset < 1
-    ):
+    check_flag(in_memory, name="in_memory", optional=True)
+    if train_subset is not None and (not is_integer(train_subset) or train_subset < 1):
         raise LmixValueError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
-    if image_size is not None and name not in ("tiny_imagenet", "imagefolder"):
+    if image_size is not None and name not in FOLDER_DATASETS:
         raise LmixValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
-    if test_batch_size is None:
-        test_batch_size = batch_size
     # Fail on bad arguments before spending time on reading the data.
-    _check_common(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=True)
-    _check_int(test_batch_size, name="test_batch_size", low=1)
-    _with_overrides(info, crop_padding=crop_padding, flip=flip)
+    batch_size, seed, rank, world_size = check_loader_args(
+        batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=True
+    )
+    request = _Request(
+        name=name,
+        root=root,
+        download=download,
+        batch_size=batch_size,
+        test_batch_size=check_index(
+            batch_size if test_batch_size is None else test_batch_size, name="test_batch_size", low=1
+        ),
+        device=device,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        train_subset=None if train_subset is None else int(train_subset),
+        svhn_extra=svhn_extra,
+        augment=augment,
+        crop_padding=crop_padding,
+        flip=flip,
+        image_size=image_size,
+    )
+    request.with_overrides(info)
     if memory_budget is not None:
-        _check_int(memory_budget, name="memory_budget", low=0)
-    common = dict(device=device, seed=seed, rank=rank, world_size=world_size)
+        check_index(memory_budget, name="memory_budget", low=0)
     if in_memory is None:
-        in_memory = info.in_memory
-        if name == "imagefolder":  # decided by size: small sets are decoded once, then served from memory
-            budget = in_memory_budget() if memory_budget is None else memory_budget
-            in_memory = decoded_size(name, root=root, image_size=image_size) <= budget
-
+        in_memory = _fits_in_memory(request, info, memory_budget)
     if in_memory:
-        train = load_tensors(
-            name, root=root, train=True, download=download, svhn_extra=svhn_extra, image_size=image_size
-        )
-        folder = name in ("tiny_imagenet", "imagefolder")
-        # The test split is fitted to the training split's size (an ImageFolder's comes from its first image).
-        test = load_tensors(
-            name, root=root, train=False, download=download, image_size=train.info.image_size if folder else None
-        )
-        info = _with_overrides(train.info, crop_padding=crop_padding, flip=flip)
-        images, labels = train.images, train.labels
-        if train_subset is not None:
-            idx = stratified_subset(labels, train_subset, seed=seed)
-            images, labels = images[idx], labels[idx]
-        train_loader: Loader = DeviceLoader(
-            images, labels, info=info, batch_size=batch_size, train=True, augment=augment, **common
-        )
-        test_loader: Loader = DeviceLoader(
-            test.images, test.labels, info=info, batch_size=test_batch_size, train=False, **common
-        )
-        return train_loader, test_loader, info
+        return _device_loaders(request)
+    return _streaming_loaders(request, num_workers)
 
-    if num_workers is None:
-        num_workers = min(8, available_cpus())
-    _check_int(num_workers, name="num_workers", low=0)
-    num_workers = min(num_workers, available_cpus())  # more workers than CPUs only compete for them
-    base_train, train_labels, info = _streaming_split(
-        name, root=root, download=download, train=True, svhn_extra=svhn_extra, image_size=image_size
+
+def _fits_in_memory(request: _Request, info: DatasetInfo, memory_budget: int | None) -> bool:
+    """The data set's default; an ImageFolder is decided by size: small sets are decoded once, then served from memory."""
+    if request.name != "imagefolder":
+        return info.in_memory
+    budget = in_memory_budget() if memory_budget is None else memory_budget
+    return decoded_size(request.name, root=request.root, image_size=request.image_size) <= budget
+
+
+def _device_loaders(request: _Request) -> tuple[Loader, Loader, DatasetInfo]:
+    """Both splits read into uint8 tensors on the training device (:class:`DeviceLoader`)."""
+    name, root, download = request.name, request.root, request.download
+    train = load_tensors(
+        name, root=root, train=True, download=download, svhn_extra=request.svhn_extra, image_size=request.image_size
     )
-    base_test, _, _ = _streaming_split(
-        name, root=root, download=download, train=False, svhn_extra=False, image_size=info.image_size
+    # The test split is fitted to the training split's size (an ImageFolder's comes from its first image).
+    test = load_tensors(
+        name,
+        root=root,
+        train=False,
+        download=download,
+        image_size=train.info.image_size if name in FOLDER_DATASETS else None,
     )
-    info = _with_overrides(info, crop_padding=crop_padding, flip=flip)
-    if train_subset is not None:
-        base_train = Subset(base_train, stratified_subset(train_labels, train_subset, seed=seed).tolist())
-    train_loader = StreamingLoader(
-        base_train, info=info, batch_size=batch_size, train=True, augment=augment, num_workers=num_workers, **common
+    info = request.with_overrides(train.info)
+    images, labels = train.images, train.labels
+    if request.train_subset is not None:
+        idx = stratified_subset(labels, request.train_subset, seed=request.seed)
+        images, labels = images[idx], labels[idx]
+    common = request.loader_args()
+    train_loader = DeviceLoader(
+        images, labels, info=info, batch_size=request.batch_size, train=True, augment=request.augment, **common
     )
-    test_loader = StreamingLoader(
-        base_test, info=info, batch_size=test_batch_size, train=False, num_workers=num_workers, **common
+    test_loader = DeviceLoader(
+        test.images, test.labels, info=info, batch_size=request.test_batch_size, train=False, **common
     )
     return train_loader, test_loader, info
+
+
+def _streaming_loaders(request: _Request, num_workers: int | None) -> tuple[Loader, Loader, DatasetInfo]:
+    """torchvision datasets read by DataLoader workers (:class:`StreamingLoader`)."""
+    if num_workers is None:
+        num_workers = min(8, available_cpus())
+    num_workers = check_index(num_workers, name="num_workers", low=0)
+    num_workers = min(num_workers, available_cpus())  # more workers than CPUs only compete for them
+    split = dict(name=request.name, root=request.root, download=request.download)
+    base_train, train_labels, info = _streaming_split(
+        **split, train=True, svhn_extra=request.svhn_extra, image_size=request.image_size
+    )
+    base_test, _, _ = _streaming_split(**split, train=False, svhn_extra=False, image_size=info.image_size)
+    info = request.with_overrides(info)
+    if request.train_subset is not None:
+        base_train = Subset(
+            base_train, stratified_subset(train_labels, request.train_subset, seed=request.seed).tolist()
+        )
+    common = {**request.loader_args(), "info": info, "num_workers": num_workers}
+    train_loader = StreamingLoader(
+        base_train, batch_size=request.batch_size, train=True, augment=request.augment, **common
+    )
+    test_loader = StreamingLoader(base_test, batch_size=request.test_batch_size, train=False, **common)
+    return train_loader, test_loader, info
+
+
+def _streaming_split(
+    name: str, *, root: Any, download: bool, train: bool, svhn_extra: bool, image_size: tuple[int, int] | None
+) -> tuple[Dataset, torch.Tensor, DatasetInfo]:
+    """An untransformed dataset of (image, label) for one split, its labels and its info."""
+    info = dataset_info(name)
+    if name == "digits":
+        data = load_tensors(name, train=train)
+        return TensorDataset(data.images, data.labels), data.labels, info
+    path = resolve_root(name, root, download=download, train=train, svhn_extra=svhn_extra)
+    if name in FOLDER_DATASETS:
+        samples, classes = file_samples(name, path, train=train)
+        size = image_size or default_image_size(name, path)
+        ds = FileDataset(samples)
+        return (
+            ds,
+            torch.as_tensor(ds.targets, dtype=torch.long),
+            replace(info, num_classes=len(classes), image_size=tuple(size)),
+        )
+    from torchvision.datasets import CIFAR10, CIFAR100, SVHN, FashionMNIST
+
+    if name == "svhn":
+        splits = ["train", "extra"] if (train and svhn_extra) else ["train" if train else "test"]
+        parts = [torchvision_dataset(name, SVHN, path, download=download, split=s) for s in splits]
+        labels = torch.cat([torch.as_tensor(p.labels, dtype=torch.long) for p in parts])
+        return torch.utils.data.ConcatDataset(parts), labels, info
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100, "fashion_mnist": FashionMNIST}[name]
+    ds = torchvision_dataset(name, cls, path, download=download, train=train)
+    return ds, torch.as_tensor(ds.targets, dtype=torch.long), info

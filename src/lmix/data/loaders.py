@@ -20,7 +20,6 @@ evaluate without collectives inside the loop, e.g. with the unwrapped module).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,13 +29,14 @@ from torchvision.datasets.folder import default_loader
 from torchvision.transforms import v2
 
 from lmix.augment.ops import crop_flip_at, normalize_with, sample_crop_offsets, sample_flips
+from lmix.data.checks import check_flag, check_index, check_loader_args
+from lmix.data.cpus import available_cpus
 from lmix.data.info import DatasetInfo
 from lmix.data.seeding import STREAM_AUGMENT, STREAM_ORDER, STREAM_SAMPLE, derive_seed, generator
 from lmix.data.sources import fit_size
-from lmix.errors import LmixTypeError, LmixValueError
+from lmix.errors import LmixValueError
 
 __all__ = [
-    "available_cpus",
     "DeviceLoader",
     "FileDataset",
     "SeededTransformDataset",
@@ -44,35 +44,6 @@ __all__ = [
     "train_transform",
     "test_transform",
 ]
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on: its affinity mask where the OS has one (Linux), else the machine's count.
-
-    A job scheduler or ``taskset`` may give a process fewer CPUs than the machine has; worker
-    and thread counts should follow this number, not ``os.cpu_count()``.
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _check_int(value: object, *, name: str, low: int, high: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise LmixValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return value
-
-
-def _check_common(*, batch_size: object, seed: object, rank: object, world_size: object, train: object) -> None:
-    _check_int(batch_size, name="batch_size", low=1)
-    _check_int(world_size, name="world_size", low=1)
-    _check_int(rank, name="rank", low=0, high=int(world_size) - 1)  # type: ignore[arg-type]
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise LmixTypeError(f"seed must be an integer, got {seed!r}")
-    if not isinstance(train, bool):
-        raise LmixTypeError(f"train must be True or False, got {train!r}")
 
 
 def _shard_sizes(
@@ -133,7 +104,9 @@ class DeviceLoader:
         drop_last: bool | None = None,
         augment: bool = True,
     ) -> None:
-        _check_common(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train)
+        batch_size, seed, rank, world_size = check_loader_args(
+            batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train
+        )
         if not isinstance(images_u8, torch.Tensor) or images_u8.dtype != torch.uint8 or images_u8.ndim != 4:
             raise LmixValueError("images_u8 must be a uint8 tensor of shape (N, C, H, W)")
         if not isinstance(labels, torch.Tensor) or labels.shape != (images_u8.shape[0],) or labels.is_floating_point():
@@ -142,8 +115,7 @@ class DeviceLoader:
             raise LmixValueError(f"images have {images_u8.shape[1]} channels but {info.name} has {info.in_channels}")
         if images_u8.shape[0] == 0:
             raise LmixValueError("the data set is empty")
-        if drop_last is not None and not isinstance(drop_last, bool):
-            raise LmixTypeError(f"drop_last must be True, False or None, got {drop_last!r}")
+        check_flag(drop_last, name="drop_last", optional=True)
         self.info = info
         self.device = torch.device(device)
         self.images = images_u8.to(self.device).contiguous()
@@ -182,7 +154,7 @@ class DeviceLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration produces."""
-        self.epoch = _check_int(epoch, name="epoch", low=0)
+        self.epoch = check_index(epoch, name="epoch", low=0)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "seed": self.seed}
@@ -213,7 +185,7 @@ class DeviceLoader:
             images float32 ``(B, C, H, W)`` normalised with ``info.mean``/``info.std``, and labels
             int64 ``(B,)``, both on ``device``.
         """
-        _check_int(start, name="start", low=0, high=len(self))
+        check_index(start, name="start", low=0, high=len(self))
         idx = self.epoch_indices().to(self.device)
         offsets = flips = None
         if self.augment:
@@ -349,12 +321,13 @@ class StreamingLoader:
         augment: bool = True,
         num_workers: int = 0,
     ) -> None:
-        _check_common(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train)
-        _check_int(num_workers, name="num_workers", low=0)
+        batch_size, seed, rank, world_size = check_loader_args(
+            batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train
+        )
+        num_workers = check_index(num_workers, name="num_workers", low=0)
         if info.image_size is None:
             raise LmixValueError("info.image_size must be set (load the data set's info with its size first)")
-        if drop_last is not None and not isinstance(drop_last, bool):
-            raise LmixTypeError(f"drop_last must be True, False or None, got {drop_last!r}")
+        check_flag(drop_last, name="drop_last", optional=True)
         self.info = info
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -405,7 +378,7 @@ class StreamingLoader:
         return self._num_batches
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = _check_int(epoch, name="epoch", low=0)
+        self.epoch = check_index(epoch, name="epoch", low=0)
         self.dataset.epoch = self.epoch
         if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(self.epoch)

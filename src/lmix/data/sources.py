@@ -33,19 +33,23 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_cla
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from lmix.data.checks import check_flag
+from lmix.data.cpus import available_cpus
 from lmix.data.info import DataNotFoundError, DatasetInfo, dataset_info
-from lmix.errors import LmixTypeError, LmixValueError
+from lmix.errors import LmixValueError
 
 __all__ = [
     "DIGITS_SPLIT_SEED",
     "DIGITS_TEST_FRACTION",
     "TensorData",
     "default_data_root",
+    "default_image_size",
     "file_samples",
     "fit_size",
     "load_image_files",
     "load_tensors",
     "resolve_root",
+    "torchvision_dataset",
 ]
 
 DIGITS_TEST_FRACTION = 0.2
@@ -125,7 +129,7 @@ def resolve_root(
     raise DataNotFoundError(f"{name}: data not found in {base} (nor in {base / info.subdir}); {_flags(info)}")
 
 
-def _torchvision_dataset(name: str, cls, path: Path, *, download: bool, **kwargs):
+def torchvision_dataset(name: str, cls, path: Path, *, download: bool, **kwargs):
     """Construct a torchvision dataset; its not-found/corrupted RuntimeError becomes DataNotFoundError."""
     info = dataset_info(name)
     try:
@@ -145,8 +149,7 @@ def _torchvision_dataset(name: str, cls, path: Path, *, download: bool, **kwargs
 
 def _check_split_flags(name: str, *, train: object, download: object, svhn_extra: object) -> None:
     for flag, value in (("train", train), ("download", download), ("svhn_extra", svhn_extra)):
-        if not isinstance(value, bool):
-            raise LmixTypeError(f"{flag} must be True or False, got {value!r}")
+        check_flag(value, name=flag)
     if svhn_extra and name != "svhn":
         raise LmixValueError(f"svhn_extra only applies to the svhn dataset, not {name!r}")
 
@@ -188,9 +191,7 @@ def load_tensors(
     if name in ("cifar10", "cifar100"):
         from torchvision.datasets import CIFAR10, CIFAR100
 
-        ds = _torchvision_dataset(
-            name, CIFAR10 if name == "cifar10" else CIFAR100, path, download=download, train=train
-        )
+        ds = torchvision_dataset(name, CIFAR10 if name == "cifar10" else CIFAR100, path, download=download, train=train)
         # .data is an (N, H, W, C) view of the pickles' (N, C, H, W) rows: transposing back is free.
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         labels = torch.as_tensor(ds.targets, dtype=torch.long)
@@ -198,7 +199,7 @@ def load_tensors(
     elif name == "fashion_mnist":
         from torchvision.datasets import FashionMNIST
 
-        ds = _torchvision_dataset(name, FashionMNIST, path, download=download, train=train)
+        ds = torchvision_dataset(name, FashionMNIST, path, download=download, train=train)
         images = ds.data.to(torch.uint8).unsqueeze(1).contiguous()
         labels = ds.targets.to(torch.long)
         classes = tuple(ds.classes)
@@ -206,13 +207,13 @@ def load_tensors(
         from torchvision.datasets import SVHN
 
         splits = ["train", "extra"] if (train and svhn_extra) else ["train" if train else "test"]
-        parts = [_torchvision_dataset(name, SVHN, path, download=download, split=s) for s in splits]
+        parts = [torchvision_dataset(name, SVHN, path, download=download, split=s) for s in splits]
         images = torch.cat([torch.from_numpy(np.ascontiguousarray(p.data)) for p in parts])  # (N, 3, 32, 32)
         labels = torch.cat([torch.as_tensor(p.labels, dtype=torch.long) for p in parts])  # torchvision maps 10 -> 0
         classes = tuple(str(d) for d in range(10))
     else:  # tiny_imagenet, imagefolder
         samples, classes_list = file_samples(name, path, train=train)
-        size = image_size or _default_image_size(name, path)
+        size = image_size or default_image_size(name, path)
         images = load_image_files([p for p, _ in samples], size=size)
         labels = torch.as_tensor([c for _, c in samples], dtype=torch.long)
         classes = tuple(classes_list)
@@ -272,7 +273,8 @@ def file_samples(name: str, path: Path, *, train: bool) -> tuple[list[tuple[str,
     raise LmixValueError(f"{name!r} is not a folder dataset (tiny_imagenet, imagefolder)")
 
 
-def _default_image_size(name: str, path: Path) -> tuple[int, int]:
+def default_image_size(name: str, path: Path) -> tuple[int, int]:
+    """``(H, W)`` a folder data set's images are fitted to unless told: its info's size, else the first image's."""
     info = dataset_info(name)
     if info.image_size is not None:
         return info.image_size
@@ -315,8 +317,6 @@ def load_image_files(paths: Sequence[str], *, size: Sequence[int], workers: int 
     h, w = int(size[0]), int(size[1])
     out = torch.empty((len(paths), 3, h, w), dtype=torch.uint8)
     if workers is None:
-        from lmix.data.loaders import available_cpus
-
         workers = min(16, available_cpus())
 
     def work(i: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from lmix._checks import is_integer
 from lmix.data.seeding import STREAM_SUBSET, generator
 from lmix.errors import LmixTypeError, LmixValueError
 
@@ -28,10 +29,11 @@ def stratified_subset(labels: torch.Tensor, n: int, *, seed: int) -> torch.Tenso
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
         raise LmixValueError("labels must be a 1-D integer tensor of class labels")
     total = labels.numel()
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= total:
+    if not is_integer(n) or not 1 <= n <= total:
         raise LmixValueError(f"subset size must be an integer in [1, {total}] (the number of samples), got {n!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not is_integer(seed):
         raise LmixTypeError(f"seed must be an integer, got {seed!r}")
+    n, seed = int(n), int(seed)
     labels = labels.detach().to("cpu", torch.long)
     if n == total:
         return torch.arange(total)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lmix._checks import is_integer
-from lmix.data.loaders import available_cpus
+from lmix.data.cpus import available_cpus
 from lmix.errors import LmixValueError
 from lmix.experiments.io import RunLock, atomic_write_json
 from lmix.experiments.sweep.expand import Run, expand

@@ -156,6 +156,8 @@ class Mixer(nn.Module):
         self.forked = False
         self.draws = 0
         self._generators: dict[str, torch.Generator] = {}
+        # The rank of the process that pickled this mixer (see __getstate__).
+        self._sender_rank: int | None = None
 
     # -- randomness ---------------------------------------------------------------------
     def generator_for(self, device: torch.device | str) -> torch.Generator:
@@ -166,7 +168,9 @@ class Mixer(nn.Module):
         * Inside a ``DataLoader`` worker (``get_worker_info()`` is not None): seeded with a hash
           of ``seed`` and the worker's ``seed``, which torch derives from the DataLoader's
           generator and changes for every worker and every epoch; cached per worker seed, so a
-          persistent worker keeps advancing its stream across epochs.
+          persistent worker keeps advancing its stream across epochs. In a process group the
+          rank is hashed in too (in a worker started by spawn or forkserver, which is outside
+          the group, the rank of the process the mixer was sent from).
         * Inside an initialised ``torch.distributed`` group of more than one process (DDP,
           Lightning, accelerate), unless :meth:`fork` made this mixer or ``per_rank`` is False:
           every call re-seeds the generator from ``(seed, rank, draws)`` and counts the draw.
@@ -176,7 +180,7 @@ class Mixer(nn.Module):
         """
         key = str(torch.device(device))
         info = torch.utils.data.get_worker_info()
-        rank = _distributed_rank() if self.per_rank and not self.forked else None
+        rank = self._stream_rank(in_worker=info is not None)
         if info is not None:
             key = f"{key}{_WORKER_KEY}{info.seed}"
             parts = (self.seed, info.seed, _WORKER_TAG) if rank is None else (self.seed, info.seed, rank, _WORKER_TAG)
@@ -186,6 +190,22 @@ class Mixer(nn.Module):
             gen.manual_seed(derive_mixer_seed(self.seed, rank, self.draws, _RANK_TAG))
             self.draws += 1
         return gen
+
+    def _stream_rank(self, *, in_worker: bool) -> int | None:
+        """The rank whose stream this process draws, or None for no per-rank stream."""
+        if not self.per_rank or self.forked:
+            return None
+        rank = _distributed_rank()
+        if rank is None and in_worker:
+            # A DataLoader worker started by spawn or forkserver is outside the process group;
+            # without the sender's rank every rank's workers would draw the same masks.
+            rank = vars(self).get("_sender_rank")
+        return rank
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_sender_rank"] = _distributed_rank()
+        return state
 
     def _cached(self, key: str, seed: int) -> torch.Generator:
         gen = self._generators.get(key)

@@ -1,9 +1,11 @@
 """The ``lmix`` command line: ``lmix <command> [options]``.
 
 Each command lives in ``lmix.experiments.commands.<name>`` and exposes ``add_parser(subparsers)`` and
-``run(args) -> int``. Every user error becomes one line on stderr and exit code 2: commands
-raise ``UsageError`` (or ValueError/TypeError/FileNotFoundError from validation), never a
-traceback for a mistake the user can fix. ``LMIX_DEBUG=1`` shows the traceback instead.
+``run(args) -> int``. Every user error becomes one line on stderr and exit code 2, never a
+traceback for a mistake the user can fix: the errors lmix raises on purpose
+(:class:`lmix.errors.LmixError`, which the commands' ``UsageError`` is too) and the file-system
+errors of paths the user gave (:data:`USER_OS_ERRORS`). Any other exception is a bug and shows
+its traceback (exit code 1). ``LMIX_DEBUG=1`` shows the traceback of user errors too.
 
 The commands need the ``train`` extra (``pip install 'lmix[train]'``); on a core install
 (torch alone) ``lmix --version``, ``lmix methods``, ``lmix models`` and ``lmix configs`` work,
@@ -19,7 +21,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-__all__ = ["UsageError", "MissingExtraError", "main", "build_parser", "COMMANDS", "EXTRA_OF_MODULE"]
+from lmix import __version__
+from lmix.errors import LmixError
+from lmix.experiments.commands import UsageError
+
+__all__ = ["UsageError", "MissingExtraError", "main", "build_parser", "COMMANDS", "EXTRA_OF_MODULE", "USER_OS_ERRORS"]
 
 # Command name -> module under lmix.experiments.commands. Order is the order shown in --help.
 COMMANDS: dict[str, str] = {}
@@ -34,8 +40,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
 }
 
 
-class UsageError(Exception):
-    """A user error: printed as one line on stderr, exit code 2."""
+# A path the user gave that does not exist, is the wrong kind of file, or may not be read or written.
+USER_OS_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 class MissingExtraError(UsageError):
@@ -68,8 +74,6 @@ def _register_builtin_commands() -> None:
 def build_parser() -> argparse.ArgumentParser:
     _register_builtin_commands()
     parser = _Parser(prog="lmix", description="LMix and mixed-sample augmentation: train, compare, visualise.")
-    from lmix import __version__
-
     parser.add_argument("--version", action="version", version=f"lmix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module_name in COMMANDS.items():
@@ -77,8 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(module_name)
             module.add_parser(sub)
         except ModuleNotFoundError as err:
-            if err.name == module_name:
-                continue  # command not built yet
             missing = _missing_extra_module(err)
             if missing is None:
                 raise
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(MissingExtraError(getattr(args, "command", None), missing), file=sys.stderr)
         return 2
-    except (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (LmixError, *USER_OS_ERRORS) as err:
         if os.environ.get("LMIX_DEBUG"):
             raise
         print(_one_line(err), file=sys.stderr)

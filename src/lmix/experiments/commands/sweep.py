@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+from pathlib import Path
 from typing import Any
+
+from lmix.errors import LmixValueError
+from lmix.experiments.commands import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,9 +74,7 @@ def add_overrides_argument(p: argparse.ArgumentParser, *, help_text: str) -> Non
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["key=value", ...]`` -> settings; values are parsed as YAML (numbers, lists, true/false)."""
-    import yaml
-
-    from lmix.experiments.cli import UsageError
+    import yaml  # the train extra: imported on use, so that every lmix command's parser builds without it
 
     out: dict[str, Any] = {}
     for item in items:
@@ -85,32 +89,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def set_threads(threads: int | None) -> None:
-    from lmix.experiments.cli import UsageError
-
+    """Set torch's CPU threads of this process (``--threads``; None: leave them)."""
     if threads is None:
         return
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
-    import torch
+    import torch  # imported on use: building every lmix command's parser stays quick
 
     torch.set_num_threads(threads)
 
 
-def run(args: argparse.Namespace) -> int:
-    import signal
-    import sys
-    from pathlib import Path
-
-    from lmix.experiments.catalog import resolve_config
-    from lmix.experiments.cli import UsageError
-    from lmix.experiments.sweep import (
-        SweepInterrupted,
-        failed_line,
-        load_spec,
-        parse_shard,
-        resolve_gpus,
-        run_sweep,
-    )
+def _checked_gpus(args: argparse.Namespace) -> list[str]:
+    """Check the process options; returns the GPUs to spread the jobs over (``--gpus``)."""
+    from lmix.experiments.sweep import resolve_gpus
 
     if args.jobs < 1:
         raise UsageError(f"lmix sweep: --jobs must be >= 1, got {args.jobs}")
@@ -122,13 +113,23 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs > 1 or args.gpus.strip().lower() not in ("auto", "none"):
         try:
             gpus = resolve_gpus(args.gpus)
-        except ValueError as err:
+        except LmixValueError as err:
             raise UsageError(f"lmix sweep: {err}") from None
     if gpus and args.jobs == 1:
         raise UsageError(
             "lmix sweep: --gpus spreads job processes and needs --jobs N > 1; "
             "to pin a sweep to one GPU use --set device=cuda:N"
         )
+    return gpus
+
+
+def run(args: argparse.Namespace) -> int:
+    # The sweep (and through it the trainer, torchvision, ...) is imported when the command runs:
+    # building every lmix command's parser stays quick.
+    from lmix.experiments.catalog import resolve_config
+    from lmix.experiments.sweep import SweepInterrupted, failed_line, load_spec, parse_shard, run_sweep
+
+    gpus = _checked_gpus(args)
     spec = load_spec(resolve_config(args.spec, kind="sweep"))  # a path, or a packaged spec by name
     shard = parse_shard(args.shard) if args.shard else None
     overrides = parse_overrides(args.overrides)

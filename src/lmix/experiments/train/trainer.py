@@ -36,7 +36,7 @@ from lmix.experiments.io import (
     atomic_write_text,
 )
 from lmix.experiments.metrics import evaluate
-from lmix.experiments.train.config import MIXER_KEYWORDS, TrainConfig, run_identity
+from lmix.experiments.train.config import TrainConfig, run_identity
 from lmix.experiments.train.distributed import (
     DistEnv,
     all_gather_objects,
@@ -46,10 +46,10 @@ from lmix.experiments.train.distributed import (
     teardown_distributed,
 )
 from lmix.experiments.train.failures import StopOnSignal, TrainingDiverged, TrainingInterrupted
+from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_params, resolve_mixer_settings
 from lmix.experiments.train.provenance import provenance
 from lmix.experiments.train.step import CompiledStep, Step, eager_step, train_epoch
 from lmix.mixing import Mixer, create_mixer
-from lmix.mixing.registry import accepted_params, mixer_class
 
 __all__ = [
     "train",
@@ -57,7 +57,6 @@ __all__ = [
     "RunError",
     "TrainingDiverged",
     "TrainingInterrupted",
-    "build_mixer",
     "resolve_device",
     "CHECKPOINT",
     "load_checkpoint",
@@ -68,7 +67,7 @@ CHECKPOINT_FORMAT = 1
 _RANK_SEED_STRIDE = 1_000_003  # keeps per-rank mixer seeds apart for any user seed
 
 
-class RunError(ValueError):
+class RunError(LmixValueError):
     """A user-fixable problem with the run (out dir, checkpoint): one line, exit code 2."""
 
 
@@ -84,41 +83,6 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
         if name == "cuda":
             name = f"cuda:{env.local_rank}"
     return torch.device(name)
-
-
-def _accepted(config: TrainConfig) -> set[str]:
-    """The keyword arguments the method's mixers take (all parts of a combination such as lmix+mixup)."""
-    return set().union(*(accepted_params(mixer_class(n.strip())) for n in config.method.split("+")))
-
-
-def mixer_params(config: TrainConfig) -> dict[str, Any]:
-    """The mixer keyword arguments the config sets (None = the method's default)."""
-    accepted = _accepted(config)
-    params = {
-        keyword: getattr(config, key)
-        for key, keyword in MIXER_KEYWORDS.items()
-        if getattr(config, key) is not None and keyword in accepted
-    }
-    if "+" in config.method:
-        if config.mix_p is not None:
-            params["p"] = list(config.mix_p)
-        if config.mix_schedule is not None:
-            params["schedule"] = config.mix_schedule
-    elif config.mix_p is not None or config.mix_schedule is not None:
-        raise LmixValueError("--mix-p and --mix-schedule apply only to combined methods such as lmix+mixup")
-    return params
-
-
-def ignored_mixer_settings(config: TrainConfig) -> list[str]:
-    """Mixing settings in ``config`` that the method does not take (shared configs set e.g. alpha for 'none')."""
-    accepted = _accepted(config)
-    return [
-        key for key, keyword in MIXER_KEYWORDS.items() if getattr(config, key) is not None and keyword not in accepted
-    ]
-
-
-def build_mixer(config: TrainConfig, *, seed: int) -> Mixer:
-    return create_mixer(config.method, seed=seed, **mixer_params(config))
 
 
 def build_model(config: TrainConfig, info: Any) -> nn.Module:
@@ -151,10 +115,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps
     return sched_mod.SequentialLR(optimizer, [warmup, main], milestones=[warm])
 
 
-def _identity(config_dict: dict[str, Any]) -> dict[str, Any]:
-    return run_identity(config_dict)
-
-
 def default_out_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{stamp}"
@@ -179,7 +139,7 @@ def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        theirs, ours = _identity(ckpt["config"]), _identity(config.to_dict())
+        theirs, ours = run_identity(ckpt["config"]), run_identity(config.to_dict())
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if diff:
             shown = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:4])
@@ -190,10 +150,10 @@ def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
         import yaml
 
         try:
-            theirs = _identity(yaml.safe_load(cfg_path.read_text()) or {})
+            theirs = run_identity(yaml.safe_load(cfg_path.read_text()) or {})
         except yaml.YAMLError:
             theirs = {"<unreadable config.yaml>": True}
-        if theirs != _identity(config.to_dict()):
+        if theirs != run_identity(config.to_dict()):
             raise RunError(
                 f"out dir {str(out)!r} holds a different run (its config.yaml differs); choose another --out"
             )
@@ -272,8 +232,10 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
         raise LmixValueError(
             f"batch_size {config.batch_size} must be divisible by the number of processes ({env.world_size})"
         )
-    mixer_params(config)  # validate the method and its parameters before touching the disk
     ignored = ignored_mixer_settings(config)
+    # Checks the method and its settings before touching the disk; config.yaml then shows every
+    # value the mixer is built with (settings the method does not take become None).
+    resolve_mixer_settings(config)
     if ignored and env.is_main:
         log(f"note: {', '.join(ignored)} not used by method {config.method!r}")
     setup_distributed(env, device)
@@ -446,7 +408,7 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     raw_model = raw_model.to(memory_format=memory_format)
-    mixer = build_mixer(config, seed=config.seed + _RANK_SEED_STRIDE * env.rank)
+    mixer = create_mixer(config.method, seed=config.seed + _RANK_SEED_STRIDE * env.rank, **mixer_params(config))
 
     optimizer = _sgd(raw_model, config, device)
     steps_per_epoch = len(train_loader)
@@ -770,6 +732,7 @@ def _finish(run: _Run) -> dict[str, Any]:
         "final_clean_train_acc": last.get("clean_train_acc"),
         "epochs": config.epochs,
         "method": config.method,
+        "mixer": run.mixer.describe(),
         "model": config.model,
         "dataset": config.dataset,
         "seed": config.seed,

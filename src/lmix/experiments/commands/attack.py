@@ -88,8 +88,10 @@ def _line(run_dir: Path, record: dict[str, Any], reused: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmix.experiments.attack import FGSM_PNG, attack_run, check_run_dir, parse_eps, plot_fgsm, read_fgsm, write_fgsm
+    from lmix.experiments.attack import attack_run, parse_eps
     from lmix.experiments.cli import UsageError
+    from lmix.experiments.records import FGSM_PNG, check_run_dir, read_fgsm, write_fgsm
+    from lmix.experiments.report.plots import plot_fgsm_runs
 
     if args.run is None and not args.compare:
         raise UsageError("lmix attack: give --run DIR (and/or --compare RUN ...)")
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
             )
             write_fgsm(run_dir, record)
-            plot_fgsm(
+            plot_fgsm_runs(
                 [(_label(record, run_dir, False), record["eps_255"], record["acc"])],
                 run_dir / FGSM_PNG,
                 title=_title(record),
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("fgsm-compare.png")
         datasets = sorted({str(r.get("dataset")) for _, r in records})
         title = _title(records[0][1]) if len(records) == 1 else f"FGSM on {', '.join(datasets)}"
-        plot_fgsm([(_label(r, d, duplicates), r["eps_255"], r["acc"]) for d, r in records], out, title=title)
+        plot_fgsm_runs([(_label(r, d, duplicates), r["eps_255"], r["acc"]) for d, r in records], out, title=title)
         print(f"wrote {out} ({len(records)} run{'s' if len(records) > 1 else ''})")
     return 0
 

@@ -32,7 +32,9 @@ Failed runs (``failed.json`` and no ``summary.json``, written by ``lmix sweep``)
 number; each table cell and the "Failed runs" section say how many of a group failed.
 
 Data flow, one module per step: :mod:`~lmix.experiments.report.collect` (finding runs, reading
-their records) -> :mod:`~lmix.experiments.report.stats` (cells, statistics, tests, regimes) ->
+their records) -> :mod:`~lmix.experiments.report.settings` (what groups runs, names and order)
+-> :mod:`~lmix.experiments.report.stats` (cells, statistics, tests, regimes; the seed-paired
+tests and k slopes of :mod:`~lmix.experiments.report.analysis`) ->
 :mod:`~lmix.experiments.report.plots` (figures) and :mod:`~lmix.experiments.report.render`
 (Markdown, LaTeX, JSON, ``write_report``).
 
@@ -44,7 +46,7 @@ and PNGs: ``fig_accuracy_*.png`` (final accuracy per method: runs, mean, 95% CI)
 """
 
 from lmix.experiments.report.collect import RunRecord, collect_runs
-from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm
+from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm, plot_fgsm_runs
 from lmix.experiments.report.render import render_latex, render_markdown, render_text_summary, report_json, write_report
 from lmix.experiments.report.stats import (
     OVERFIT_THRESHOLD,
@@ -74,5 +76,6 @@ __all__ = [
     "plot_alpha_sweep",
     "plot_curves",
     "plot_fgsm",
+    "plot_fgsm_runs",
     "OVERFIT_THRESHOLD",
 ]

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lmix.experiments.report.collect import _mixer_defaults, _sort_value
+from lmix.experiments.report.collect import fgsm_curve
+from lmix.experiments.report.settings import mixer_defaults, sort_value
 
-__all__ = ["PairedTest", "Trend", "metric_label", "paired_tests", "k_trends", "holm"]
+__all__ = ["PairedTest", "Trend", "metric_label", "paired_tests", "k_trends", "k_families", "holm", "values_by_seed"]
 
 FINAL = "final_acc"
 
@@ -116,10 +117,8 @@ class Trend:
         }
 
 
-def _by_seed(cell: Any, metric: str | float) -> dict[Any, float]:
+def values_by_seed(cell: Any, metric: str | float) -> dict[Any, float]:
     """A cell's value of ``metric`` per seed (the first run of a seed wins)."""
-    from lmix.experiments.report.stats import fgsm_curve
-
     out: dict[Any, float] = {}
     for r in cell.runs:
         if r.seed is None or r.seed in out:
@@ -145,8 +144,8 @@ def _t(df: int) -> float:
 
 
 def _paired(a: Any, b: Any, metric: str | float) -> PairedTest | None:
-    va, vb = _by_seed(a, metric), _by_seed(b, metric)
-    seeds = tuple(sorted(set(va) & set(vb), key=_sort_value))
+    va, vb = values_by_seed(a, metric), values_by_seed(b, metric)
+    seeds = tuple(sorted(set(va) & set(vb), key=sort_value))
     if not seeds:
         return None
     d = [va[s] - vb[s] for s in seeds]
@@ -208,9 +207,9 @@ def paired_tests(cells: Sequence[Any], lmix_reference: Any) -> list[PairedTest]:
     return out
 
 
-def _k_families(cells: Sequence[Any]) -> list[tuple[str, list[tuple[float, Any]]]]:
+def k_families(cells: Sequence[Any]) -> list[tuple[str, list[tuple[float, Any]]]]:
     """LMix cells that differ only in k (plus FMix at k = 0 with the same other settings), by family."""
-    default_k = float(_mixer_defaults("lmix").get("k", 1.0))
+    default_k = float(mixer_defaults("lmix").get("k", 1.0))
     families: dict[tuple, list[tuple[float, Any]]] = defaultdict(list)
     for c in cells:
         if c.method != "lmix":
@@ -277,9 +276,9 @@ def _fit(points: list[tuple[Any, float, float]]) -> tuple[float, float, float | 
 def k_trends(cells: Sequence[Any]) -> list[Trend]:
     """The slope of every metric against k, per k family of one row (see the module docstring)."""
     out = []
-    for label, members in _k_families(cells):
+    for label, members in k_families(cells):
         for metric in _metrics([c for _, c in members]):
-            points = [(s, k, v) for k, c in members for s, v in _by_seed(c, metric).items()]
+            points = [(s, k, v) for k, c in members for s, v in values_by_seed(c, metric).items()]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 fit = _fit(points)

@@ -2,17 +2,13 @@
 
 Every run folder under the report's root that holds a readable ``summary.json`` (with a
 ``final_acc``) is one finished run; its ``config.yaml``, ``metrics.jsonl`` and ``fgsm.json``
-come with it. A folder with ``metrics.jsonl`` but no summary is unfinished. A run's grouping
-settings are its config minus identity (data set, model, method), seed and the settings that do
-not change what it computes; mixing settings its method does not use, or equal to the method's
-default, count as unset (``none`` with ``alpha: 1`` is plain ``none``).
+come with it. A folder with ``metrics.jsonl`` but no summary is unfinished. How runs are grouped
+is :mod:`~lmix.experiments.report.settings`'.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,58 +16,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RunRecord", "collect_runs", "collect_failed", "FAILED_JSON"]
+__all__ = ["RunRecord", "collect_runs", "collect_failed", "failure_reason", "fgsm_curve", "FAILED_JSON"]
 
 FAILED_JSON = "failed.json"  # written by lmix sweep in the folder of a run that failed (and no summary.json)
-
-# Settings that do not change what a run computes (or only how fast / where).
-# Settings that do not change what a run computes (or only how fast / where).
-_IGNORED_SETTINGS = frozenset(
-    {
-        "out",
-        "progress",
-        "tensorboard",
-        "num_workers",
-        "data_root",
-        "download",
-        "device",
-        "compile",
-        "channels_last",
-        "eval_train",
-        "in_memory",
-        "seed",
-    }
-)
-_IDENTITY = ("dataset", "model", "method")
-# TrainConfig mixing settings -> the mixer's constructor parameter.
-_MIXER_SETTINGS = {
-    "alpha": "alpha",
-    "decay": "decay",
-    "k": "k",
-    "image_k": "image_k",
-    "box_size": "size",
-    "box_rounding": "box_rounding",
-    "mix_mode": "mode",
-    "patchup_prob": "patchup_prob",
-    "gamma": "gamma",
-    "block_size": "block_size",
-    "patchup_type": "patchup_type",
-    "loss_scale": "loss_scale",
-    "mix_p": "p",
-    "mix_schedule": "schedule",
-}
-# The paper's column order, then the other methods.
-_METHOD_ORDER = ("none", "fmix", "mixup", "cutmix", "lmix", "cutout", "patchup", "manifold_mixup")
-_DISPLAY = {
-    "none": "Baseline",
-    "fmix": "FMix",
-    "mixup": "Mixup",
-    "cutmix": "CutMix",
-    "lmix": "LMix",
-    "cutout": "Cutout",
-    "patchup": "PatchUp",
-    "manifold_mixup": "Manifold Mixup",
-}
 
 
 @dataclass
@@ -206,82 +153,25 @@ def failure_reason(record: RunRecord) -> str:
     return "no reason recorded"
 
 
-def _mixer_defaults(method: str) -> dict[str, Any]:
-    """The constructor defaults of a single registered method ({} for combinations or unknown names)."""
-    if "+" in method:
+def fgsm_curve(record: RunRecord) -> dict[float, float]:
+    """A run's FGSM accuracy (%) by eps in 1/255 units ({} without a usable fgsm.json).
+
+    eps is read from ``eps_255`` (as recorded by ``lmix attack``) where it has one value per
+    accuracy, else from ``eps`` (fractions of the pixel range) times 255; rounded to 1e-6 so
+    that ``8/255 * 255`` and ``8`` meet.
+    """
+    f = record.fgsm or {}
+    acc = f.get("acc")
+    eps = f.get("eps_255")
+    scale = 1.0
+    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
+        eps, scale = f.get("eps"), 255.0
+    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
         return {}
-    try:
-        from lmix.mixing.registry import mixer_class
-
-        cls = mixer_class(method)
-    except (ImportError, ValueError):
-        return {}
-    sig = inspect.signature(cls.__init__)
-    return {n: p.default for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def _accepted(method: str) -> set[str] | None:
-    try:
-        from lmix.mixing.registry import accepted_params, mixer_class
-
-        return set().union(*(accepted_params(mixer_class(m.strip())) for m in method.split("+"))) | (
-            {"p", "schedule"} if "+" in method else set()
-        )
-    except (ImportError, ValueError):
-        return None
-
-
-def _normalise(record: RunRecord) -> dict[str, Any]:
-    """Grouping settings: config minus ignored keys and identity; unused/default mixing settings -> None."""
-    settings = {k: _hashable(v) for k, v in record.config.items() if k not in _IGNORED_SETTINGS and k not in _IDENTITY}
-    if not record.config:  # a run without config.yaml: what the summary says
-        settings = {"epochs": record.summary.get("epochs")}
-    accepted = _accepted(record.method)
-    defaults = _mixer_defaults(record.method)
-    for key, param in _MIXER_SETTINGS.items():
-        if key not in settings:
+    out = {}
+    for e, a in zip(eps, acc):
+        try:
+            out[round(float(e) * scale, 6)] = float(a)
+        except (TypeError, ValueError):
             continue
-        value = settings[key]
-        if accepted is not None and param not in accepted:
-            settings[key] = None
-        elif param in defaults and value is not None and _same(value, defaults[param]):
-            settings[key] = None
-    return settings
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
-    return a == b
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return value
-
-
-def _method_key(method: str) -> tuple[int, str]:
-    return (_METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER), method)
-
-
-def _method_display(method: str) -> str:
-    return "+".join(_DISPLAY.get(m, m) for m in method.split("+"))
-
-
-def _fmt_setting(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(_fmt_setting(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _sort_value(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (1, float(value))
-    return (2, str(value))
+    return out

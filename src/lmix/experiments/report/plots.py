@@ -4,22 +4,26 @@
 against alpha, where runs differ in alpha), ``fig4_curves_*`` (test accuracy per epoch from
 ``metrics.jsonl``), ``fig5_fgsm_*`` (FGSM accuracy against epsilon from ``fgsm.json``) and
 ``fig_k_*`` (final and FGSM accuracy against LMix's k, one line per seed, with the fitted slope).
+:func:`plot_fgsm_runs` draws given runs' FGSM curves into one PNG (``lmix attack``'s figure).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lmix.errors import LmixValueError
 from lmix.experiments.io import atomic_write
-from lmix.experiments.report.analysis import _by_seed, _k_families, metric_label
-from lmix.experiments.report.collect import _fmt_setting, _method_display, _method_key, _mixer_defaults
-from lmix.experiments.report.stats import Cell, Report, Stats, _cell_order
+from lmix.experiments.report.analysis import k_families, metric_label, values_by_seed
+from lmix.experiments.report.settings import format_setting, method_display, method_key, mixer_defaults
+from lmix.experiments.report.stats import Cell, Report, Stats, cell_order
 
-__all__ = ["plot_accuracy", "plot_alpha_sweep", "plot_curves", "plot_fgsm", "plot_k"]
+__all__ = ["plot_accuracy", "plot_alpha_sweep", "plot_curves", "plot_fgsm", "plot_k", "plot_fgsm_runs"]
 
 
 def _slug(*parts: Any) -> str:
@@ -35,7 +39,7 @@ def _save_png(fig: Any, path: Path) -> None:
 
 def _save_panel(fig: Any, out_dir: Path, prefix: str, dataset: str, model: str, row: tuple) -> str:
     """Save a panel's figure as ``PREFIX_DATASET_MODEL_KEY=VALUE....png`` in ``out_dir``; return the file name."""
-    name = f"{prefix}_{_slug(dataset, model, *[f'{k}={_fmt_setting(v)}' for k, v in row])}.png"
+    name = f"{prefix}_{_slug(dataset, model, *[f'{k}={format_setting(v)}' for k, v in row])}.png"
     _save_png(fig, out_dir / name)
     return name
 
@@ -62,7 +66,7 @@ def _panels(report: Report) -> dict[tuple, list[Cell]]:
 def _effective_alpha(c: Cell) -> float | None:
     alpha = dict(c.variant).get("alpha")
     if alpha is None:
-        alpha = _mixer_defaults(c.method).get("alpha")
+        alpha = mixer_defaults(c.method).get("alpha")
     return None if alpha is None else float(alpha)
 
 
@@ -70,7 +74,7 @@ def plot_accuracy(report: Report, out_dir: Path) -> list[str]:
     """Final accuracy per method: every run as a dot, the mean with its 95% confidence interval."""
     files = []
     for (dataset, row, model), cells in _panels(report).items():
-        cells = sorted((c for c in cells if c.final is not None), key=_cell_order)
+        cells = sorted((c for c in cells if c.final is not None), key=cell_order)
         if len(cells) > 12:  # e.g. an alpha sweep: the methods at their defaults
             cells = [c for c in cells if not c.variant] or cells[:12]
         if not cells:
@@ -110,7 +114,7 @@ def plot_alpha_sweep(report: Report, out_dir: Path) -> list[str]:
             ax.axhline(base.final.mean, color="k", ls="--", lw=1, label=f"Baseline (n={base.final.n})")
             if not math.isnan(base.final.std):
                 ax.axhspan(base.final.mean - base.final.std, base.final.mean + base.final.std, color="k", alpha=0.08)
-        for method in sorted(series, key=_method_key):
+        for method in sorted(series, key=method_key):
             pts = series[method]
             ax.errorbar(
                 [a for a, _ in pts],
@@ -118,7 +122,7 @@ def plot_alpha_sweep(report: Report, out_dir: Path) -> list[str]:
                 yerr=[0.0 if math.isnan(s.std) else s.std for _, s in pts],
                 marker="o",
                 capsize=3,
-                label=_method_display(method),
+                label=method_display(method),
             )
         ax.set_xscale("log")
         ax.legend(fontsize=8)
@@ -159,7 +163,7 @@ def plot_fgsm(report: Report, out_dir: Path) -> list[str]:
     """Fig. 5: FGSM accuracy against epsilon (from fgsm.json): mean over seeds with a 95% CI band."""
     files = []
     for (dataset, row, model), cells in _panels(report).items():
-        series = sorted((c for c in cells if c.fgsm), key=_cell_order)
+        series = sorted((c for c in cells if c.fgsm), key=cell_order)
         if not series:
             continue
         fig, ax = _figure(f"{dataset}, {cells[0].row_label}: FGSM", "epsilon (x 1/255)", "test accuracy (%)")
@@ -197,7 +201,7 @@ def plot_k(report: Report, out_dir: Path) -> list[str]:
     files = []
     for (dataset, row, model), cells in _panels(report).items():
         trends = report.trends.get((dataset, row, model), [])
-        for label, members in _k_families(cells):
+        for label, members in k_families(cells):
             mine = [t for t in trends if t.family == label]
             if not mine:
                 continue
@@ -209,7 +213,7 @@ def plot_k(report: Report, out_dir: Path) -> list[str]:
                 ax = fig.add_subplot(nrows, ncols, i + 1)
                 per_seed: dict[Any, list[tuple[float, float]]] = defaultdict(list)
                 for k, c in members:
-                    for seed, v in _by_seed(c, t.metric).items():
+                    for seed, v in values_by_seed(c, t.metric).items():
                         per_seed[seed].append((k, v))
                 for pts in per_seed.values():
                     pts.sort()
@@ -240,3 +244,40 @@ def plot_k(report: Report, out_dir: Path) -> list[str]:
             extra = () if label == "LMix" else (("family", label.replace(" ", "_")),)
             files.append(_save_panel(fig, out_dir, "fig_k", dataset, model, row + extra))
     return files
+
+
+def plot_fgsm_runs(
+    curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Draw accuracy against eps (in 1/255 units) for one or several runs; PNG written atomically.
+
+    Args:
+        curves: ``(label, eps_255, acc_percent)`` per run.
+        path: the PNG to write.
+        title: the figure's title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise LmixValueError("no curves to plot")
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, eps_255, acc in curves:
+        order = sorted(range(len(eps_255)), key=lambda i: eps_255[i])
+        ax.plot([eps_255[i] for i in order], [acc[i] for i in order], marker="o", label=label)
+    ax.set_xlabel("FGSM epsilon (x 1/255)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    if len(curves) > 1:  # one curve: the title says what it is
+        ax.legend()
+    out = Path(path)
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=120))
+    return out

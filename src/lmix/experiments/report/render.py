@@ -14,25 +14,19 @@ from typing import Any
 
 from lmix.experiments.io import atomic_write_json, atomic_write_text
 from lmix.experiments.report.analysis import PairedTest, Trend, metric_label
-from lmix.experiments.report.collect import (
-    RunRecord,
-    _fmt_setting,
-    _method_display,
-    _method_key,
-    _sort_value,
-    failure_reason,
-)
+from lmix.experiments.report.collect import RunRecord, failure_reason
 from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm, plot_k
+from lmix.experiments.report.settings import format_setting, method_display, method_key, sort_value
 from lmix.experiments.report.stats import (
     CONDITION_KEYS,
     OVERFIT_THRESHOLD,
     Cell,
     Report,
     Stats,
-    _cell_order,
-    _datasets,
-    _regime,
-    _rows,
+    cell_order,
+    report_datasets,
+    report_rows,
+    row_regime,
     run_conditions,
 )
 
@@ -68,31 +62,29 @@ class _Table:
 def _tables(report: Report, dataset: str, key: str) -> list[_Table]:
     """The paper-layout table (plain methods) and, where mixing settings vary, a table by those settings."""
     title = "final test accuracy" if key == "final" else "best test accuracy (best epoch)"
-    rows = _rows(report, dataset)
+    rows = report_rows(report, dataset)
     cells = [c for _, _, cs in rows for c in cs]
     tables = []
-    plain_methods = sorted({c.method for c in cells if not c.variant}, key=_method_key)
+    plain_methods = sorted({c.method for c in cells if not c.variant}, key=method_key)
     if plain_methods:
         out_rows = []
         for _, label, cs in rows:
             by_method = {c.method: c for c in cs if not c.variant}
-            out_rows.append((label, [by_method.get(m) for m in plain_methods], _regime(cs)[0]))
-        tables.append(_Table(title, key, [_method_display(m) for m in plain_methods], out_rows))
-    varied_methods = sorted({c.method for c in cells if c.variant}, key=_method_key)
+            out_rows.append((label, [by_method.get(m) for m in plain_methods], row_regime(cs)[0]))
+        tables.append(_Table(title, key, [method_display(m) for m in plain_methods], out_rows))
+    varied_methods = sorted({c.method for c in cells if c.variant}, key=method_key)
     if varied_methods:
         keys = sorted({k for c in cells for k, _ in c.variant})
         out_rows = []
         for _, label, cs in rows:
             mine = [c for c in cs if c.method in varied_methods]
-            variants = sorted(
-                {c.variant for c in mine}, key=lambda v: (len(v) > 0, [(k, _sort_value(x)) for k, x in v])
-            )
+            variants = sorted({c.variant for c in mine}, key=lambda v: (len(v) > 0, [(k, sort_value(x)) for k, x in v]))
             for variant in variants:
                 by_method = {c.method: c for c in mine if c.variant == variant}
-                name = ", ".join(f"{k}={_fmt_setting(v)}" for k, v in variant) or "defaults"
+                name = ", ".join(f"{k}={format_setting(v)}" for k, v in variant) or "defaults"
                 out_rows.append((f"{label}, {name}", [by_method.get(m) for m in varied_methods], None))
         tables.append(
-            _Table(f"{title} by {', '.join(keys)}", key, [_method_display(m) for m in varied_methods], out_rows)
+            _Table(f"{title} by {', '.join(keys)}", key, [method_display(m) for m in varied_methods], out_rows)
         )
     return tables
 
@@ -133,7 +125,7 @@ def _stats_md(cells: list[Cell]) -> list[str]:
         "| clean train acc | runs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in sorted(cells, key=_cell_order):
+    for c in sorted(cells, key=cell_order):
         parts = [c.column_label, str(len(c.runs))]
         for s, key in ((c.final, "final_acc"), (c.best, "best_acc")):
             ci = "-" if s is None or math.isnan(s.ci95) else f"[{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]"
@@ -174,20 +166,20 @@ def render_markdown(report: Report) -> str:
             )
             out.append(f"- Paper {table}: {what}.")
         out.append("")
-    for dataset in _datasets(report):
+    for dataset in report_datasets(report):
         out += [f"## {dataset}", ""]
         for key in ("final", "best"):
             for table in _tables(report, dataset, key):
                 out += [f"### {table.title[0].upper()}{table.title[1:]}", ""]
                 out += _table_md(table)
                 out += ["", _conditions_text(_table_runs(table)), ""]
-        for _, label, cells in _rows(report, dataset):
+        for _, label, cells in report_rows(report, dataset):
             out += [f"### Statistics: {dataset}, {label}", ""]
             out += _stats_md(cells)
-            out += ["", f"Regime: {_regime(cells)[0]}.", ""]
+            out += ["", f"Regime: {row_regime(cells)[0]}.", ""]
             out += _significance_sentences(cells)
             out.append("")
-        for _, label, cells in _rows(report, dataset):
+        for _, label, cells in report_rows(report, dataset):
             fgsm_cells = [c for c in cells if c.fgsm]
             if not fgsm_cells:
                 continue
@@ -201,13 +193,13 @@ def render_markdown(report: Report) -> str:
                 _conditions_text([r for c in fgsm_cells for r in c.runs if r.fgsm]),
                 "",
             ]
-        for key, label, _ in _rows(report, dataset):
+        for key, label, _ in report_rows(report, dataset):
             tests = report.paired.get((dataset, *key), [])
             if tests:
                 out += [f"### Paired by seed: {dataset}, {label}", ""]
                 out += _paired_md(tests)
                 out += ["", PAIRED_NOTE, ""]
-        for key, label, _ in _rows(report, dataset):
+        for key, label, _ in report_rows(report, dataset):
             trends = report.trends.get((dataset, *key), [])
             if trends:
                 out += [f"### Effect of k: {dataset}, {label}", ""]
@@ -284,7 +276,7 @@ def _fgsm_md(cells: list[Cell]) -> list[str]:
         "| method | n | " + " | ".join(f"eps {e:g}" for e in eps) + " |",
         "|---|---|" + "---|" * len(eps),
     ]
-    for c in sorted(cells, key=_cell_order):
+    for c in sorted(cells, key=cell_order):
         at = {pt.eps_255: pt for pt in c.fgsm}
         vals = []
         for e in eps:
@@ -409,7 +401,7 @@ def _tex_escape(text: str) -> str:
 def render_latex(report: Report) -> str:
     """booktabs tables (final and best accuracy per data set); needs ``\\usepackage{booktabs}``."""
     out = ["% lmix report: tables in the paper's layout. Needs \\usepackage{booktabs}.", ""]
-    for dataset in _datasets(report):
+    for dataset in report_datasets(report):
         cells = [c for c in report.cells if c.dataset == dataset]
         ns = {len(c.runs) for c in cells}
         seeds_text = f"{next(iter(ns))} seeds" if len(ns) == 1 else "seeds (n per cell)"
@@ -436,11 +428,11 @@ def render_latex(report: Report) -> str:
                     vals = [_cell_text(c, key, n=len(ns) > 1, tex=True) for c in row_cells]
                     out.append(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\")
                 out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-        for _, label, row_cells in _rows(report, dataset):
-            fgsm_cells = sorted((c for c in row_cells if c.fgsm), key=_cell_order)
+        for _, label, row_cells in report_rows(report, dataset):
+            fgsm_cells = sorted((c for c in row_cells if c.fgsm), key=cell_order)
             if fgsm_cells:
                 out += _fgsm_latex(dataset, label, fgsm_cells)
-        for key, label, _ in _rows(report, dataset):
+        for key, label, _ in report_rows(report, dataset):
             trends = report.trends.get((dataset, *key), [])
             if trends:
                 out += _trends_latex(dataset, label, trends)
@@ -512,19 +504,19 @@ def _trends_latex(dataset: str, label: str, trends: list[Trend]) -> list[str]:
 def render_text_summary(report: Report) -> str:
     """A short terminal summary: the final-accuracy table(s), significance against the baseline, regimes."""
     out = []
-    for dataset in _datasets(report):
+    for dataset in report_datasets(report):
         for table in _tables(report, dataset, "final"):
             out.append(f"{dataset}: {table.title} (%), mean ± std over seeds (n runs)")
             out += _table_md(table, regime=False)
-        for _, label, cells in _rows(report, dataset):
-            out.append(f"{label}: regime: {_regime(cells)[0]}")
+        for _, label, cells in report_rows(report, dataset):
+            out.append(f"{label}: regime: {row_regime(cells)[0]}")
             out += ["  " + s[2:] for s in _significance_sentences(cells)]
-        for _, label, cells in _rows(report, dataset):
+        for _, label, cells in report_rows(report, dataset):
             fgsm_cells = [c for c in cells if c.fgsm]
             if fgsm_cells:
                 out.append(f"{dataset}, {label}: FGSM accuracy (%) per eps (1/255), mean [95% CI], p vs none")
                 out += _fgsm_md(fgsm_cells)
-        for key, label, _ in _rows(report, dataset):
+        for key, label, _ in report_rows(report, dataset):
             for t in report.trends.get((dataset, *key), []):
                 out.append(f"{dataset}, {label}: " + _trend_sentence(t))
         runs = [r for c in report.cells if c.dataset == dataset for r in c.runs]
@@ -564,7 +556,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "final_acc": c.final.to_dict() if c.final else None,
                 "best_acc": c.best.to_dict() if c.best else None,
                 "final_clean_train_acc": c.clean_train.to_dict() if c.clean_train else None,
-                "regime": _regime(
+                "regime": row_regime(
                     [x for x in report.cells if (x.dataset, x.row, x.model) == (c.dataset, c.row, c.model)]
                 )[0],
                 "paper": None
@@ -597,7 +589,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "varying_settings": report.varying,
         "groups": cells,
         "conditions": {
-            d: run_conditions([r for c in report.cells if c.dataset == d for r in c.runs]) for d in _datasets(report)
+            d: run_conditions([r for c in report.cells if c.dataset == d for r in c.runs])
+            for d in report_datasets(report)
         },
         "unfinished": report.unfinished,
         "failed": [

@@ -23,18 +23,16 @@ from lmix.errors import LmixValueError
 from lmix.experiments.io import read_yaml
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
 from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
-from lmix.experiments.report.collect import (
-    _MIXER_SETTINGS,
-    RunRecord,
-    _fmt_setting,
-    _method_display,
-    _method_key,
-    _mixer_defaults,
-    _normalise,
-    _same,
-    _sort_value,
-    collect_failed,
-    collect_runs,
+from lmix.experiments.report.collect import RunRecord, collect_failed, collect_runs, fgsm_curve
+from lmix.experiments.report.settings import (
+    MIXER_SETTINGS,
+    format_setting,
+    grouping_settings,
+    method_display,
+    method_key,
+    mixer_defaults,
+    same_value,
+    sort_value,
 )
 
 __all__ = [
@@ -45,8 +43,11 @@ __all__ = [
     "build_report",
     "load_paper_table",
     "regimes",
-    "fgsm_curve",
     "run_conditions",
+    "report_rows",
+    "report_datasets",
+    "row_regime",
+    "cell_order",
     "CONDITION_KEYS",
     "OVERFIT_THRESHOLD",
 ]
@@ -122,12 +123,14 @@ class Cell:
 
     @property
     def row_label(self) -> str:
-        return self.model + (" (" + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in self.row) + ")" if self.row else "")
+        return self.model + (
+            " (" + ", ".join(f"{k}={format_setting(v)}" for k, v in self.row) + ")" if self.row else ""
+        )
 
     @property
     def column_label(self) -> str:
-        return _method_display(self.method) + (
-            " " + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in self.variant) if self.variant else ""
+        return method_display(self.method) + (
+            " " + ", ".join(f"{k}={format_setting(v)}" for k, v in self.variant) if self.variant else ""
         )
 
     def values(self, key: str) -> list[float]:
@@ -174,7 +177,7 @@ def build_report(
         raise LmixValueError(f"lmix report: no finished runs (summary.json) under {str(root)!r}{also}")
     lookup = _paper_lookup(paper)
     for r in records:
-        r.settings = _normalise(r)
+        r.settings = grouping_settings(r)
     keys = sorted({k for r in records for k in r.settings})
     varying = [k for k in keys if len({r.settings.get(k) for r in records}) > 1]
 
@@ -184,7 +187,7 @@ def build_report(
 
     cells = []
     for (dataset, row, model, method, variant), runs in groups.items():
-        runs.sort(key=lambda r: (_sort_value(r.seed), r.dir))
+        runs.sort(key=lambda r: (sort_value(r.seed), r.dir))
         cell = Cell(dataset, model, method, row, variant, runs)
         cell.final = Stats.of(cell.values("final_acc"))
         cell.best = Stats.of(cell.values("best_acc"))
@@ -195,10 +198,10 @@ def build_report(
     cells.sort(
         key=lambda c: (
             c.dataset,
-            [_sort_value(v) for _, v in c.row],
+            [sort_value(v) for _, v in c.row],
             c.model,
-            _method_key(c.method),
-            [(k, _sort_value(v)) for k, v in c.variant],
+            method_key(c.method),
+            [(k, sort_value(v)) for k, v in c.variant],
         )
     )
     _significance(cells)
@@ -220,8 +223,8 @@ def build_report(
 
 def _group_key(r: RunRecord, varying: list[str]) -> tuple:
     """(data set, row, model, method, variant) of a run: its cell."""
-    row = tuple((k, r.settings.get(k)) for k in varying if k not in _MIXER_SETTINGS and r.settings.get(k) is not None)
-    variant = tuple((k, r.settings.get(k)) for k in varying if k in _MIXER_SETTINGS and r.settings.get(k) is not None)
+    row = tuple((k, r.settings.get(k)) for k in varying if k not in MIXER_SETTINGS and r.settings.get(k) is not None)
+    variant = tuple((k, r.settings.get(k)) for k in varying if k in MIXER_SETTINGS and r.settings.get(k) is not None)
     return (r.dataset, row, r.model, r.method, variant)
 
 
@@ -241,12 +244,12 @@ def _group_failed(
     by_key = {(c.dataset, c.row, c.model, c.method, c.variant): c for c in cells}
     unmatched: dict[str, list[RunRecord]] = {}
     for r in failed:
-        r.settings = _normalise(r)
+        r.settings = grouping_settings(r)
         key = _group_key(r, varying)
         other = [
             (k, v)
             for k, v in sorted(r.settings.items())
-            if k not in varying and v is not None and not _same(v, common.get(k))
+            if k not in varying and v is not None and not same_value(v, common.get(k))
         ]
         cell = by_key.get(key) if not other else None
         if cell is not None:
@@ -254,8 +257,8 @@ def _group_failed(
             continue
         extra = list(key[1] + key[4]) + other
         label = (
-            f"{r.dataset}, {r.model}, {_method_display(r.method)}"
-            + (" (" + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in extra) + ")" if extra else "")
+            f"{r.dataset}, {r.model}, {method_display(r.method)}"
+            + (" (" + ", ".join(f"{k}={format_setting(v)}" for k, v in extra) + ")" if extra else "")
             + " [no finished run in this group]"
         )
         unmatched.setdefault(label, []).append(r)
@@ -271,35 +274,11 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> float | None:
     from scipy import stats
 
     if len(set(a)) == 1 and len(set(b)) == 1:  # both constant: t is undefined
-        return 1.0 if _same(a[0], b[0]) else 0.0
+        return 1.0 if same_value(a[0], b[0]) else 0.0
     with warnings.catch_warnings():  # scipy warns about precision for near-constant samples
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return None if math.isnan(p) else p
-
-
-def fgsm_curve(record: RunRecord) -> dict[float, float]:
-    """A run's FGSM accuracy (%) by eps in 1/255 units ({} without a usable fgsm.json).
-
-    eps is read from ``eps_255`` (as recorded by ``lmix attack``) where it has one value per
-    accuracy, else from ``eps`` (fractions of the pixel range) times 255; rounded to 1e-6 so
-    that ``8/255 * 255`` and ``8`` meet.
-    """
-    f = record.fgsm or {}
-    acc = f.get("acc")
-    eps = f.get("eps_255")
-    scale = 1.0
-    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
-        eps, scale = f.get("eps"), 255.0
-    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
-        return {}
-    out = {}
-    for e, a in zip(eps, acc):
-        try:
-            out[round(float(e) * scale, 6)] = float(a)
-        except (TypeError, ValueError):
-            continue
-    return out
 
 
 def _robustness(cells: list[Cell]) -> None:
@@ -339,8 +318,8 @@ def _lmix_reference(cell: Cell, candidates: list[Cell]) -> Cell | None:
     def score(c: Cell) -> tuple[int, int, int]:
         theirs = dict(c.variant)
         shared = set(mine) & set(theirs)
-        disagree = sum(not _same(mine[k], theirs[k]) for k in shared)
-        matched = sum(_same(mine[k], theirs[k]) for k in shared)
+        disagree = sum(not same_value(mine[k], theirs[k]) for k in shared)
+        matched = sum(same_value(mine[k], theirs[k]) for k in shared)
         extra = len(set(theirs) - set(mine))
         return (disagree, extra, -matched)
 
@@ -437,7 +416,8 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or math.isnan(x) else x
 
 
-def _rows(report: Report, dataset: str) -> list[tuple[tuple, str, list[Cell]]]:
+def report_rows(report: Report, dataset: str) -> list[tuple[tuple, str, list[Cell]]]:
+    """The table rows of a data set: ``((row settings, model), row label, cells)``, in report order."""
     rows: dict[tuple, list[Cell]] = {}
     for c in report.cells:
         if c.dataset == dataset:
@@ -445,11 +425,13 @@ def _rows(report: Report, dataset: str) -> list[tuple[tuple, str, list[Cell]]]:
     return [(key, cs[0].row_label, cs) for key, cs in rows.items()]
 
 
-def _cell_order(c: Cell) -> tuple:
-    return (_method_key(c.method), [(k, _sort_value(v)) for k, v in c.variant])
+def cell_order(c: Cell) -> tuple:
+    """Sort key of the cells of one row: method (paper order), then mixing settings."""
+    return (method_key(c.method), [(k, sort_value(v)) for k, v in c.variant])
 
 
-def _regime(cells: list[Cell]) -> tuple[str, float | None]:
+def row_regime(cells: list[Cell]) -> tuple[str, float | None]:
+    """A row's regime text and its baseline's mean clean training accuracy (see ``OVERFIT_THRESHOLD``)."""
     base = next((c for c in cells if c.method == "none" and not c.variant), None)
     if base is None:
         return "no baseline (none) run", None
@@ -464,9 +446,9 @@ def _regime(cells: list[Cell]) -> tuple[str, float | None]:
 def regimes(report: Report) -> list[tuple[str, str, str]]:
     """(data set, row label, regime text) for every table row."""
     out = []
-    for dataset in _datasets(report):
-        for _, label, cells in _rows(report, dataset):
-            out.append((dataset, label, _regime(cells)[0]))
+    for dataset in report_datasets(report):
+        for _, label, cells in report_rows(report, dataset):
+            out.append((dataset, label, row_regime(cells)[0]))
     return out
 
 
@@ -487,7 +469,7 @@ def run_conditions(runs: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
         counts: Counter[str] = Counter()
         for r in runs:
             if key == "mix_mode":
-                mode = r.config.get("mix_mode") or _mixer_defaults(r.method).get("mode")
+                mode = r.config.get("mix_mode") or mixer_defaults(r.method).get("mode")
                 if mode is not None:
                     counts[str(mode)] += 1
             else:
@@ -498,5 +480,6 @@ def run_conditions(runs: Sequence[RunRecord]) -> dict[str, dict[str, int]]:
     return out
 
 
-def _datasets(report: Report) -> list[str]:
+def report_datasets(report: Report) -> list[str]:
+    """The report's data sets, sorted."""
     return sorted({c.dataset for c in report.cells})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -43,6 +44,7 @@ _WORKER_TAG = 0x6C6D_6978_776B
 _FORK_TAG = 0x6C6D_6978_666B
 _RANK_TAG = 0x6C6D_6978_726B
 _WORKER_KEY = "@worker-seed="
+_EXTRA_STATE = "_extra_state"  # nn.Module's key suffix for get_extra_state()
 
 
 def select_into(mask: torch.Tensor, images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -102,6 +104,18 @@ def _distributed_rank() -> int | None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return dist.get_rank()
     return None
+
+
+def _state_to_tensor(state: dict[str, Any]) -> torch.Tensor:
+    """A mixer's extra state as a (n,) uint8 tensor (its ``torch.save`` bytes)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def _state_from_tensor(blob: torch.Tensor) -> Any:
+    """What ``_state_to_tensor`` encoded (loaded with ``weights_only``: tensors and plain data only)."""
+    return torch.load(io.BytesIO(bytes(blob.detach().cpu().tolist())), weights_only=True)
 
 
 def _new_generator(key: str, seed: int) -> torch.Generator:
@@ -273,13 +287,26 @@ class Mixer(nn.Module):
             gen.set_state(gen_state.cpu() if isinstance(gen_state, torch.Tensor) else gen_state)
             self._generators[key] = gen
 
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        # In a parent's state dict the extra state is one uint8 tensor, not a dict: safetensors
+        # (accelerate's save_state, save_pretrained) stores tensors only.
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + _EXTRA_STATE] = _state_to_tensor(destination[prefix + _EXTRA_STATE])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        key = prefix + _EXTRA_STATE
+        if isinstance(state_dict.get(key), torch.Tensor):
+            state_dict = {**state_dict, key: _state_from_tensor(state_dict[key])}
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Seed, draws and generator states, for bit-exact resume.
 
         Called as ``mixer.state_dict()``, the mixer's own format (what lmix has always written:
         ``{"seed", "generators", ...}``, with a ``MixChoice``'s components under ``"mixers"``).
         Called by ``nn.Module`` on a parent module, the standard entries (``_extra_state`` per
-        mixer), so that a model holding a mixer saves it.
+        mixer, a uint8 tensor holding ``get_extra_state()``, so that safetensors can store it),
+        so that a model holding a mixer saves it.
         """
         if args or kwargs:
             return super().state_dict(*args, **kwargs)

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from lmix.errors import LmixError, LmixValueError
-from lmix.experiments.cli import USER_OS_ERRORS, UsageError, main
+from lmix.experiments.cli import COMMANDS, USER_OS_ERRORS, UsageError, build_parser, main
 from tests.cli_helpers import one_line_error
 
 
@@ -71,3 +71,12 @@ def test_usage_errors_and_lmix_debug(capsys, monkeypatch):
     monkeypatch.setattr("lmix.experiments.commands.methods.run", _failing(LmixValueError("shown in full")))
     with pytest.raises(LmixValueError, match="shown in full"):
         main(["methods"])
+
+
+def test_no_help_text_shows_a_doubled_percent_sign(capsys):
+    """argparse %-formats the options' help but not a description: '%%' there is printed as is."""
+    build_parser()
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "%%" not in capsys.readouterr().out, command

@@ -14,6 +14,7 @@ from lmix.experiments.masks import (
     cutmix_masks,
     mask_statistics,
     radial_power,
+    render_mask_study,
     run_mask_study,
 )
 from tests.cli_helpers import one_line_error
@@ -115,6 +116,21 @@ def test_study_more_regions_and_boundary_with_k():
     assert [r.values for r in again.rows] == [r.values for r in study.rows]  # seeded
     with pytest.raises(ValueError, match="lam must be"):
         run_mask_study(lams=[1.0], n=2)
+
+
+def test_render_mask_study():
+    study = run_mask_study(size=(8, 8), ks=[1], n=5, seed=0)
+    text = render_mask_study(study)
+    assert text.startswith("# lmix masks\n\n5 masks per row, 8x8, decay 3, seed 0 ")
+    assert "| LMix k=1 | 0.5 |" in text and "- boundary share:" in text
+
+
+def test_help_shows_percent_signs_once(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["masks", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(mean and 95% CI)" in text and "%%" not in text
 
 
 def test_command_writes_files(capsys, tmp_path):

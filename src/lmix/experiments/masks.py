@@ -44,7 +44,7 @@ __all__ = [
     "cutmix_masks",
     "MaskStudy",
     "run_mask_study",
-    "render_markdown",
+    "render_mask_study",
     "study_json",
     "write_study",
     "STATISTICS",
@@ -311,7 +311,7 @@ def table_lines(study: MaskStudy) -> list[str]:
     return lines
 
 
-def render_markdown(study: MaskStudy) -> str:
+def render_mask_study(study: MaskStudy) -> str:
     """The study as Markdown: settings, the table, what each statistic is, the figures."""
     h, w = study.size
     out = [
@@ -460,6 +460,6 @@ def write_study(study: MaskStudy, out_dir: str | os.PathLike) -> list[Path]:
     for name, plot in figures.items():
         plot(study, out / name)
     study.figures = list(figures)
-    atomic_write_text(out / "masks.md", render_markdown(study))
+    atomic_write_text(out / "masks.md", render_mask_study(study))
     atomic_write_json(out / "masks.json", study_json(study))
     return [out / "masks.md", out / "masks.json"] + [out / f for f in study.figures]

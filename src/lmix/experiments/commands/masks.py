@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from lmix.experiments.commands import UsageError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Draw N masks per configuration (CutMix, FMix = LMix k=0, LMix at each k; each lam) and "
         "measure the connected regions of each mask and of its complement (4-connectivity), the boundary "
         "share (4-neighbour pixel pairs that differ), the largest region's share of the image and the radial "
-        "power spectrum. Prints a table (mean and 95%% CI) and writes masks.md, masks.json and PNG figures.",
+        "power spectrum. Prints a table (mean and 95% CI) and writes masks.md, masks.json and PNG figures.",
     )
     p.add_argument("--size", nargs=2, type=int, default=[32, 32], metavar=("H", "W"), help="mask size (default 32 32)")
     p.add_argument("--k", default="0,0.5,1,2,4,8", help="comma-separated LMix k >= 0 (default 0,0.5,1,2,4,8)")
@@ -26,8 +28,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _floats(text: str, flag: str) -> list[float]:
-    from lmix.experiments.cli import UsageError
-
     values = []
     for part in text.split(","):
         part = part.strip()
@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from datetime import datetime
     from pathlib import Path
 
-    from lmix.experiments.cli import UsageError
     from lmix.experiments.masks import run_mask_study, table_lines, write_study
 
     ks = _floats(args.k, "--k")

@@ -194,3 +194,13 @@ def test_core_dependencies_are_torch_alone():
     assert [re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0] for r in core] == ["torch"]
     extras = set(metadata.metadata("lmix").get_all("Provides-Extra") or [])
     assert {"train", "timm", "docs", "bench", "dev"} <= extras
+
+
+def test_import_leaves_the_import_system_alone():
+    """``import lmix`` installs no import hook and imports nothing heavy (not even torch)."""
+    code = (
+        "import sys; before = list(sys.meta_path); import lmix; "
+        "assert sys.meta_path == before, sys.meta_path; assert 'torch' not in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

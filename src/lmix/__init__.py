@@ -19,8 +19,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lmix import _compat
-
 __version__ = "0.2.0"
 
 # Public name -> module it lives in. Imported on first access (module __getattr__, PEP 562).
@@ -105,13 +103,8 @@ def __getattr__(name: str) -> Any:
         return value
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    if name in _compat.MOVED:
-        return _compat.import_moved(name)
     raise AttributeError(f"module 'lmix' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
-
-
-_compat.install()

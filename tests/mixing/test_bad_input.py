@@ -1,4 +1,4 @@
-"""Bad input (issue 2, section 4): a ValueError or TypeError whose message names the problem."""
+"""Bad input: a ValueError or TypeError whose message names the problem."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hidden-layer mixing for any nn.Module (issue 7 section 4): named layers, forward hooks that are
+"""Hidden-layer mixing for any nn.Module (docs/method.md, hidden-layer methods): named layers, forward hooks that are
 always removed, the same mixing as the StagedNet path, clear errors. Tiny models only."""
 
 from __future__ import annotations

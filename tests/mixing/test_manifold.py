@@ -1,4 +1,4 @@
-"""Manifold Mixup (issue 7 section 4): the layer draw, the mixing of hidden states, the mixed loss,
+"""Manifold Mixup (docs/method.md, Manifold Mixup): the layer draw, the mixing of hidden states, the mixed loss,
 on lmix's StagedNets and on plain modules (named layers), randomness, bad parameters. The generic
 Mixer tests run on it from the registry (its ``__call__`` is input Mixup)."""
 

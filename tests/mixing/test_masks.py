@@ -50,7 +50,7 @@ def test_fourier_masks_lam_extremes(lam_value):
 @pytest.mark.parametrize("size", [(32, 32), (28, 20), (3, 2)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("k", [0.0, 1.5])
 def test_mask_is_top_n_of_the_noise(size, k):
-    """SPEC step 8: the ones are exactly the round(lam HW) largest pixels of G (same draws)."""
+    """Mask step 8 (docs/method.md): the ones are exactly the round(lam HW) largest pixels of G (same draws)."""
     lam = torch.rand(8, generator=gen(3))
     masks = lmix.fourier_masks(lam, size, decay=2.0, k=k, generator=gen(4))
     grey = fourier_noise(8, size, decay=2.0, k=k, generator=gen(4))

@@ -1,4 +1,4 @@
-"""PatchUp (issue 4, sections 1 and 8): block masks, the mixing, the layer draw, targets and loss,
+"""PatchUp (docs/method.md, PatchUp): block masks, the mixing, the layer draw, targets and loss,
 every registered model, bad hyperparameters. The generic Mixer tests run on it from the registry."""
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ def reference_bce_loss(logits, y, y_b, u, m, w):
 @pytest.mark.parametrize("weights", [(1.0, 1.0), (0.5, 2.0), (0.0, 1.0)])
 @pytest.mark.parametrize("patchup_type", ["hard", "soft"])
 def test_loss_scale_matches_the_reference_relative_weighting(weights, patchup_type):
-    """Issue 9: relative to one mixed loss with the batch's combined target (what a Mixup/CutMix
+    """Loss scale (docs/method.md, PatchUp): relative to one mixed loss with the batch's combined target (what a Mixup/CutMix
     batch and an unmixed batch are trained with), a PatchUp batch weighs W = w_a u + (1 - u) + w_b
     (2 with the default weights) under the reference's BCE(softmax) loss, in value and gradient;
     lmix's default loss_scale='reference' gives the same W with cross-entropy, 'single' gives 1."""

@@ -69,33 +69,52 @@ def select_into(mask: torch.Tensor, images: torch.Tensor, out: torch.Tensor) -> 
     return out
 
 
-def blend(
-    partner: torch.Tensor, images: torch.Tensor, lam: torch.Tensor, *, in_place: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``lam * images + (1 - lam) * partner`` per sample, and the weight actually applied.
+#: Elements per temporary when blending rows on the CPU: small enough that the allocator reuses
+#: the block, instead of mapping (and page-faulting in) fresh memory for a full-batch temporary,
+#: which dominated the cost of blending uint8 224x224 batches.
+BLEND_CHUNK = 1 << 18
 
-    Floating tensors blend in their own dtype (``in_place``: into ``partner``, which the caller
-    owns), so the applied weight is ``lam`` rounded to that dtype; integer tensors (uint8 images
-    in a collate) blend in float32 and are rounded back to the nearest integer.
+
+def blend_rows_into(
+    out: torch.Tensor,
+    images: torch.Tensor,
+    rows: torch.Tensor | None,
+    partners: torch.Tensor,
+    lam: torch.Tensor,
+) -> torch.Tensor:
+    """``out[rows] = lam * images[rows] + (1 - lam) * images[partners]``, row by row.
+
+    Floating tensors blend in their own dtype, so the weight applied is ``lam`` rounded to it;
+    integer tensors (uint8 images in a collate) blend in float32 and are rounded back (a convex
+    combination of integers in range stays in range). On the CPU the rows go in chunks of at
+    most ``BLEND_CHUNK`` elements.
 
     Args:
-        partner: (n, ...) the partners' rows.
-        images: (n, ...) the samples' own rows.
-        lam: (n,) float32 weights of the own rows.
+        out: (B, ...) tensor of ``images``' dtype, written in place at ``rows``.
+        images: (B, ...) the batch.
+        rows: (n,) int64 rows to blend, or None for every row in order (n = B).
+        partners: (n,) int64 the partner of each row.
+        lam: (n,) float32 weight of each row's own image.
 
     Returns:
-        ((n, ...) blended, in ``images``' dtype; (n,) float32 weight applied).
+        (n,) float32 weight actually applied.
     """
+    floating = images.is_floating_point()
+    weight = lam.to(images.dtype) if floating else lam.to(torch.float32)
     shape = (-1,) + (1,) * (images.ndim - 1)
-    if images.is_floating_point():
-        weight = lam.to(images.dtype)
-        if in_place:
-            return partner.lerp_(images, weight.view(shape)), weight.to(torch.float32)
-        return torch.lerp(partner, images, weight.view(shape)), weight.to(torch.float32)
-    weight = lam.to(torch.float32)
-    mixed = torch.lerp(partner.float(), images.float(), weight.view(shape))
-    info = torch.iinfo(images.dtype)
-    return mixed.round_().clamp_(info.min, info.max).to(images.dtype), weight
+    n = partners.shape[0]
+    step = n if images.device.type != "cpu" else max(1, BLEND_CHUNK // max(1, images[0].numel()))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        own = images[start:stop] if rows is None else images.index_select(0, rows[start:stop])
+        other = images.index_select(0, partners[start:stop])
+        w = weight[start:stop].view(shape)
+        mixed = other.lerp_(own, w) if floating else other.float().lerp_(own.float(), w).round_()
+        if rows is None:
+            out[start:stop].copy_(mixed)  # integers: exact, the values are whole numbers in range
+        else:
+            out.index_put_((rows[start:stop],), mixed.to(out.dtype))  # index_copy_ is several times slower on CPU
+    return weight.to(torch.float32)
 
 
 def _distributed_rank() -> int | None:
@@ -342,7 +361,7 @@ class Mixer(nn.Module):
         return sample_pairing(self.pairing, batch_size, generator=generator, device=device)
 
     def sample(
-        self, batch_size: int, size: tuple[int, int], *, device: torch.device, generator: torch.Generator
+        self, batch_size: int, image_size: tuple[int, int], *, device: torch.device, generator: torch.Generator
     ) -> MixParams:
         """Draw the mixing parameters for a batch of ``batch_size`` images of ``size`` (H, W)."""
         raise NotImplementedError
@@ -367,14 +386,23 @@ class Mixer(nn.Module):
         if params.erase:
             mixed = images * params.mask.to(images.dtype)
             return MixedBatch(mixed, labels, labels, params.lam, params=params)
+        lam = params.lam
+        if params.mask is None and not images.is_floating_point():
+            mixed = torch.empty_like(images)
+            lam = blend_rows_into(mixed, images, None, params.perm, lam)
+            return MixedBatch(mixed, labels, labels.index_select(0, params.perm), lam, params=params)
         # index_select, not images[perm]: the same copy, several times faster on CPU.
         partner = images.index_select(0, params.perm)
         # Without autograd the partner copy is ours: mix into it instead of allocating again.
         in_place = not (images.requires_grad and torch.is_grad_enabled())
-        lam = params.lam
         if params.mask is None:
+            weight = lam.to(images.dtype)
+            if in_place:
+                mixed = partner.lerp_(images, weight.view(-1, 1, 1, 1))
+            else:
+                mixed = torch.lerp(partner, images, weight.view(-1, 1, 1, 1))
             # In float16/bfloat16 the weight actually applied is the rounded one: report that.
-            mixed, lam = blend(partner, images, lam, in_place=in_place)
+            lam = weight.to(torch.float32)
         elif in_place and images.device.type == "cpu":
             mixed = select_into(params.mask, images, partner)
         else:

@@ -19,7 +19,7 @@ from torch import nn
 
 from lmix._checks import check_probability
 from lmix.errors import LmixTypeError, LmixValueError
-from lmix.mixing.base import Mixer, MixParams, blend, select_into, standard_apply
+from lmix.mixing.base import Mixer, MixParams, blend_rows_into, select_into, standard_apply
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import sharpen
 from lmix.mixing.mixers import LMix, NoMix
@@ -207,7 +207,7 @@ class MixChoice(Mixer):
                 comps.append(None)
                 continue
             cp = mixer.sample(n, size, device=device, generator=gen)
-            lam.index_copy_(0, idx, cp.lam)
+            lam.index_put_((idx,), cp.lam)
             comps.append(cp)
         return ChoiceParams(
             perm=perm,
@@ -217,7 +217,7 @@ class MixChoice(Mixer):
             components=tuple(comps),
         )
 
-    def sample(self, batch_size, size, *, device, generator):
+    def sample(self, batch_size, image_size, *, device, generator):
         """Draw the choice and the chosen components' parameters, all from ``generator``.
 
         With ``mode="batch"`` this advances the schedule as a call does.
@@ -225,7 +225,7 @@ class MixChoice(Mixer):
         if self.mode == "sample":
             return self._sample_per_sample(
                 batch_size,
-                size,
+                image_size,
                 device=device,
                 control=generator,
                 generator=generator,
@@ -233,7 +233,7 @@ class MixChoice(Mixer):
             )
         index = self.choose(generator)
         self.calls += 1
-        inner = self.mixers[index].sample(batch_size, size, device=device, generator=generator)
+        inner = self.mixers[index].sample(batch_size, image_size, device=device, generator=generator)
         return ChoiceParams(
             perm=inner.perm, lam=inner.lam, mask=inner.mask, erase=inner.erase, index=index, inner=inner
         )
@@ -285,11 +285,11 @@ class MixChoice(Mixer):
             if isinstance(mixer, LMix) and mixer.image_k > 0 and params.components[c] is not None:
                 rows = params.rows[c]
                 sharp = sharpen(mixed.index_select(0, rows), decay=mixer.decay, k=mixer.image_k)
-                mixed = mixed.index_copy(0, rows, sharp)
+                mixed = mixed.index_put((rows,), sharp)
         labels_b = labels.index_select(0, params.perm)
         for c, (mixer, cp) in enumerate(zip(self.mixers, params.components, strict=True)):
             if cp is not None and (cp.erase or isinstance(mixer, NoMix)):
-                labels_b = labels_b.index_copy(0, params.rows[c], labels.index_select(0, params.rows[c]))
+                labels_b = labels_b.index_put((params.rows[c],), labels.index_select(0, params.rows[c]))
         return MixedBatch(mixed, labels, labels_b, lam, params=params)
 
     def _blend_components(self) -> list[int]:
@@ -320,7 +320,7 @@ class MixChoice(Mixer):
                 blends.append((rows, cp.lam))
             elif not (cp.erase and integer_keeps_erased):
                 mask = cp.mask.to(torch.bool).reshape(cp.mask.shape[0], *lead, *spatial)
-                keep.index_copy_(0, rows, mask.expand(rows.shape[0], *mask.shape[1:]))
+                keep.index_put_((rows,), mask.expand(rows.shape[0], *mask.shape[1:]))
                 if cp.erase:  # Cutout: the partner is a zero image
                     partner.index_fill_(0, rows, 0)
         in_place = not (tensor.requires_grad and torch.is_grad_enabled())
@@ -330,11 +330,8 @@ class MixChoice(Mixer):
             mixed = torch.where(keep, tensor, partner)
         lam = params.lam
         for rows, w in blends:
-            own = tensor.index_select(0, rows)
-            other = tensor.index_select(0, params.perm.index_select(0, rows))
-            rows_mixed, weight = blend(other, own, w, in_place=True)
-            mixed = mixed.index_copy_(0, rows, rows_mixed) if in_place else mixed.index_copy(0, rows, rows_mixed)
-            lam = lam.index_copy(0, rows, weight)
+            weight = blend_rows_into(mixed, tensor, rows, params.perm.index_select(0, rows), w)
+            lam = lam.index_put((rows,), weight)
         return mixed, lam
 
     def apply_extra(self, tensor, params):

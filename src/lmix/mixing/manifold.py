@@ -109,7 +109,7 @@ class ManifoldMixup(Mixer):
         self.pairing = check_pairing(pairing)
 
     # -- the generic Mixer interface: input Mixup ---------------------------------------------
-    def sample(self, batch_size, size, *, device, generator):
+    def sample(self, batch_size, image_size, *, device, generator):
         """Partners and ``lam`` for Mixup of the images themselves (hook point 0)."""
         perm = self.sample_partners(batch_size, device=device, generator=generator)
         lam = sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator)

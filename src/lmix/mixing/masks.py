@@ -1,6 +1,6 @@
 """Fourier masks (FMix / LMix) and box masks (CutMix / Cutout), vectorised over the batch.
 
-SPEC section 1, steps 3-8:
+The mask of docs/method.md ("The LMix mask, step by step"), steps 3-8:
 
 * ``f[u, v] = sqrt(fy[u]^2 + fx[v]^2)`` with ``fftfreq(H)``, ``rfftfreq(W)``;
 * ``H_lp = (f_min / max(f, f_min)) ** decay`` with ``f_min = 1 / max(H, W)``;
@@ -32,6 +32,7 @@ __all__ = [
     "lowpass_filter",
     "emphasis_filter",
     "fourier_noise",
+    "fourier_top_masks",
     "fourier_masks",
     "binarise_top",
     "top_mask",
@@ -94,6 +95,36 @@ def _hermitian_columns(z: torch.Tensor, height: int, width: int, flip: torch.Ten
     return z
 
 
+def _check_count(n: object) -> int:
+    if not is_integer(n) or n < 0:
+        raise LmixValueError(f"n must be a non-negative integer (number of images), got {n!r}")
+    return int(n)
+
+
+def _spectra(
+    n: int, size: tuple[int, int], generator: torch.Generator | None, device: torch.device | None
+) -> tuple[torch.Tensor, torch.device]:
+    """(n, H, W//2+1) complex64 standard normal half spectra (drawn with ``generator`` on its device,
+    in one call: the numbers must not depend on how the masks are grouped later), on the output device."""
+    h, w = size
+    if generator is None:
+        generator = torch.Generator(device=device or "cpu")
+        generator.seed()
+    gdev = generator.device
+    # Real and imaginary parts are independent N(0, 1): one randn call of twice the size.
+    parts = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=gdev, dtype=torch.float32)
+    out_dev = torch.device(device) if device is not None else gdev
+    return torch.view_as_complex(parts.to(out_dev)), out_dev
+
+
+def _grey(z: torch.Tensor, size: tuple[int, int], decay: float, k: float) -> torch.Tensor:
+    """(m, H, W) grey images from (m, H, W//2+1) normal half spectra (``z`` is modified in place)."""
+    h, w = size
+    filt, flip = _spectral_constants(h, w, decay, k, str(z.device))
+    z = _hermitian_columns(z, h, w, flip)
+    return torch.fft.irfft2(z.mul_(filt), s=(h, w))
+
+
 def fourier_noise(
     n: int,
     size: tuple[int, int],
@@ -103,27 +134,52 @@ def fourier_noise(
     generator: torch.Generator | None = None,
     device: torch.device | None = None,
 ) -> torch.Tensor:
-    """(n, H, W) float32 grey-scale images ``G`` with spectrum ``(1 + k H_hp) H_lp`` (SPEC steps 3-7).
+    """(n, H, W) float32 grey-scale images ``G`` with spectrum ``(1 + k H_hp) H_lp`` (docs/method.md).
 
     The complex noise is drawn with ``generator`` on its device and the result is returned on
     ``device`` (default: the generator's device).
     """
-    h, w = check_size(size)
+    size = check_size(size)
     decay = check_decay(decay)
     k = check_k(k, name="k")
-    if not is_integer(n) or n < 0:
-        raise LmixValueError(f"n must be a non-negative integer (number of images), got {n!r}")
-    if generator is None:
-        generator = torch.Generator(device=device or "cpu")
-        generator.seed()
-    gdev = generator.device
-    # Real and imaginary parts are independent N(0, 1): one randn call of twice the size.
-    parts = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=gdev, dtype=torch.float32)
-    out_dev = torch.device(device) if device is not None else gdev
-    z = torch.view_as_complex(parts.to(out_dev))
-    filt, flip = _spectral_constants(h, w, decay, k, str(out_dev))
-    z = _hermitian_columns(z, h, w, flip)
-    return torch.fft.irfft2(z.mul_(filt), s=(h, w))
+    z, _ = _spectra(_check_count(n), size, generator, device)
+    return _grey(z, size, decay, k)
+
+
+#: Pixels per group of masks made at once on the CPU (spectrum, grey image, selection): the
+#: temporaries of a group stay small enough to be reused by the allocator instead of being
+#: mapped and page-faulted in afresh for every batch, which cost more than the FFT at 224x224.
+MASK_CHUNK = 1 << 18
+
+
+def fourier_top_masks(
+    lam: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    decay: float,
+    k: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``top_mask(fourier_noise(len(lam), size, ...), lam)``, the same bits, made in groups on the CPU.
+
+    Args:
+        lam: (B,) floating target areas in [0, 1], on the device of the masks.
+
+    Returns:
+        ((B, 1, H, W) bool masks, (B,) float32 exact areas), on ``lam``'s device.
+    """
+    b = lam.shape[0]
+    z, _ = _spectra(b, size, generator, lam.device)
+    h, w = size
+    step = b if lam.device.type != "cpu" else max(1, MASK_CHUNK // (h * w))
+    if step >= b:
+        return top_mask(_grey(z, size, decay, k), lam)
+    masks = torch.empty((b, 1, h, w), dtype=torch.bool, device=lam.device)
+    areas = torch.empty(b, dtype=torch.float32, device=lam.device)
+    for start in range(0, b, step):
+        stop = min(b, start + step)
+        masks[start:stop], areas[start:stop] = top_mask(_grey(z[start:stop], size, decay, k), lam[start:stop])
+    return masks, areas
 
 
 def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
@@ -311,7 +367,7 @@ def fourier_masks(
     k: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Binary LMix masks (SPEC section 1, steps 3-8); ``k = 0`` gives FMix masks.
+    """Binary LMix masks (docs/method.md, mask steps 3-8); ``k = 0`` gives FMix masks.
 
     Args:
         lam: (B,) floating tensor of target areas in [0, 1].
@@ -332,12 +388,11 @@ def fourier_masks(
     if generator is None:
         generator = torch.Generator(device=lam.device)
         generator.seed()
-    grey = fourier_noise(lam.shape[0], (h, w), decay=decay, k=k, generator=generator, device=lam.device)
-    return binarise_top(grey, lam)
+    return fourier_top_masks(lam, (h, w), decay=decay, k=k, generator=generator)[0].to(torch.float32)
 
 
 def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:
-    """Apply the emphasis ``1 + k * H_hp`` to every channel in the frequency domain (SPEC step 10).
+    """Apply the emphasis ``1 + k * H_hp`` to every channel in the frequency domain (docs/method.md, mask step 10).
 
     Args:
         images: (B, C, H, W) floating or integer tensor (integers are rounded back).

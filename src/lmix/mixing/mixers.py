@@ -12,7 +12,7 @@ import torch
 from lmix.errors import LmixValueError
 from lmix.mixing.base import STANDARD_APPLIES, Mixer, MixParams
 from lmix.mixing.batch import MixedBatch
-from lmix.mixing.masks import box_masks, fourier_noise, sharpen, top_mask
+from lmix.mixing.masks import box_masks, fourier_top_masks, sharpen
 from lmix.mixing.sampling import sample_beta, sample_beta_lams
 from lmix.mixing.validation import (
     check_alpha,
@@ -31,7 +31,7 @@ class NoMix(Mixer):
 
     name = "none"
 
-    def sample(self, batch_size, size, *, device, generator):
+    def sample(self, batch_size, image_size, *, device, generator):
         return MixParams(perm=torch.arange(batch_size, device=device), lam=torch.ones(batch_size, device=device))
 
     def apply(self, images, labels, params):
@@ -64,7 +64,7 @@ class Mixup(Mixer):
         self.mode = check_mode(mode)
         self.pairing = check_pairing(pairing)
 
-    def sample(self, batch_size, size, *, device, generator):
+    def sample(self, batch_size, image_size, *, device, generator):
         perm = self.sample_partners(batch_size, generator=generator, device=device)
         lam = sample_beta_lams(self.alpha, self.mode, batch_size, device=device, generator=generator)
         return MixParams(perm=perm, lam=lam)
@@ -116,8 +116,8 @@ class CutMix(Mixer):
             )
         self.box_rounding = str(box_rounding)
 
-    def sample(self, batch_size, size, *, device, generator):
-        h, w = size
+    def sample(self, batch_size, image_size, *, device, generator):
+        h, w = image_size
         n = batch_size if self.mode == "sample" else 1
         gdev = generator.device
         perm = self.sample_partners(batch_size, generator=generator, device=device)
@@ -158,8 +158,8 @@ class Cutout(Mixer):
         super().__init__(seed=seed)
         self.size = check_box_size(size, name="size")
 
-    def sample(self, batch_size, size, *, device, generator):
-        h, w = size
+    def sample(self, batch_size, image_size, *, device, generator):
+        h, w = image_size
         gdev = generator.device
         cy = torch.randint(0, h, (batch_size,), generator=generator, device=gdev).to(device)
         cx = torch.randint(0, w, (batch_size,), generator=generator, device=gdev).to(device)
@@ -214,12 +214,11 @@ class LMix(Mixer):
         self.mode = check_mode(mode)
         self.pairing = check_pairing(pairing)
 
-    def sample(self, batch_size, size, *, device, generator):
+    def sample(self, batch_size, image_size, *, device, generator):
         n = batch_size if self.mode == "sample" else 1
         perm = self.sample_partners(batch_size, generator=generator, device=device)
         lam = sample_beta(self.alpha, n, generator=generator, device=device)
-        grey = fourier_noise(n, size, decay=self.decay, k=self.k, generator=generator, device=device)
-        mask, area = top_mask(grey, lam)
+        mask, area = fourier_top_masks(lam, image_size, decay=self.decay, k=self.k, generator=generator)
         return MixParams(perm=perm, lam=area.expand(batch_size).contiguous(), mask=mask)
 
     def apply(self, images, labels, params):

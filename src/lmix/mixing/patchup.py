@@ -40,8 +40,8 @@ What the reference does and how lmix expresses it:
   methods. Both are linear in the target, so with the default weights ``L = 2 * CE(out, t_rw)``: a
   mixed batch weighs twice an unmixed one (plain ``CE(out, y)``), as in the reference, where
   the three BCE terms add up to ``2 * BCE(out, t_rw)`` in the same way (for any weights: ``W =
-  w_a u + (1 - u) + w_b`` times one loss with the combined target, under either loss; issue 9,
-  ``docs/method.md``). ``loss_scale="single"`` divides by ``W``: one mixed cross-entropy, the
+  w_a u + (1 - u) + w_b`` times one loss with the combined target, under either loss; see
+  ``docs/method.md``, PatchUp). ``loss_scale="single"`` divides by ``W``: one mixed cross-entropy, the
   scale of the other methods' batches.
   ``MixedBatch.lam`` is the share of ``y`` in the combined target, ``c_a / (c_a + c_b)`` for
   ``L = c_a CE(out, y) + c_b CE(out, y[perm])`` (``u + m (1 - u)`` with the default weights).
@@ -388,7 +388,7 @@ class PatchUp(Mixer):
         return mixed, unchanged.expand(x.shape[0]).contiguous(), holes
 
     # -- the generic Mixer interface: block mixing of images --------------------------------
-    def sample(self, batch_size, size, *, device, generator):
+    def sample(self, batch_size, image_size, *, device, generator):
         """Blocks shared by the channels, partners and (soft) weights for a batch of images."""
         perm = sample_permutation(batch_size, generator=generator, device=device)
         soft = self.patchup_type == "soft"
@@ -397,7 +397,7 @@ class PatchUp(Mixer):
         )
         n = batch_size if self.mode == "sample" else 1
         holes = block_holes(
-            n, (1, *size), gamma=self.gamma, block_size=self.block_size, generator=generator, device=device
+            n, (1, *image_size), gamma=self.gamma, block_size=self.block_size, generator=generator, device=device
         )
         keep = ~holes
         unchanged = keep.to(torch.float32).mean(dim=(1, 2, 3)).expand(batch_size).contiguous()

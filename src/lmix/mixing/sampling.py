@@ -22,13 +22,7 @@ __all__ = [
     "sample_permutation",
     "sample_pairing",
     "PAIRINGS",
-    "gen_device",
 ]
-
-
-def gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
-    """Device on which random numbers must be drawn for ``generator``."""
-    return generator.device if generator is not None else fallback
 
 
 def sample_uniform(

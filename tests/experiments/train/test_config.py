@@ -169,20 +169,20 @@ def test_paper_configs_give_each_method_the_papers_values(path):
 
 def test_reference_restoring_settings_reach_the_mixer():
     """--box-rounding reference, --mix-mode batch and --amp none: the cheap ways back to the references."""
-    from lmix.experiments.train.trainer import build_mixer
+    from lmix.experiments.train import mixer_from_config
 
     cfg = config_from_sources({"method": "cutmix", "box_rounding": "reference", "mix_mode": "batch", "amp": "none"})
-    mixer = build_mixer(cfg, seed=0)
+    mixer = mixer_from_config(cfg)
     assert (mixer.box_rounding, mixer.mode, cfg.amp) == ("reference", "batch", "none")
     per_method = config_from_sources({"method": "cutmix", "method_params": {"cutmix": {"box_rounding": "reference"}}})
-    assert build_mixer(per_method, seed=0).box_rounding == "reference"
+    assert mixer_from_config(per_method).box_rounding == "reference"
 
 
 def test_patchup_loss_scale_reaches_the_mixer_and_is_refused_when_wrong():
-    from lmix.experiments.train.trainer import build_mixer
+    from lmix.experiments.train import mixer_from_config
 
-    assert build_mixer(config_from_sources({"method": "patchup"}), seed=0).loss_scale == "reference"
+    assert mixer_from_config(config_from_sources({"method": "patchup"})).loss_scale == "reference"
     single = config_from_sources({"method": "patchup", "method_params": {"patchup": {"loss_scale": "single"}}})
-    assert single.loss_scale == "single" and build_mixer(single, seed=0).loss_scale == "single"
+    assert single.loss_scale == "single" and mixer_from_config(single).loss_scale == "single"
     with pytest.raises(ValueError, match="loss_scale must be 'reference'"):
-        build_mixer(config_from_sources({"method": "patchup", "loss_scale": "twice"}), seed=0)
+        mixer_from_config(config_from_sources({"method": "patchup", "loss_scale": "twice"}))

@@ -227,7 +227,7 @@ def test_config_yaml_holds_the_values_the_run_used(tmp_path, monkeypatch):
     import yaml
 
     import lmix.data
-    from lmix.experiments.train import config_from_sources
+    from lmix.experiments.train import config_from_sources, mixer_from_config
 
     seen = {}
     real_build = lmix.data.build_loaders
@@ -243,6 +243,16 @@ def test_config_yaml_holds_the_values_the_run_used(tmp_path, monkeypatch):
     train(cfg, log=lambda *_: None)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (saved["alpha"], saved["box_size"], saved["method_params"]) == (0.5, 4, {})
+    # The mixer's defaults are stated too; settings CutMix does not take stay null.
+    assert (saved["box_rounding"], saved["mix_mode"], saved["k"], saved["patchup_type"]) == (
+        "exact",
+        "sample",
+        None,
+        None,
+    )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["mixer"] == mixer_from_config(config_from_sources(saved)).describe()
+    assert (summary["mixer"]["name"], summary["mixer"]["alpha"], summary["mixer"]["size"]) == ("cutmix", 0.5, [4, 4])
     assert (saved["crop_padding"], saved["flip"]) == (1, True)  # digits' crop, the flip asked for
     assert (seen["crop_padding"], seen["flip"], seen["test_batch_size"]) == (1, True, 100)
     # Re-running the same command recognises the run as complete.

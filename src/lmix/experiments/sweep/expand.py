@@ -14,7 +14,7 @@ from lmix.errors import LmixValueError
 from lmix.experiments.sweep.spec import Grid, SweepSpec, forbid_owned
 from lmix.experiments.train import TrainConfig, config_from_sources
 from lmix.experiments.train.config import check_keys
-from lmix.experiments.train.trainer import build_mixer, ignored_mixer_settings
+from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_from_config
 from lmix.models import list_models
 
 __all__ = ["Run", "expand", "format_value"]
@@ -112,7 +112,7 @@ def _entry_config(
     """The run's validated config and settings, less the mixing settings its method ignores."""
     try:
         config = config_from_sources(settings)
-        build_mixer(config, seed=0)  # unknown method, or a parameter value it rejects
+        mixer_from_config(config)  # unknown method, or a parameter value it rejects
         _check_registries(config)
     except ValueError as err:
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in entry.items())

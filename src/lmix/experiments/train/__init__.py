@@ -2,7 +2,8 @@
 
 from lmix.experiments.train.config import TrainConfig, config_from_sources, load_yaml
 from lmix.experiments.train.failures import TrainingDiverged, TrainingInterrupted
-from lmix.experiments.train.trainer import RunError, build_mixer, load_checkpoint, train
+from lmix.experiments.train.mixer_config import mixer_from_config
+from lmix.experiments.train.trainer import RunError, load_checkpoint, train
 
 __all__ = [
     "TrainConfig",
@@ -12,6 +13,6 @@ __all__ = [
     "RunError",
     "TrainingDiverged",
     "TrainingInterrupted",
-    "build_mixer",
+    "mixer_from_config",
     "load_checkpoint",
 ]

@@ -9,14 +9,17 @@ when that method runs, e.g. ``method_params: {patchup: {alpha: 2.0, patchup_type
 one config serves every column of a table. Within one source (a YAML file, the flags) the
 entry for the run's method wins over the shared settings; a later source's shared setting wins
 over an earlier source's entry (``--config paper.yaml --alpha 0.5`` runs PatchUp with 0.5).
-The entry is folded into the top-level fields and ``method_params`` is emptied: the saved
-``config.yaml`` shows the values the mixer was built with. Likewise ``crop_padding`` and
-``flip`` are resolved from the data set's defaults when unset.
+The entry is folded into the top-level fields and ``method_params`` is emptied, and
+``crop_padding`` and ``flip`` are resolved from the data set's defaults when unset. The trainer
+then sets every mixing setting to the value the run's mixer is built with, defaults included
+(``lmix.experiments.train.mixer_config``): the saved ``config.yaml`` shows what the run used and
+is itself a valid ``--config``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import types
 import typing
@@ -28,6 +31,7 @@ import yaml
 
 from lmix.errors import LmixValueError
 from lmix.experiments.io import read_yaml
+from lmix.experiments.train.mixer_config import METHOD_PARAM_KEYS, resolve_mixer_settings
 
 __all__ = [
     "TrainConfig",
@@ -35,8 +39,6 @@ __all__ = [
     "config_from_sources",
     "add_config_arguments",
     "RUN_IDENTITY_EXCLUDE",
-    "METHOD_PARAM_KEYS",
-    "MIXER_KEYWORDS",
     "run_identity",
 ]
 
@@ -250,32 +252,6 @@ RUN_IDENTITY_EXCLUDE = frozenset(
     {"out", "progress", "tensorboard", "num_workers", "data_root", "download", "test_batch_size", "checkpoint_every"}
 )
 
-# Settings a method_params entry may hold: the mixing settings.
-METHOD_PARAM_KEYS = (
-    "alpha",
-    "decay",
-    "k",
-    "image_k",
-    "box_size",
-    "box_rounding",
-    "mix_mode",
-    "mix_p",
-    "mix_schedule",
-    "patchup_prob",
-    "gamma",
-    "block_size",
-    "patchup_type",
-    "loss_scale",
-)
-
-# The config fields passed to the mixer, and the keyword each becomes (mix_p and mix_schedule go
-# to the combination of a method such as lmix+mixup, not to its mixers).
-MIXER_KEYWORDS = {
-    key: {"box_size": "size", "mix_mode": "mode"}.get(key, key)
-    for key in METHOD_PARAM_KEYS
-    if key not in ("mix_p", "mix_schedule")
-}
-
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
 
 
@@ -324,8 +300,10 @@ def _check_method_params(value: Any, *, source: str) -> dict[str, dict[str, Any]
 def run_identity(config_dict: dict[str, Any]) -> dict[str, Any]:
     """The settings that define what a run computes, for comparing a saved run with a new one.
 
-    Keys missing from an older run's saved config take today's defaults, and unset
-    ``crop_padding``/``flip`` the data set's: a run started before a setting existed still
+    Keys missing from an older run's saved config take today's defaults, unset
+    ``crop_padding``/``flip`` the data set's, and the mixing settings the values the mixer is
+    built with (``None`` where the method does not take them): a run saved before a setting
+    existed, or before runs saved their mixer's defaults (``k: null`` for ``k: 1.0``), still
     matches a re-run of its command.
     """
     defaults = TrainConfig().to_dict()
@@ -335,20 +313,13 @@ def run_identity(config_dict: dict[str, Any]) -> dict[str, Any]:
     entry = method_params.get(merged.get("method")) if isinstance(method_params, dict) else None
     if isinstance(entry, dict):
         merged.update(entry)
-    merged["method_params"] = {}
-    if merged.get("crop_padding") is None or merged.get("flip") is None:
-        try:
-            from lmix.data.info import dataset_info
-
-            info = dataset_info(merged.get("dataset"))
-        except ValueError:
-            info = None
-        if info is not None:
-            if merged.get("crop_padding") is None:
-                merged["crop_padding"] = info.crop_padding
-            if merged.get("flip") is None:
-                merged["flip"] = info.flip
-    return {k: v for k, v in {**merged, **extra}.items() if k not in RUN_IDENTITY_EXCLUDE}
+    config = TrainConfig(**{**merged, "method_params": {}})
+    # A saved config that names an unknown data set or method is compared as it is.
+    with contextlib.suppress(ValueError):
+        _resolve_augmentation(config)
+    with contextlib.suppress(ValueError, TypeError):
+        resolve_mixer_settings(config)
+    return {k: v for k, v in {**config.to_dict(), **extra}.items() if k not in RUN_IDENTITY_EXCLUDE}
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

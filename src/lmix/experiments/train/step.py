@@ -65,6 +65,8 @@ class CompiledStep:
         memory_format: memory format of the model's input.
         label_smoothing: of the mixed targets.
         mode: ``torch.compile`` mode (None: its default).
+        backend: ``torch.compile`` backend; ``"eager"`` traces and guards without generating code
+            (a quick check on a CPU, where inductor's code generation takes minutes).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class CompiledStep:
         memory_format: torch.memory_format = torch.contiguous_format,
         label_smoothing: float = 0.0,
         mode: str | None = None,
+        backend: str = "inductor",
     ) -> None:
         if mixer.uses_model:
             raise LmixValueError(
@@ -98,7 +101,7 @@ class CompiledStep:
                 logits = model(x)
             return logits, mixed_cross_entropy(logits, batch, label_smoothing=label_smoothing), batch
 
-        self._fn = torch.compile(mixed_forward, mode=None if mode == "default" else mode)
+        self._fn = torch.compile(mixed_forward, backend=backend, mode=None if mode == "default" else mode)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixedBatch]:
         # Drawn eagerly from the mixer's own generators, as a call draws them; a per-batch choice's

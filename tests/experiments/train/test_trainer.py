@@ -183,8 +183,32 @@ def test_ddp_two_cpu_processes_agree_with_single_process(tmp_path):
     assert s2["world_size"] == 2
     assert s2["num_test_images"] == s1["num_test_images"]  # every test image counted once
     assert len(_metrics(ddp)) == 6  # only rank 0 wrote
+    # Every rank built the mixer with the run's seed and drew as often; the mixer gave each rank
+    # its own stream.
+    mixers = [rng["mixer"] for rng in load_checkpoint(ddp / CHECKPOINT)["rng"]]
+    assert [m["seed"] for m in mixers] == [0, 0] and mixers[0]["draws"] == mixers[1]["draws"] > 0
+    assert not torch.equal(mixers[0]["generators"]["cpu"], mixers[1]["generators"]["cpu"])
     # Different per-rank randomness and per-rank BatchNorm statistics: close, not identical.
     assert s2["final_acc"] > 70.0 and abs(s2["final_acc"] - s1["final_acc"]) < 10.0
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_every_rank_builds_the_mixer_with_the_runs_seed(tmp_path, rank):
+    """No per-rank seed: inside the process group the mixer draws each rank's stream itself."""
+    import torch.distributed as dist
+
+    from lmix.experiments.train.distributed import DistEnv
+    from lmix.experiments.train.trainer import _set_up
+
+    config = _cfg(tmp_path, method="lmix+mixup", seed=5).resolve()
+    # A group of one process stands in for the job (DDP wraps the model in it); the DistEnv
+    # says rank ``rank`` of two.
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        run = _set_up(config, DistEnv(rank=rank, world_size=2), torch.device("cpu"), tmp_path, print)
+    finally:
+        dist.destroy_process_group()
+    assert run.mixer.describe()["seed"] == 5 and [m.seed for m in run.mixer.mixers] == [6, 7]
 
 
 def test_checkpoint_every_n_epochs_then_resume_is_bit_exact(tmp_path, monkeypatch):

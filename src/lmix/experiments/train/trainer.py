@@ -46,10 +46,10 @@ from lmix.experiments.train.distributed import (
     teardown_distributed,
 )
 from lmix.experiments.train.failures import StopOnSignal, TrainingDiverged, TrainingInterrupted
-from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_params, resolve_mixer_settings
+from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_from_config, resolve_mixer_settings
 from lmix.experiments.train.provenance import provenance
 from lmix.experiments.train.step import CompiledStep, Step, eager_step, train_epoch
-from lmix.mixing import Mixer, create_mixer
+from lmix.mixing import Mixer
 
 __all__ = [
     "train",
@@ -64,7 +64,6 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-_RANK_SEED_STRIDE = 1_000_003  # keeps per-rank mixer seeds apart for any user seed
 
 
 class RunError(LmixValueError):
@@ -408,7 +407,8 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     raw_model = raw_model.to(memory_format=memory_format)
-    mixer = create_mixer(config.method, seed=config.seed + _RANK_SEED_STRIDE * env.rank, **mixer_params(config))
+    # The same mixer on every rank: inside the process group each rank draws its own stream from it.
+    mixer = mixer_from_config(config)
 
     optimizer = _sgd(raw_model, config, device)
     steps_per_epoch = len(train_loader)

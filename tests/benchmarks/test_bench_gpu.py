@@ -23,12 +23,17 @@ STATUSES = {"ok", "partial", "skipped", "error", "timeout"}
 
 @pytest.fixture(scope="module")
 def bench():
+    """The script as a module; its sibling modules (gpu_timing, gpu_table4) import as they do when it runs."""
+    sys.path.insert(0, str(BENCH.parent))
     spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_gpu"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_gpu", None)
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("bench_gpu", None)
+        sys.path.remove(str(BENCH.parent))
 
 
 @pytest.mark.slow
@@ -76,7 +81,8 @@ def test_smoke_run_fills_every_section(tmp_path):
 
     t4 = sections["table4"]
     assert t4["epochs"] >= 1 and t4["milestones"] and max(t4["milestones"]) <= t4["epochs"]
-    assert t4["probe"]["one_worker_img_s"] > 0 and len(t4["probe"]["per_worker_img_s"]) == t4["jobs"]
+    rates = t4["probe"]["per_job_img_s"]
+    assert len(rates) == t4["jobs"] == 2 and min(rates) > 0 and t4["plan"]["img_s_per_run"] == min(rates)
     assert [r["method"] for r in t4["runs"]] == ["none", "mixup", "cutmix", "fmix", "lmix"]
     for run in t4["runs"]:
         assert run["status"] == "ok" and run["epochs"] == t4["epochs"]
@@ -113,8 +119,18 @@ def test_sections_that_do_not_fit_the_deadline_are_skipped(bench, tmp_path):
 def _ctx(bench, tmp_path, deadline_s: float = 60.0):
     report = {"sections": {}}
     path = tmp_path / "r.json"
-    ctx = {"budget": bench.Budget(deadline_s, reserve_s=0.0), "write": lambda: path.write_text(json.dumps(report))}
+
+    def write():
+        path.write_text(json.dumps(report))
+
+    ctx = bench.Context(
+        None, torch.device("cpu"), bench.SMOKE, bench.Budget(deadline_s, reserve_s=0.0), write, tmp_path
+    )
     return report, ctx, path
+
+
+def _section(bench, name, run):
+    return bench.Section(name, run, lambda cfg: 0)
 
 
 def test_a_failing_section_records_its_error_and_the_next_runs(bench, tmp_path):
@@ -124,8 +140,8 @@ def test_a_failing_section_records_its_error_and_the_next_runs(bench, tmp_path):
         sec["partial"] = 1
         raise RuntimeError("boom")
 
-    bench.run_section(report, "first", broken, ctx, estimate_s=0)
-    bench.run_section(report, "second", lambda sec, ctx: sec.update(value=2), ctx, estimate_s=0)
+    bench.run_section(report, _section(bench, "first", broken), ctx)
+    bench.run_section(report, _section(bench, "second", lambda sec, ctx: sec.update(value=2)), ctx)
     written = json.loads(path.read_text())["sections"]
     assert written["first"]["status"] == "error" and written["first"]["error"] == "RuntimeError: boom"
     assert "test_bench_gpu.py" in written["first"]["where"] and written["first"]["partial"] == 1
@@ -137,7 +153,7 @@ def test_the_deadline_alarm_stops_a_running_section(bench, tmp_path):
     old = signal.signal(signal.SIGALRM, bench._raise_deadline)
     signal.setitimer(signal.ITIMER_REAL, 0.2)
     try:
-        bench.run_section(report, "slow", lambda sec, ctx: time.sleep(5), ctx, estimate_s=0)
+        bench.run_section(report, _section(bench, "slow", lambda sec, ctx: time.sleep(5)), ctx)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -147,7 +163,7 @@ def test_the_deadline_alarm_stops_a_running_section(bench, tmp_path):
 
 def test_plan_epochs_fills_the_time_left(bench):
     # 10 runs on 10 workers at 5,000 img/s each: an epoch of 60,000 + 10,000 / 2 images is 13 s.
-    plan = bench.plan_epochs(
+    plan = bench.table4.plan_epochs(
         available_s=120, img_s_per_run=5000, n_train=60000, n_eval=10000, runs=10, jobs=10, run_overhead_s=5,
         max_epochs=200,
     )  # fmt: skip
@@ -155,33 +171,33 @@ def test_plan_epochs_fills_the_time_left(bench):
     assert plan["epochs"] == int((0.85 * 120 - 5) / 13.0) == 7
     assert plan["estimated_s"] <= 120
     # Two rounds halve the time of each run; nothing fits -> 0; never past the paper's epochs.
-    half = bench.plan_epochs(
+    half = bench.table4.plan_epochs(
         available_s=120, img_s_per_run=5000, n_train=60000, n_eval=10000, runs=10, jobs=5, run_overhead_s=5,
         max_epochs=200,
     )  # fmt: skip
     assert half["rounds"] == 2 and half["epochs"] == 3
-    none = bench.plan_epochs(
+    none = bench.table4.plan_epochs(
         available_s=10, img_s_per_run=5000, n_train=60000, n_eval=10000, runs=10, jobs=10, run_overhead_s=5,
         max_epochs=200,
     )  # fmt: skip
     assert none["epochs"] == 0
-    capped = bench.plan_epochs(
+    capped = bench.table4.plan_epochs(
         available_s=1e6, img_s_per_run=5000, n_train=60000, n_eval=10000, runs=1, jobs=1, run_overhead_s=5,
         max_epochs=200,
     )  # fmt: skip
     assert capped["epochs"] == 200
     with pytest.raises(ValueError, match="positive rate"):
-        bench.plan_epochs(
+        bench.table4.plan_epochs(
             available_s=1, img_s_per_run=0, n_train=1, n_eval=1, runs=1, jobs=1, run_overhead_s=0, max_epochs=1
         )
 
 
 def test_milestones_keep_the_papers_fractions(bench):
-    assert bench.scale_milestones([150, 180], 200, 200) == [150, 180]
-    assert bench.scale_milestones([150, 180], 200, 20) == [15, 18]
-    assert bench.scale_milestones([150, 180], 200, 3) == [2, 3]
-    assert bench.scale_milestones([150, 180], 200, 1) == [1]
-    epochs, milestones, path = bench.paper_schedule()
+    assert bench.table4.scale_milestones([150, 180], 200, 200) == [150, 180]
+    assert bench.table4.scale_milestones([150, 180], 200, 20) == [15, 18]
+    assert bench.table4.scale_milestones([150, 180], 200, 3) == [2, 3]
+    assert bench.table4.scale_milestones([150, 180], 200, 1) == [1]
+    epochs, milestones, path = bench.table4.paper_schedule()
     assert (epochs, milestones) == (200, [150, 180]) and path.is_file()
 
 
@@ -202,7 +218,7 @@ def test_targets_pass_fail_and_skip(bench):
 def test_fake_fashion_mnist_reads_like_the_real_files(bench, tmp_path):
     from lmix.data import load_tensors
 
-    bench.write_fake_fashion_mnist(tmp_path, n_train=12, n_test=5)
+    bench.table4.write_fake_fashion_mnist(tmp_path, n_train=12, n_test=5)
     train = load_tensors("fashion_mnist", root=tmp_path, train=True)
     test = load_tensors("fashion_mnist", root=tmp_path, train=False)
     assert train.images.shape == (12, 1, 28, 28) and test.images.shape == (5, 1, 28, 28)
@@ -262,8 +278,8 @@ def test_the_table_prints_gpu_shaped_results(bench):
                 "status": "partial",
                 "seconds": 150.0,
                 "results": [
-                    bench._row(512, "lmix", "eager", [0.01], [0.0095], 15, "eager model alone"),
-                    bench._row(128, "lmix", "compiled", [0.005], None, 40, None),
+                    bench.result_row(512, "lmix", "eager", [0.01], [0.0095], 15, "eager model alone"),
+                    bench.result_row(128, "lmix", "compiled", [0.005], None, 40, None),
                 ],
             },
             "table4": {
@@ -272,12 +288,7 @@ def test_the_table_prints_gpu_shaped_results(bench):
                 "reason": "deadline during the Table 4 runs",
                 "epochs": 6,
                 "milestones": [5, 6],
-                "probe": {
-                    "one_worker_img_s": 9000.0,
-                    "workers": 10,
-                    "aggregate_img_s": 30000.0,
-                    "parallel_speedup": 3.3,
-                },
+                "probe": {"jobs": 10, "per_job_img_s": [2900.0] + [3011.1] * 9, "aggregate_img_s": 30000.0},
                 "runs": [
                     {"method": "lmix", "seed": 0, "status": "ok", "final_acc": 93.1, "best_acc": 93.4, **run},
                     {
@@ -298,6 +309,28 @@ def test_the_table_prints_gpu_shaped_results(bench):
     text = bench.format_table(report)
     assert "NVIDIA H200; bf16 matmul 780.0 TFLOP/s" in text and "commit ?" in text
     assert "lmix+mixup: RuntimeError: called a synchronizing op at x.py:1" in text
-    assert "table4       timeout" in text and "x3.30" in text
+    assert "table4       timeout" in text
+    assert (
+        "table4 probe: 10 jobs at once, 2900 img/s each at least, 30000 img/s together; epochs 6, milestones [5, 6]"
+        in text
+    )
     assert " 93.10  93.40       96.62      96.64" in text and "not started" in text
     assert "T2 FAIL" in text and "T1 SKIP" in text and "T3 SKIP" in text
+
+
+def test_a_new_section_is_a_function_and_a_line(bench, tmp_path, monkeypatch):
+    def section_extra(sec, ctx):
+        sec["value"] = ctx.cfg.model
+
+    extra = bench.Section("extra", section_extra, lambda cfg: 0.0, lambda sec: [f"extra: {sec['value']}"])
+    monkeypatch.setattr(bench, "SECTIONS", (*bench.SECTIONS, extra))
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--smoke", "--sections", "extra", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert (
+        report["sections"]["extra"]["status"] == "ok" and report["sections"]["extra"]["value"] == "preact_resnet_tiny"
+    )
+    assert "extra: preact_resnet_tiny" in bench.format_table(report)

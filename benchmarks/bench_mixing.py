@@ -11,11 +11,13 @@ untimed ones. Two sections:
 (b) Milliseconds per call to mix a batch: every registered lmix mixer in each of its modes,
     ``lmix+mixup``, torchvision ``transforms.v2.MixUp``/``CutMix`` and ``timm.data.Mixup``
     (batch and elem modes; skipped with a note when timm is not installed).
-(c) Milliseconds per collate call (issue 7): ``lmix.integrations.timm.FastCollateMixup`` with
-    per-sample LMix (timm ``mode="elem"``; also with timm's Mixup switch) against timm's
-    ``FastCollateMixup`` in elem mode (its Mixup/CutMix switch, and Mixup or CutMix alone), on a
-    list of ``--integration-shape`` uint8 (C, H, W) numpy images and int labels, as timm's
-    prefetcher loader hands them over. Skipped with a note when timm is not installed.
+(c) Milliseconds per collate call with timm's recipe ``--mixup 0.8 --cutmix 1.0`` (per-sample
+    or per-batch switch with probability 0.5, label smoothing 0.1) and LMix in CutMix's place:
+    ``lmix.integrations.timm.FastCollateMixup`` against timm's ``FastCollateMixup``, in elem and
+    batch mode, plus lmix with LMix alone, timm's plain ``fast_collate`` (no mixing) and lmix's
+    ``mix_on="device"`` collate (which leaves the mixing to the device), on a list of
+    ``--collate-shapes`` uint8 (C, H, W) numpy images and int labels, as timm's prefetcher loader
+    hands them over. Skipped with a note when timm is not installed.
 (d) Milliseconds per call of the torchvision v2 transforms ``lmix.transforms.LMix``, ``FMix``,
     ``MixUp``, ``CutMix`` (per sample, and per batch) against torchvision's ``v2.MixUp`` /
     ``v2.CutMix`` on an ``--integration-shape`` float batch with int labels.
@@ -27,20 +29,22 @@ cutmix_alpha=1`` (CutMix). timm mixes the input tensor in place and its elem mod
 the batch in Python; the same input tensor is passed on every call (no copy is timed for it).
 All peers also build (B, 10) one-hot targets, lmix returns ``labels_a, labels_b, lam``.
 
-Targets (issue 2), checked in every column:
-  T1 per-sample LMix masks (k = 1) >= 5x the reference per mask at 32x32;
-  T2 the same >= 1.5x at 224x224;
+Targets, checked in every column:
+  T1 per-sample LMix masks (k = 1) >= 6x the reference per mask at 32x32;
+  T2 the same >= 4x at 224x224;
   T3 per-batch LMix within 2x of torchvision CutMix (ms per call), at every batch shape;
   T4 per-sample LMix at least 2x faster than timm's elem mode (the faster of its Mixup and
      CutMix configurations), at every batch shape.
-  T5 (issue 7) lmix FastCollateMixup with per-sample LMix at least 2x faster than timm's
-     FastCollateMixup in elem mode with its Mixup/CutMix switch.
+  Collate (section (c)), at images of at most 64x64: T5 lmix's elem switch and T6 lmix with
+  LMix alone at least 2x faster than timm's elem switch; at larger images: T7 lmix's elem
+  switch within 2x of timm's, T8 lmix's batch switch no slower than timm's; at every shape:
+  T9 the ``mix_on="device"`` collate within 10% of timm's plain ``fast_collate``.
 
 Examples:
     python benchmarks/bench_mixing.py --threads 1 2 --json bench.json
     python benchmarks/bench_mixing.py --device cpu cuda     # adds a GPU column
     python benchmarks/bench_mixing.py --quick                # smoke test, seconds
-    python benchmarks/bench_mixing.py --threads 1 --only collate transforms
+    python benchmarks/bench_mixing.py --threads 1 --clock cpu --only masks collate
 """
 
 from __future__ import annotations
@@ -293,51 +297,67 @@ def run_mixers(
     return results, notes
 
 
+#: Rows of section (c): label -> (which side, FastCollateMixup keywords); None: timm's ``fast_collate``.
+COLLATE_ROWS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "timm elem switch": ("timm", {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"}),
+    "lmix elem switch": ("lmix", {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"}),
+    "lmix elem LMix alone": ("lmix", {"mixup_alpha": 0.0, "cutmix_alpha": 1.0, "mode": "elem"}),
+    "timm batch switch": ("timm", {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "batch"}),
+    "lmix batch switch": ("lmix", {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "batch"}),
+    "timm fast_collate (no mixing)": ("timm", None),
+    "lmix collate, mix_on=device": ("lmix", {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"}),
+}
+
+
 def collate_callables(num_classes: int) -> tuple[list[tuple[str, Callable]], list[str]]:
-    """(label, collate_fn(batch)) for lmix's and timm's FastCollateMixup; notes on what was skipped."""
+    """(label, collate_fn(batch)) for lmix's and timm's collates (``COLLATE_ROWS``); notes on what was skipped."""
     try:
         from timm.data import FastCollateMixup as TimmCollate
+        from timm.data.loader import fast_collate
 
         from lmix.integrations.timm import FastCollateMixup
     except ImportError:
-        return [], ["timm is not installed (pip install 'lmix[bench]'): collate section and target T5 skipped"]
-    common = dict(mode="elem", label_smoothing=0.0, num_classes=num_classes)
-    fns: list[tuple[str, Callable]] = [
-        ("lmix collate lmix elem", FastCollateMixup(mixup_alpha=1.0, method="lmix", seed=0, **common)),
-        (
-            "lmix collate lmix|mixup elem switch",
-            FastCollateMixup(mixup_alpha=1.0, cutmix_alpha=1.0, method="lmix", seed=0, **common),
-        ),
-        ("timm collate mixup|cutmix elem switch", TimmCollate(mixup_alpha=1.0, cutmix_alpha=1.0, **common)),
-        ("timm collate mixup elem", TimmCollate(mixup_alpha=1.0, cutmix_alpha=0.0, **common)),
-        ("timm collate cutmix elem", TimmCollate(mixup_alpha=0.0, cutmix_alpha=1.0, **common)),
-    ]
+        return [], ["timm is not installed (pip install 'lmix[bench]'): collate section and targets T5-T9 skipped"]
+    fns: list[tuple[str, Callable]] = []
+    for label, (side, kwargs) in COLLATE_ROWS.items():
+        if kwargs is None:
+            fns.append((label, fast_collate))
+            continue
+        kwargs = {**kwargs, "label_smoothing": 0.1, "num_classes": num_classes}
+        if side == "timm":
+            fns.append((label, TimmCollate(**kwargs)))
+        else:
+            mix_on = "device" if "mix_on=device" in label else "loader"
+            fns.append((label, FastCollateMixup(**kwargs, method="lmix", seed=0, mix_on=mix_on)))
     return fns, []
 
 
 def run_collate(
-    columns: Sequence[Column], shape: tuple[int, int, int, int], repeats: int, warmup: int
+    columns: Sequence[Column], shapes: Sequence[tuple[int, int, int, int]], repeats: int, warmup: int
 ) -> tuple[list[Result], list[str]]:
     """Section (c): one collate call on a list of B uint8 (C, H, W) numpy images (CPU columns only)."""
     fns, notes = collate_callables(NUM_CLASSES)
-    if not fns:
-        return [], notes
-    case = "x".join(map(str, shape))
-    rng = np.random.default_rng(0)
-    batch = [(rng.integers(0, 256, shape[1:], dtype=np.uint8), int(i % NUM_CLASSES)) for i in range(shape[0])]
-    if shape[0] % 2:
-        notes.append(f"timm's FastCollateMixup needs an even batch: its rows skipped at {case}")
-        fns = [(label, fn) for label, fn in fns if not label.startswith("timm")]
-    results = []
-    for col in columns:
-        if col.device != "cpu":
-            continue  # a collate function runs in the DataLoader's CPU workers
-        torch.set_num_threads(col.threads)
-        medians = time_calls(
-            {label: (lambda fn=fn: fn(batch)) for label, fn in fns}, repeats=repeats, warmup=warmup, device="cpu"
-        )
-        for label, sec in medians.items():
-            results.append(Result("collate", case, label, col.label, sec, repeats, shape[0]))
+    results: list[Result] = []
+    for shape in shapes if fns else ():
+        case = "x".join(map(str, shape))
+        rng = np.random.default_rng(0)
+        batch = [(rng.integers(0, 256, shape[1:], dtype=np.uint8), int(i % NUM_CLASSES)) for i in range(shape[0])]
+        rows = fns
+        if shape[0] % 2:
+            notes.append(f"timm's FastCollateMixup needs an even batch: its rows skipped at {case}")
+            rows = [(label, fn) for label, fn in fns if COLLATE_ROWS[label][1] is None or not label.startswith("timm")]
+        for col in columns:
+            if col.device != "cpu":
+                continue  # a collate function runs in the DataLoader's CPU workers
+            torch.set_num_threads(col.threads)
+            medians = time_calls(
+                {label: (lambda fn=fn, batch=batch: fn(batch)) for label, fn in rows},
+                repeats=repeats,
+                warmup=warmup,
+                device="cpu",
+            )
+            for label, sec in medians.items():
+                results.append(Result("collate", case, label, col.label, sec, repeats, shape[0]))
     return results, notes
 
 
@@ -392,7 +412,7 @@ def check_targets(results: Sequence[Result], columns: Sequence[Column]) -> list[
     targets = []
     for col in columns:
         c = col.label
-        for name, size, factor in (("T1", 32, 5.0), ("T2", 224, 1.5)):
+        for name, size, factor in (("T1", 32, 6.0), ("T2", 224, 4.0)):
             case = f"{size}x{size}"
             ours = _find(results, "masks", case, "lmix.fourier_masks k=1", c)
             ref = _find(results, "masks", case, REFERENCE, c)
@@ -440,29 +460,59 @@ def check_targets(results: Sequence[Result], columns: Sequence[Column]) -> list[
                     )
                 )
         for case in dict.fromkeys(r.case for r in results if r.section == "collate" and r.column == c):
-            ours = _find(results, "collate", case, "lmix collate lmix elem", c)
-            peer = _find(results, "collate", case, "timm collate mixup|cutmix elem switch", c)
-            desc = f"lmix FastCollateMixup per-sample LMix >= 2x faster than timm's elem switch at {case} uint8"
-            if ours is None or peer is None:
-                targets.append(Target("T5", desc, c, "SKIP", "not measured"))
-            else:
-                speedup = peer.value / ours.value
-                status = "PASS" if speedup >= 2.0 else "FAIL"
-                targets.append(
-                    Target("T5", desc, c, status, f"{speedup:.2f}x faster", {"speedup": speedup, "case": case})
-                )
+            targets += collate_targets(results, case, c)
     return targets
+
+
+# (name, ours, peer, limit on ours / peer, description) of the collate targets, by image size.
+SMALL_COLLATE_TARGETS = (
+    ("T5", "lmix elem switch", "timm elem switch", 0.5, "lmix's elem switch >= 2x faster than timm's"),
+    (
+        "T6",
+        "lmix elem LMix alone",
+        "timm elem switch",
+        0.5,
+        "lmix with LMix alone >= 2x faster than timm's elem switch",
+    ),
+)
+LARGE_COLLATE_TARGETS = (
+    ("T7", "lmix elem switch", "timm elem switch", 2.0, "lmix's elem switch within 2x of timm's"),
+    ("T8", "lmix batch switch", "timm batch switch", 1.0, "lmix's batch switch no slower than timm's"),
+)
+DEVICE_COLLATE_TARGET = (
+    "T9",
+    "lmix collate, mix_on=device",
+    "timm fast_collate (no mixing)",
+    1.1,
+    "the mix_on=device collate within 10% of timm's fast_collate",
+)
+
+
+def collate_targets(results: Sequence[Result], case: str, column: str) -> list[Target]:
+    """T5-T9 at one collate shape: T5/T6 for images of at most 64x64, T7/T8 above, T9 everywhere."""
+    height = int(case.split("x")[2])
+    rows = (*(SMALL_COLLATE_TARGETS if height <= 64 else LARGE_COLLATE_TARGETS), DEVICE_COLLATE_TARGET)
+    out = []
+    for name, ours_m, peer_m, limit, desc in rows:
+        ours = _find(results, "collate", case, ours_m, column)
+        peer = _find(results, "collate", case, peer_m, column)
+        desc = f"{desc} at {case} uint8"
+        if ours is None or peer is None:
+            out.append(Target(name, desc, column, "SKIP", "not measured", {"case": case}))
+            continue
+        ratio = ours.value / peer.value
+        status = "PASS" if ratio <= limit else "FAIL"
+        out.append(Target(name, desc, column, status, f"{ratio:.2f}x the time", {"ratio": ratio, "case": case}))
+    return out
 
 
 # Speed-up rows of sections (c) and (d): (ours, peer, title); the cell is peer time / our time.
 RATIO_ROWS = {
     "collate": [
-        ("lmix collate lmix elem", "timm collate mixup|cutmix elem switch", "speed-up, lmix LMix vs timm switch"),
-        (
-            "lmix collate lmix|mixup elem switch",
-            "timm collate mixup|cutmix elem switch",
-            "speed-up, lmix LMix|Mixup vs timm switch",
-        ),
+        ("lmix elem switch", "timm elem switch", "speed-up, elem switch, lmix vs timm"),
+        ("lmix elem LMix alone", "timm elem switch", "speed-up, lmix LMix alone vs timm elem switch"),
+        ("lmix batch switch", "timm batch switch", "speed-up, batch switch, lmix vs timm"),
+        ("lmix collate, mix_on=device", "timm fast_collate (no mixing)", "speed-up, device collate vs fast_collate"),
     ],
     "transforms": [
         ("lmix.transforms.LMix mode=sample", "torchvision v2.CutMix", "speed-up, LMix per sample vs tv CutMix"),
@@ -592,6 +642,7 @@ def run_sections(
     sizes: Sequence[int],
     mask_batch: int,
     shapes: Sequence[tuple[int, int, int, int]],
+    collate_shapes: Sequence[tuple[int, int, int, int]],
     integration_shape: tuple[int, int, int, int],
     *,
     repeats: int,
@@ -606,7 +657,7 @@ def run_sections(
         mix_results, notes = run_mixers(columns, shapes, repeats, warmup)
         results += mix_results
     if not skip["collate"]:
-        collate_results, collate_notes = run_collate(columns, integration_shape, repeats, warmup)
+        collate_results, collate_notes = run_collate(columns, collate_shapes, repeats, warmup)
         results += collate_results
         notes += collate_notes
     if not skip["transforms"]:
@@ -646,10 +697,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch shapes BxCxHxW for section (b) (default 128x3x32x32 64x3x224x224)",
     )
     p.add_argument(
+        "--collate-shapes",
+        type=_shape,
+        nargs="+",
+        default=None,
+        help="batch shapes BxCxHxW of section (c) (default 128x3x32x32 64x3x224x224; --quick 16x3x32x32)",
+    )
+    p.add_argument(
         "--integration-shape",
         type=_shape,
         default=None,
-        help="batch shape BxCxHxW of sections (c) and (d) (default 128x3x32x32; --quick 16x3x32x32)",
+        help="batch shape BxCxHxW of section (d) (default 128x3x32x32; --quick 16x3x32x32)",
     )
     p.add_argument("--skip-masks", action="store_true", help="skip section (a)")
     p.add_argument("--skip-mixers", action="store_true", help="skip section (b)")
@@ -689,6 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mask_batch = args.mask_batch or (16 if quick else 128)
     shapes = args.shapes or ([(16, 3, 32, 32), (8, 3, 224, 224)] if quick else [(128, 3, 32, 32), (64, 3, 224, 224)])
     integration_shape = args.integration_shape or ((16, 3, 32, 32) if quick else (128, 3, 32, 32))
+    collate_shapes = args.collate_shapes or ([(16, 3, 32, 32)] if quick else [(128, 3, 32, 32), (64, 3, 224, 224)])
     default_threads = torch.get_num_threads()
     threads = args.threads or [default_threads]
     columns = [Column("cpu", t) for t in threads] if "cpu" in args.device else []
@@ -710,6 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup": warmup,
         "mask_batch": mask_batch,
         "integration_shape": list(integration_shape),
+        "collate_shapes": [list(s) for s in collate_shapes],
         "quick": quick,
         "command": " ".join([os.path.basename(sys.argv[0] or "bench_mixing.py"), *(argv or sys.argv[1:])]),
     }
@@ -731,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _clock[0] = CLOCKS[args.clock]
     try:
         results, notes = run_sections(
-            skip, columns, sizes, mask_batch, shapes, integration_shape, repeats=repeats, warmup=warmup
+            skip, columns, sizes, mask_batch, shapes, collate_shapes, integration_shape, repeats=repeats, warmup=warmup
         )
     finally:
         _clock[0] = time.perf_counter

@@ -42,7 +42,7 @@ def test_quick_run_writes_json_with_every_mixer(bench, tmp_path, capsys):
     threads = torch.get_num_threads()
     argv = ["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1"]
     argv += ["--mask-sizes", "8", "--mask-batch", "2", "--shapes", "4x3x8x8", "--json", str(out)]
-    argv += ["--integration-shape", "4x3x8x8"]
+    argv += ["--integration-shape", "4x3x8x8", "--collate-shapes", "4x3x8x8"]
     try:
         code = bench.main(argv)
     finally:
@@ -67,17 +67,17 @@ def test_quick_run_writes_json_with_every_mixer(bench, tmp_path, capsys):
     # Sections (c) and (d): the collate functions and the v2 transforms, with their peers.
     assert "milliseconds per collate call" in text and "torchvision v2 transforms" in text
     collate = {r["method"] for r in payload["results"] if r["section"] == "collate"}
-    assert {"lmix collate lmix elem", "timm collate mixup|cutmix elem switch"} <= collate
+    assert collate == set(bench.COLLATE_ROWS)
     transforms = {r["method"] for r in payload["results"] if r["section"] == "transforms"}
     assert {"lmix.transforms.LMix mode=sample", "torchvision v2.MixUp", "torchvision v2.CutMix"} <= transforms
-    assert statuses["T5"] in ("PASS", "FAIL")
+    assert all(statuses[t] in ("PASS", "FAIL") for t in ("T5", "T6", "T9"))
 
 
 def test_only_selects_sections(bench, tmp_path, capsys):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     argv = ["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1", "--only", "collate", "transforms"]
-    argv += ["--integration-shape", "5x1x6x6", "--clock", "cpu", "--json", str(out)]
+    argv += ["--integration-shape", "5x1x6x6", "--collate-shapes", "5x1x6x6", "--clock", "cpu", "--json", str(out)]
     try:
         assert bench.main(argv) == 0
     finally:
@@ -89,9 +89,10 @@ def test_only_selects_sections(bench, tmp_path, capsys):
     assert bench._clock[0] is bench.time.perf_counter  # the default clock is back for the next run
     # An odd batch: lmix's collate runs, timm's (which asserts an even batch) is skipped with a note.
     collate = {r["method"] for r in payload["results"] if r["section"] == "collate"}
-    assert "lmix collate lmix elem" in collate and not any(m.startswith("timm") for m in collate)
+    assert "lmix elem switch" in collate and "timm elem switch" not in collate
     assert any("even batch" in n for n in payload["notes"])
-    assert {t["name"]: t["status"] for t in payload["targets"]}["T5"] == "SKIP"
+    statuses = {t["name"]: t["status"] for t in payload["targets"]}
+    assert statuses["T5"] == "SKIP" and statuses["T9"] in ("PASS", "FAIL")
 
 
 def test_targets_compare_the_right_numbers(bench):
@@ -113,12 +114,25 @@ def test_targets_compare_the_right_numbers(bench):
     assert targets["T3"].status == "PASS" and targets["T3"].details["ratio"] == pytest.approx(1.5)
     # Against the faster timm configuration: 7 ms / 4 ms = 1.75x, short of 2x.
     assert targets["T4"].status == "FAIL" and targets["T4"].details["peer"] == "timm mixup mode=elem"
+    small, large = "128x3x32x32", "64x3x224x224"
     results += [
-        bench.Result("collate", "128x3x32x32", "lmix collate lmix elem", "cpu/1t", 0.002, 20, 128),
-        bench.Result("collate", "128x3x32x32", "timm collate mixup|cutmix elem switch", "cpu/1t", 0.005, 20, 128),
+        bench.Result("collate", small, "lmix elem switch", "cpu/1t", 0.002, 20, 128),
+        bench.Result("collate", small, "lmix elem LMix alone", "cpu/1t", 0.003, 20, 128),
+        bench.Result("collate", small, "timm elem switch", "cpu/1t", 0.005, 20, 128),
+        bench.Result("collate", small, "lmix collate, mix_on=device", "cpu/1t", 0.00115, 20, 128),
+        bench.Result("collate", small, "timm fast_collate (no mixing)", "cpu/1t", 0.001, 20, 128),
+        bench.Result("collate", large, "lmix elem switch", "cpu/1t", 0.019, 20, 64),
+        bench.Result("collate", large, "timm elem switch", "cpu/1t", 0.010, 20, 64),
+        bench.Result("collate", large, "lmix batch switch", "cpu/1t", 0.006, 20, 64),
+        bench.Result("collate", large, "timm batch switch", "cpu/1t", 0.005, 20, 64),
     ]
-    t5 = [t for t in bench.check_targets(results, [col]) if t.name == "T5"]
-    assert len(t5) == 1 and t5[0].status == "PASS" and t5[0].details["speedup"] == pytest.approx(2.5)
+    collate = {(t.name, t.details.get("case")): t for t in bench.check_targets(results, [col]) if t.name >= "T5"}
+    assert collate[("T5", small)].status == "PASS" and collate[("T5", small)].details["ratio"] == pytest.approx(0.4)
+    assert collate[("T6", small)].status == "FAIL"  # 0.6x the time: short of 2x faster
+    assert collate[("T9", small)].status == "FAIL"  # 1.15x fast_collate's time
+    assert collate[("T7", large)].status == "PASS" and collate[("T8", large)].status == "FAIL"  # 1.9x; 1.2x
+    assert not any(case == large and name in ("T5", "T6") for name, case in collate)
+    assert collate[("T9", large)].status == "SKIP"
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(bench):

@@ -1,4 +1,5 @@
-"""Smoke test on the real offline copies in ../shared/data (skipped where that folder is absent).
+"""Smoke test on real copies of the data sets in ``$LMIX_SHARED_DATA`` (default: ``shared/data`` beside the
+repository), skipped where they are absent.
 
 Only the test splits are read, to stay fast; torchvision still verifies all CIFAR-10 md5 sums.
 """

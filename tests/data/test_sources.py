@@ -58,7 +58,7 @@ def test_cifar10(tmp_path, monkeypatch):
 
 
 def test_cifar10_found_under_parent_folder(tmp_path, monkeypatch):
-    """--data-root may be a common parent holding cifar10/ (like ../shared/data)."""
+    """--data-root may be a common parent holding cifar10/ (one data folder for every data set)."""
     want = fakes.write_cifar10(tmp_path / "cifar10")
     fakes.patch_cifar_md5(monkeypatch, CIFAR10, tmp_path / "cifar10")
     _check(D.load_tensors("cifar10", root=tmp_path, train=False), want["test_x"], want["test_y"])

@@ -49,13 +49,13 @@ class DatasetInfo:
 
 
 # Normalisation statistics are those of each training set, pixels / 255. CIFAR-10 and Fashion-MNIST
-# were measured on the real files (shared/data/README.md); digits on lmix's own train split
+# were measured on the real files (tests/data/test_real_data.py checks them); digits on lmix's own train split
 # (see tests/data); CIFAR-100, SVHN and Tiny-ImageNet are the widely used published values.
 #
-# Augmentation (SPEC section 3, the FMix protocol): random crop with 4-pixel zero padding for
+# Augmentation (the FMix protocol, docs/method.md "Deliberate differences"): random crop with 4-pixel zero padding for
 # CIFAR, Fashion-MNIST and SVHN; horizontal flip for CIFAR, Tiny-ImageNet and Fashion-MNIST (the
 # FMix reference code, ecs-vlc/FMix datasets.py, flips Fashion-MNIST too), never for SVHN (digits
-# are not mirror symmetric). Tiny-ImageNet gets the flip only, no crop (SPEC section 3). digits
+# are not mirror symmetric). Tiny-ImageNet gets the flip only, no crop (the paper's protocol). digits
 # (8x8) gets a 1-pixel crop and no flip, for the same reason as SVHN. `lmix train --crop-padding`
 # and `--flip` override either.
 _INFOS: dict[str, DatasetInfo] = {
@@ -124,7 +124,7 @@ _INFOS: dict[str, DatasetInfo] = {
             image_size=(64, 64),
             mean=(0.4802, 0.4481, 0.3975),
             std=(0.2770, 0.2691, 0.2821),
-            crop_padding=0,  # flip only (SPEC section 3)
+            crop_padding=0,  # flip only: the paper's protocol for Tiny-ImageNet
             flip=True,
             in_memory=True,  # 100,000 x 3 x 64 x 64 uint8 = 1.2 GB: fits on any training GPU
             subdir="tiny-imagenet-200",

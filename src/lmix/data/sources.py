@@ -3,11 +3,11 @@
 Root conventions (``--data-root DIR``; default ``$LMIX_DATA_ROOT`` or ``./data``). ``DIR`` may be the
 data set's own folder or a common parent that holds it under its conventional name:
 
-* cifar10: ``cifar-10-batches-py/``; parent name ``cifar10`` (e.g. ``--data-root ../shared/data``
-  or ``../shared/data/cifar10``).
+* cifar10: ``cifar-10-batches-py/``; parent name ``cifar10`` (e.g. ``--data-root /data`` holding
+  ``cifar10/``, or ``--data-root /data/cifar10``).
 * cifar100: ``cifar-100-python/``; parent name ``cifar100``.
 * fashion_mnist: ``FashionMNIST/raw/`` with the four idx files; parent name ``fashion-mnist``
-  (``../shared/data/fashion-mnist``).
+  (``/data/fashion-mnist``).
 * svhn: ``train_32x32.mat``, ``test_32x32.mat`` (``extra_32x32.mat`` for ``svhn_extra``); parent name ``svhn``.
 * tiny_imagenet: the ``tiny-imagenet-200`` folder itself (``train/<wnid>/images/*.JPEG``,
   ``val/images/``, ``val/val_annotations.txt``) or its parent.

@@ -1,4 +1,4 @@
-"""The sweep specs shipped in configs/sweeps expand to the paper's experiments (SPEC section 3)."""
+"""The sweep specs shipped in configs/sweeps expand to the paper's experiments (configs/sweeps/README.md)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def derive_seed(*parts: int) -> int:
     """The data streams' seed in [0, 2**63): depends on every integer of ``parts``, order included."""
     h = 0x6C6D6978  # "lmix"
     for p in parts:
-        if not isinstance(p, int) or isinstance(p, bool):
+        if not isinstance(p, int) or isinstance(p, bool):  # Python ints only: numpy ints wrap silently
             raise LmixTypeError(f"seed parts must be integers, got {p!r}")
         h = splitmix64(h ^ (p & _MASK64))
     return h & ((1 << 63) - 1)

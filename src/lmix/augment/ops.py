@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from lmix._checks import check_probability, is_integer
 from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = [
@@ -32,9 +33,9 @@ def _check_batch(images: object) -> torch.Tensor:
 
 
 def _check_padding(padding: object) -> int:
-    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+    if not is_integer(padding) or padding < 0:
         raise LmixValueError(f"padding must be an integer >= 0, got {padding!r}")
-    return padding
+    return int(padding)
 
 
 def _check_generator(generator: object) -> torch.Generator:
@@ -61,8 +62,7 @@ def sample_crop_offsets(n: int, padding: int, *, generator: torch.Generator) -> 
 
 def sample_flips(n: int, *, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Draw per-sample flip decisions for :func:`flip_where`: bool ``(n,)``, True with probability ``p``."""
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-        raise LmixValueError(f"p must be a number in [0, 1], got {p!r}")
+    p = check_probability(p, name="p")
     generator = _check_generator(generator)
     return torch.rand(n, generator=generator, device=generator.device) < p
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from lmix._checks import is_integer
 from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = ["StagedNet", "ClassifierHead", "init_kaiming_fan_out"]
@@ -76,7 +77,7 @@ class StagedNet(nn.Module):
             raise LmixValueError("hook and hook_at must be given together")
         if not callable(hook):
             raise LmixTypeError(f"hook must be callable, got {type(hook).__name__}")
-        if isinstance(hook_at, bool) or not isinstance(hook_at, int) or not 0 <= hook_at < len(self.stages):
+        if not is_integer(hook_at) or not 0 <= hook_at < len(self.stages):
             raise LmixValueError(f"hook_at must be an int in [0, {len(self.stages) - 1}], got {hook_at!r}")
 
     def forward_features(self, x: Tensor, *, hook: Hook | None = None, hook_at: int | None = None) -> Tensor:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmix._checks import check_int
+from lmix._checks import check_int, is_finite_real
 from lmix.errors import LmixValueError
 from lmix.models.base import ClassifierHead, StagedNet, init_kaiming_fan_out
 from lmix.models.registry import register_model
@@ -71,7 +71,7 @@ class DenseNetBC(StagedNet):
     ) -> None:
         check_int(depth, name="depth", minimum=10)
         check_int(growth_rate, name="growth_rate", minimum=1)
-        if isinstance(compression, bool) or not isinstance(compression, (int, float)) or not 0 < compression <= 1:
+        if not is_finite_real(compression) or not 0 < compression <= 1:
             raise LmixValueError(f"compression must be a float in (0, 1], got {compression!r}")
         if (depth - 4) % 6 != 0:
             raise LmixValueError(f"DenseNet-BC depth must be 6n + 4 (e.g. 100, 190, 250), got {depth}")

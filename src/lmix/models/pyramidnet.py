@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmix._checks import check_int
+from lmix._checks import check_int, is_finite_real
 from lmix.errors import LmixValueError
 from lmix.models.base import ClassifierHead, StagedNet, init_kaiming_fan_out
 from lmix.models.registry import register_model
@@ -126,7 +126,7 @@ class PyramidNet(StagedNet):
     ) -> None:
         check_int(depth, name="depth", minimum=11)
         check_int(alpha, name="alpha", minimum=1)
-        if isinstance(shakedrop, bool) or not isinstance(shakedrop, (int, float)) or not 0 <= shakedrop <= 1:
+        if not is_finite_real(shakedrop) or not 0 <= shakedrop <= 1:
             raise LmixValueError(f"shakedrop must be a float in [0, 1], got {shakedrop!r}")
         if (depth - 2) % 9 != 0:
             raise LmixValueError(f"bottleneck PyramidNet depth must be 9n + 2 (e.g. 110, 164, 272), got {depth}")

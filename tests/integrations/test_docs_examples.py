@@ -1,9 +1,10 @@
 """Every code block of docs/integrations.md and of the README's integrations section runs.
 
-The Lightning and accelerate blocks run against minimal stand-ins of ``lightning.LightningModule``
-and ``accelerate.Accelerator`` (neither package is a test dependency) that implement the calls
-the examples make the way the packages document them; the checks after each block then drive the
-example's code (the Lightning hooks, accelerate's save/load of registered objects).
+Each block runs with the real packages (timm, torchvision, Lightning, accelerate) in this
+process; the checks after each block then drive the example's objects (a Lightning Trainer
+fitting the module with validation, accelerate's save_state/load_state). The launcher command
+runs with a small stand-in for timm's train.py. The 2-process runs of the README's Lightning
+and accelerate examples are in test_lightning.py and test_accelerate.py.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import json
 import re
 import shlex
 import shutil
-import sys
-import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -69,62 +67,9 @@ def examples() -> list:
     return params
 
 
-# -- stand-ins for the packages that are not test dependencies ---------------------------------------
-
-
-class _LightningModule(torch.nn.Module):
-    """What the example uses of ``lightning.LightningModule``: an ``nn.Module`` with a ``trainer``
-    (set by Lightning's Trainer; here by the test) and a ``global_rank``."""
-
-    global_rank = 0
-    trainer: object = None
-
-
-class _Accelerator:
-    """What the example uses of ``accelerate.Accelerator`` on one process.
-
-    ``register_for_checkpointing`` refuses objects without ``state_dict`` and ``load_state_dict``
-    as accelerate does; ``save_state``/``load_state`` save and restore every registered object's
-    state as ``custom_checkpoint_<i>.pkl`` in the folder, as accelerate does.
-    """
-
-    process_index = 0
-    device = torch.device("cpu")
-
-    def __init__(self) -> None:
-        self.registered: list = []
-
-    def register_for_checkpointing(self, *objects) -> None:
-        for obj in objects:
-            if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
-                raise ValueError(f"{obj!r} has no state_dict and load_state_dict: cannot be checkpointed")
-        self.registered.extend(objects)
-
-    def prepare(self, *args):
-        return args if len(args) > 1 else args[0]
-
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
-
-    def save_state(self, folder: str) -> None:
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        for i, obj in enumerate(self.registered):
-            torch.save(obj.state_dict(), path / f"custom_checkpoint_{i}.pkl")
-
-    def load_state(self, folder: str) -> None:
-        for i, obj in enumerate(self.registered):
-            obj.load_state_dict(torch.load(Path(folder) / f"custom_checkpoint_{i}.pkl", weights_only=False))
-
-
 @pytest.fixture
-def stand_ins(monkeypatch, tmp_path):
-    lightning = types.ModuleType("lightning")
-    lightning.LightningModule = _LightningModule
-    accelerate = types.ModuleType("accelerate")
-    accelerate.Accelerator = _Accelerator
-    monkeypatch.setitem(sys.modules, "lightning", lightning)
-    monkeypatch.setitem(sys.modules, "accelerate", accelerate)
+def workdir(monkeypatch, tmp_path):
+    """Run in tmp_path (the examples write checkpoints), and undo the launcher's patching of timm."""
     for module in (timm.data, timm.data.mixup):  # the launcher replaces timm's classes: restore them
         for name in ("Mixup", "FastCollateMixup"):
             monkeypatch.setattr(module, name, getattr(module, name))
@@ -164,45 +109,95 @@ def check_namespace(name: str, ns: dict) -> None:
         if "loss" in ns:
             assert torch.isfinite(ns["loss"])
     elif name == "lightning":
-        lit = ns["LitClassifier"](torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)))
-        images, labels = torch.rand(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 0])
-        lit.trainer = SimpleNamespace(training=True)
-        batch = lit.on_after_batch_transfer((images, labels), 0)
-        assert isinstance(batch, lmix.MixedBatch) and not torch.equal(batch.images, images)
-        loss = lit.training_step(batch, 0)
-        assert loss.ndim == 0 and loss.requires_grad
-        lit.trainer = SimpleNamespace(training=False)  # validation: the batch passes through
-        assert lit.on_after_batch_transfer((images, labels), 0)[0] is images
-        if hasattr(lit, "on_save_checkpoint"):
-            checkpoint: dict = {}
-            lit.on_save_checkpoint(checkpoint)
-            expected = lit.mixer(images, labels).lam
-            lit.on_load_checkpoint(checkpoint)
-            torch.testing.assert_close(lit.mixer(images, labels).lam, expected)
+        check_lightning(ns)
     elif name == "accelerate":
-        mixer, accelerator = ns["mixer"], ns["accelerator"]
-        assert mixer in accelerator.registered
-        accelerator.save_state("resume-test")
-        images, labels = torch.rand(4, 3, 8, 8), torch.arange(4)
-        expected = mixer(images, labels)
-        fresh = _Accelerator()
-        restored = lmix.create_mixer("lmix", seed=123)
-        fresh.register_for_checkpointing(restored)
-        fresh.load_state("resume-test")
-        assert torch.equal(restored(images, labels).images, expected.images)
-        if "loss" in ns:
-            assert torch.isfinite(ns["loss"])
-            assert (Path("checkpoints/last") / "custom_checkpoint_0.pkl").exists()
+        check_accelerate(ns)
+
+
+def check_lightning(ns: dict) -> None:
+    import lightning as L
+
+    if "trainer" in ns:  # the longer example fits its module: the checkpoint holds the mixer's state
+        trainer = ns["trainer"]
+        assert trainer.current_epoch == 2 and trainer.global_step == 8
+        (checkpoint,) = Path().rglob("*.ckpt")
+        assert "mixer._extra_state" in torch.load(checkpoint, weights_only=True)["state_dict"]
+        fresh = ns["LitClassifier"].load_from_checkpoint(checkpoint, model=ns["model"])
+        device = trainer.lightning_module.device  # the mixer's stream there was saved
+        images, labels = torch.rand(4, 3, 32, 32, device=device), torch.arange(4, device=device)
+        expected = trainer.lightning_module.mixer(images, labels)
+        assert torch.equal(fresh.mixer(images, labels).images, expected.images)
+
+    class Checked(ns["LitClassifier"]):
+        """The example's module, noting what training and validation steps are given."""
+
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__(model)
+            self.trained: list = []
+            self.validated: list = []
+
+        def training_step(self, batch, batch_idx):
+            self.trained.append(batch)
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            self.validated.append(batch)
+
+    data = torch.utils.data.TensorDataset(torch.rand(8, 3, 8, 8), torch.arange(8) % 4)
+    lit = Checked(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)))
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    loader = torch.utils.data.DataLoader(data, batch_size=4)
+    trainer.fit(lit, loader, loader)
+    assert len(lit.trained) == len(lit.validated) == 2
+    assert all(isinstance(b, lmix.MixedBatch) for b in lit.trained)
+    assert not torch.equal(lit.trained[0].images, data.tensors[0][:4])
+    # Validation sees the images as they are.
+    for i, (images, labels) in enumerate(lit.validated):
+        assert torch.equal(images, data.tensors[0][4 * i : 4 * i + 4])
+        assert torch.equal(labels, data.tensors[1][4 * i : 4 * i + 4])
+    assert "mixer._extra_state" in lit.state_dict()
+
+
+def check_accelerate(ns: dict) -> None:
+    from accelerate import Accelerator
+
+    mixer, accelerator = ns["mixer"], ns["accelerator"]
+    if "loss" in ns:  # the longer example trains and saves its state
+        assert torch.isfinite(ns["loss"])
+        folder = Path("checkpoints/last")
+    else:
+        folder = Path("resume-test")
+        accelerator.save_state(folder)
+    assert (folder / "custom_checkpoint_0.pkl").exists()
+    images, labels = torch.rand(4, 3, 8, 8).to(accelerator.device), torch.arange(4).to(accelerator.device)
+    expected = mixer(images, labels)
+    fresh = Accelerator()
+    restored = lmix.create_mixer("lmix", seed=123)
+    fresh.register_for_checkpointing(restored)
+    fresh.load_state(folder)
+    assert torch.equal(restored(images, labels).images, expected.images)
 
 
 @pytest.mark.parametrize("name, code", examples())
-def test_example_runs(stand_ins, tmp_path, capsys, name, code):
+def test_example_runs(workdir, tmp_path, capsys, name, code):
     if name == "install":
-        assert code.strip() == 'pip install "lmix[timm]"'
+        extra = re.fullmatch(r'pip install "lmix\[(\w+)\]"', code.strip())
+        assert extra, code
+        assert re.search(rf"^{extra[1]} = \[", (ROOT / "pyproject.toml").read_text(), flags=re.M), code
         return
     if name == "launcher":
         check_launcher(code, tmp_path, capsys)
         return
+    if name in ("lightning", "accelerate"):
+        pytest.importorskip(name)
     ns: dict = {"__name__": "example"}
     exec(compile(code, f"<{name} example>", "exec"), ns)
     check_namespace(name, ns)

@@ -1,96 +1,352 @@
-"""The files of a run folder, read and written: the records that ``lmix train``, ``lmix sweep``
-and ``lmix attack`` leave behind and that ``lmix report`` and ``lmix attack`` read back.
+"""The files of a run folder, read back and checked: the records that ``lmix train``, ``lmix sweep``
+and ``lmix attack`` leave behind and that ``lmix report`` and ``lmix attack`` read.
 
 A run folder (``lmix train --out RUN``) holds ``config.yaml``, ``metrics.jsonl`` (one row per
-epoch), ``checkpoint.pt`` and, once finished, ``summary.json``; ``lmix attack`` adds
-``fgsm.json`` and ``fgsm.png``.
+epoch), ``checkpoint.pt`` and, once finished, ``summary.json``; the run lock ``.lock`` while a
+process works on it; ``failed.json`` where a sweep's run failed; ``fgsm.json`` and ``fgsm.png``
+once attacked. A sweep's folder holds ``sweep.json``, its expanded runs.
+
+Each ``load_*`` reader returns None when its file is missing and raises :class:`RecordError`
+(an ``LmixValueError`` naming the file and what is wrong with it) when the file is there but
+cannot be used: not text, not valid JSON or YAML, truncated, a value of the wrong type, NaN, an
+accuracy outside [0, 100]. Extra keys are allowed. Readers never write.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmix.experiments.io import atomic_write_json
+from lmix._checks import is_finite_real, is_integer
+from lmix.errors import LmixError, LmixValueError
+from lmix.experiments.io import RunLock, atomic_write_json, read_yaml
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
 __all__ = [
+    "SUMMARY_JSON",
+    "CONFIG_YAML",
+    "METRICS_JSONL",
+    "CHECKPOINT",
+    "FAILED_JSON",
     "FGSM_JSON",
     "FGSM_PNG",
+    "SWEEP_JSON",
+    "RUN_FILES",
+    "RecordError",
+    "load_summary",
+    "load_config",
+    "load_metrics",
+    "load_fgsm",
+    "load_failed",
+    "load_sweep",
+    "read_fgsm",
+    "write_fgsm",
     "check_run_dir",
     "read_checkpoint",
     "trained_model",
-    "read_fgsm",
-    "write_fgsm",
 ]
 
+SUMMARY_JSON = "summary.json"
+CONFIG_YAML = "config.yaml"
+METRICS_JSONL = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+FAILED_JSON = "failed.json"  # written by lmix sweep in the folder of a run that failed (and has no summary.json)
 FGSM_JSON = "fgsm.json"
 FGSM_PNG = "fgsm.png"
+SWEEP_JSON = "sweep.json"
+# A folder holding any of these is a run folder.
+RUN_FILES = frozenset({SUMMARY_JSON, FAILED_JSON, CONFIG_YAML, METRICS_JSONL, CHECKPOINT, FGSM_JSON, RunLock.FILENAME})
+_IDENTITY = ("dataset", "model", "method")
+_MAX_DEPTH = 32  # deeper nesting in a record is damage (or a self-referencing YAML anchor), not data
 
 
-def _run_error(msg: str) -> Exception:
-    from lmix.experiments.train import RunError
+class RecordError(LmixValueError):
+    """A record file that is there but cannot be used.
 
-    return RunError(msg)
+    Attributes:
+        path: the file.
+        problem: what is wrong with it, one line (``"not valid JSON (line 1, column 9)"``).
+    """
 
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
 
-def check_run_dir(run_dir: str | os.PathLike) -> Path:
-    """The run dir as a Path; RunError (one line) if it is missing or holds no model checkpoint."""
-    from lmix.experiments.train.trainer import CHECKPOINT
-
-    path = Path(run_dir)
-    if not path.exists():
-        raise _run_error(f"run dir {str(path)!r} does not exist")
-    if not path.is_dir():
-        raise _run_error(f"run dir {str(path)!r} is not a directory")
-    if not (path / CHECKPOINT).is_file():
-        raise _run_error(
-            f"{str(path)!r} is a run dir without a model (no {CHECKPOINT}); train it first: lmix train --out {path}"
-        )
-    return path
+    @property
+    def file(self) -> str:
+        """The file's name (``summary.json``)."""
+        return self.path.name
 
 
-def read_checkpoint(run_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """``(config, checkpoint)`` of a run folder: its ``TrainConfig`` and the checkpoint dict."""
-    from lmix.experiments.train import config_from_sources, load_checkpoint
-    from lmix.experiments.train.trainer import CHECKPOINT
-
-    ckpt = load_checkpoint(run_dir / CHECKPOINT)
-    return config_from_sources(ckpt["config"]), ckpt
+# ---------------------------------------------------------------------------------------------
+# reading a file
+# ---------------------------------------------------------------------------------------------
+_ABSENT = object()  # what a reader finds where the file does not exist
 
 
-def trained_model(ckpt: dict[str, Any], config: Any, info: Any, run_dir: Path) -> nn.Module:
-    """The checkpoint's model, rebuilt for the data set ``info`` and in eval mode (expects normalised images)."""
-    from lmix.experiments.train.trainer import CHECKPOINT, build_model
-
-    model = build_model(config, info)
+def _bytes(path: Path) -> bytes | object:
+    """The file's bytes (``_ABSENT`` if it does not exist); RecordError if it cannot be read or is empty."""
     try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise _run_error(
-            f"the model in {str(run_dir / CHECKPOINT)!r} does not fit {config.model!r} on {config.dataset!r}: {first}"
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _ABSENT
+    except OSError as err:
+        raise RecordError(path, f"cannot be read ({err.strerror or type(err).__name__})") from None
+    if not data.strip():
+        raise RecordError(path, "is empty (truncated?)")
+    return data
+
+
+def _text(path: Path) -> str | object:
+    """The file's text (``_ABSENT`` if it does not exist); RecordError if it is unreadable, empty or not UTF-8."""
+    data = _bytes(path)
+    if data is _ABSENT:
+        return _ABSENT
+    try:
+        return data.decode("utf-8")  # type: ignore[union-attr]
+    except UnicodeDecodeError:
+        raise RecordError(path, "is not text (UTF-8)") from None
+
+
+def _load_json(path: Path) -> Any:
+    """The file's JSON document (``_ABSENT`` if it does not exist); RecordError if it is not JSON."""
+    text = _text(path)
+    if text is _ABSENT:
+        return _ABSENT
+    try:
+        return json.loads(text)  # type: ignore[arg-type]
+    except json.JSONDecodeError as err:
+        raise RecordError(
+            path, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}; truncated?)"
         ) from None
-    return model.eval()
+    except RecursionError:
+        raise RecordError(path, f"nests deeper than {_MAX_DEPTH} levels") from None
+
+
+def _mapping(path: Path, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(path, f"must hold a mapping, got {_kind(value)}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise RecordError(path, f"has a key that is not text: {bad[0]!r}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _plain(path: Path, key: str, value: Any, depth: int = 0) -> None:
+    """``value`` is plain data (text, numbers but NaN, booleans, null, lists, mappings with text keys)."""
+    if depth > _MAX_DEPTH:
+        raise RecordError(path, f"{key} nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, float) and math.isnan(value):
+        raise RecordError(path, f"{key} is NaN")
+    if isinstance(value, list):
+        for v in value:
+            _plain(path, key, v, depth + 1)
+    elif isinstance(value, dict):
+        for k, v in _mapping(path, value).items():
+            _plain(path, f"{key}.{k}", v, depth + 1)
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise RecordError(
+            path, f"{key} is a {type(value).__name__}; run records hold text, numbers, lists and mappings"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# checking a record's values
+# ---------------------------------------------------------------------------------------------
+def _accuracy(path: Path, key: str, value: Any) -> None:
+    if not is_finite_real(value) or not 0 <= value <= 100:
+        raise RecordError(path, f"{key} must be an accuracy in percent (a number in [0, 100]), got {value!r}")
+
+
+def _check(path: Path, record: dict[str, Any], key: str, check: Callable[[Any], bool], allowed: str) -> None:
+    """An optional key: absent, null, or passing ``check``."""
+    value = record.get(key)
+    if value is not None and not check(value):
+        raise RecordError(path, f"{key} must be {allowed} (or null), got {value!r}")
+
+
+def _count(value: Any) -> bool:
+    return is_integer(value) and value >= 0
+
+
+def _identity(path: Path, record: dict[str, Any]) -> None:
+    for key in _IDENTITY:
+        _check(path, record, key, lambda v: isinstance(v, str) and v.strip() != "", "a name")
+    _check(path, record, "seed", is_integer, "an integer")
+
+
+# ---------------------------------------------------------------------------------------------
+# the records
+# ---------------------------------------------------------------------------------------------
+def load_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A finished run's ``summary.json``: ``final_acc`` (and ``best_acc``, ``final_clean_train_acc``
+    where present) in percent, ``epochs``, the run's identity; None if there is none."""
+    path = Path(run_dir) / SUMMARY_JSON
+    summary = _load_json(path)
+    if summary is _ABSENT:
+        return None
+    summary = _mapping(path, summary)
+    if "final_acc" not in summary:
+        raise RecordError(path, "has no final_acc")
+    _accuracy(path, "final_acc", summary["final_acc"])
+    for key in ("best_acc", "final_clean_train_acc"):
+        if summary.get(key) is not None:
+            _accuracy(path, key, summary[key])
+    for key in ("epochs", "best_epoch"):
+        _check(path, summary, key, _count, "a whole number >= 0")
+    _identity(path, summary)
+    _plain(path, "summary", summary)
+    return summary
+
+
+def load_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run's ``config.yaml`` (the TrainConfig the trainer saved) as a mapping; None if there is none."""
+    path = Path(run_dir) / CONFIG_YAML
+    if not path.exists():
+        return None
+    try:
+        config = read_yaml(path, what=CONFIG_YAML)
+    except FileNotFoundError:
+        raise RecordError(path, "is not a file") from None
+    except LmixError as err:
+        raise RecordError(path, _after_path(str(err), path)) from None
+    except OSError as err:
+        raise RecordError(path, f"cannot be read ({err.strerror or type(err).__name__})") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as err:  # yaml's constructors let these out
+        raise RecordError(path, f"is not valid YAML ({type(err).__name__}: {_first_line(err)})") from None
+    if config is None:
+        raise RecordError(path, "is empty (truncated?)")
+    config = _mapping(path, config)
+    _identity(path, config)
+    _plain(path, "setting", config)
+    return config
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _after_path(message: str, path: Path) -> str:
+    """``"config.yaml '/x/config.yaml' is not valid YAML: ..."`` -> ``"is not valid YAML: ..."``."""
+    head = f"{CONFIG_YAML} {str(path)!r} "
+    return message[len(head) :] if message.startswith(head) else message
+
+
+def load_metrics(run_dir: str | os.PathLike, *, epochs: int | None = None) -> list[dict[str, Any]] | None:
+    """A run's ``metrics.jsonl``: one mapping per epoch, ``epoch`` 1, 2, ...; None if there is none.
+
+    Args:
+        epochs: the run's epochs (from its summary): a finished run has exactly that many rows.
+    """
+    path = Path(run_dir) / METRICS_JSONL
+    text = _text(path)
+    if text is _ABSENT:
+        return None
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):  # type: ignore[union-attr]
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            raise RecordError(path, f"line {i} is not valid JSON (truncated?)") from None
+        if not isinstance(row, dict):
+            raise RecordError(path, f"line {i} must be a mapping, got {_kind(row)}")
+        rows.append(row)
+    for n, row in enumerate(rows, 1):
+        if row.get("epoch", n) != n:
+            raise RecordError(path, f"row {n} is for epoch {row.get('epoch')!r}, expected {n} (rows missing?)")
+        if row.get("test_acc") is not None:
+            _accuracy(path, f"test_acc of epoch {n}", row["test_acc"])
+        _plain(path, f"epoch {n}", row)
+    if epochs is not None and len(rows) != epochs:
+        raise RecordError(path, f"has {len(rows)} epoch rows for a {epochs}-epoch run (truncated?)")
+    return rows
+
+
+def load_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run's ``fgsm.json``: ``eps`` (fractions of the pixel range), ``acc`` (percent) and
+    ``eps_255`` (1/255 units, optional), one value per eps; None if there is none."""
+    path = Path(run_dir) / FGSM_JSON
+    record = _load_json(path)
+    if record is _ABSENT:
+        return None
+    record = _mapping(path, record)
+    for key in ("eps", "acc", "eps_255"):
+        values = record.get(key)
+        if key == "eps_255" and key not in record:
+            continue
+        if not isinstance(values, list) or not values:
+            raise RecordError(path, f"{key} must be a non-empty list, got {values!r}")
+        if len(values) != len(record["eps"]):
+            raise RecordError(path, f"{key} has {len(values)} values for {len(record['eps'])} eps")
+    for i, (eps, acc) in enumerate(zip(record["eps"], record["acc"])):
+        if not is_finite_real(eps) or not 0 <= eps <= 1:
+            raise RecordError(path, f"eps {i} must be a fraction of the pixel range in [0, 1], got {eps!r}")
+        _accuracy(path, f"acc {i}", acc)
+    if any(not is_finite_real(e) or e < 0 for e in record.get("eps_255", [])):
+        raise RecordError(path, f"eps_255 must hold numbers >= 0, got {record['eps_255']!r}")
+    _plain(path, "fgsm", record)
+    return record
+
+
+def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``failed.json`` of a run a sweep could not finish (why: ``error``; ``diverged``); None if there is none."""
+    path = Path(run_dir) / FAILED_JSON
+    record = _load_json(path)
+    if record is _ABSENT:
+        return None
+    record = _mapping(path, record)
+    for key in ("error", "reason", "message"):
+        _check(path, record, key, lambda v: isinstance(v, str), "text")
+    _check(path, record, "diverged", lambda v: isinstance(v, bool), "true or false")
+    _identity(path, record)
+    _plain(path, "failed", record)
+    return record
+
+
+def load_sweep(folder: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | None:
+    """The runs a sweep's ``sweep.json`` lists: ``(folder relative to the sweep, settings)``; None if there is none."""
+    path = Path(folder) / SWEEP_JSON
+    manifest = _load_json(path)
+    if manifest is _ABSENT:
+        return None
+    runs = _mapping(path, manifest).get("runs")
+    if not isinstance(runs, list):
+        raise RecordError(path, f"runs must be a list, got {_kind(runs)}")
+    out = []
+    for i, run in enumerate(runs):
+        name = run.get("name") if isinstance(run, dict) else None
+        settings = run.get("settings") if isinstance(run, dict) else None
+        parts = name.split("/") if isinstance(name, str) else []
+        if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in name or "\0" in name:
+            raise RecordError(path, f"run {i} must have a name, a folder inside the sweep's, got {name!r}")
+        if not isinstance(settings, dict):
+            raise RecordError(path, f"run {i} must have settings, a mapping, got {_kind(settings)}")
+        _identity(path, _mapping(path, settings))
+        _plain(path, f"run {i}", settings)
+        out.append((name, settings))
+    return out
 
 
 def read_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """A run's ``fgsm.json``, or None if it is missing or unreadable."""
+    """A run's ``fgsm.json``, or None if it is missing or unusable (the attack is then simply run again)."""
     try:
-        record = json.loads((Path(run_dir) / FGSM_JSON).read_text())
-    except (OSError, ValueError):
+        return load_fgsm(run_dir)
+    except RecordError:
         return None
-    if (
-        not isinstance(record, dict)
-        or not isinstance(record.get("eps"), list)
-        or not isinstance(record.get("acc"), list)
-    ):
-        return None
-    return record
 
 
 def write_fgsm(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
@@ -98,3 +354,57 @@ def write_fgsm(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
     path = Path(run_dir) / FGSM_JSON
     atomic_write_json(path, record)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# the trained model
+# ---------------------------------------------------------------------------------------------
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """The run dir as a Path; RecordError (one line) if it is missing or holds no model checkpoint."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise RecordError(path, "run dir does not exist")
+    if not path.is_dir():
+        raise RecordError(path, "is not a run dir (a folder)")
+    if not (path / CHECKPOINT).is_file():
+        raise RecordError(
+            path, f"is a run dir without a model (no {CHECKPOINT}); train it first: lmix train --out {path}"
+        )
+    return path
+
+
+def read_checkpoint(run_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """``(config, checkpoint)`` of a run folder: its ``TrainConfig`` and the checkpoint dict, checked."""
+    from lmix.experiments.train import config_from_sources, load_checkpoint
+
+    path = run_dir / CHECKPOINT
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt["config"], dict):
+        raise RecordError(path, "has no model weights or no config (not a checkpoint of lmix train)")
+    if not _count(ckpt.get("epoch", 0)):
+        raise RecordError(path, f"epoch must be a whole number >= 0, got {ckpt.get('epoch')!r}")
+    history = ckpt.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise RecordError(path, "history must be a list of per-epoch mappings")
+    if history and history[-1].get("test_acc") is not None and not is_finite_real(history[-1]["test_acc"]):
+        raise RecordError(path, f"the last epoch's test_acc must be a number, got {history[-1]['test_acc']!r}")
+    try:
+        config = config_from_sources(ckpt["config"])
+    except LmixError as err:
+        raise RecordError(path, f"holds an invalid config: {err}") from None
+    return config, ckpt
+
+
+def trained_model(ckpt: dict[str, Any], config: Any, info: Any, run_dir: Path) -> nn.Module:
+    """The checkpoint's model, rebuilt for the data set ``info`` and in eval mode (expects normalised images)."""
+    from lmix.experiments.train.trainer import build_model
+
+    model = build_model(config, info)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecordError(
+            run_dir / CHECKPOINT, f"its model does not fit {config.model!r} on {config.dataset!r}: {first}"
+        ) from None
+    return model.eval()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from lmix.experiments.train import TrainConfig
 
@@ -64,3 +65,23 @@ def runs_dir(tmp_path) -> Path:
     root = tmp_path / "runs"
     root.mkdir()
     return root
+
+
+def write_sweep(root: Path, runs: list[Path], *, not_started: list[dict[str, Any]] = ()) -> Path:
+    """Write ``root/sweep.json`` listing ``runs`` (folders under ``root``) and runs without a folder.
+
+    Each entry of ``not_started`` holds a run's settings; its folder name is made up from them.
+    """
+    entries = []
+    for run_dir in runs:
+        config = {k: v for k, v in yaml.safe_load((run_dir / "config.yaml").read_text()).items() if v is not None}
+        entries.append((run_dir.relative_to(root).as_posix(), config))
+    for settings in not_started:
+        entries.append(("/".join(f"{k}={v}" for k, v in settings.items()), settings))
+    manifest = {
+        "name": "test",
+        "num_runs": len(entries),
+        "runs": [{"index": i, "name": name, "settings": s} for i, (name, s) in enumerate(entries)],
+    }
+    (root / "sweep.json").write_text(json.dumps(manifest))
+    return root / "sweep.json"

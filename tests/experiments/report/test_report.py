@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
+from pathlib import Path
 
 import pytest
+import yaml
 from scipy import stats
 
 from lmix.experiments.cli import main
 from lmix.experiments.paper import PAPER_RESULTS, paper_result
-from lmix.experiments.report import build_report, render_latex, render_markdown, write_report
+from lmix.experiments.report import build_report, render_latex, render_markdown, report_json, write_report
+from lmix.experiments.report.settings import MIXER_SETTINGS, mixer_defaults
 from tests.cli_helpers import one_line_error
 
 from .conftest import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PUBLISHED = Path(__file__).resolve().parents[3] / "results" / "cpu-study-resnet"
 FINALS = {
     "none": [90.0, 91.5, 89.0],
     "mixup": [92.0, 92.5, 93.5],
@@ -105,6 +110,40 @@ def test_settings_a_method_ignores_or_defaults_do_not_split_groups(runs_dir):
     assert k4.lmix_ref == "LMix"
 
 
+def test_a_choice_of_methods_groups_explicit_defaults_with_unset_ones(runs_dir):
+    make_run(runs_dir, method="lmix+mixup", seed=0, final=90.0)
+    make_run(runs_dir, method="lmix+mixup", seed=1, final=91.0, alpha=1.0, k=1.0, mix_schedule="random")
+    make_run(runs_dir, method="lmix+mixup", seed=2, final=91.0, mix_mode="batch")  # not the same as no mode
+    labels = sorted((c.column_label, len(c.runs)) for c in build_report(runs_dir).cells)
+    assert labels == [("LMix+Mixup", 2), ("LMix+Mixup mix_mode=batch", 1)]
+
+
+def _with_unset_defaults(config: dict) -> dict:
+    """A config.yaml as records written before the trainer stated every mixer setting hold it:
+    mixing settings at their method's default are unset (null)."""
+    defaults = mixer_defaults(config["method"])
+    return {
+        k: None if k in MIXER_SETTINGS and v is not None and v == defaults.get(MIXER_SETTINGS[k], ...) else v
+        for k, v in config.items()
+    }
+
+
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="results/cpu-study-resnet not present")
+def test_published_records_give_the_same_report_with_unset_default_settings(tmp_path):
+    old = tmp_path / "records"
+    shutil.copytree(PUBLISHED, old)
+    changed = 0
+    for path in old.rglob("config.yaml"):
+        config = yaml.safe_load(path.read_text())
+        unset = _with_unset_defaults(config)
+        changed += unset != config
+        path.write_text(yaml.safe_dump(unset, sort_keys=False))
+    assert changed == 25  # every mixing run states its defaults (alpha, mix_mode, ...); the baseline has none
+    before, after = build_report(PUBLISHED, paper="off"), build_report(old, paper="off")
+    assert render_markdown(after).replace(str(old), str(PUBLISHED)) == render_markdown(before)
+    assert {**report_json(after), "root": None} == {**report_json(before), "root": None}
+
+
 def test_box_rounding_splits_cutmix_only_when_it_is_not_the_default(runs_dir):
     make_run(runs_dir, method="cutmix", seed=0, final=90.0)
     make_run(runs_dir, method="cutmix", seed=1, final=91.0, box_rounding="exact")  # CutMix's default
@@ -163,9 +202,9 @@ def test_unfinished_runs_and_duplicate_seeds_are_noted(runs_dir):
     partial.mkdir(parents=True)
     (partial / "metrics.jsonl").write_text('{"epoch": 1, "test_acc": 10.0}\n')
     report = build_report(runs_dir)
-    assert report.unfinished == ["c/partial"]
+    assert [(r.dir, r.status, r.detail) for r in report.not_used] == [("c/partial", "unfinished", "1 epoch recorded")]
     text = " ".join(report.notes)
-    assert "1 unfinished run" in text and "seed(s) 0 appear in several runs" in text
+    assert "1 of 3 runs are not in the numbers (1 unfinished)" in text and "seed(s) 0 appear in several runs" in text
 
 
 def test_cli_report(capsys, runs_dir, tmp_path):

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_INCOMPLETE = 1  # --strict: the report is written, but some run is not finished and used
+
+EXIT_CODES = (
+    "exit codes: 0 the report is written (with --strict: and every run under DIR is finished and used); "
+    f"{EXIT_INCOMPLETE} with --strict: the report is written, but some run failed, is unfinished, still running "
+    "or unreadable (or a sweep.json is unreadable); 2 a usage error (DIR is not a folder, no finished run "
+    "under it, a bad --paper file)."
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="paper-layout tables (Markdown, LaTeX), statistics and figures over finished runs",
-        description="Collect every summary.json under DIR, group the runs by data set, model, method and "
+        description="Collect every run under DIR, group the finished runs by data set, model, method and "
         "settings (seeds pooled), and write report.md, report.tex, report.json and PNG figures. Runs with "
-        "fgsm.json (lmix attack) add FGSM robustness tables and curves; failed runs (failed.json) are listed, not counted.",
+        "fgsm.json (lmix attack) add FGSM robustness tables and curves. Every run folder is accounted for: "
+        "finished and used, failed (failed.json), still running, unfinished, or unreadable (which file, what "
+        "is wrong); a group with runs not in its numbers says so (n=2 of 3 where a sweep.json says how many "
+        "runs were asked for).",
+        epilog=EXIT_CODES,
     )
     p.add_argument("dir", metavar="DIR", help="folder holding run folders (searched recursively)")
     p.add_argument("--out", metavar="REPORT_DIR", help="where to write the report (default: DIR/report)")
@@ -23,12 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "{dataset, model, method, acc} (default: auto)",
     )
     p.add_argument("--quiet", action="store_true", help="do not print the summary table")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit with code {EXIT_INCOMPLETE} unless every run under DIR is finished and used (for CI and job "
+        "arrays); the report is written either way",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from lmix.experiments.report import build_report, render_text_summary, write_report
 
     report = build_report(args.dir, paper=args.paper)
@@ -37,4 +57,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(render_text_summary(report), end="")
     print(f"wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths))
+    if args.strict and not report.complete:
+        print(_incomplete(report, out / "report.md"), file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
+
+
+def _incomplete(report: Any, report_md: Path) -> str:
+    """The one line --strict ends with: how many runs are not finished and used, and why."""
+    from lmix.experiments.report.accounting import counts_text
+
+    parts = []
+    if report.not_used:
+        parts.append(
+            f"{len(report.not_used)} of {len(report.runs)} runs are not finished and used ({counts_text(report.runs)})"
+        )
+    parts += [f"unreadable {p}" for p in report.problems]
+    return f"lmix report: --strict: {'; '.join(parts)}; see {report_md}"

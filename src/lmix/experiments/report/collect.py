@@ -1,38 +1,82 @@
 """Finding runs and reading their records: the first step of a report.
 
-Every run folder under the report's root that holds a readable ``summary.json`` (with a
-``final_acc``) is one finished run; its ``config.yaml``, ``metrics.jsonl`` and ``fgsm.json``
-come with it. A folder with ``metrics.jsonl`` but no summary is unfinished. How runs are grouped
-is :mod:`~lmix.experiments.report.settings`'.
+Every run folder under the report's root is accounted for (a folder is a run folder when it
+holds any of :data:`lmix.experiments.records.RUN_FILES`), with one status:
+
+* ``used``: finished (a ``summary.json``) and every record it has is readable; it is in the numbers.
+* ``failed``: ``failed.json`` (a sweep's run that raised, e.g. diverged) and no ``summary.json``.
+* ``running``: no ``summary.json`` and another process holds the run's lock (``.lock``).
+* ``unfinished``: none of these (an interrupted run, a ``lmix train`` that diverged, a run not
+  started yet); also every run a sweep's ``sweep.json`` lists whose folder does not exist.
+* ``unreadable``: a record is there but cannot be used (which file, what is wrong).
+
+The runs that are not used keep what is known of their identity and settings (their
+``config.yaml``, else the sweep's settings for their folder), so that the report can say which
+group they are missing from. How runs are grouped is :mod:`~lmix.experiments.report.settings`'.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lmix.errors import LmixValueError
+from lmix.experiments.io import RunLock
+from lmix.experiments.records import (
+    CHECKPOINT,
+    METRICS_JSONL,
+    RUN_FILES,
+    SUMMARY_JSON,
+    SWEEP_JSON,
+    RecordError,
+    load_config,
+    load_failed,
+    load_fgsm,
+    load_metrics,
+    load_summary,
+    load_sweep,
+)
 
-__all__ = ["RunRecord", "collect_runs", "collect_failed", "failure_reason", "fgsm_curve", "FAILED_JSON"]
+__all__ = [
+    "USED",
+    "FAILED",
+    "RUNNING",
+    "UNFINISHED",
+    "UNREADABLE",
+    "STATUSES",
+    "RunRecord",
+    "Collection",
+    "collect_runs",
+    "fgsm_curve",
+    "status_counts",
+]
 
-FAILED_JSON = "failed.json"  # written by lmix sweep in the folder of a run that failed (and no summary.json)
+USED, FAILED, RUNNING, UNFINISHED, UNREADABLE = "used", "failed", "running", "unfinished", "unreadable"
+STATUSES = (USED, FAILED, RUNNING, UNFINISHED, UNREADABLE)
+_IDENTITY = ("dataset", "model", "method", "seed")
 
 
 @dataclass
 class RunRecord:
-    """One finished run.
+    """One run folder (or one run of a sweep that has no folder yet).
 
     Attributes:
         dir: the run folder, relative to the report's root.
-        summary: ``summary.json``.
-        config: ``config.yaml`` (empty if missing: identity then comes from the summary).
+        summary: ``summary.json`` of a used run; for the others, the identity that is known
+            (data set, model, method, seed).
+        config: ``config.yaml`` (for a run without a readable one: the sweep's settings for its
+            folder, or empty: identity then comes from ``summary``).
         metrics: rows of ``metrics.jsonl`` (empty if missing).
         fgsm: ``fgsm.json`` (None if missing).
-        failure: ``failed.json`` of a failed run (None for a finished one).
         settings: the grouping settings (normalised; excludes data set, model, method, seed).
+        failure: ``failed.json`` of a failed run (None otherwise).
+        status: one of :data:`STATUSES`.
+        detail: why a run is not used: the reason it failed, how far it got, which file is
+            unreadable and what is wrong ("" for a used run).
+        settings_known: whether ``config`` holds the run's settings (False: only its identity is known).
     """
 
     dir: str
@@ -42,111 +86,216 @@ class RunRecord:
     fgsm: dict[str, Any] | None
     settings: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    status: str = USED
+    detail: str = ""
+    settings_known: bool = True
+
+    def _identity(self, key: str) -> Any:
+        value = self.summary.get(key)
+        return self.config.get(key) if value is None else value
 
     @property
     def dataset(self) -> str:
-        return str(self.summary.get("dataset", self.config.get("dataset")))
+        return str(self._identity("dataset"))
 
     @property
     def model(self) -> str:
-        return str(self.summary.get("model", self.config.get("model")))
+        return str(self._identity("model"))
 
     @property
     def method(self) -> str:
-        return str(self.summary.get("method", self.config.get("method")))
+        return str(self._identity("method"))
 
     @property
     def seed(self) -> Any:
-        return self.summary.get("seed", self.config.get("seed"))
+        return self._identity("seed")
+
+    @property
+    def diverged(self) -> bool:
+        """A failed run whose training diverged (non-finite loss or weights)."""
+        return bool((self.failure or {}).get("diverged"))
+
+    @property
+    def status_label(self) -> str:
+        """The status as the report prints it (``failed (diverged)`` for a diverged run)."""
+        return f"{self.status} (diverged)" if self.diverged else self.status
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+@dataclass
+class Collection:
+    """Every run under a report's root.
+
+    Attributes:
+        runs: every run folder, and every run a ``sweep.json`` lists that has none, by folder.
+        sweeps: the ``sweep.json`` files read (relative to the root): with one, a group's
+            expected number of runs is known.
+        problems: unreadable ``sweep.json`` files ("``a/sweep.json: not valid JSON ...``").
+    """
+
+    runs: list[RunRecord]
+    sweeps: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status == USED]
+
+    @property
+    def not_used(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status != USED]
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    if not (run_dir / "config.yaml").is_file():
-        return {}
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except yaml.YAMLError:
-        return {}
-    return config if isinstance(config, dict) else {}
+def status_counts(runs: list[RunRecord]) -> dict[str, int]:
+    """Runs per status, in :data:`STATUSES` order, statuses with no run left out."""
+    counts = Counter(r.status for r in runs)
+    return {s: counts[s] for s in STATUSES if counts[s]}
 
 
 def _check_root(root: str | os.PathLike) -> Path:
     root = Path(root)
     if not root.is_dir():
-        raise NotADirectoryError(f"lmix report: {str(root)!r} is not a folder of runs")
+        raise LmixValueError(f"lmix report: {str(root)!r} is not a folder of runs")
     return root
 
 
-def _finished(run_dir: Path) -> bool:
-    summary = _read_json(run_dir / "summary.json")
-    return isinstance(summary, dict) and "final_acc" in summary
+def _run_folders(root: Path) -> tuple[list[Path], list[Path]]:
+    """Folders under ``root`` (itself included) holding a run file, and those holding a ``sweep.json``."""
+    runs, sweeps = [], []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        if RUN_FILES.intersection(files):
+            runs.append(Path(folder))
+        if SWEEP_JSON in files:
+            sweeps.append(Path(folder))
+    return runs, sweeps
 
 
-def collect_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
-    """Finished runs under ``root`` (folders with a readable ``summary.json``) and unfinished run folders.
-
-    Unfinished: a ``metrics.jsonl`` without ``summary.json``, except failed runs (``failed.json``,
-    see :func:`collect_failed`).
-    """
+def collect_runs(root: str | os.PathLike) -> Collection:
+    """Every run under ``root``, each with its status (see the module docstring); reads, never writes."""
     root = _check_root(root)
-    records: list[RunRecord] = []
-    for path in sorted(root.rglob("summary.json")):
-        summary = _read_json(path)
-        if not isinstance(summary, dict) or "final_acc" not in summary:
+    folders, sweep_folders = _run_folders(root)
+    planned, collection = _sweep_runs(root, sweep_folders)
+    for folder in folders:
+        rel = _rel(folder, root)
+        collection.runs.append(_run(folder, rel, planned.pop(rel, None)))
+    for rel, settings in planned.items():  # listed by a sweep, no folder yet
+        collection.runs.append(
+            _not_used(rel, dict(settings), UNFINISHED, f"not started (listed in {SWEEP_JSON}, nothing recorded)")
+        )
+    collection.runs.sort(key=lambda r: r.dir)
+    return collection
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() or "."
+
+
+def _sweep_runs(root: Path, folders: list[Path]) -> tuple[dict[str, dict[str, Any]], Collection]:
+    """The runs the sweeps under ``root`` list (folder relative to ``root`` -> settings), and a collection to fill."""
+    planned: dict[str, dict[str, Any]] = {}
+    collection = Collection([])
+    for folder in folders:
+        try:
+            runs = load_sweep(folder) or []
+        except RecordError as err:
+            collection.problems.append(f"{_rel(err.path, root)}: {err.problem}")
             continue
-        run_dir = path.parent
-        config = _read_config(run_dir)
-        metrics: list[dict[str, Any]] = []
-        if (run_dir / "metrics.jsonl").is_file():
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-                try:
-                    metrics.append(json.loads(line))
-                except ValueError:
-                    continue
-        fgsm = _read_json(run_dir / "fgsm.json")
-        rel = run_dir.relative_to(root).as_posix() or "."
-        records.append(RunRecord(rel, summary, config, metrics, fgsm if isinstance(fgsm, dict) else None))
-    done = {root / r.dir for r in records}
-    unfinished = sorted(
-        p.parent.relative_to(root).as_posix()
-        for p in root.rglob("metrics.jsonl")
-        if p.parent not in done and not (p.parent / "summary.json").exists() and not (p.parent / FAILED_JSON).exists()
-    )
-    return records, unfinished
+        collection.sweeps.append(_rel(folder / SWEEP_JSON, root))
+        for name, settings in runs:
+            planned[_rel(folder / name, root)] = settings
+    return planned, collection
 
 
-def collect_failed(root: str | os.PathLike) -> list[RunRecord]:
-    """Failed runs under ``root``: folders with ``failed.json`` and no finished ``summary.json``.
+def _run(folder: Path, rel: str, planned: dict[str, Any] | None) -> RunRecord:
+    """The record of one run folder, with its status."""
+    if (folder / SUMMARY_JSON).exists():
+        try:
+            return _finished(folder, rel)
+        except RecordError as err:
+            return _unusable(folder, rel, planned, UNREADABLE, f"{err.file}: {err.problem}")
+    if _held_elsewhere(folder):
+        return _unusable(
+            folder, rel, planned, RUNNING, f"{RunLock(folder).holder()} holds its lock; {_progress(folder)}"
+        )
+    try:
+        failure = load_failed(folder)
+    except RecordError as err:
+        return _unusable(folder, rel, planned, UNREADABLE, f"{err.file}: {err.problem}")
+    if failure is not None:
+        record = _unusable(folder, rel, planned, FAILED, _reason(failure))
+        record.failure = failure
+        record.summary = {k: failure[k] for k in _IDENTITY if failure.get(k) is not None} | record.summary
+        return record
+    return _unusable(folder, rel, planned, UNFINISHED, _progress(folder))
 
-    Their identity and settings come from ``config.yaml`` (else from ``failed.json``'s dataset,
-    model, method and seed); ``summary`` holds only that identity, ``failure`` the failed.json mapping.
-    """
-    root = _check_root(root)
-    out = []
-    for path in sorted(root.rglob(FAILED_JSON)):
-        run_dir = path.parent
-        if _finished(run_dir):
-            continue
-        failure = _read_json(path)
-        failure = failure if isinstance(failure, dict) else {}
-        config = _read_config(run_dir)
-        identity = {k: failure[k] for k in ("dataset", "model", "method", "seed") if k in failure}
-        rel = run_dir.relative_to(root).as_posix() or "."
-        out.append(RunRecord(rel, identity, config, [], None, failure=failure))
-    return out
+
+def _finished(folder: Path, rel: str) -> RunRecord:
+    """A finished run whose records are all readable; RecordError naming the first one that is not."""
+    summary = load_summary(folder)
+    config = load_config(folder) or {}
+    for key in ("dataset", "model", "method"):
+        mine, theirs = summary.get(key), config.get(key)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise RecordError(folder / SUMMARY_JSON, f"{key} is {mine!r} but config.yaml says {theirs!r}")
+        if mine is None and theirs is None:
+            raise RecordError(folder / SUMMARY_JSON, f"names no {key} (and config.yaml neither)")
+    epochs = summary.get("epochs")
+    metrics = load_metrics(folder, epochs=epochs) or []
+    return RunRecord(rel, summary, config, metrics, load_fgsm(folder))  # type: ignore[arg-type]
 
 
-def failure_reason(record: RunRecord) -> str:
-    """One line saying why a failed run failed (its failed.json's error/reason/message, if any)."""
+def _unusable(folder: Path, rel: str, planned: dict[str, Any] | None, status: str, detail: str) -> RunRecord:
+    """A run folder that is not in the numbers, with what is known of its identity and settings."""
+    try:
+        config = load_config(folder)
+    except RecordError:
+        config = None
+    record = _not_used(rel, config if config is not None else dict(planned or {}), status, detail)
+    record.settings_known = config is not None or planned is not None
+    record.summary = _summary_identity(folder)
+    return record
+
+
+def _not_used(rel: str, config: dict[str, Any], status: str, detail: str) -> RunRecord:
+    return RunRecord(rel, {}, config, [], None, status=status, detail=detail)
+
+
+def _summary_identity(folder: Path) -> dict[str, Any]:
+    """Identity from an unusable run's summary.json, as far as it is a mapping (a damaged run may still name itself)."""
+    try:
+        summary = load_summary(folder)
+    except RecordError:
+        return {}
+    return {k: summary[k] for k in _IDENTITY if summary and summary.get(k) is not None}
+
+
+def _held_elsewhere(folder: Path) -> bool:
+    try:
+        return RunLock(folder).is_held_elsewhere()
+    except OSError:  # released just now, or a folder we may not open for writing: nobody we can see
+        return False
+
+
+def _progress(folder: Path) -> str:
+    """How far an unfinished run got: epochs recorded, and whether it left a checkpoint."""
+    try:
+        lines = (folder / METRICS_JSONL).read_bytes().splitlines()
+    except OSError:
+        lines = []
+    epochs = sum(1 for line in lines if line.strip())
+    try:
+        total = (load_config(folder) or {}).get("epochs")
+    except RecordError:
+        total = None
+    text = f"{epochs} of {total}" if total is not None else str(epochs)
+    text += " epoch recorded" if epochs == 1 and total is None else " epochs recorded"
+    return text + (f", {CHECKPOINT} kept" if (folder / CHECKPOINT).is_file() else "")
+
+
+def _reason(failure: dict[str, Any]) -> str:
+    """One line saying why a failed run failed (its failed.json's error, reason or message)."""
     for key in ("error", "reason", "message"):
-        value = (record.failure or {}).get(key)
+        value = failure.get(key)
         if isinstance(value, str) and value.strip():
             line = value.strip().splitlines()[0]
             return line if len(line) <= 160 else line[:157] + "..."
@@ -154,24 +303,12 @@ def failure_reason(record: RunRecord) -> str:
 
 
 def fgsm_curve(record: RunRecord) -> dict[float, float]:
-    """A run's FGSM accuracy (%) by eps in 1/255 units ({} without a usable fgsm.json).
+    """A run's FGSM accuracy (%) by eps in 1/255 units ({} without fgsm.json).
 
-    eps is read from ``eps_255`` (as recorded by ``lmix attack``) where it has one value per
-    accuracy, else from ``eps`` (fractions of the pixel range) times 255; rounded to 1e-6 so
-    that ``8/255 * 255`` and ``8`` meet.
+    eps is read from ``eps_255`` (as recorded by ``lmix attack``), else from ``eps`` (fractions
+    of the pixel range) times 255; rounded to 1e-6 so that ``8/255 * 255`` and ``8`` meet.
     """
-    f = record.fgsm or {}
-    acc = f.get("acc")
-    eps = f.get("eps_255")
-    scale = 1.0
-    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
-        eps, scale = f.get("eps"), 255.0
-    if not isinstance(eps, list) or not isinstance(acc, list) or len(eps) != len(acc):
+    if record.fgsm is None:
         return {}
-    out = {}
-    for e, a in zip(eps, acc):
-        try:
-            out[round(float(e) * scale, 6)] = float(a)
-        except (TypeError, ValueError):
-            continue
-    return out
+    eps, scale = (record.fgsm["eps_255"], 1.0) if "eps_255" in record.fgsm else (record.fgsm["eps"], 255.0)
+    return {round(float(e) * scale, 6): float(a) for e, a in zip(eps, record.fgsm["acc"])}

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from lmix.experiments.io import atomic_write_json, atomic_write_text
+from lmix.experiments.report.accounting import cell_runs_text, counts_text
 from lmix.experiments.report.analysis import PairedTest, Trend, metric_label
-from lmix.experiments.report.collect import RunRecord, failure_reason
+from lmix.experiments.report.collect import STATUSES, RunRecord
 from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm, plot_k
 from lmix.experiments.report.settings import format_setting, method_display, method_key, sort_value
 from lmix.experiments.report.stats import (
@@ -33,14 +34,12 @@ from lmix.experiments.report.stats import (
 __all__ = ["render_markdown", "render_latex", "render_text_summary", "report_json", "write_report"]
 
 
-def _fmt_stats(s: Stats | None, *, n: bool = True, tex: bool = False) -> str:
+def _fmt_stats(s: Stats | None, *, tex: bool = False) -> str:
     if s is None:
         return "-"
     pm = r" \pm " if tex else " ± "
     body = f"{s.mean:.2f}" + (f"{pm}{s.std:.2f}" if not math.isnan(s.std) else "")
-    if tex:
-        body = f"${body}$"
-    return body + (f" (n={s.n})" if n else "")
+    return f"${body}$" if tex else body
 
 
 def _fmt_p(p: float | None) -> str:
@@ -57,6 +56,7 @@ class _Table:
     key: str  # "final" or "best"
     columns: list[str]
     rows: list[tuple[str, list[Cell | None], str | None]]  # (label, cells, regime or None)
+    of: bool  # a sweep.json says how many runs each cell should have
 
 
 def _tables(report: Report, dataset: str, key: str) -> list[_Table]:
@@ -71,7 +71,7 @@ def _tables(report: Report, dataset: str, key: str) -> list[_Table]:
         for _, label, cs in rows:
             by_method = {c.method: c for c in cs if not c.variant}
             out_rows.append((label, [by_method.get(m) for m in plain_methods], row_regime(cs)[0]))
-        tables.append(_Table(title, key, [method_display(m) for m in plain_methods], out_rows))
+        tables.append(_Table(title, key, [method_display(m) for m in plain_methods], out_rows, bool(report.sweeps)))
     varied_methods = sorted({c.method for c in cells if c.variant}, key=method_key)
     if varied_methods:
         keys = sorted({k for c in cells for k, _ in c.variant})
@@ -84,21 +84,26 @@ def _tables(report: Report, dataset: str, key: str) -> list[_Table]:
                 name = ", ".join(f"{k}={format_setting(v)}" for k, v in variant) or "defaults"
                 out_rows.append((f"{label}, {name}", [by_method.get(m) for m in varied_methods], None))
         tables.append(
-            _Table(f"{title} by {', '.join(keys)}", key, [method_display(m) for m in varied_methods], out_rows)
+            _Table(
+                f"{title} by {', '.join(keys)}",
+                key,
+                [method_display(m) for m in varied_methods],
+                out_rows,
+                bool(report.sweeps),
+            )
         )
     return tables
 
 
-def _cell_text(c: Cell | None, key: str, *, n: bool = True, tex: bool = False) -> str:
+def _cell_text(c: Cell | None, key: str, *, of: bool, n: bool = True, tex: bool = False) -> str:
     if c is None:
         return "--" if tex else ""
-    text = _fmt_stats(getattr(c, key), n=n, tex=tex)
-    if c.failed:  # failed runs are not in the numbers: say so where the numbers are
-        text = (
-            text[:-1] + f", {len(c.failed)} failed)"
-            if n and text.endswith(")")
-            else text + f" ({len(c.failed)} failed)"
-        )
+    stats = getattr(c, key)
+    text = _fmt_stats(stats, tex=tex)
+    # runs not in the numbers (failed, unfinished, ...) are named where the numbers are
+    note = cell_runs_text(c, of=of, n=stats.n if n and stats is not None else None)
+    if note:
+        text += f" ({note})"
     if c.paper is not None:
         text += f" [{c.paper.value(key):.2f}]"
     return text
@@ -113,31 +118,31 @@ def _table_md(table: _Table, *, regime: bool = True) -> list[str]:
     for label, cells, reg in table.rows:
         lines.append(
             f"| {label} | "
-            + " | ".join(_cell_text(c, table.key) for c in cells)
+            + " | ".join(_cell_text(c, table.key, of=table.of) for c in cells)
             + (f" | {reg or ''} |" if regime else " |")
         )
     return lines
 
 
-def _stats_md(cells: list[Cell]) -> list[str]:
+def _stats_md(cells: list[Cell], *, of: bool) -> list[str]:
     lines = [
         "| method | n | final | final 95% CI | p vs none | p vs LMix | best | best 95% CI | p vs none | p vs LMix "
         "| clean train acc | runs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted(cells, key=cell_order):
-        parts = [c.column_label, str(len(c.runs))]
+        parts = [c.column_label, cell_runs_text(c, of=of, n=len(c.runs)).removeprefix("n=")]
         for s, key in ((c.final, "final_acc"), (c.best, "best_acc")):
             ci = "-" if s is None or math.isnan(s.ci95) else f"[{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]"
             parts += [
-                _fmt_stats(s, n=False),
+                _fmt_stats(s),
                 ci,
                 _fmt_p(c.p_vs_none[key]) if c.p_vs_none else "-",
                 (_fmt_p(c.p_vs_lmix[key]) + ("" if c.lmix_ref == "LMix" else f" ({c.lmix_ref})"))
                 if c.p_vs_lmix
                 else "-",
             ]
-        parts.append(_fmt_stats(c.clean_train, n=False))
+        parts.append(_fmt_stats(c.clean_train))
         parts.append(", ".join(f"seed {r.seed}" for r in c.runs))
         lines.append("| " + " | ".join(parts) + " |")
     return lines
@@ -175,7 +180,7 @@ def render_markdown(report: Report) -> str:
                 out += ["", _conditions_text(_table_runs(table)), ""]
         for _, label, cells in report_rows(report, dataset):
             out += [f"### Statistics: {dataset}, {label}", ""]
-            out += _stats_md(cells)
+            out += _stats_md(cells, of=bool(report.sweeps))
             out += ["", f"Regime: {row_regime(cells)[0]}.", ""]
             out += _significance_sentences(cells)
             out.append("")
@@ -213,10 +218,7 @@ def render_markdown(report: Report) -> str:
         '"underfits": below that, where mixing methods are expected to lose.',
         "",
     ]
-    if report.failed:
-        out += ["## Failed runs", "", "Runs with failed.json and no summary.json; none is in the numbers above.", ""]
-        out += _failed_md(report)
-        out.append("")
+    out += _runs_md(report)
     if report.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     if report.figures:
@@ -366,12 +368,26 @@ def _trend_sentence(t: Trend) -> str:
     )
 
 
-def _failed_md(report: Report) -> list[str]:
-    lines = ["| group | failed | runs |", "|---|---|---|"]
-    for label, runs in report.failed:
-        listed = "; ".join(f"{r.dir}: {failure_reason(r)}" for r in runs)
-        lines.append(f"| {label} | {len(runs)} | {listed.replace('|', '/')} |")
-    return lines
+def _runs_sentence(report: Report) -> str:
+    """``12 runs: 9 finished and used, 1 failed, 2 unfinished``, and where the expected runs come from."""
+    used = len(report.runs) - len(report.not_used)
+    others = counts_text(report.runs)
+    total = f"{len(report.runs)} run" + ("" if len(report.runs) == 1 else "s")
+    text = f"{total}: {used} finished and used" + (f", {others}" if others else "")
+    return text + (f" (the runs asked for: {', '.join(report.sweeps)})" if report.sweeps else "")
+
+
+def _runs_md(report: Report) -> list[str]:
+    """The Runs section: every run folder accounted for, each run not in the numbers with why."""
+    out = ["## Runs", "", _runs_sentence(report) + ".", ""]
+    if report.not_used:
+        out += ["Runs not in the numbers above:", "", "| run | status | group | detail |", "|---|---|---|---|"]
+        for r in report.not_used:
+            cells = (r.dir, r.status_label, report.groups.get(r.dir, ""), r.detail)
+            out.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        out.append("")
+    out += [f"- unreadable: {p}" for p in report.problems] + ([""] if report.problems else [])
+    return out
 
 
 def _significance_sentences(cells: list[Cell]) -> list[str]:
@@ -425,7 +441,7 @@ def render_latex(report: Report) -> str:
                     "\\midrule",
                 ]
                 for label, row_cells, _ in table.rows:
-                    vals = [_cell_text(c, key, n=len(ns) > 1, tex=True) for c in row_cells]
+                    vals = [_cell_text(c, key, of=table.of, n=len(ns) > 1, tex=True) for c in row_cells]
                     out.append(_tex_escape(label) + " & " + " & ".join(vals) + " \\\\")
                 out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
         for _, label, row_cells in report_rows(report, dataset):
@@ -522,10 +538,19 @@ def render_text_summary(report: Report) -> str:
         runs = [r for c in report.cells if c.dataset == dataset for r in c.runs]
         out.append(_conditions_text(runs, what=f"{dataset} runs"))
         out.append("")
-    if report.failed:
-        out.append(f"failed runs (not included): {sum(len(runs) for _, runs in report.failed)}")
-        out += [f"  {label}: {len(runs)} failed" for label, runs in report.failed]
-    return "\n".join(out).rstrip() + "\n"
+    return "\n".join(out + _runs_text(report)).rstrip() + "\n"
+
+
+_MAX_LISTED = 20  # runs not used listed in the terminal; report.md lists them all
+
+
+def _runs_text(report: Report) -> list[str]:
+    """The terminal's account of the runs: counts, then each run not in the numbers with why."""
+    out = [_runs_sentence(report)]
+    out += [f"  {r.status_label}: {r.dir}: {r.detail}" for r in report.not_used[:_MAX_LISTED]]
+    if len(report.not_used) > _MAX_LISTED:
+        out.append(f"  ... and {len(report.not_used) - _MAX_LISTED} more (report.md lists them all)")
+    return out + [f"  unreadable: {p}" for p in report.problems]
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -570,7 +595,8 @@ def report_json(report: Report) -> dict[str, Any]:
                 "p_vs_none": c.p_vs_none,
                 "p_vs_lmix": c.p_vs_lmix,
                 "lmix_reference": c.lmix_ref,
-                "failed_runs": [r.dir for r in c.failed],
+                "expected_runs": len(c.runs) + len(c.not_used) if report.sweeps else None,
+                "not_used_runs": [{"dir": r.dir, "status": r.status} for r in c.not_used],
                 "fgsm": [
                     {
                         "eps_255": pt.eps_255,
@@ -592,11 +618,7 @@ def report_json(report: Report) -> dict[str, Any]:
             d: run_conditions([r for c in report.cells if c.dataset == d for r in c.runs])
             for d in report_datasets(report)
         },
-        "unfinished": report.unfinished,
-        "failed": [
-            {"group": label, "runs": [{"dir": r.dir, "seed": r.seed, "reason": failure_reason(r)} for r in runs]}
-            for label, runs in report.failed
-        ],
+        "runs": _runs_json(report),
         "paired": [
             {"dataset": d, "row": {k: _jsonable(v) for k, v in row}, "model": m, "tests": [t.to_dict() for t in tests]}
             for (d, row, m), tests in report.paired.items()
@@ -609,6 +631,27 @@ def report_json(report: Report) -> dict[str, Any]:
         ],
         "notes": report.notes,
         "figures": report.figures,
+    }
+
+
+def _runs_json(report: Report) -> dict[str, Any]:
+    return {
+        "total": len(report.runs),
+        "counts": {status: sum(r.status == status for r in report.runs) for status in STATUSES},
+        "complete": report.complete,
+        "sweeps": report.sweeps,
+        "unreadable_sweeps": report.problems,
+        "not_used": [
+            {
+                "dir": r.dir,
+                "status": r.status,
+                "diverged": r.diverged,
+                "detail": r.detail,
+                "group": report.groups.get(r.dir),
+                "seed": r.seed,
+            }
+            for r in report.not_used
+        ],
     }
 
 

@@ -77,17 +77,41 @@ _DISPLAY = {
 
 
 def mixer_defaults(method: str) -> dict[str, Any]:
-    """The constructor defaults of a single registered method ({} for combinations or unknown names)."""
+    """A method's mixing defaults by constructor parameter ({} for an unknown name).
+
+    A single method: its mixer's keyword defaults. A choice ``a+b``: the choice's own (``p``,
+    ``schedule``) and every setting on which all components that take it agree; not ``mode``,
+    since a choice without one is neither ``batch`` nor ``sample`` (``lmix.mixing.create_mixer``).
+    """
     if "+" in method:
-        return {}
+        return _choice_defaults(method)
     try:
         from lmix.mixing.registry import mixer_class
 
         cls = mixer_class(method)
     except (ImportError, ValueError):
         return {}
+    return _keyword_defaults(cls)
+
+
+def _keyword_defaults(cls: type) -> dict[str, Any]:
     sig = inspect.signature(cls.__init__)
     return {n: p.default for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _choice_defaults(method: str) -> dict[str, Any]:
+    from lmix.mixing import MixChoice
+
+    parts = [mixer_defaults(m.strip()) for m in method.split("+")]
+    if not all(parts):
+        return {}
+    shared = {}
+    for key in set().union(*parts) - {"mode", "seed"}:
+        values = [p[key] for p in parts if key in p]
+        if all(same_value(v, values[0]) for v in values):
+            shared[key] = values[0]
+    choice = _keyword_defaults(MixChoice)
+    return shared | {key: choice[key] for key in ("p", "schedule") if key in choice}
 
 
 def _accepted(method: str) -> set[str] | None:

@@ -22,13 +22,12 @@ from typing import Any
 from lmix.errors import LmixValueError
 from lmix.experiments.io import read_yaml
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
+from lmix.experiments.report.accounting import attach_not_used, counts_text, group_key
 from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
-from lmix.experiments.report.collect import RunRecord, collect_failed, collect_runs, fgsm_curve
+from lmix.experiments.report.cells import Cell, FgsmPoint, Stats
+from lmix.experiments.report.collect import STATUSES, UNREADABLE, USED, Collection, RunRecord, collect_runs, fgsm_curve
 from lmix.experiments.report.settings import (
-    MIXER_SETTINGS,
-    format_setting,
     grouping_settings,
-    method_display,
     method_key,
     mixer_defaults,
     same_value,
@@ -55,104 +54,39 @@ __all__ = [
 OVERFIT_THRESHOLD = 99.0  # % clean training accuracy of the baseline at which we call it "overfits"
 
 
-@dataclass(frozen=True)
-class Stats:
-    """mean, sample std (ddof 1; nan for n = 1), n, and the 95% CI half-width (t; nan for n = 1)."""
-
-    mean: float
-    std: float
-    n: int
-    ci95: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stats | None:
-        vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-        if not vals:
-            return None
-        n = len(vals)
-        mean = sum(vals) / n
-        if n < 2:
-            return cls(mean, math.nan, n, math.nan)
-        from scipy import stats
-
-        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-        return cls(mean, std, n, float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": _nan_to_none(self.std), "n": self.n, "ci95": _nan_to_none(self.ci95)}
-
-
-@dataclass
-class FgsmPoint:
-    """FGSM accuracy of a cell's runs at one eps (from their ``fgsm.json``).
-
-    Attributes:
-        eps_255: the perturbation size in 1/255 units.
-        values: accuracy (%) per run attacked at this eps, in the cell's run order.
-        dirs: those runs' folders.
-        stats: mean, std, n and 95% CI half-width of ``values``.
-        p_vs_none: Welch's two-sided p against the row's baseline (``none``) at the same eps.
-    """
-
-    eps_255: float
-    values: list[float]
-    dirs: list[str]
-    stats: Stats | None
-    p_vs_none: float | None = None
-
-
-@dataclass
-class Cell:
-    """The runs of one (data set, row settings, model, method, column settings) group."""
-
-    dataset: str
-    model: str
-    method: str
-    row: tuple[tuple[str, Any], ...]  # varying non-mixing settings, e.g. (("train_subset", 500),)
-    variant: tuple[tuple[str, Any], ...]  # varying mixing settings, e.g. (("alpha", 0.2),)
-    runs: list[RunRecord]
-    final: Stats | None = None
-    best: Stats | None = None
-    clean_train: Stats | None = None
-    paper: PaperResult | None = None
-    p_vs_none: dict[str, float | None] | None = None
-    p_vs_lmix: dict[str, float | None] | None = None
-    lmix_ref: str | None = None
-    failed: list[RunRecord] = field(default_factory=list)  # failed runs of this group (not in the statistics)
-    fgsm: list[FgsmPoint] = field(default_factory=list)  # FGSM accuracy per eps (runs with fgsm.json), eps order
-
-    @property
-    def row_label(self) -> str:
-        return self.model + (
-            " (" + ", ".join(f"{k}={format_setting(v)}" for k, v in self.row) + ")" if self.row else ""
-        )
-
-    @property
-    def column_label(self) -> str:
-        return method_display(self.method) + (
-            " " + ", ".join(f"{k}={format_setting(v)}" for k, v in self.variant) if self.variant else ""
-        )
-
-    def values(self, key: str) -> list[float]:
-        return [r.summary[key] for r in self.runs if r.summary.get(key) is not None]
-
-
 @dataclass
 class Report:
-    """Everything the report shows, computed once from the run folders."""
+    """Everything the report shows, computed once from the run folders.
+
+    ``runs`` accounts for every run folder under ``root`` (and every run a ``sweep.json`` lists);
+    ``records`` are the used ones, the runs in the numbers.
+    """
 
     root: str
     records: list[RunRecord]
     cells: list[Cell]
     varying: list[str]
-    unfinished: list[str]
     notes: list[str]
     figures: list[str] = field(default_factory=list)
-    # Failed runs (failed.json, no summary) per group label, in report order; none are in the statistics.
-    failed: list[tuple[str, list[RunRecord]]] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    sweeps: list[str] = field(default_factory=list)  # the sweep.json files read: a group's expected runs are known
+    problems: list[str] = field(default_factory=list)  # unreadable sweep.json files
+    groups: dict[str, str] = field(default_factory=dict)  # group label of every run not used, by folder
+    # Runs not used that belong to no cell, by group label.
+    unattached: list[tuple[str, list[RunRecord]]] = field(default_factory=list)
     # Per (data set, row, model): seed-paired tests and slopes against k (lmix.experiments.report.analysis).
     paired: dict[tuple, list[PairedTest]] = field(default_factory=dict)
     trends: dict[tuple, list[Trend]] = field(default_factory=dict)
+
+    @property
+    def not_used(self) -> list[RunRecord]:
+        """The runs not in the numbers, by status (failed, running, unfinished, unreadable), then folder."""
+        return sorted((r for r in self.runs if r.status != USED), key=lambda r: (STATUSES.index(r.status), r.dir))
+
+    @property
+    def complete(self) -> bool:
+        """Every run finished and used, and every sweep.json readable (``lmix report --strict``)."""
+        return not self.problems and all(r.status == USED for r in self.runs)
 
 
 def build_report(
@@ -163,28 +97,57 @@ def build_report(
     Args:
         paper: ``"auto"`` (lmix.experiments.paper's numbers), ``"off"``/None, or a YAML file of reference
             numbers (see ``load_paper_table``).
+        records: finished runs to report on instead of collecting those under ``root``.
 
     Raises:
-        ValueError: no finished runs under ``root``.
+        LmixValueError: no finished runs under ``root``.
     """
-    unfinished: list[str] = []
-    failed: list[RunRecord] = []
-    if records is None:
-        records, unfinished = collect_runs(root)
-        failed = collect_failed(root)
+    collection = collect_runs(root) if records is None else Collection(list(records))
+    records = collection.used
     if not records:
-        also = f" ({len(failed)} failed run(s) with failed.json)" if failed else ""
-        raise LmixValueError(f"lmix report: no finished runs (summary.json) under {str(root)!r}{also}")
+        raise LmixValueError(
+            f"lmix report: no finished runs (summary.json) under {str(root)!r}" + _what_there_is(collection)
+        )
     lookup = _paper_lookup(paper)
     for r in records:
         r.settings = grouping_settings(r)
     keys = sorted({k for r in records for k in r.settings})
     varying = [k for k in keys if len({r.settings.get(k) for r in records}) > 1]
+    cells = _cells(records, varying, lookup)
+    _significance(cells)
+    _robustness(cells)
+    report = Report(str(root), records, cells, varying, _notes(cells), runs=collection.runs)
+    report.sweeps, report.problems = collection.sweeps, collection.problems
+    report.groups, report.unattached = attach_not_used(collection.runs, records, cells, varying)
+    for key, row_cells in _by_row(cells).items():
+        report.paired[key] = paired_tests(row_cells, _lmix_reference)
+        report.trends[key] = k_trends(row_cells)
+    if report.not_used or report.problems:
+        report.notes.insert(0, _accounting_note(report))
+    return report
 
+
+def _what_there_is(collection: Collection) -> str:
+    """`` (2 failed, 1 unreadable: a: summary.json: ...)``: the runs there are, for the no-finished-runs error."""
+    parts = [counts_text(collection.runs)] if collection.runs else []
+    unreadable = [r for r in collection.runs if r.status == UNREADABLE]
+    if unreadable:
+        parts[-1] += f" ({unreadable[0].dir}: {unreadable[0].detail}" + (", ..." if len(unreadable) > 1 else "") + ")"
+    parts += collection.problems[:1]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _accounting_note(report: Report) -> str:
+    missing = report.not_used
+    text = f"{len(missing)} of {len(report.runs)} runs are not in the numbers ({counts_text(missing)}); see Runs"
+    return text if not report.problems else text + f"; unreadable: {'; '.join(report.problems)}"
+
+
+def _cells(records: list[RunRecord], varying: list[str], lookup: Any) -> list[Cell]:
+    """The runs grouped into cells with their statistics (and the paper's numbers), in report order."""
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for r in records:
-        groups[_group_key(r, varying)].append(r)
-
+        groups[group_key(r, varying)].append(r)
     cells = []
     for (dataset, row, model, method, variant), runs in groups.items():
         runs.sort(key=lambda r: (sort_value(r.seed), r.dir))
@@ -195,75 +158,24 @@ def build_report(
         if not row and not variant:
             cell.paper = lookup(dataset, model, method)
         cells.append(cell)
-    cells.sort(
+    return sorted(
+        cells,
         key=lambda c: (
             c.dataset,
             [sort_value(v) for _, v in c.row],
             c.model,
             method_key(c.method),
             [(k, sort_value(v)) for k, v in c.variant],
-        )
+        ),
     )
-    _significance(cells)
-    _robustness(cells)
-    notes = _notes(records, cells, unfinished)
-    report = Report(str(root), records, cells, varying, unfinished, notes)
-    report.failed = _group_failed(failed, records, cells, varying)
+
+
+def _by_row(cells: list[Cell]) -> dict[tuple, list[Cell]]:
+    """The cells of each table row, by (data set, row settings, model)."""
     by_row: dict[tuple, list[Cell]] = defaultdict(list)
     for c in cells:
         by_row[(c.dataset, c.row, c.model)].append(c)
-    for key, row_cells in by_row.items():
-        report.paired[key] = paired_tests(row_cells, _lmix_reference)
-        report.trends[key] = k_trends(row_cells)
-    if report.failed:
-        n = sum(len(runs) for _, runs in report.failed)
-        notes.insert(0, f"{n} failed run(s) (failed.json, no summary.json) are not included; see Failed runs")
-    return report
-
-
-def _group_key(r: RunRecord, varying: list[str]) -> tuple:
-    """(data set, row, model, method, variant) of a run: its cell."""
-    row = tuple((k, r.settings.get(k)) for k in varying if k not in MIXER_SETTINGS and r.settings.get(k) is not None)
-    variant = tuple((k, r.settings.get(k)) for k in varying if k in MIXER_SETTINGS and r.settings.get(k) is not None)
-    return (r.dataset, row, r.model, r.method, variant)
-
-
-def _group_failed(
-    failed: list[RunRecord], records: list[RunRecord], cells: list[Cell], varying: list[str]
-) -> list[tuple[str, list[RunRecord]]]:
-    """Attach failed runs to the cell they would have been in; list the others under their own label.
-
-    A failed run joins a cell only if it also agrees with the finished runs on every setting they
-    share (a failed ``lr: 99`` run is not counted against the ``lr: 0.1`` cell).
-    """
-    if not failed:
-        return []
-    common: dict[str, Any] = {}
-    for k in {k for r in records for k in r.settings} - set(varying):
-        common[k] = next((r.settings[k] for r in records if k in r.settings), None)
-    by_key = {(c.dataset, c.row, c.model, c.method, c.variant): c for c in cells}
-    unmatched: dict[str, list[RunRecord]] = {}
-    for r in failed:
-        r.settings = grouping_settings(r)
-        key = _group_key(r, varying)
-        other = [
-            (k, v)
-            for k, v in sorted(r.settings.items())
-            if k not in varying and v is not None and not same_value(v, common.get(k))
-        ]
-        cell = by_key.get(key) if not other else None
-        if cell is not None:
-            cell.failed.append(r)
-            continue
-        extra = list(key[1] + key[4]) + other
-        label = (
-            f"{r.dataset}, {r.model}, {method_display(r.method)}"
-            + (" (" + ", ".join(f"{k}={format_setting(v)}" for k, v in extra) + ")" if extra else "")
-            + " [no finished run in this group]"
-        )
-        unmatched.setdefault(label, []).append(r)
-    matched = [(f"{c.dataset}, {c.row_label}, {c.column_label}", c.failed) for c in cells if c.failed]
-    return matched + sorted(unmatched.items())
+    return by_row
 
 
 def _welch(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -292,10 +204,7 @@ def _robustness(cells: list[Cell]) -> None:
             FgsmPoint(eps, [a for _, a in pts], [d for d, _ in pts], Stats.of([a for _, a in pts]))
             for eps, pts in sorted(by_eps.items())
         ]
-    by_row: dict[tuple, list[Cell]] = defaultdict(list)
-    for c in cells:
-        by_row[(c.dataset, c.row, c.model)].append(c)
-    for row_cells in by_row.values():
+    for row_cells in _by_row(cells).values():
         base = next((c for c in row_cells if c.method == "none" and not c.variant), None)
         if base is None or not base.fgsm:
             continue
@@ -327,10 +236,7 @@ def _lmix_reference(cell: Cell, candidates: list[Cell]) -> Cell | None:
 
 
 def _significance(cells: list[Cell]) -> None:
-    by_row: dict[tuple, list[Cell]] = defaultdict(list)
-    for c in cells:
-        by_row[(c.dataset, c.row, c.model)].append(c)
-    for row_cells in by_row.values():
+    for row_cells in _by_row(cells).values():
         base = next((c for c in row_cells if c.method == "none" and not c.variant), None)
         lmix_cells = [c for c in row_cells if c.method == "lmix"]
         for c in row_cells:
@@ -344,13 +250,8 @@ def _significance(cells: list[Cell]) -> None:
                 c.p_vs_lmix = {k: _welch(c.values(k), ref.values(k)) for k in ("final_acc", "best_acc")}
 
 
-def _notes(records: list[RunRecord], cells: list[Cell], unfinished: list[str]) -> list[str]:
+def _notes(cells: list[Cell]) -> list[str]:
     notes = []
-    if unfinished:
-        notes.append(
-            f"{len(unfinished)} unfinished run(s) without summary.json are not included: {', '.join(unfinished[:5])}"
-            + (" ..." if len(unfinished) > 5 else "")
-        )
     for c in cells:
         seeds = Counter(r.seed for r in c.runs)
         dup = sorted(str(s) for s, n in seeds.items() if n > 1)
@@ -361,7 +262,9 @@ def _notes(records: list[RunRecord], cells: list[Cell], unfinished: list[str]) -
             )
     shown = {(c.dataset, c.paper.table) for c in cells if c.paper is not None}
     for dataset, table in sorted(shown):
-        epochs = sorted({r.summary.get("epochs") for c in cells if c.dataset == dataset and c.paper for r in c.runs})
+        epochs = sorted(
+            {r.summary.get("epochs") for c in cells if c.dataset == dataset and c.paper for r in c.runs}, key=sort_value
+        )
         paper_epochs = PAPER_EPOCHS.get(dataset)
         if paper_epochs is not None and any(e != paper_epochs for e in epochs):
             notes.append(
@@ -410,10 +313,6 @@ def _paper_lookup(paper: str | os.PathLike | None):
         return paper_result
     table = load_paper_table(paper)
     return lambda *key: table.get(tuple(key))
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else x
 
 
 def report_rows(report: Report, dataset: str) -> list[tuple[tuple, str, list[Cell]]]:

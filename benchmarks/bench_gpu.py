@@ -630,8 +630,7 @@ def section_table4(sec: dict, ctx: Context) -> None:
     data_root = _table4_data(sec, ctx, work)
     if data_root is None:
         return
-    cfg = ctx.cfg
-    jobs = ctx.args.jobs or min(cfg.table4_jobs, len(table4.METHODS) * len(cfg.table4_seeds))
+    jobs = ctx.args.jobs or min(ctx.cfg.table4_jobs, len(table4.METHODS) * len(ctx.cfg.table4_seeds))
     sec.update(
         config=f"configs/paper/{config_path.name}",
         data_root=str(data_root),
@@ -640,29 +639,16 @@ def section_table4(sec: dict, ctx: Context) -> None:
         jobs=jobs,
         runs=[],
     )
-    # checkpoint_every: only the last epoch's checkpoint (always written)
-    base = {"data_root": str(data_root), "device": str(ctx.device), "progress": False, "eval_train": 0}
-    base["checkpoint_every"] = 10**6
-    if ctx.args.smoke:
-        base.update(model=cfg.model, width=cfg.model_kwargs["width"], batch_size=cfg.table4_batch)
-    threads = 1 if ctx.args.smoke else max(1, available_cpus() // jobs)
-    sweep = table4.Table4Sweep(config_path, base, work, threads)
-    batch = cfg.table4_batch or int(load_yaml(config_path)["batch_size"])
-    t0 = time.perf_counter()
-    rates = sweep.probe(jobs, cfg.probe_steps * batch)
-    sec["probe"] = {"steps": cfg.probe_steps, "batch": batch, "seconds": time.perf_counter() - t0, "jobs": jobs}
-    sec["probe"].update(per_job_img_s=rates, aggregate_img_s=sum(rates))
-    ctx.write()
-    plan = _plan_epochs(sec, ctx, data_root, min(rates))
+    sweep = _table4_sweep(ctx, config_path, data_root, work, jobs)
+    plan = _plan_epochs(sec, ctx, data_root, _probe(sec, ctx, sweep, config_path))
     if plan["epochs"] < 1:
         sec.update(status="skipped", reason=f"not one epoch fits: {plan}")
         return
     epochs = plan["epochs"]
     milestones = table4.scale_milestones(paper_milestones, paper_epochs, epochs)
     sec.update(epochs=epochs, milestones=milestones)
-    runs = sweep.runs(
-        "runs", {"method": list(table4.METHODS), "seed": plan["seeds"]}, epochs=epochs, milestones=milestones
-    )
+    grid = {"method": list(table4.METHODS), "seed": plan["seeds"]}
+    runs = sweep.runs("runs", grid, epochs=epochs, milestones=milestones)
 
     def record(outcome: RunOutcome) -> None:
         sec["runs"].append(table4.outcome_row(outcome))
@@ -678,6 +664,30 @@ def section_table4(sec: dict, ctx: Context) -> None:
         sec["means"] = table4.means(sec["runs"])
     if any(r["status"] != "ok" for r in sec["runs"]):
         sec["status"] = "partial"
+
+
+def _table4_sweep(ctx: Context, config_path: Path, data_root: Path, work: Path, jobs: int) -> table4.Table4Sweep:
+    """The packaged config with this machine's settings over it (and the smoke run's tiny model)."""
+    cfg = ctx.cfg
+    # checkpoint_every: only the last epoch's checkpoint (always written)
+    base = {"data_root": str(data_root), "device": str(ctx.device), "progress": False, "eval_train": 0}
+    base["checkpoint_every"] = 10**6
+    if ctx.args.smoke:
+        base.update(model=cfg.model, width=cfg.model_kwargs["width"], batch_size=cfg.table4_batch)
+    threads = 1 if ctx.args.smoke else max(1, available_cpus() // jobs)
+    return table4.Table4Sweep(config_path, base, work, threads)
+
+
+def _probe(sec: dict, ctx: Context, sweep: table4.Table4Sweep, config_path: Path) -> float:
+    """The slowest job's training img/s with every job running (one short epoch each)."""
+    cfg, jobs = ctx.cfg, sec["jobs"]
+    batch = cfg.table4_batch or int(load_yaml(config_path)["batch_size"])
+    t0 = time.perf_counter()
+    rates = sweep.probe(jobs, cfg.probe_steps * batch)
+    sec["probe"] = {"steps": cfg.probe_steps, "batch": batch, "seconds": time.perf_counter() - t0, "jobs": jobs}
+    sec["probe"].update(per_job_img_s=rates, aggregate_img_s=sum(rates))
+    ctx.write()
+    return min(rates)
 
 
 def _table4_data(sec: dict, ctx: Context, work: Path) -> Path | None:

@@ -15,6 +15,17 @@ TINY_SPEC = {
     "base": {"dataset": "digits", "model": "simple_cnn", "epochs": 2},
     "grid": {"method": ["none", "mixup", "lmix"], "seed": [0, 1]},
 }
+# settings of a real training run that takes a few seconds
+QUICK_BASE = {
+    "dataset": "digits",
+    "model": "simple_cnn",
+    "width": 8,
+    "epochs": 1,
+    "train_subset": 64,
+    "batch_size": 32,
+    "eval_train": 0,
+    "progress": False,
+}
 
 
 @pytest.fixture

@@ -8,16 +8,7 @@ import pytest
 
 from lmix.experiments.sweep import expand, parse_spec, run_sweep
 
-BASE = {
-    "dataset": "digits",
-    "model": "simple_cnn",
-    "width": 8,
-    "epochs": 1,
-    "train_subset": 64,
-    "batch_size": 32,
-    "eval_train": 0,
-    "progress": False,
-}
+from .conftest import QUICK_BASE as BASE
 
 
 def test_attack_after_training_only_where_missing(tmp_path):

@@ -18,6 +18,8 @@ from lmix.experiments.sweep import expand, parse_spec, resolve_gpus
 from tests.cli_helpers import run_cli
 from tests.experiments.locks import held_by_another_thread
 
+from .conftest import QUICK_BASE
+
 SPEC = {
     "name": "tiny",
     "base": {"dataset": "digits", "model": "simple_cnn", "epochs": 1},
@@ -137,15 +139,7 @@ def test_jobs_with_real_training_and_fgsm_then_rerun_skips(capsys, tmp_path, wri
     spec = {
         "name": "real",
         "attack_eps": [0, 8],
-        "base": {
-            "dataset": "digits",
-            "model": "simple_cnn",
-            "width": 8,
-            "epochs": 1,
-            "train_subset": 64,
-            "batch_size": 32,
-            "eval_train": 0,
-        },
+        "base": QUICK_BASE,
         "grid": {"method": ["none", "lmix"], "seed": [0]},
     }
     out = tmp_path / "o"

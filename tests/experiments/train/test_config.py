@@ -61,6 +61,34 @@ def test_bad_values(override, match):
         config_from_sources(override)
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", True, "epochs must be an integer >= 1, got True"),
+        ("epochs", 2.0, "epochs must be an integer >= 1, got 2.0"),
+        ("lr", "fast", "lr must be a number in (0, 100), got 'fast'"),
+        ("lr", 100.0, "lr must be a number in (0, 100), got 100.0"),
+        ("momentum", 1.0, "momentum must be a number in [0, 1), got 1.0"),
+        ("lr_gamma", 0.0, "lr_gamma must be a number in (0, 1], got 0.0"),
+        ("weight_decay", -1e-4, "weight_decay must be a number >= 0, got -0.0001"),
+        ("crop_padding", -1, "crop_padding must be an integer >= 0, got -1"),
+        ("warmup_epochs", 30, "warmup_epochs must be an integer in [0, epochs=30), got 30"),
+        ("schedule", None, "schedule must be 'multistep', 'cosine' or 'onecycle', got None"),
+        ("model_layout", "wide", "model_layout must be 'preact' or 'fmix', got 'wide'"),
+        ("device", "cuda:x", "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    ],
+)
+def test_validate_names_the_field_the_value_and_what_is_allowed(field, value, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{field: value}).validate()
+    assert str(err.value) == message
+
+
+def test_validate_accepts_the_ends_of_closed_intervals_and_unset_optional_fields():
+    TrainConfig(momentum=0.0, lr_gamma=1.0, label_smoothing=0.0, crop_padding=0, train_subset=None).validate()
+    TrainConfig(model="preact_resnet18", model_layout="fmix", compile_mode="max-autotune", device="cuda:1").validate()
+
+
 def test_bad_yaml(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("epochs: [1\n")

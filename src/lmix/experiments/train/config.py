@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from lmix._checks import is_integer, is_real
 from lmix.errors import LmixValueError
 from lmix.experiments.io import read_yaml
 from lmix.experiments.train.mixer_config import METHOD_PARAM_KEYS, resolve_mixer_settings
@@ -43,10 +45,18 @@ __all__ = [
 ]
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+def _field(default: Any, help: str, *, bounds: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A TrainConfig field: its default, its ``--help`` text and what :meth:`TrainConfig.validate` allows.
+
+    Args:
+        bounds: the numbers allowed, as messages show them: ``">= 1"`` or an interval such as
+            ``"(0, 1]"``; the field's type says whether they must be integers.
+        choices: the strings allowed.
+    """
+    metadata = {"help": help, "bounds": bounds, "choices": choices}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+        return field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -67,161 +77,115 @@ class TrainConfig:
     """
 
     # data
-    dataset: str = _f("digits", "data set (lmix.data.list_datasets())")
-    data_root: str | None = _f(None, "folder holding the data set (default: ./data/<dataset>)")
-    download: bool = _f(False, "download the data set with torchvision if missing")
-    train_subset: int | None = _f(None, "train on a stratified subset of this many images")
-    svhn_extra: bool = _f(False, "SVHN: add the 'extra' split to the training set")
-    in_memory: bool | None = _f(None, "keep the data as a uint8 tensor on the device (default: by data set)")
-    augment: bool = _f(True, "random crop + flip as the data set's standard augmentation (SPEC section 3)")
-    crop_padding: int | None = _f(None, "zero padding of the random crop (default: the data set's; 0: no crop)")
-    flip: bool | None = _f(None, "random horizontal flip (default: the data set's)")
-    num_workers: int = _f(4, "DataLoader workers for data that is not kept in memory")
+    dataset: str = _field("digits", "data set (lmix.data.list_datasets())")
+    data_root: str | None = _field(None, "folder holding the data set (default: ./data/<dataset>)")
+    download: bool = _field(False, "download the data set with torchvision if missing")
+    train_subset: int | None = _field(None, "train on a stratified subset of this many images", bounds=">= 1")
+    svhn_extra: bool = _field(False, "SVHN: add the 'extra' split to the training set")
+    in_memory: bool | None = _field(None, "keep the data as a uint8 tensor on the device (default: by data set)")
+    augment: bool = _field(True, "random crop + flip as the data set's standard augmentation (SPEC section 3)")
+    crop_padding: int | None = _field(
+        None, "zero padding of the random crop (default: the data set's; 0: no crop)", bounds=">= 0"
+    )
+    flip: bool | None = _field(None, "random horizontal flip (default: the data set's)")
+    num_workers: int = _field(4, "DataLoader workers for data that is not kept in memory", bounds=">= 0")
     # model
-    model: str = _f("preact_resnet_tiny", "model (lmix.models.list_models())")
-    width: int | None = _f(None, "base width of the small models (simple_cnn, preact_resnet_tiny)")
-    model_layout: str | None = _f(
-        None, "PreAct-ResNets: 'preact' (default) or 'fmix' (the FMix reference: stem BN-ReLU, no final BN-ReLU)"
+    model: str = _field("preact_resnet_tiny", "model (lmix.models.list_models())")
+    width: int | None = _field(None, "base width of the small models (simple_cnn, preact_resnet_tiny)")
+    model_layout: str | None = _field(
+        None,
+        "PreAct-ResNets: 'preact' (default) or 'fmix' (the FMix reference: stem BN-ReLU, no final BN-ReLU)",
+        choices=("preact", "fmix"),
     )
     # mixing
-    method: str = _f("lmix", "mixing method (lmix.list_mixers()), or a+b for a per-batch choice, e.g. lmix+mixup")
-    alpha: float | None = _f(None, "Beta(alpha, alpha) concentration of the mixing weight (default: the method's)")
-    decay: float | None = _f(None, "LMix/FMix low-pass decay delta (default 3)")
-    k: float | None = _f(None, "LMix high-frequency emphasis of the masks (default 1)")
-    image_k: float | None = _f(None, "LMix image sharpening strength (default 0: off)")
-    box_size: int | None = _f(None, "CutMix fixed box side / Cutout square side (default: CutMix Beta box, Cutout 16)")
-    box_rounding: str | None = _f(
-        None, "CutMix: 'exact' box area or 'reference' (the reference code's 2*(cut//2) box side)"
+    method: str = _field("lmix", "mixing method (lmix.list_mixers()), or a+b for a per-batch choice, e.g. lmix+mixup")
+    alpha: float | None = _field(None, "Beta(alpha, alpha) concentration of the mixing weight (default: the method's)")
+    decay: float | None = _field(None, "LMix/FMix low-pass decay delta (default 3)")
+    k: float | None = _field(None, "LMix high-frequency emphasis of the masks (default 1)")
+    image_k: float | None = _field(None, "LMix image sharpening strength (default 0: off)")
+    box_size: int | None = _field(
+        None, "CutMix fixed box side / Cutout square side (default: CutMix Beta box, Cutout 16)"
     )
-    mix_mode: str | None = _f(None, "'sample' (per-sample lam, partner, mask) or 'batch' (one per batch)")
-    mix_p: list[float] | None = _f(None, "a+b methods: probability of each component per batch")
-    mix_schedule: str | None = _f(None, "a+b methods: 'random' or 'alternate'")
-    patchup_prob: float | None = _f(None, "PatchUp: probability of mixing a batch's hidden features (0.7)")
-    gamma: float | None = _f(None, "PatchUp: share of blocks to mix (0.5)")
-    block_size: int | None = _f(None, "PatchUp: block size (7)")
-    patchup_type: str | None = _f(None, "PatchUp: 'hard' or 'soft'")
-    loss_scale: str | None = _f(
+    box_rounding: str | None = _field(
+        None,
+        "CutMix: 'exact' box area or 'reference' (the reference code's 2*(cut//2) box side)",
+        choices=("exact", "reference"),
+    )
+    mix_mode: str | None = _field(None, "'sample' (per-sample lam, partner, mask) or 'batch' (one per batch)")
+    mix_p: list[float] | None = _field(None, "a+b methods: probability of each component per batch")
+    mix_schedule: str | None = _field(None, "a+b methods: 'random' or 'alternate'")
+    patchup_prob: float | None = _field(None, "PatchUp: probability of mixing a batch's hidden features (0.7)")
+    gamma: float | None = _field(None, "PatchUp: share of blocks to mix (0.5)")
+    block_size: int | None = _field(None, "PatchUp: block size (7)")
+    patchup_type: str | None = _field(None, "PatchUp: 'hard' or 'soft'")
+    loss_scale: str | None = _field(
         None,
         "PatchUp: 'reference' (default: the reference's three loss terms, about 2x a mixed loss) or 'single'",
     )
-    method_params: dict[str, dict[str, Any]] = _f(
+    method_params: dict[str, dict[str, Any]] = _field(
         {}, "per-method mixing settings that win over the shared ones, e.g. {patchup: {alpha: 2.0}} (YAML)"
     )
     # optimisation
-    epochs: int = _f(30, "number of epochs")
-    batch_size: int = _f(128, "global batch size (split over DDP processes)")
-    lr: float = _f(0.1, "initial learning rate")
-    momentum: float = _f(0.9, "SGD momentum")
-    weight_decay: float = _f(1e-4, "SGD weight decay")
-    nesterov: bool = _f(False, "Nesterov momentum")
-    schedule: str = _f("multistep", "learning-rate schedule: multistep, cosine or onecycle")
-    milestones: list[int] | None = _f(
+    epochs: int = _field(30, "number of epochs", bounds=">= 1")
+    batch_size: int = _field(128, "global batch size (split over DDP processes)", bounds=">= 1")
+    lr: float = _field(0.1, "initial learning rate", bounds="(0, 100)")
+    momentum: float = _field(0.9, "SGD momentum", bounds="[0, 1)")
+    weight_decay: float = _field(1e-4, "SGD weight decay", bounds=">= 0")
+    nesterov: bool = _field(False, "Nesterov momentum")
+    schedule: str = _field(
+        "multistep",
+        "learning-rate schedule: multistep, cosine or onecycle",
+        choices=("multistep", "cosine", "onecycle"),
+    )
+    milestones: list[int] | None = _field(
         None, "multistep: epochs at which lr is multiplied by lr_gamma (default: 50%, 75%)"
     )
-    lr_gamma: float = _f(0.1, "multistep: lr decay factor")
-    warmup_epochs: int = _f(0, "linear lr warm-up epochs")
-    label_smoothing: float = _f(0.0, "label smoothing of the (mixed) targets")
+    lr_gamma: float = _field(0.1, "multistep: lr decay factor", bounds="(0, 1]")
+    warmup_epochs: int = _field(0, "linear lr warm-up epochs (fewer than epochs)", bounds=">= 0")
+    label_smoothing: float = _field(0.0, "label smoothing of the (mixed) targets", bounds="[0, 1)")
     # system
-    seed: int = _f(0, "random seed")
-    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
-    amp: str = _f("auto", "mixed precision: auto (bf16 on CUDA, off on CPU), none, bf16 or fp16")
-    channels_last: bool | None = _f(None, "channels_last memory format (default: on with CUDA)")
-    compile: bool = _f(
+    seed: int = _field(0, "random seed", bounds=">= 0")
+    device: str = _field("auto", "auto, cpu, cuda or cuda:N")
+    amp: str = _field(
+        "auto",
+        "mixed precision: auto (bf16 on CUDA, off on CPU), none, bf16 or fp16",
+        choices=("auto", "none", "bf16", "fp16"),
+    )
+    channels_last: bool | None = _field(None, "channels_last memory format (default: on with CUDA)")
+    compile: bool = _field(
         False, "torch.compile the whole step (mixing + forward + loss; the model alone for PatchUp and DDP)"
     )
-    compile_mode: str | None = _f(
-        None, "torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs"
+    compile_mode: str | None = _field(
+        None,
+        "torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     )
-    eval_train: int = _f(1000, "also measure clean accuracy on this many training images each epoch (0: off)")
-    eval_every: int = _f(1, "evaluate every N epochs (and always after the last)")
-    test_batch_size: int = _f(1024, "batch size of evaluation (split over DDP processes)")
-    checkpoint_every: int = _f(1, "write the checkpoint every N epochs (and always after the last)")
-    out: str | None = _f(None, "output folder (default: a new folder under ./runs/)")
-    tensorboard: bool = _f(False, "write TensorBoard logs to OUT/tb")
-    progress: bool = _f(True, "show a tqdm progress bar")
+    eval_train: int = _field(
+        1000, "also measure clean accuracy on this many training images each epoch (0: off)", bounds=">= 0"
+    )
+    eval_every: int = _field(1, "evaluate every N epochs (and always after the last)", bounds=">= 1")
+    test_batch_size: int = _field(1024, "batch size of evaluation (split over DDP processes)", bounds=">= 1")
+    checkpoint_every: int = _field(1, "write the checkpoint every N epochs (and always after the last)", bounds=">= 1")
+    out: str | None = _field(None, "output folder (default: a new folder under ./runs/)")
+    tensorboard: bool = _field(False, "write TensorBoard logs to OUT/tb")
+    progress: bool = _field(True, "show a tqdm progress bar")
 
     def validate(self) -> TrainConfig:
-        """Check ranges; raise ValueError naming the field, the value and what is allowed."""
-
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise LmixValueError(msg)
-
-        need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}")
-        need(
-            isinstance(self.batch_size, int) and self.batch_size >= 1,
-            f"batch_size must be an integer >= 1, got {self.batch_size!r}",
-        )
-        need(self.lr > 0 and self.lr < 100, f"lr must be in (0, 100), got {self.lr!r}")
-        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum!r}")
-        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        need(0 < self.lr_gamma <= 1, f"lr_gamma must be in (0, 1], got {self.lr_gamma!r}")
-        need(
-            self.schedule in ("multistep", "cosine", "onecycle"),
-            f"schedule must be multistep, cosine or onecycle, got {self.schedule!r}",
-        )
-        need(
-            isinstance(self.warmup_epochs, int) and 0 <= self.warmup_epochs < self.epochs,
-            f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got {self.warmup_epochs!r}",
-        )
+        """Check every value; raise ValueError naming the field, the value and what is allowed."""
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
+        if self.warmup_epochs >= self.epochs:
+            raise LmixValueError(
+                f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got {self.warmup_epochs!r}"
+            )
         if self.milestones is not None:
-            ms = list(self.milestones)
-            need(
-                all(isinstance(m, int) for m in ms) and ms == sorted(set(ms)) and all(m >= 1 for m in ms),
-                f"milestones must be increasing epochs >= 1, got {ms}",
-            )
-            need(
-                all(m <= self.epochs for m in ms),
-                f"milestones {ms} lie past the last epoch ({self.epochs}); use epochs in [1, {self.epochs}]",
-            )
-        need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        need(self.amp in ("auto", "none", "bf16", "fp16"), f"amp must be auto, none, bf16 or fp16, got {self.amp!r}")
-        need(
-            self.train_subset is None or self.train_subset >= 1,
-            f"train_subset must be an integer >= 1, got {self.train_subset!r}",
-        )
-        need(self.eval_train >= 0, f"eval_train must be >= 0, got {self.eval_train!r}")
-        need(
-            isinstance(self.eval_every, int) and self.eval_every >= 1,
-            f"eval_every must be an integer >= 1, got {self.eval_every!r}",
-        )
-        need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers!r}")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
-        need(
-            isinstance(self.test_batch_size, int) and self.test_batch_size >= 1,
-            f"test_batch_size must be an integer >= 1, got {self.test_batch_size!r}",
-        )
-        need(
-            isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1,
-            f"checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}",
-        )
-        need(
-            self.crop_padding is None or (isinstance(self.crop_padding, int) and self.crop_padding >= 0),
-            f"crop_padding must be an integer >= 0 (0: no crop), got {self.crop_padding!r}",
-        )
-        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        need(
-            self.compile_mode is None or self.compile_mode in modes,
-            f"compile_mode must be one of {', '.join(modes)}, got {self.compile_mode!r}",
-        )
-        need(
-            self.box_rounding is None or self.box_rounding in ("exact", "reference"),
-            f"box_rounding must be 'exact' or 'reference', got {self.box_rounding!r}",
-        )
-        need(
-            self.model_layout is None or self.model_layout in ("preact", "fmix"),
-            f"model_layout must be 'preact' or 'fmix', got {self.model_layout!r}",
-        )
-        need(
-            self.model_layout is None or self.model.startswith("preact_resnet"),
-            f"model_layout applies to the PreAct-ResNets (preact_resnet*), not {self.model!r}",
-        )
+            _check_milestones(list(self.milestones), self.epochs)
+        if self.model_layout is not None and not self.model.startswith("preact_resnet"):
+            raise LmixValueError(f"model_layout applies to the PreAct-ResNets (preact_resnet*), not {self.model!r}")
         _check_method_params(self.method_params, source="method_params")
         dev = self.device
-        need(
-            dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
-            f"device must be auto, cpu, cuda or cuda:N, got {dev!r}",
-        )
+        if not (dev in ("auto", "cpu", "cuda") or (isinstance(dev, str) and re.fullmatch(r"cuda:\d+", dev))):
+            raise LmixValueError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
         return self
 
     def resolved_milestones(self) -> list[int]:
@@ -253,6 +217,40 @@ RUN_IDENTITY_EXCLUDE = frozenset(
 )
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    """The checks of one field's metadata (``bounds``, ``choices``); None passes where the field allows it."""
+    tp, optional = _base_type(_FIELD_TYPES[f.name])
+    if value is None and optional:
+        return
+    bounds, choices = f.metadata["bounds"], f.metadata["choices"]
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise LmixValueError(f"{f.name} must be {allowed}, got {value!r}")
+    if bounds is None:
+        return
+    kind, ok = ("an integer", is_integer(value)) if tp is int else ("a number", is_real(value))
+    if not (ok and _in_bounds(float(value), bounds)):
+        shown = bounds if bounds.startswith(">=") else f"in {bounds}"
+        raise LmixValueError(f"{f.name} must be {kind} {shown}, got {value!r}")
+
+
+def _in_bounds(value: float, bounds: str) -> bool:
+    """Whether ``value`` lies within ``bounds``: ``">= x"`` or an interval such as ``"(0, 1]"``."""
+    if bounds.startswith(">="):
+        return value >= float(bounds[2:])
+    low, high = (float(end) for end in bounds[1:-1].split(","))
+    above = value > low if bounds[0] == "(" else value >= low
+    below = value < high if bounds[-1] == ")" else value <= high
+    return above and below
+
+
+def _check_milestones(milestones: list[Any], epochs: int) -> None:
+    if not (all(is_integer(m) and m >= 1 for m in milestones) and milestones == sorted(set(milestones))):
+        raise LmixValueError(f"milestones must be increasing epochs >= 1, got {milestones}")
+    if milestones and milestones[-1] > epochs:
+        raise LmixValueError(f"milestones {milestones} lie past the last epoch ({epochs}); use epochs in [1, {epochs}]")
 
 
 def _resolve_augmentation(config: TrainConfig) -> None:
@@ -352,18 +350,14 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _coerce_scalar(name: str, tp: Any, value: Any) -> Any:
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and is_integer(value):
+        return int(value)
+    if tp is float and is_real(value):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
     raise LmixValueError(f"config key {name!r} must be of type {tp.__name__}, got {value!r}")
 
 

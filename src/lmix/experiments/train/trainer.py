@@ -277,9 +277,7 @@ class _Run:
 
     @property
     def autocast(self) -> Any:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return _autocast(self.device, self.amp_dtype)
 
 
 def _train(config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal) -> dict[str, Any]:
@@ -372,6 +370,46 @@ def _train_locked(
 
 def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, log) -> _Run:
     """Data, model, mixer, optimiser, schedule and precision of a fresh run."""
+    train_loader, test_loader, info = _loaders(config, env, device)
+    clean_train_loader = _clean_train_loader(train_loader, config, info, env, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    raw_model, memory_format = _raw_model(config, info, device)
+    # The same mixer on every rank: inside the process group each rank draws its own stream from it.
+    mixer = mixer_from_config(config)
+    optimizer = _sgd(raw_model, config, device)
+    scheduler = build_scheduler(optimizer, config, len(train_loader))
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    model, step = _training_step(
+        config, env, device, raw_model, mixer, amp_dtype=amp_dtype, memory_format=memory_format
+    )
+    if device.type == "cuda":
+        # Hand the step its input as the model consumes it: channels_last, in the autocast dtype.
+        train_loader = _TrainingInput(train_loader, dtype=amp_dtype or torch.float32, memory_format=memory_format)
+    return _Run(
+        config=config,
+        env=env,
+        device=device,
+        out=out,
+        log=log,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        clean_train_loader=clean_train_loader,
+        raw_model=raw_model,
+        model=model,
+        mixer=mixer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        memory_format=memory_format,
+        step=step,
+    )
+
+
+def _loaders(config: TrainConfig, env: DistEnv, device: torch.device) -> tuple[Any, Any, Any]:
+    """(training loader, test loader, data set info) of this rank, with the labels checked."""
     from lmix.data import build_loaders
 
     torch.manual_seed(config.seed)
@@ -398,28 +436,35 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
     if config.download and env.enabled and env.is_main:
         torch.distributed.barrier()
     _check_labels(info.num_classes, train=train_loader, test=test_loader)
-    clean_train_loader = _clean_train_loader(train_loader, config, info, env, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    if len(train_loader) == 0:
+        raise LmixValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
+    return train_loader, test_loader, info
 
+
+def _raw_model(config: TrainConfig, info: Any, device: torch.device) -> tuple[nn.Module, torch.memory_format]:
+    """The model, initialised from ``config.seed`` on ``device``, and the memory format it runs in."""
     torch.manual_seed(config.seed)
     raw_model = build_model(config, info).to(device)
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    raw_model = raw_model.to(memory_format=memory_format)
-    # The same mixer on every rank: inside the process group each rank draws its own stream from it.
-    mixer = mixer_from_config(config)
+    return raw_model.to(memory_format=memory_format), memory_format
 
-    optimizer = _sgd(raw_model, config, device)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise LmixValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    amp_dtype = _amp_dtype(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
-    # The whole step is compiled for input-space mixers; PatchUp mixes inside the model's forward
-    # and DDP needs its own wrapper around the compiled model, so those compile the model alone.
+def _training_step(
+    config: TrainConfig,
+    env: DistEnv,
+    device: torch.device,
+    raw_model: nn.Module,
+    mixer: Mixer,
+    *,
+    amp_dtype: torch.dtype | None,
+    memory_format: torch.memory_format,
+) -> tuple[nn.Module, Step]:
+    """The model the optimiser steps (``raw_model``, compiled and/or wrapped in DDP) and the step.
+
+    The whole step is compiled for input-space mixers; PatchUp mixes inside the model's forward
+    and DDP needs its own wrapper around the compiled model, so those compile the model alone.
+    """
     whole_step = config.compile and not mixer.uses_model and not env.enabled
     model: nn.Module = raw_model
     if config.compile and not whole_step:
@@ -437,37 +482,18 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
             label_smoothing=config.label_smoothing,
             mode=config.compile_mode,
         )
-    else:
-        autocast = (
-            torch.autocast(device_type=device.type, dtype=amp_dtype)
-            if amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        step = eager_step(
-            model, mixer, autocast=autocast, memory_format=memory_format, label_smoothing=config.label_smoothing
-        )
-    if device.type == "cuda":
-        # Hand the step its input as the model consumes it: channels_last, in the autocast dtype.
-        train_loader = _TrainingInput(train_loader, dtype=amp_dtype or torch.float32, memory_format=memory_format)
-    return _Run(
-        config=config,
-        env=env,
-        device=device,
-        out=out,
-        log=log,
-        train_loader=train_loader,
-        test_loader=test_loader,
-        clean_train_loader=clean_train_loader,
-        raw_model=raw_model,
-        model=model,
-        mixer=mixer,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=scaler,
-        amp_dtype=amp_dtype,
-        memory_format=memory_format,
-        step=step,
+        return model, step
+    autocast = _autocast(device, amp_dtype)
+    return model, eager_step(
+        model, mixer, autocast=autocast, memory_format=memory_format, label_smoothing=config.label_smoothing
     )
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+    """The autocast context of the forward pass (a null context in full precision)."""
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
 def _sgd(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.SGD:

@@ -211,6 +211,19 @@ def test_a_model_state_dict_with_a_mixer_holds_tensors_only(tmp_path):
     assert same(draws(fresh.mixer, 2), rest)
 
 
+def test_a_model_state_with_the_mixer_state_as_a_dict_loads():
+    """The form nn.Module gives get_extra_state() by default: a dict in the model's state dict."""
+    model = model_with(lmix.create_mixer("lmix+mixup", seed=SEED))
+    draws(model.mixer, 1)
+    state = model.state_dict()
+    for key in [k for k in state if k.endswith("_extra_state")]:
+        submodule = model.get_submodule(key.removesuffix("._extra_state"))
+        state[key] = submodule.get_extra_state()
+    fresh = model_with(lmix.create_mixer("lmix+mixup", seed=0))
+    fresh.load_state_dict(state)
+    assert same(draws(fresh.mixer, 2), draws(model.mixer, 2))
+
+
 def test_a_model_without_the_mixer_state_fails_a_strict_load():
     model = model_with(lmix.create_mixer("lmix", seed=SEED))
     state = {k: v for k, v in model.state_dict().items() if "mixer" not in k}

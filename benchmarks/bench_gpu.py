@@ -58,7 +58,7 @@ from lmix.data import DeviceLoader, available_cpus, dataset_info, load_tensors, 
 from lmix.experiments.io import atomic_write_json
 from lmix.experiments.sweep import RunOutcome
 from lmix.experiments.train import load_yaml
-from lmix.experiments.train.step import CompiledStep, train_epoch
+from lmix.experiments.train.step import CompiledStep, eager_step, train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 SYNC_METHODS = ("none", "mixup", "cutmix", "fmix", "lmix", "lmix+mixup", "cutout", "patchup", "manifold_mixup")
@@ -380,17 +380,16 @@ def _sync_check_trainer(ctx: Context, model: torch.nn.Module, autocast: Any) -> 
             optimizer=opt,
             scaler=torch.amp.GradScaler(device.type, enabled=False),
             scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0),
-            autocast=autocast,
-            memory_format=torch.channels_last,
         )
         mixer = lmix.create_mixer("lmix", seed=0)
+        step = eager_step(model, mixer, autocast=autocast, memory_format=torch.channels_last)
         loader.set_epoch(0)
-        train_epoch(model, loader, mixer, **kwargs)  # warm-up epoch outside the check
+        train_epoch(model, loader, step, **kwargs)  # warm-up epoch outside the check
         sync(device)
         loader.set_epoch(1)
         started = _Started(loader)
         with sync_debug(device):
-            train_epoch(model, started, mixer, **kwargs)
+            train_epoch(model, started, step, **kwargs)
         sync(device)
         out[step_key] = {"status": ok, "steps": cfg.sync_steps}
     except Exception as err:  # noqa: BLE001

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lmix.data import DeviceLoader, dataset_info, load_tensors
-from lmix.experiments.train.trainer import train_epoch
+from lmix.experiments.train.step import eager_step, train_epoch
 from lmix.mixing import create_mixer
 from lmix.models import create_model
 
@@ -65,7 +65,7 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     loader = DeviceLoader(
         images, labels, info=info, batch_size=args.batch_size, train=True, device=device, seed=0, drop_last=True
     )
-    mixer = create_mixer(args.method, seed=0)
+    step = eager_step(model, create_mixer(args.method, seed=0), autocast=autocast, memory_format=fmt)
     # Pre-made, already normalised batches for the model-only step.
     mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
@@ -81,9 +81,7 @@ def bench_model(name: str, args, device: torch.device) -> dict:
         loader.set_epoch(epoch)
         _sync(device)
         t0 = time.perf_counter()
-        _, _, seen = train_epoch(
-            model, loader, mixer, optimizer=opt, scaler=scaler, scheduler=sched, autocast=autocast, memory_format=fmt
-        )
+        _, _, seen = train_epoch(model, loader, step, optimizer=opt, scaler=scaler, scheduler=sched)
         _sync(device)
         return seen / (time.perf_counter() - t0)
 

@@ -295,7 +295,7 @@ _HOST_READS = ("item", "tolist", "__bool__", "__int__", "__float__")
 def test_training_steps_read_nothing_back_from_the_device(method, monkeypatch):
     """No .item()/bool()/int()/float()/.tolist() on a tensor in train_epoch (a host-device sync on a GPU)."""
     from lmix.data import DeviceLoader, dataset_info, load_tensors
-    from lmix.experiments.train.step import train_epoch
+    from lmix.experiments.train.step import eager_step, train_epoch
     from lmix.mixing import create_mixer
     from lmix.models import create_model
 
@@ -331,9 +331,8 @@ def test_training_steps_read_nothing_back_from_the_device(method, monkeypatch):
 
     for name in _HOST_READS:
         monkeypatch.setattr(torch.Tensor, name, forbid(name))
-    loss_sum, correct_sum, seen = train_epoch(
-        model, batches, mixer, optimizer=opt, scaler=scaler, scheduler=sched, autocast=contextlib.nullcontext()
-    )
+    step = eager_step(model, mixer, autocast=contextlib.nullcontext())
+    loss_sum, correct_sum, seen = train_epoch(model, batches, step, optimizer=opt, scaler=scaler, scheduler=sched)
     monkeypatch.undo()
     assert seen == 256 and torch.isfinite(loss_sum) and 0 <= correct_sum <= 256
 

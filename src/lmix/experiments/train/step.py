@@ -113,32 +113,29 @@ class CompiledStep:
 def train_epoch(
     model: nn.Module,
     loader: Any,
-    mixer: Mixer,
+    step: Step,
     *,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     scheduler: Any,
-    autocast: Any,
-    memory_format: torch.memory_format = torch.contiguous_format,
-    label_smoothing: float = 0.0,
     on_batch: Callable[[int], None] | None = None,
-    step: Step | None = None,
     before_step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One pass over ``loader``: mix, forward, mixed loss, backward, step (the whole training step).
+    """One pass over ``loader``: ``step`` (mix, forward, mixed loss), backward, optimiser step.
 
     Statistics stay on the device (no host sync per step).
 
     Args:
-        step: the forward half of the step (default: :func:`eager_step` of ``model`` and ``mixer``).
+        model: the model ``step`` runs (put in training mode; the sums live on its device).
+        loader: yields ``(images, labels)`` batches.
+        step: the forward half of the step: :func:`eager_step` or a :class:`CompiledStep`.
+        on_batch: called with the batch size after every step (a progress bar).
         before_step: called before every step; raise in it to abandon the epoch (signals).
 
     Returns:
         (float64 sum of per-sample losses, sum of lam-weighted correct predictions, samples seen)
         on this process; the loss sum is non-finite if any step's loss was.
     """
-    if step is None:
-        step = eager_step(model, mixer, autocast=autocast, memory_format=memory_format, label_smoothing=label_smoothing)
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct_sum = torch.zeros((), device=device, dtype=torch.float64)

@@ -597,15 +597,11 @@ def _train_one_epoch(run: _Run, epoch: int, stop: StopOnSignal) -> dict[str, Any
     loss_sum, correct_sum, seen = train_epoch(
         run.model,
         run.train_loader,
-        run.mixer,
+        run.step,
         optimizer=run.optimizer,
         scaler=run.scaler,
         scheduler=run.scheduler,
-        autocast=run.autocast,
-        memory_format=run.memory_format,
-        label_smoothing=run.config.label_smoothing,
         on_batch=(lambda n: bar.update(n * world)) if bar is not None else None,
-        step=run.step,
         before_step=stop.check,
     )
     if run.device.type == "cuda":

@@ -147,7 +147,7 @@ def test_method_params_flag_takes_yaml(capsys, tmp_path):
 
 def test_crop_and_flip_resolve_from_the_data_set_and_override_separately():
     cfg = config_from_sources({"dataset": "tiny_imagenet"})
-    assert (cfg.crop_padding, cfg.flip) == (0, True)  # SPEC section 3: flip only
+    assert (cfg.crop_padding, cfg.flip) == (0, True)  # Tiny ImageNet's standard augmentation: flip only
     cfg = config_from_sources({"dataset": "cifar10"})
     assert (cfg.crop_padding, cfg.flip) == (4, True)
     cfg = config_from_sources({"dataset": "cifar10", "crop_padding": 0})
@@ -184,7 +184,7 @@ def test_cuda_settings_validate():
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=[p.stem for p in PAPER_CONFIGS])
 def test_paper_configs_give_each_method_the_papers_values(path):
-    """SPEC section 2: PatchUp soft with alpha 2; every other method alpha 1 and its defaults."""
+    """The paper's settings: PatchUp soft with alpha 2; every other method alpha 1 and its defaults."""
     layer = load_yaml(path)
     patchup = config_from_sources(layer, {"method": "patchup"})
     assert (patchup.alpha, patchup.patchup_type) == (2.0, "soft")
@@ -192,7 +192,7 @@ def test_paper_configs_give_each_method_the_papers_values(path):
     for method in ("mixup", "cutmix", "fmix", "lmix", "lmix+mixup"):
         cfg = config_from_sources(layer, {"method": method})
         assert cfg.alpha == 1.0 and cfg.patchup_type is None, method
-        assert cfg.box_size is None  # CutMix: the Beta-sampled box (SPEC section 2's first reading)
+        assert cfg.box_size is None  # CutMix: the Beta-sampled box, not a fixed one
 
 
 def test_reference_restoring_settings_reach_the_mixer():

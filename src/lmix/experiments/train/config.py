@@ -83,7 +83,7 @@ class TrainConfig:
     train_subset: int | None = _field(None, "train on a stratified subset of this many images", bounds=">= 1")
     svhn_extra: bool = _field(False, "SVHN: add the 'extra' split to the training set")
     in_memory: bool | None = _field(None, "keep the data as a uint8 tensor on the device (default: by data set)")
-    augment: bool = _field(True, "random crop + flip as the data set's standard augmentation (SPEC section 3)")
+    augment: bool = _field(True, "random crop + flip, as the data set's standard augmentation")
     crop_padding: int | None = _field(
         None, "zero padding of the random crop (default: the data set's; 0: no crop)", bounds=">= 0"
     )

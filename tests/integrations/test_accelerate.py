@@ -105,10 +105,8 @@ def accelerate_block() -> str:
     return blocks[0]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[dict, Path]:
-    pytest.importorskip("accelerate")
-    folder = tmp_path_factory.mktemp("accelerate")
+def launch(folder: Path) -> None:
+    """Run this file as a script on the README's block, with accelerate's CPU setting."""
     (folder / "readme_accelerate.py").write_text(accelerate_block())
     drop = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
     env = {k: v for k, v in os.environ.items() if k not in drop} | {"ACCELERATE_USE_CPU": "true"}
@@ -116,6 +114,14 @@ def runs(tmp_path_factory) -> tuple[dict, Path]:
         [sys.executable, __file__, str(folder)], cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[dict, Path]:
+    pytest.importorskip("accelerate")
+    from tests.run_once import once_per_run  # here: this file also runs as a script
+
+    folder = once_per_run(tmp_path_factory, "accelerate-2-processes", launch)
     records = {
         (place, run, r): torch.load(folder / f"{place}-{run}-rank{r}.pt", weights_only=True)
         for place in PLACES

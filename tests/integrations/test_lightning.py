@@ -90,10 +90,8 @@ def lightning_block() -> str:
     return blocks[0]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[dict, Path]:
-    pytest.importorskip("lightning")
-    folder = tmp_path_factory.mktemp("lightning")
+def launch(folder: Path) -> None:
+    """Run this file as a script on the README's block, as a user runs a training script."""
     (folder / "readme_lightning.py").write_text(lightning_block())
     # A clean launch: no distributed settings inherited from whatever runs the tests.
     drop = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED"}
@@ -102,6 +100,14 @@ def runs(tmp_path_factory) -> tuple[dict, Path]:
         [sys.executable, __file__, str(folder)], cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[dict, Path]:
+    pytest.importorskip("lightning")
+    from tests.run_once import once_per_run  # here: this file also runs as a script
+
+    folder = once_per_run(tmp_path_factory, "lightning-ddp", launch)
     records = {(run, r): torch.load(folder / f"{run}-rank{r}.pt", weights_only=True) for run in RUNS for r in (0, 1)}
     return records, folder
 

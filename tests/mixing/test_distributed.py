@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 import lmix
+from tests.run_once import once_per_run
 
 NAMES = ["lmix", "mixup", "lmix+mixup"]
 SEED = 5
@@ -109,10 +110,13 @@ def rank_main(rank: int, folder: Path) -> None:
     dist.destroy_process_group()
 
 
+def start_ranks(folder: Path) -> None:
+    mp.start_processes(rank_main, args=(folder,), nprocs=2, start_method=START)
+
+
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    folder = tmp_path_factory.mktemp("group")
-    mp.start_processes(rank_main, args=(folder,), nprocs=2, start_method=START)
+    folder = once_per_run(tmp_path_factory, "gloo-group", start_ranks)
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 

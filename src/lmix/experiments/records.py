@@ -8,7 +8,7 @@ once attacked. A sweep's folder holds ``sweep.json``, its expanded runs.
 
 Each ``load_*`` reader returns None when its file is missing and raises :class:`RecordError`
 (an ``LmixValueError`` naming the file and what is wrong with it) when the file is there but
-cannot be used: not text, not valid JSON or YAML, truncated, a value of the wrong type, NaN, an
+cannot be used: not text, not valid JSON or YAML, truncated, a value of the wrong type, NaN or infinity, an
 accuracy outside [0, 100]. Extra keys are allowed. Readers never write.
 """
 
@@ -76,8 +76,9 @@ class RecordError(LmixValueError):
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        # one printable line whatever the record held (a key may contain a newline)
+        self.problem = "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
+        super().__init__(f"{self.path}: {self.problem}")
 
     @property
     def file(self) -> str:
@@ -143,12 +144,18 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _plain_record(path: Path, record: dict[str, Any], within: str = "") -> None:
+    """Every value of ``record`` is plain data; a problem names its key (``lr``, ``epoch 3: test_loss``)."""
+    for key, value in record.items():
+        _plain(path, f"{within}{key}", value)
+
+
 def _plain(path: Path, key: str, value: Any, depth: int = 0) -> None:
-    """``value`` is plain data (text, numbers but NaN, booleans, null, lists, mappings with text keys)."""
+    """``value`` is plain data (text, finite numbers, booleans, null, lists, mappings with text keys)."""
     if depth > _MAX_DEPTH:
         raise RecordError(path, f"{key} nests deeper than {_MAX_DEPTH} levels")
-    if isinstance(value, float) and math.isnan(value):
-        raise RecordError(path, f"{key} is NaN")
+    if isinstance(value, float) and not math.isfinite(value):  # nor would report.json be valid JSON
+        raise RecordError(path, f"{key} is {value}, not a finite number")
     if isinstance(value, list):
         for v in value:
             _plain(path, key, v, depth + 1)
@@ -206,7 +213,7 @@ def load_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     for key in ("epochs", "best_epoch"):
         _check(path, summary, key, _count, "a whole number >= 0")
     _identity(path, summary)
-    _plain(path, "summary", summary)
+    _plain_record(path, summary)
     return summary
 
 
@@ -229,7 +236,7 @@ def load_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         raise RecordError(path, "is empty (truncated?)")
     config = _mapping(path, config)
     _identity(path, config)
-    _plain(path, "setting", config)
+    _plain_record(path, config)
     return config
 
 
@@ -270,7 +277,7 @@ def load_metrics(run_dir: str | os.PathLike, *, epochs: int | None = None) -> li
             raise RecordError(path, f"row {n} is for epoch {row.get('epoch')!r}, expected {n} (rows missing?)")
         if row.get("test_acc") is not None:
             _accuracy(path, f"test_acc of epoch {n}", row["test_acc"])
-        _plain(path, f"epoch {n}", row)
+        _plain_record(path, row, f"epoch {n}: ")
     if epochs is not None and len(rows) != epochs:
         raise RecordError(path, f"has {len(rows)} epoch rows for a {epochs}-epoch run (truncated?)")
     return rows
@@ -298,7 +305,7 @@ def load_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         _accuracy(path, f"acc {i}", acc)
     if any(not is_finite_real(e) or e < 0 for e in record.get("eps_255", [])):
         raise RecordError(path, f"eps_255 must hold numbers >= 0, got {record['eps_255']!r}")
-    _plain(path, "fgsm", record)
+    _plain_record(path, record)
     return record
 
 
@@ -313,7 +320,7 @@ def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         _check(path, record, key, lambda v: isinstance(v, str), "text")
     _check(path, record, "diverged", lambda v: isinstance(v, bool), "true or false")
     _identity(path, record)
-    _plain(path, "failed", record)
+    _plain_record(path, record)
     return record
 
 
@@ -336,7 +343,7 @@ def load_sweep(folder: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | 
         if not isinstance(settings, dict):
             raise RecordError(path, f"run {i} must have settings, a mapping, got {_kind(settings)}")
         _identity(path, _mapping(path, settings))
-        _plain(path, f"run {i}", settings)
+        _plain_record(path, settings, f"run {i}: ")
         out.append((name, settings))
     return out
 

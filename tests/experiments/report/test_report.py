@@ -229,3 +229,13 @@ def test_custom_reference_table(runs_dir, tmp_path):
     table.write_text("- {dataset: digits, model: simple_cnn, method: lmix, acc: 97.5, table: mine}\n")
     md = render_markdown(build_report(runs_dir, paper=table))
     assert "[97.50]" in md and "Paper mine" in md
+
+
+def test_figure_names_stay_within_what_a_file_system_takes(runs_dir, tmp_path):
+    many = {"lr": 0.2, "momentum": 0.8, "weight_decay": 0.001, "batch_size": 64, "label_smoothing": 0.1}
+    many |= {"warmup_epochs": 1, "lr_gamma": 0.5, "nesterov": True, "test_batch_size": 512, "eval_every": 2}
+    make_run(runs_dir, method="none", seed=0, final=90.0)
+    make_run(runs_dir, method="none", seed=0, final=91.0, **many)
+    paths = write_report(build_report(runs_dir), tmp_path / "rep")
+    names = [p.name for p in paths if p.suffix == ".png"]
+    assert len(names) == 4 and len(set(names)) == 4 and max(len(n) for n in names) <= 124, names

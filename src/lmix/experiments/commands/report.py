@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 EXIT_INCOMPLETE = 1  # --strict: the report is written, but some run is not finished and used
+EXIT_USAGE = 2  # as every user error of the command line
 
 EXIT_CODES = (
     "exit codes: 0 the report is written (with --strict: and every run under DIR is finished and used); "
     f"{EXIT_INCOMPLETE} with --strict: the report is written, but some run failed, is unfinished, still running "
     "or unreadable (or a sweep.json is unreadable); 2 a usage error (DIR is not a folder, no finished run "
-    "under it, a bad --paper file)."
+    "under it, a bad --paper file) or the report could not be written (the files written before stay as they were)."
 )
 
 
@@ -49,11 +50,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmix.experiments.io import WriteError
     from lmix.experiments.report import build_report, render_text_summary, write_report
 
     report = build_report(args.dir, paper=args.paper)
     out = Path(args.out) if args.out else Path(args.dir) / "report"
-    paths = write_report(report, out)
+    try:
+        paths = write_report(report, out)
+    except WriteError as err:  # a full disk, an unwritable --out: the user's to fix, in one line
+        print(f"lmix report: {err}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.quiet:
         print(render_text_summary(report), end="")
     print(f"wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths))

@@ -9,6 +9,7 @@ against alpha, where runs differ in alpha), ``fig4_curves_*`` (test accuracy per
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -37,9 +38,19 @@ def _save_png(fig: Any, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
+_MAX_STEM = 120  # file systems allow 255 bytes per name; many varying settings would make more
+
+
 def _save_panel(fig: Any, out_dir: Path, prefix: str, dataset: str, model: str, row: tuple) -> str:
-    """Save a panel's figure as ``PREFIX_DATASET_MODEL_KEY=VALUE....png`` in ``out_dir``; return the file name."""
-    name = f"{prefix}_{_slug(dataset, model, *[f'{k}={format_setting(v)}' for k, v in row])}.png"
+    """Save a panel's figure as ``PREFIX_DATASET_MODEL_KEY=VALUE....png`` in ``out_dir``; return the file name.
+
+    A name longer than the file system takes is cut, with a hash of the whole name to keep it unique.
+    """
+    stem = f"{prefix}_{_slug(dataset, model, *[f'{k}={format_setting(v)}' for k, v in row])}"
+    if len(stem.encode()) > _MAX_STEM:
+        digest = hashlib.sha1(stem.encode()).hexdigest()[:10]
+        stem = stem.encode()[: _MAX_STEM - 11].decode(errors="ignore") + "_" + digest
+    name = f"{stem}.png"
     _save_png(fig, out_dir / name)
     return name
 

@@ -8,6 +8,7 @@ settings that do not change what it computes. Mixing settings its method does no
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import TYPE_CHECKING, Any
@@ -127,9 +128,11 @@ def _accepted(method: str) -> set[str] | None:
 
 def grouping_settings(record: RunRecord) -> dict[str, Any]:
     """Grouping settings: config minus ignored keys and identity; unused/default mixing settings -> None."""
-    settings = {k: _hashable(v) for k, v in record.config.items() if k not in _IGNORED_SETTINGS and k not in IDENTITY}
     if not record.config:  # a run without config.yaml: what the summary says
         settings = {"epochs": record.summary.get("epochs")}
+    else:  # a setting a config lacks (an older record, a sweep's entry) is at its default, as the trainer reads it
+        config = _config_defaults() | record.config
+        settings = {k: _hashable(v) for k, v in config.items() if k not in _IGNORED_SETTINGS and k not in IDENTITY}
     accepted = _accepted(record.method)
     defaults = mixer_defaults(record.method)
     for key, param in MIXER_SETTINGS.items():
@@ -141,6 +144,13 @@ def grouping_settings(record: RunRecord) -> dict[str, Any]:
         elif param in defaults and value is not None and same_value(value, defaults[param]):
             settings[key] = None
     return settings
+
+
+@functools.cache
+def _config_defaults() -> dict[str, Any]:
+    from lmix.experiments.train.config import TrainConfig
+
+    return TrainConfig().to_dict()
 
 
 def same_value(a: Any, b: Any) -> bool:

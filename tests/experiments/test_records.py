@@ -1,0 +1,167 @@
+"""lmix.experiments.records: each reader returns a checked record, None for a missing file, or a
+one-line RecordError naming the file; damaged bytes of every kind are tried (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lmix._checks import is_finite_real
+from lmix.experiments import records
+from lmix.experiments.records import RecordError
+from tests.experiments.damage import FILE_SETTINGS, damaged, damaged_jsonl, dump_json, dump_yaml, snapshot
+from tests.experiments.report.conftest import make_run, write_sweep
+
+
+def _valid_files() -> dict[str, bytes]:
+    """One run folder's records (and its sweep's sweep.json) as the trainer, attack and sweep write them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        run = make_run(root, method="lmix", seed=1, k=2.0, fgsm={"eps": [0.0, 4 / 255], "acc": [90.0, 60.0]})
+        write_sweep(root, [run])
+        files = {name: (run / name).read_bytes() for name in ("summary.json", "config.yaml", "metrics.jsonl")}
+        fgsm = {"eps": [0.0, 4 / 255], "eps_255": [0.0, 4.0], "acc": [90.0, 60.0], "limit": None}
+        failed = {"run": "x", "error": "lmix train: training diverged in epoch 2", "diverged": True, "epochs": 4}
+        return files | {
+            "fgsm.json": dump_json(fgsm),
+            "failed.json": dump_json(failed),
+            "sweep.json": (root / "sweep.json").read_bytes(),
+        }
+
+
+VALID = _valid_files()
+READERS: dict[str, Callable[[Path], Any]] = {
+    "summary.json": records.load_summary,
+    "config.yaml": records.load_config,
+    "metrics.jsonl": lambda d: records.load_metrics(d, epochs=4),
+    "fgsm.json": records.load_fgsm,
+    "failed.json": records.load_failed,
+    "sweep.json": records.load_sweep,
+}
+PARSE = {"config.yaml": (lambda b: __import__("yaml").safe_load(b), dump_yaml)}
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _finite(v) for k, v in value.items())
+    return value is None or isinstance(value, (str, int, bool))
+
+
+def _accuracy(value: Any) -> bool:
+    return is_finite_real(value) and 0 <= value <= 100
+
+
+def _optional(record: dict[str, Any], key: str, check: Callable[[Any], bool]) -> bool:
+    return record.get(key) is None or check(record[key])
+
+
+def _identity_ok(record: dict[str, Any]) -> bool:
+    names = all(
+        _optional(record, k, lambda v: isinstance(v, str) and v.strip()) for k in ("dataset", "model", "method")
+    )
+    return names and _optional(record, "seed", lambda v: isinstance(v, int) and not isinstance(v, bool))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# What a reader promises about what it returns.
+CONTRACTS: dict[str, Callable[[Any], bool]] = {
+    "summary.json": lambda s: (
+        _accuracy(s["final_acc"])
+        and all(_optional(s, k, _accuracy) for k in ("best_acc", "final_clean_train_acc"))
+        and all(_optional(s, k, _count) for k in ("epochs", "best_epoch"))
+        and _identity_ok(s)
+    ),
+    "config.yaml": lambda c: isinstance(c, dict) and _identity_ok(c),
+    "metrics.jsonl": lambda rows: (
+        len(rows) == 4
+        and all(r.get("epoch", i) == i and _optional(r, "test_acc", _accuracy) for i, r in enumerate(rows, 1))
+    ),
+    "fgsm.json": lambda f: (
+        len(f["eps"]) == len(f["acc"]) == len(f.get("eps_255", f["eps"])) > 0
+        and all(is_finite_real(e) and 0 <= e <= 1 for e in f["eps"])
+        and all(_accuracy(a) for a in f["acc"])
+    ),
+    "failed.json": lambda f: (
+        _optional(f, "error", lambda v: isinstance(v, str))
+        and _optional(f, "diverged", lambda v: isinstance(v, bool))
+        and _identity_ok(f)
+    ),
+    "sweep.json": lambda runs: all(
+        isinstance(n, str) and ".." not in n.split("/") and _identity_ok(s) for n, s in runs
+    ),
+}
+
+
+def _damaged(name: str) -> st.SearchStrategy[bytes]:
+    if name == "metrics.jsonl":
+        return damaged_jsonl(VALID[name])
+    parse, dump = PARSE.get(name, (json.loads, dump_json))
+    return damaged(VALID[name], parse, dump)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_valid_records_are_read_as_written(name, tmp_path):
+    (tmp_path / name).write_bytes(VALID[name])
+    assert CONTRACTS[name](READERS[name](tmp_path))
+    assert READERS[name](tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+@FILE_SETTINGS
+@given(data=st.data())
+def test_a_damaged_record_is_read_checked_or_refused_in_one_line(name, data):
+    content = data.draw(_damaged(name), label=name)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / name).write_bytes(content)
+        try:
+            record = READERS[name](folder)
+        except RecordError as err:
+            assert err.file == name and "\n" not in str(err) and str(err).startswith(str(folder / name))
+        else:
+            assert record is not None and CONTRACTS[name](record) and _finite(record), record
+        assert snapshot(folder) == {name: content}  # readers never write
+
+
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("summary.json", b'{"final_acc": 101}', "final_acc must be an accuracy in percent (a number in [0, 100])"),
+        ("summary.json", b'{"final_acc": 90, "seed": 1.5}', "seed must be an integer (or null), got 1.5"),
+        ("summary.json", b"\xff\xfe", "is not text (UTF-8)"),
+        ("config.yaml", b"k: 2001-13-45\n", "is not valid YAML (ValueError: month must be in 1..12)"),
+        ("config.yaml", b"a: &x [*x]\n", "a nests deeper than 32 levels"),
+        ("config.yaml", b"lr: .nan\n", "lr is nan, not a finite number"),
+        ("config.yaml", b"3: 4\n", "has a key that is not text: 3"),
+        ("metrics.jsonl", b'{"epoch": 1}\n{"epoch": 3}\n', "row 2 is for epoch 3, expected 2 (rows missing?)"),
+        ("fgsm.json", b'{"eps": [0, 0.5], "acc": [90]}', "acc has 1 values for 2 eps"),
+        ("sweep.json", b'{"runs": [{"name": "../elsewhere", "settings": {}}]}', "run 0 must have a name, a folder"),
+    ],
+)
+def test_what_is_wrong_is_said(name, content, problem, tmp_path):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(RecordError) as err:
+        READERS[name](tmp_path)
+    assert err.value.problem.startswith(problem), err.value.problem
+
+
+def test_read_fgsm_is_none_for_a_damaged_file_so_the_attack_runs_again(tmp_path):
+    (tmp_path / "fgsm.json").write_text('{"eps": [0.0], "acc": [NaN]}')
+    assert records.read_fgsm(tmp_path) is None
+    records.write_fgsm(tmp_path, json.loads(VALID["fgsm.json"]))
+    assert records.read_fgsm(tmp_path) == json.loads(VALID["fgsm.json"])

@@ -88,10 +88,24 @@ def _line(run_dir: Path, record: dict[str, Any], reused: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmix.experiments.attack import attack_run, parse_eps
+    eps, eps_255 = _checked_args(args)
+    records: list[tuple[Path, dict[str, Any]]] = []
+    for i, run_dir in enumerate(_run_dirs(args)):
+        # --run is always attacked afresh; --compare runs reuse a matching fgsm.json unless --force.
+        fresh = (args.run is not None and i == 0) or args.force
+        record, reused = _record(run_dir, args, eps, eps_255, fresh=fresh)
+        print(_line(run_dir, record, reused))
+        _note_clean_mismatch(run_dir, record)
+        records.append((run_dir, record))
+    if args.compare or args.out:
+        _compare_figure(records, Path(args.out) if args.out else Path("fgsm-compare.png"))
+    return 0
+
+
+def _checked_args(args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """The eps list (fractions, 1/255 units) once the arguments are checked."""
+    from lmix.experiments.attack import parse_eps
     from lmix.experiments.cli import UsageError
-    from lmix.experiments.records import FGSM_PNG, check_run_dir, read_fgsm, write_fgsm
-    from lmix.experiments.report.plots import plot_fgsm_runs
 
     if args.run is None and not args.compare:
         raise UsageError("lmix attack: give --run DIR (and/or --compare RUN ...)")
@@ -100,67 +114,65 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"lmix attack: --limit must be >= 1, got {args.limit}")
     try:
-        eps, eps_255 = parse_eps(args.eps, units=args.eps_units)
+        return parse_eps(args.eps, units=args.eps_units)
     except ValueError as err:
         raise UsageError(f"lmix attack: --eps: {err}") from None
-    # Check every run dir before spending time on any attack; a run named twice is attacked once.
+
+
+def _run_dirs(args: argparse.Namespace) -> list[Path]:
+    """Every run dir, checked before any attack spends time; a run named twice is attacked once."""
+    from lmix.experiments.records import check_run_dir
+
     runs: list[Path] = []
     for name in ([args.run] if args.run is not None else []) + list(args.compare or []):
         run_dir = check_run_dir(name)
         if all(run_dir.resolve() != r.resolve() for r in runs):
             runs.append(run_dir)
+    return runs
 
-    progress = sys.stderr.isatty()
-    records: list[tuple[Path, dict[str, Any]]] = []
-    for i, run_dir in enumerate(runs):
-        # --run is always attacked afresh; --compare runs reuse a matching fgsm.json unless --force.
-        fresh = (args.run is not None and i == 0) or args.force
-        record = None if fresh else read_fgsm(run_dir)
-        reused = record is not None and _reusable(record, eps, args.limit, _checkpoint_epoch(run_dir))
-        if not reused:
-            record = attack_run(
-                run_dir,
-                eps,
-                eps_255=eps_255,
-                batch_size=args.batch_size,
-                device=args.device,
-                amp=args.amp,
-                data_root=args.data_root,
-                download=args.download,
-                limit=args.limit,
-                progress=progress,
-            )
-            write_fgsm(run_dir, record)
-            plot_fgsm_runs(
-                [(_label(record, run_dir, False), record["eps_255"], record["acc"])],
-                run_dir / FGSM_PNG,
-                title=_title(record),
-            )
-        assert record is not None
-        print(_line(run_dir, record, reused))
-        _note_clean_mismatch(run_dir, record)
-        records.append((run_dir, record))
 
-    if args.compare or args.out:
-        methods = [str(r.get("method")) for _, r in records]
-        duplicates = len(set(methods)) < len(methods)
-        out = Path(args.out) if args.out else Path("fgsm-compare.png")
-        datasets = sorted({str(r.get("dataset")) for _, r in records})
-        title = _title(records[0][1]) if len(records) == 1 else f"FGSM on {', '.join(datasets)}"
-        plot_fgsm_runs([(_label(r, d, duplicates), r["eps_255"], r["acc"]) for d, r in records], out, title=title)
-        print(f"wrote {out} ({len(records)} run{'s' if len(records) > 1 else ''})")
-    return 0
+def _record(
+    run_dir: Path, args: argparse.Namespace, eps: list[float], eps_255: list[float], *, fresh: bool
+) -> tuple[dict[str, Any], bool]:
+    """The run's FGSM record and whether an existing fgsm.json was reused (else: attacked, fgsm.json/png written)."""
+    from lmix.experiments.attack import attack_run
+    from lmix.experiments.records import FGSM_PNG, read_checkpoint, read_fgsm, write_fgsm
+    from lmix.experiments.report.plots import plot_fgsm_runs
+
+    record = None if fresh else read_fgsm(run_dir)
+    if record is not None and _reusable(record, eps, args.limit, read_checkpoint(run_dir)[1].get("epoch", 0)):
+        return record, True
+    record = attack_run(
+        run_dir,
+        eps,
+        eps_255=eps_255,
+        batch_size=args.batch_size,
+        device=args.device,
+        amp=args.amp,
+        data_root=args.data_root,
+        download=args.download,
+        limit=args.limit,
+        progress=sys.stderr.isatty(),
+    )
+    write_fgsm(run_dir, record)
+    label = _label(record, run_dir, False)
+    plot_fgsm_runs([(label, record["eps_255"], record["acc"])], run_dir / FGSM_PNG, title=_title(record))
+    return record, False
+
+
+def _compare_figure(records: list[tuple[Path, dict[str, Any]]], out: Path) -> None:
+    from lmix.experiments.report.plots import plot_fgsm_runs
+
+    methods = [str(r.get("method")) for _, r in records]
+    duplicates = len(set(methods)) < len(methods)
+    datasets = sorted({str(r.get("dataset")) for _, r in records})
+    title = _title(records[0][1]) if len(records) == 1 else f"FGSM on {', '.join(datasets)}"
+    plot_fgsm_runs([(_label(r, d, duplicates), r["eps_255"], r["acc"]) for d, r in records], out, title=title)
+    print(f"wrote {out} ({len(records)} run{'s' if len(records) > 1 else ''})")
 
 
 def _title(record: dict[str, Any]) -> str:
     return f"FGSM: {record.get('method')} {record.get('model')} on {record.get('dataset')}"
-
-
-def _checkpoint_epoch(run_dir: Path) -> int:
-    from lmix.experiments.train import load_checkpoint
-    from lmix.experiments.train.trainer import CHECKPOINT
-
-    return int(load_checkpoint(run_dir / CHECKPOINT).get("epoch", 0))
 
 
 def _note_clean_mismatch(run_dir: Path, record: dict[str, Any]) -> None:

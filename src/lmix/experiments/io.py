@@ -161,6 +161,9 @@ def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
         raise LmixValueError(f"{what} {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     except UnicodeDecodeError:
         raise LmixValueError(f"{what} {str(path)!r} is not text (UTF-8)") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as err:  # yaml: 2001-13-45, !!float abc, [[[...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LmixValueError(f"{what} {str(path)!r} is not valid YAML: {type(err).__name__}: {first}") from None
 
 
 _Lock = TypeVar("_Lock", bound="RunLock")

@@ -144,7 +144,7 @@ def test_a_damaged_record_is_read_checked_or_refused_in_one_line(name, data):
         ("summary.json", b'{"final_acc": 101}', "final_acc must be an accuracy in percent (a number in [0, 100])"),
         ("summary.json", b'{"final_acc": 90, "seed": 1.5}', "seed must be an integer (or null), got 1.5"),
         ("summary.json", b"\xff\xfe", "is not text (UTF-8)"),
-        ("config.yaml", b"k: 2001-13-45\n", "is not valid YAML (ValueError: month must be in 1..12)"),
+        ("config.yaml", b"k: 2001-13-45\n", "is not valid YAML: ValueError: month must be in 1..12"),
         ("config.yaml", b"a: &x [*x]\n", "a nests deeper than 32 levels"),
         ("config.yaml", b"lr: .nan\n", "lr is nan, not a finite number"),
         ("config.yaml", b"3: 4\n", "has a key that is not text: 3"),

@@ -230,19 +230,14 @@ def load_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         raise RecordError(path, _after_path(str(err), path)) from None
     except OSError as err:
         raise RecordError(path, f"cannot be read ({err.strerror or type(err).__name__})") from None
-    except (ValueError, TypeError, AttributeError, RecursionError) as err:  # yaml's constructors let these out
-        raise RecordError(path, f"is not valid YAML ({type(err).__name__}: {_first_line(err)})") from None
+    except RecursionError:
+        raise RecordError(path, f"nests deeper than {_MAX_DEPTH} levels") from None
     if config is None:
         raise RecordError(path, "is empty (truncated?)")
     config = _mapping(path, config)
     _identity(path, config)
     _plain_record(path, config)
     return config
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _after_path(message: str, path: Path) -> str:

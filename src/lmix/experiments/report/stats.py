@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmix._checks import is_finite_real
 from lmix.errors import LmixValueError
 from lmix.experiments.io import read_yaml
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
@@ -285,25 +286,37 @@ def load_paper_table(path: str | os.PathLike) -> dict[tuple[str, str, str], Pape
     if not isinstance(data, list):
         raise LmixValueError(f"--paper file {str(path)!r} must hold a list of {{dataset, model, method, acc}} mappings")
     out = {}
-    for i, e in enumerate(data):
-        need = {"dataset", "model", "method", "acc"}
-        if not isinstance(e, dict) or not need <= set(e) or set(e) - need - {"final", "best", "table"}:
-            raise LmixValueError(
-                f"--paper file {str(path)!r}: entry {i} must have keys dataset, model, method, acc "
-                f"(optional final, best, table), got {e!r}"
-            )
-        final, best = e.get("final"), e.get("best")
-        out[(e["dataset"], e["model"], e["method"])] = PaperResult(
-            str(e.get("table", path.name)),
-            e["dataset"],
-            e["model"],
-            e["method"],
-            float(e["acc"]),
-            None if final is None else float(final),
-            None if best is None else float(best),
-            "final+best" if final is not None or best is not None else "unspecified",
-        )
+    for i, entry in enumerate(data):
+        result = _paper_entry(entry, f"--paper file {str(path)!r}: entry {i}", path.name)
+        out[(result.dataset, result.model, result.method)] = result
     return out
+
+
+def _paper_entry(e: Any, where: str, default_table: str) -> PaperResult:
+    """One entry of a --paper file, checked: names as text, accuracies as finite numbers."""
+    need = {"dataset", "model", "method", "acc"}
+    if not isinstance(e, dict) or not need <= set(e) or set(e) - need - {"final", "best", "table"}:
+        shown = repr(e) if len(repr(e)) <= 120 else repr(e)[:117] + "..."
+        raise LmixValueError(
+            f"{where} must have keys dataset, model, method, acc (optional final, best, table), got {shown}"
+        )
+    for key in ("dataset", "model", "method", "table"):
+        if key in e and (not isinstance(e[key], str) or not e[key]):
+            raise LmixValueError(f"{where}: {key} must be a name (text), got {e[key]!r}")
+    for key in ("acc", "final", "best"):
+        if (key == "acc" or e.get(key) is not None) and not is_finite_real(e.get(key)):
+            raise LmixValueError(f"{where}: {key} must be an accuracy in percent (a number), got {e.get(key)!r}")
+    final, best = e.get("final"), e.get("best")
+    return PaperResult(
+        str(e.get("table", default_table)),
+        e["dataset"],
+        e["model"],
+        e["method"],
+        float(e["acc"]),
+        None if final is None else float(final),
+        None if best is None else float(best),
+        "final+best" if final is not None or best is not None else "unspecified",
+    )
 
 
 def _paper_lookup(paper: str | os.PathLike | None):

@@ -8,7 +8,6 @@ mappings, null), an extra key, a key removed.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -112,7 +111,3 @@ def snapshot(root: Path) -> dict[str, bytes]:
         for folder, _, files in os.walk(root)
         for name in files
     }
-
-
-def is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)

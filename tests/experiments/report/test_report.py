@@ -88,7 +88,7 @@ def test_paper_numbers_beside_ours(runs_dir):
     assert "[96.32]" not in render_markdown(build_report(runs_dir, paper="off"))
 
 
-def test_paper_data_matches_spec():
+def test_paper_data_matches_the_papers_tables():
     assert paper_result("cifar100", "preact_resnet34", "lmix").acc == 81.86
     assert paper_result("svhn", "wrn28_10", "fmix") is None
     assert paper_result("fashion_mnist", "preact_resnet18", "mixup").value("final") == 96.20

@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lmix.experiments.report.cells import Cell
 from lmix.experiments.report.collect import fgsm_curve
 from lmix.experiments.report.settings import mixer_defaults, sort_value
 
@@ -117,7 +118,7 @@ class Trend:
         }
 
 
-def values_by_seed(cell: Any, metric: str | float) -> dict[Any, float]:
+def values_by_seed(cell: Cell, metric: str | float) -> dict[Any, float]:
     """A cell's value of ``metric`` per seed (the first run of a seed wins)."""
     out: dict[Any, float] = {}
     for r in cell.runs:
@@ -132,7 +133,7 @@ def values_by_seed(cell: Any, metric: str | float) -> dict[Any, float]:
     return out
 
 
-def _metrics(cells: Sequence[Any]) -> list[str | float]:
+def _metrics(cells: Sequence[Cell]) -> list[str | float]:
     eps = sorted({pt.eps_255 for c in cells for pt in c.fgsm if pt.eps_255 > 0})
     return [FINAL, *eps]
 
@@ -143,7 +144,7 @@ def _t(df: int) -> float:
     return float(stats.t.ppf(0.975, df))
 
 
-def _paired(a: Any, b: Any, metric: str | float) -> PairedTest | None:
+def _paired(a: Cell, b: Cell, metric: str | float) -> PairedTest | None:
     va, vb = values_by_seed(a, metric), values_by_seed(b, metric)
     seeds = tuple(sorted(set(va) & set(vb), key=sort_value))
     if not seeds:
@@ -175,7 +176,7 @@ def holm(ps: Sequence[float | None]) -> list[float | None]:
     return out
 
 
-def paired_tests(cells: Sequence[Any], lmix_reference: Any) -> list[PairedTest]:
+def paired_tests(cells: Sequence[Cell], lmix_reference: Callable[[Cell, list[Cell]], Cell | None]) -> list[PairedTest]:
     """Seed-paired tests of one row's cells: each against the baseline, each against its LMix reference.
 
     Args:
@@ -207,10 +208,10 @@ def paired_tests(cells: Sequence[Any], lmix_reference: Any) -> list[PairedTest]:
     return out
 
 
-def k_families(cells: Sequence[Any]) -> list[tuple[str, list[tuple[float, Any]]]]:
+def k_families(cells: Sequence[Cell]) -> list[tuple[str, list[tuple[float, Cell]]]]:
     """LMix cells that differ only in k (plus FMix at k = 0 with the same other settings), by family."""
     default_k = float(mixer_defaults("lmix").get("k", 1.0))
-    families: dict[tuple, list[tuple[float, Any]]] = defaultdict(list)
+    families: dict[tuple, list[tuple[float, Cell]]] = defaultdict(list)
     for c in cells:
         if c.method != "lmix":
             continue
@@ -273,7 +274,7 @@ def _fit(points: list[tuple[Any, float, float]]) -> tuple[float, float, float | 
     return slope, _t(df) * se, p, n, blocked
 
 
-def k_trends(cells: Sequence[Any]) -> list[Trend]:
+def k_trends(cells: Sequence[Cell]) -> list[Trend]:
     """The slope of every metric against k, per k family of one row (see the module docstring)."""
     out = []
     for label, members in k_families(cells):

@@ -95,6 +95,7 @@ CONTRACTS: dict[str, Callable[[Any], bool]] = {
         len(f["eps"]) == len(f["acc"]) == len(f.get("eps_255", f["eps"])) > 0
         and all(is_finite_real(e) and 0 <= e <= 1 for e in f["eps"])
         and all(_accuracy(a) for a in f["acc"])
+        and len(set(f["eps"])) == len(f["eps"])
     ),
     "failed.json": lambda f: (
         _optional(f, "error", lambda v: isinstance(v, str))
@@ -150,6 +151,8 @@ def test_a_damaged_record_is_read_checked_or_refused_in_one_line(name, data):
         ("config.yaml", b"3: 4\n", "has a key that is not text: 3"),
         ("metrics.jsonl", b'{"epoch": 1}\n{"epoch": 3}\n', "row 2 is for epoch 3, expected 2 (rows missing?)"),
         ("fgsm.json", b'{"eps": [0, 0.5], "acc": [90]}', "acc has 1 values for 2 eps"),
+        ("fgsm.json", b'{"eps": [0, 0], "acc": [90, 90]}', "eps 1 (0) is there twice"),
+        ("fgsm.json", b'{"eps": [0, 0.5], "eps_255": [0, 8], "acc": [90, 9]}', "eps_255 1 must be eps 1 in 1/255"),
         ("sweep.json", b'{"runs": [{"name": "../elsewhere", "settings": {}}]}', "run 0 must have a name, a folder"),
     ],
 )

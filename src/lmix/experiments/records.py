@@ -131,6 +131,12 @@ def _load_json(path: Path) -> Any:
         raise RecordError(path, f"nests deeper than {_MAX_DEPTH} levels") from None
 
 
+def _json_mapping(path: Path) -> dict[str, Any] | None:
+    """The file's JSON mapping; None if the file does not exist."""
+    document = _load_json(path)
+    return None if document is _ABSENT else _mapping(path, document)
+
+
 def _mapping(path: Path, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError(path, f"must hold a mapping, got {_kind(value)}")
@@ -200,10 +206,9 @@ def load_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """A finished run's ``summary.json``: ``final_acc`` (and ``best_acc``, ``final_clean_train_acc``
     where present) in percent, ``epochs``, the run's identity; None if there is none."""
     path = Path(run_dir) / SUMMARY_JSON
-    summary = _load_json(path)
-    if summary is _ABSENT:
+    summary = _json_mapping(path)
+    if summary is None:
         return None
-    summary = _mapping(path, summary)
     if "final_acc" not in summary:
         raise RecordError(path, "has no final_acc")
     _accuracy(path, "final_acc", summary["final_acc"])
@@ -282,10 +287,9 @@ def load_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """A run's ``fgsm.json``: ``eps`` (fractions of the pixel range), ``acc`` (percent) and
     ``eps_255`` (1/255 units, optional), one value per eps; None if there is none."""
     path = Path(run_dir) / FGSM_JSON
-    record = _load_json(path)
-    if record is _ABSENT:
+    record = _json_mapping(path)
+    if record is None:
         return None
-    record = _mapping(path, record)
     for key in ("eps", "acc", "eps_255"):
         values = record.get(key)
         if key == "eps_255" and key not in record:
@@ -298,8 +302,11 @@ def load_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         if not is_finite_real(eps) or not 0 <= eps <= 1:
             raise RecordError(path, f"eps {i} must be a fraction of the pixel range in [0, 1], got {eps!r}")
         _accuracy(path, f"acc {i}", acc)
-    if any(not is_finite_real(e) or e < 0 for e in record.get("eps_255", [])):
-        raise RecordError(path, f"eps_255 must hold numbers >= 0, got {record['eps_255']!r}")
+    for i, (eps, e255) in enumerate(zip(record["eps"], record.get("eps_255", record["eps"]))):
+        if "eps_255" in record and (not is_finite_real(e255) or abs(eps * 255 - e255) > 1e-6):
+            raise RecordError(path, f"eps_255 {i} must be eps {i} in 1/255 units ({eps * 255:.6g}), got {e255!r}")
+        if eps in record["eps"][:i]:
+            raise RecordError(path, f"eps {i} ({eps!r}) is there twice")
     _plain_record(path, record)
     return record
 
@@ -307,10 +314,9 @@ def load_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """``failed.json`` of a run a sweep could not finish (why: ``error``; ``diverged``); None if there is none."""
     path = Path(run_dir) / FAILED_JSON
-    record = _load_json(path)
-    if record is _ABSENT:
+    record = _json_mapping(path)
+    if record is None:
         return None
-    record = _mapping(path, record)
     for key in ("error", "reason", "message"):
         _check(path, record, key, lambda v: isinstance(v, str), "text")
     _check(path, record, "diverged", lambda v: isinstance(v, bool), "true or false")
@@ -322,10 +328,10 @@ def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 def load_sweep(folder: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | None:
     """The runs a sweep's ``sweep.json`` lists: ``(folder relative to the sweep, settings)``; None if there is none."""
     path = Path(folder) / SWEEP_JSON
-    manifest = _load_json(path)
-    if manifest is _ABSENT:
+    manifest = _json_mapping(path)
+    if manifest is None:
         return None
-    runs = _mapping(path, manifest).get("runs")
+    runs = manifest.get("runs")
     if not isinstance(runs, list):
         raise RecordError(path, f"runs must be a list, got {_kind(runs)}")
     out = []

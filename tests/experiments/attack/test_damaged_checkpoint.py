@@ -5,6 +5,7 @@ and a refusal changes no file."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +16,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmix.experiments.records import load_fgsm
 from lmix.experiments.train import TrainConfig, train
 from tests.cli_helpers import run_cli
 from tests.experiments.damage import EXAMPLES, FILE_SETTINGS, changed_bytes, changed_document, snapshot
@@ -51,47 +51,43 @@ def _damaged_checkpoint(draw: st.DrawFn, data: bytes) -> bytes:
     return _saved({**checkpoint, "config": draw(changed_document(checkpoint["config"]))})
 
 
-def _one_line_or_done(code: int, err: str) -> None:
+def _run_on(
+    trained: Path, capsys, checkpoint: bytes, argv: list[str]
+) -> tuple[int, dict[str, bytes], dict[str, bytes]]:
+    """Run ``lmix *argv`` (``RUN`` standing for the run) on a copy of the trained run holding ``checkpoint``.
+
+    Asserts the command's user-error contract: done (0), or one line on stderr and exit 2; never a
+    traceback. Returns the exit code and the run folder's files before and after.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        shutil.copytree(trained, run)
+        (run / "checkpoint.pt").write_bytes(checkpoint)
+        before = snapshot(run)
+        code, _, err = run_cli(capsys, [str(run) if a == "RUN" else a for a in argv])
+        after = snapshot(run)
     assert "Traceback" not in err
     assert code == 0 or (code == 2 and len(err.strip().splitlines()) == 1), (code, err)
-
-
-def _copy(trained: Path, tmp: str, checkpoint: bytes) -> Path:
-    run = Path(tmp) / "run"
-    shutil.copytree(trained, run)
-    (run / "checkpoint.pt").write_bytes(checkpoint)
-    return run
+    return code, before, after
 
 
 @FILE_SETTINGS
 @given(data=st.data())
 def test_attack_on_a_damaged_checkpoint(trained, capsys, data):
     checkpoint = data.draw(_damaged_checkpoint((trained / "checkpoint.pt").read_bytes()), label="checkpoint")
-    with tempfile.TemporaryDirectory() as tmp:
-        run = _copy(trained, tmp, checkpoint)
-        before = snapshot(run)
-        code, _, err = run_cli(
-            capsys, ["attack", "--run", str(run), "--eps", "0,8", "--limit", "16", "--device", "cpu"]
-        )
-        _one_line_or_done(code, err)
-        after = snapshot(run)
-        written = set(after) - set(before)
-        assert {k: after[k] for k in before} == before and written == (
-            {"fgsm.json", "fgsm.png"} if code == 0 else set()
-        )
-        assert code != 0 or len(load_fgsm(run)["acc"]) == 2
+    argv = ["attack", "--run", "RUN", "--eps", "0,8", "--limit", "16", "--device", "cpu"]
+    code, before, after = _run_on(trained, capsys, checkpoint, argv)
+    assert {k: after[k] for k in before} == before  # the run's files are as they were ...
+    assert set(after) - set(before) == ({"fgsm.json", "fgsm.png"} if code == 0 else set())  # ... results added
+    assert code != 0 or len(json.loads(after["fgsm.json"])["acc"]) == 2
 
 
 @settings(FILE_SETTINGS, max_examples=max(4, EXAMPLES // 2))
 @given(data=st.data())
 def test_resume_from_a_damaged_checkpoint_is_one_line(trained, capsys, data):
     checkpoint = data.draw(changed_bytes((trained / "checkpoint.pt").read_bytes()), label="checkpoint")
-    with tempfile.TemporaryDirectory() as tmp:
-        run = _copy(trained, tmp, checkpoint)
-        before = snapshot(run)
-        code, _, err = run_cli(capsys, ["train", "--resume", "--out", str(run)])
-        _one_line_or_done(code, err)
-        assert snapshot(run) == before  # refused, or the run was complete already: nothing written
+    _, before, after = _run_on(trained, capsys, checkpoint, ["train", "--resume", "--out", "RUN"])
+    assert after == before  # refused, or the run was complete already: nothing written
 
 
 # The trainer's resume reads these entries unchecked (lmix.experiments.train.trainer.check_out_dir and
@@ -108,8 +104,6 @@ _UNCHECKED = pytest.mark.xfail(raises=(AttributeError, TypeError), reason="train
         ("model", 7),
     ],
 )
-def test_resume_with_a_wrong_typed_checkpoint_entry(trained, capsys, tmp_path, entry, value):
+def test_resume_with_a_wrong_typed_checkpoint_entry(trained, capsys, entry, value):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
-    run = _copy(trained, str(tmp_path), _saved({**checkpoint, entry: value}))
-    code, _, err = run_cli(capsys, ["train", "--resume", "--out", str(run)])
-    _one_line_or_done(code, err)
+    _run_on(trained, capsys, _saved({**checkpoint, entry: value}), ["train", "--resume", "--out", "RUN"])

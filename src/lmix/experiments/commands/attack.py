@@ -88,6 +88,10 @@ def _line(run_dir: Path, record: dict[str, Any], reused: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The attack's data sets and figures need the train extra: say so before any argument or run dir is checked.
+    import matplotlib  # noqa: F401
+    import torchvision  # noqa: F401
+
     eps, eps_255 = _checked_args(args)
     records: list[tuple[Path, dict[str, Any]]] = []
     for i, run_dir in enumerate(_run_dirs(args)):

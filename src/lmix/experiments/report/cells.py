@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# At import: a report needs the train extra, and an install without it is told so before any run is read.
+from scipy import stats as scipy_stats
+
 from lmix.experiments.paper import PaperResult
 from lmix.experiments.report.collect import RunRecord
 from lmix.experiments.report.settings import format_setting, method_display
@@ -37,10 +40,8 @@ class Stats:
         mean = sum(vals) / n
         if n < 2:
             return cls(mean, math.nan, n, math.nan)
-        from scipy import stats
-
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-        return cls(mean, std, n, float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
+        return cls(mean, std, n, float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": _nan_to_none(self.std), "n": self.n, "ci95": _nan_to_none(self.ci95)}

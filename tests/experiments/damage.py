@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 # Property tests over files: few examples (each writes and reads folders; LMIX_DAMAGE_EXAMPLES=1000
 # searches longer), no deadline (the CI's two cores are shared), fixtures reused across examples on
 # purpose (each example makes its own folder).
-EXAMPLES = int(os.environ.get("LMIX_DAMAGE_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("LMIX_DAMAGE_EXAMPLES", "30"))
 FILE_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,

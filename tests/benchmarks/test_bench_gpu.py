@@ -51,7 +51,7 @@ def test_smoke_run_fills_every_section(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_gpu.json"]  # atomic writes, no leftovers
     report = json.loads((tmp_path / "bench_gpu.json").read_text())
     sections = report["sections"]
-    assert set(sections) == {"environment", "sync_check", "throughput", "table4"}  # JSON keys are sorted
+    assert set(sections) == {"environment", "sync_check", "throughput", "device_mix", "table4"}  # JSON keys sorted
     assert {name: sec["status"] for name, sec in sections.items()} == dict.fromkeys(sections, "ok")
     assert all(sec["seconds"] >= 0 for sec in sections.values())
 
@@ -79,6 +79,10 @@ def test_smoke_run_fills_every_section(tmp_path):
         assert row["overhead_pct"] == pytest.approx(100 * (row["model_alone_img_s"] / row["img_s"] - 1), rel=1e-6)
     assert speed["compile"]["backend"] == "eager"
 
+    mix = sections["device_mix"]
+    assert {r["method"] for r in mix["results"]} == {"lmix", "mixup+lmix sample"} and not mix["errors"]
+    assert all(r["mix_ms"] > 0 and r["model_alone_img_s"] > 0 for r in mix["results"])
+
     t4 = sections["table4"]
     assert t4["epochs"] >= 1 and t4["milestones"] and max(t4["milestones"]) <= t4["epochs"]
     rates = t4["probe"]["per_job_img_s"]
@@ -91,9 +95,9 @@ def test_smoke_run_fills_every_section(tmp_path):
     assert (lmix_run["paper_final"], lmix_run["paper_best"]) == (96.62, 96.64)
     assert next(r for r in t4["runs"] if r["method"] == "fmix")["paper_final"] is None  # not in Table 4
 
-    assert {t["name"]: t["status"] for t in report["targets"]} == {"T1": "SKIP", "T2": "SKIP", "T3": "SKIP"}
+    assert {t["name"]: t["status"] for t in report["targets"]} == dict.fromkeys(("T1", "T2", "T3", "T4"), "SKIP")
     # The table is printed last.
-    assert "T3 SKIP" in proc.stdout.splitlines()[-2] and "table4" in proc.stdout
+    assert "T4 SKIP" in proc.stdout.splitlines()[-2] and "table4" in proc.stdout
 
 
 def test_without_a_gpu_only_smoke_runs(bench):
@@ -113,7 +117,7 @@ def test_sections_that_do_not_fit_the_deadline_are_skipped(bench, tmp_path):
     assert list(report["sections"]) == ["table4"]
     table4 = report["sections"]["table4"]
     assert table4["status"] == "skipped" and "deadline" in table4["reason"] and "needs about 10 s" in table4["reason"]
-    assert [t["status"] for t in report["targets"]] == ["SKIP"] * 3
+    assert [t["status"] for t in report["targets"]] == ["SKIP"] * 4
 
 
 def _ctx(bench, tmp_path, deadline_s: float = 60.0):
@@ -207,10 +211,13 @@ def test_targets_pass_fail_and_skip(bench):
 
     report = {"meta": {"device": "cuda"}, "sections": {"throughput": {"results": [row(512, 61000.0, 2.5)]}}}
     got = {t["name"]: t["status"] for t in bench.check_targets(report)}
-    assert got == {"T1": "PASS", "T2": "SKIP", "T3": "PASS"}
+    assert got == {"T1": "PASS", "T2": "SKIP", "T3": "PASS", "T4": "SKIP"}
     report["sections"]["throughput"]["results"] = [row(512, 59000.0, 3.5), row(128, 31000.0, 1.0)]
+    report["sections"]["device_mix"] = {"results": [{"method": "lmix", "overhead_pct": 3.4}]}
     got = {t["name"]: t["status"] for t in bench.check_targets(report)}
-    assert got == {"T1": "FAIL", "T2": "PASS", "T3": "FAIL"}  # T3 is read at batch 512
+    assert got == {"T1": "FAIL", "T2": "PASS", "T3": "FAIL", "T4": "FAIL"}  # T3 is read at batch 512
+    report["sections"]["device_mix"]["results"][0]["overhead_pct"] = 2.0
+    assert {t["name"]: t["status"] for t in bench.check_targets(report)}["T4"] == "PASS"
     report["meta"]["device"] = "cpu"
     assert {t["status"] for t in bench.check_targets(report)} == {"SKIP"}
 

@@ -20,6 +20,7 @@ import torch
 
 pytest.importorskip("timm")
 import timm.data  # noqa: E402
+import timm.data.loader  # noqa: E402
 import timm.data.mixup  # noqa: E402
 
 import lmix  # noqa: E402
@@ -73,6 +74,8 @@ def workdir(monkeypatch, tmp_path):
     for module in (timm.data, timm.data.mixup):  # the launcher replaces timm's classes: restore them
         for name in ("Mixup", "FastCollateMixup"):
             monkeypatch.setattr(module, name, getattr(module, name))
+    for module in (timm.data, timm.data.loader):  # and timm's create_loader
+        monkeypatch.setattr(module, "create_loader", module.create_loader)
     monkeypatch.chdir(tmp_path)
 
 
@@ -99,6 +102,8 @@ def check_launcher(code: str, tmp_path: Path, capsys) -> None:
 def check_namespace(name: str, ns: dict) -> None:
     if name == "timm-classes":
         assert isinstance(ns["collate"], timm.data.FastCollateMixup)
+        if ns["collate"].mix_on == "device":  # the workers collated plainly, the loader mixed
+            assert isinstance(ns["loader"], lt.DeviceMixLoader)
         assert ns["images"].shape == (16, 3, 32, 32) and ns["targets"].shape == (16, 10)
         assert (ns["targets"].max(1).values < 0.9).any()
         if "loss" in ns:

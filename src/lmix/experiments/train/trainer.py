@@ -16,6 +16,7 @@ previous files as they were.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixValueError
 from lmix.experiments.io import (
     RunLock,
@@ -34,6 +36,7 @@ from lmix.experiments.io import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
+    read_yaml,
 )
 from lmix.experiments.metrics import evaluate
 from lmix.experiments.train.config import TrainConfig, run_identity
@@ -130,7 +133,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "config" not in ckpt:
         raise RunError(f"checkpoint {str(path)!r} is not an lmix checkpoint (format {CHECKPOINT_FORMAT})")
+    bad = _bad_checkpoint_entry(ckpt)
+    if bad:
+        raise RunError(f"checkpoint {str(path)!r} is damaged: {bad}; remove it to start over or choose another --out")
     return ckpt
+
+
+# The entries a resume reads, and what each must be.
+_CHECKPOINT_ENTRIES: dict[str, tuple[str, Any]] = {
+    "config": ("a mapping", lambda v: isinstance(v, dict)),
+    "epoch": ("an integer >= 0", lambda v: is_integer(v) and v >= 0),
+    "best_epoch": ("an integer >= 0", lambda v: is_integer(v) and v >= 0),
+    "train_images": ("an integer >= 0", lambda v: is_integer(v) and v >= 0),
+    "best_acc": ("a finite number", is_finite_real),
+    "train_seconds": ("a finite number", is_finite_real),
+    "history": ("a list", lambda v: isinstance(v, list)),
+    "rng": ("a list", lambda v: isinstance(v, list)),
+}
+
+
+def _bad_checkpoint_entry(ckpt: dict[str, Any]) -> str | None:
+    """What is wrong with the first entry a resume would misread, or None (entries absent: old files)."""
+    for key, (what, ok) in _CHECKPOINT_ENTRIES.items():
+        if key in ckpt and not ok(ckpt[key]):
+            return f"{key} must be {what}, got {type(ckpt[key]).__name__}"
+    return None
 
 
 def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -146,11 +173,10 @@ def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
         return ckpt
     cfg_path = out / "config.yaml"
     if cfg_path.exists():
-        import yaml
-
         try:
-            theirs = run_identity(yaml.safe_load(cfg_path.read_text()) or {})
-        except yaml.YAMLError:
+            data = read_yaml(cfg_path, what="config.yaml")
+            theirs = run_identity(data if isinstance(data, dict) else {"<not a mapping>": True})
+        except LmixValueError:
             theirs = {"<unreadable config.yaml>": True}
         if theirs != run_identity(config.to_dict()):
             raise RunError(
@@ -325,14 +351,21 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
     return lock, created
 
 
+def _finished_summary(out: Path) -> dict[str, Any] | None:
+    """A complete run's summary.json, or None when it is missing or damaged (the run then writes it again)."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and is_finite_real(summary.get("final_acc")) else None
+
+
 def _train_locked(
     config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal, out: Path
 ) -> dict[str, Any]:
     resume = check_out_dir(out, config)
-    if resume is not None and resume["epoch"] >= config.epochs and (out / "summary.json").exists():
-        import json
-
-        summary = json.loads((out / "summary.json").read_text())
+    summary = _finished_summary(out) if resume is not None and resume["epoch"] >= config.epochs else None
+    if summary is not None:
         log(f"run in {out} is already complete: final_acc {summary['final_acc']:.2f}%")
         return summary
     saved_epoch = 0 if resume is None else int(resume["epoch"])

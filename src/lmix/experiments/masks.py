@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from lmix._checks import is_integer
 from lmix.errors import LmixValueError
 from lmix.mixing.masks import box_masks, fourier_masks, frequency_magnitude
 
@@ -261,11 +262,11 @@ def run_mask_study(
     lams = sorted({float(x) for x in lams})
     if not lams or any(not 0 < x < 1 for x in lams):
         raise LmixValueError(f"lam must be one or more numbers in (0, 1), got {lams!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+    if not is_integer(n) or n < 2:
         raise LmixValueError(f"n must be an integer >= 2 (masks per configuration), got {n!r}")
     if not math.isfinite(decay) or decay < 0:
         raise LmixValueError(f"decay must be a number >= 0, got {decay!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise LmixValueError(f"seed must be an integer >= 0, got {seed!r}")
     t0 = time.perf_counter()
     configs = [("cutmix", None, "CutMix")] + [

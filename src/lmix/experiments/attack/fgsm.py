@@ -19,13 +19,13 @@ images untouched.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixTypeError, LmixValueError
 
 __all__ = ["Normalized", "fgsm", "fgsm_accuracy", "check_eps"]
@@ -77,7 +77,7 @@ class Normalized(nn.Module):
 # ---------------------------------------------------------------------------------------------
 def check_eps(eps: object) -> float:
     """``eps`` as a float; LmixValueError unless it is a number in [0, 1] (a fraction of the pixel range)."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 1:
+    if not is_finite_real(eps) or not 0 <= eps <= 1:
         raise LmixValueError(f"eps must be a number in [0, 1] (a fraction of the pixel range), got {eps!r}")
     return float(eps)
 
@@ -216,7 +216,7 @@ def fgsm_accuracy(
     eps_values = [check_eps(e) for e in eps_list]
     if not eps_values:
         raise LmixValueError("eps_list must hold at least one eps")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise LmixValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     device = torch.device(device)
     n = int(images.shape[0])

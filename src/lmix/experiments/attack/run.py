@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from lmix._checks import is_integer
 from lmix.errors import LmixValueError
 from lmix.experiments.attack.fgsm import Normalized, check_eps, fgsm_accuracy
 from lmix.experiments.records import check_run_dir, read_checkpoint, trained_model
@@ -91,7 +92,7 @@ def _checked_eps(eps: Sequence[float], eps_255: Sequence[float] | None) -> tuple
 
 
 def _check_optional_count(value: int | None, what: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    if value is not None and (not is_integer(value) or value < 1):
         raise LmixValueError(f"{what} must be an integer >= 1, got {value!r}")
 
 

@@ -1,4 +1,4 @@
-"""The LMix paper's published accuracies, as data (SPEC section 3; the paper's Tables 1-5).
+"""The LMix paper's published accuracies, as data (the paper's Tables 1-5).
 
 Keys use lmix's registry names: data sets from ``lmix.data.list_datasets()``, models from
 ``lmix.list_models()``, methods from ``lmix.list_mixers()`` ("none" is the paper's "Baseline").
@@ -86,7 +86,7 @@ _BOTH: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
     },
 }
 
-# The paper's schedule per data set (SPEC section 3), to flag comparisons with shorter runs.
+# The paper's schedule per data set, to flag comparisons with shorter runs.
 PAPER_EPOCHS: dict[str, int] = {
     "cifar10": 300,
     "cifar100": 300,

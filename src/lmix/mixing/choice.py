@@ -52,6 +52,11 @@ class ChoiceParams(MixParams):
     components: tuple[MixParams | None, ...] = ()
 
 
+def _per_batch(index: int, inner: MixParams) -> ChoiceParams:
+    """The ``ChoiceParams`` of a per-batch choice: component ``index`` drew ``inner``."""
+    return ChoiceParams(perm=inner.perm, lam=inner.lam, mask=inner.mask, erase=inner.erase, index=index, inner=inner)
+
+
 class MixChoice(Mixer):
     """Apply one of several mixers per batch (the paper's LMix + Mixup) or per sample.
 
@@ -188,7 +193,7 @@ class MixChoice(Mixer):
     def _sample_per_sample(
         self,
         batch_size: int,
-        size: tuple[int, int],
+        image_size: tuple[int, int],
         *,
         device: torch.device,
         control: torch.Generator,
@@ -206,7 +211,7 @@ class MixChoice(Mixer):
             if n == 0:
                 comps.append(None)
                 continue
-            cp = mixer.sample(n, size, device=device, generator=gen)
+            cp = mixer.sample(n, image_size, device=device, generator=gen)
             lam.index_put_((idx,), cp.lam)
             comps.append(cp)
         return ChoiceParams(
@@ -234,9 +239,7 @@ class MixChoice(Mixer):
         index = self.choose(generator)
         self.calls += 1
         inner = self.mixers[index].sample(batch_size, image_size, device=device, generator=generator)
-        return ChoiceParams(
-            perm=inner.perm, lam=inner.lam, mask=inner.mask, erase=inner.erase, index=index, inner=inner
-        )
+        return _per_batch(index, inner)
 
     def draw(self, images: torch.Tensor, generator: torch.Generator | None = None) -> ChoiceParams:
         """The parameters a call would use: the choice from the CPU generator, every component's
@@ -244,9 +247,7 @@ class MixChoice(Mixer):
         if self.mode == "batch":
             index = self.next_index(generator)
             inner = self.mixers[index].draw(images, generator)
-            return ChoiceParams(
-                perm=inner.perm, lam=inner.lam, mask=inner.mask, erase=inner.erase, index=index, inner=inner
-            )
+            return _per_batch(index, inner)
         device = images.device
         own = generator is None
         return self._sample_per_sample(
@@ -363,10 +364,7 @@ class MixChoice(Mixer):
             index = self.next_index(generator)
             batch = self.mixers[index](images, labels, generator, extras=extras)
             if batch.params is not None:
-                inner = batch.params
-                batch.params = ChoiceParams(
-                    perm=inner.perm, lam=inner.lam, mask=inner.mask, erase=inner.erase, index=index, inner=inner
-                )
+                batch.params = _per_batch(index, batch.params)
             return batch
         return super().forward(images, labels, generator, extras=extras, params=params)
 

@@ -4,7 +4,8 @@ and ``lmix attack`` leave behind and that ``lmix report`` and ``lmix attack`` re
 A run folder (``lmix train --out RUN``) holds ``config.yaml``, ``metrics.jsonl`` (one row per
 epoch), ``checkpoint.pt`` and, once finished, ``summary.json``; the run lock ``.lock`` while a
 process works on it; ``failed.json`` where a sweep's run failed; ``fgsm.json`` and ``fgsm.png``
-once attacked. A sweep's folder holds ``sweep.json``, its expanded runs.
+once attacked. A sweep's folder holds ``sweep.json``, its expanded runs (and the spec's declared
+analysis plan, where it has one).
 
 Each ``load_*`` reader returns None when its file is missing and raises :class:`RecordError`
 (an ``LmixValueError`` naming the file and what is wrong with it) when the file is there but
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixError, LmixValueError
 from lmix.experiments.io import RunLock, atomic_write_json, read_yaml
+from lmix.experiments.plan import AnalysisPlan, parse_plan
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -45,6 +47,7 @@ __all__ = [
     "load_fgsm",
     "load_failed",
     "load_sweep",
+    "load_sweep_plan",
     "read_fgsm",
     "write_fgsm",
     "check_run_dir",
@@ -347,6 +350,21 @@ def load_sweep(folder: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | 
         _plain_record(path, settings, f"run {i}: ")
         out.append((name, settings))
     return out
+
+
+def load_sweep_plan(folder: str | os.PathLike) -> AnalysisPlan | None:
+    """The analysis plan a sweep's ``sweep.json`` carries (its spec's ``analysis``); None if there is none."""
+    path = Path(folder) / SWEEP_JSON
+    manifest = _json_mapping(path)
+    if manifest is None or manifest.get("analysis") is None:
+        return None
+    eps = manifest.get("attack_eps")
+    if eps is not None and (not isinstance(eps, list) or not all(is_finite_real(e) for e in eps)):
+        raise RecordError(path, f"attack_eps must be a list of numbers, got {_kind(eps)}")
+    try:
+        return parse_plan(manifest["analysis"], where="analysis", attack_eps=None if eps is None else tuple(eps))
+    except LmixValueError as err:
+        raise RecordError(path, str(err)) from None
 
 
 def read_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:

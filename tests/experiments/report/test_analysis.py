@@ -147,8 +147,8 @@ def test_rendered_in_markdown_summary_and_json(runs_dir, tmp_path):
     _runs(runs_dir)
     report = build_report(runs_dir)
     md = render_markdown(report)
-    assert "### Paired by seed: digits, simple_cnn" in md
-    assert "### Effect of k: digits, simple_cnn" in md
+    assert "### Paired by seed (exploratory): digits, simple_cnn" in md
+    assert "### Effect of k (exploratory): digits, simple_cnn" in md
     t = _test(report, "CutMix", "Baseline")
     row = next(line for line in md.splitlines() if line.startswith("| CutMix - Baseline |"))
     assert f"{t.diff:+.2f} [{t.diff - t.ci95:+.2f}, {t.diff + t.ci95:+.2f}]" in row

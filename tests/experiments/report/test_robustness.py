@@ -61,7 +61,7 @@ def test_fgsm_tables_figure_and_json(runs_dir, tmp_path):
     files = write_report(report, tmp_path / "rep")
     assert "fig5_fgsm_digits_simple_cnn.png" in [f.name for f in files]
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "### FGSM robustness: digits, simple_cnn" in md
+    assert "### FGSM robustness (exploratory tests): digits, simple_cnn" in md
     assert "| method | n | eps 0 | eps 1 | eps 2 | eps 4 | eps 8 |" in md
     vals = [accs[4] for accs in LMIX[4.0]]
     m, h = statistics.mean(vals), stats.t.ppf(0.975, 2) * statistics.stdev(vals) / math.sqrt(3)

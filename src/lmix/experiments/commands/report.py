@@ -14,7 +14,7 @@ EXIT_CODES = (
     "exit codes: 0 the report is written (with --strict: and every run under DIR is finished and used); "
     f"{EXIT_INCOMPLETE} with --strict: the report is written, but some run failed, is unfinished, still running "
     "or unreadable (or a sweep.json is unreadable); 2 a usage error (DIR is not a folder, no finished run "
-    "under it, a bad --paper file) or the report could not be written (the files written before stay as they were)."
+    "under it, a bad --paper file, a --plan spec without an analysis or without runs under DIR) or the report could not be written (the files written before stay as they were)."
 )
 
 
@@ -39,6 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="reference numbers beside ours: the LMix paper's (auto), none (off), or a YAML list of "
         "{dataset, model, method, acc} (default: auto)",
     )
+    p.add_argument(
+        "--plan",
+        action="append",
+        metavar="SPEC",
+        help="compute the analysis plan that sweep spec SPEC (a packaged name or a path) declares, over the "
+        "spec's runs under DIR, instead of the plans the sweep.json files carry (for records without one, or "
+        "an out dir another spec's sweep.json describes); repeat for several specs",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the summary table")
     p.add_argument(
         "--strict",
@@ -53,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
     from lmix.experiments.io import WriteError
     from lmix.experiments.report import build_report, render_text_summary, write_report
 
-    report = build_report(args.dir, paper=args.paper)
+    plans = None
+    if args.plan:
+        from lmix.experiments.report.planned import plans_from_specs
+
+        plans = plans_from_specs(args.plan, args.dir)
+    report = build_report(args.dir, paper=args.paper, plans=plans)
     out = Path(args.out) if args.out else Path(args.dir) / "report"
     try:
         paths = write_report(report, out)

@@ -17,14 +17,25 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lmix.experiments.report.cells import Cell
 from lmix.experiments.report.collect import fgsm_curve
 from lmix.experiments.report.settings import mixer_defaults, sort_value
 
-__all__ = ["PairedTest", "Trend", "metric_label", "paired_tests", "k_trends", "k_families", "holm", "values_by_seed"]
+__all__ = [
+    "PairedTest",
+    "Trend",
+    "metric_label",
+    "paired_test",
+    "paired_tests",
+    "k_trend",
+    "k_trends",
+    "k_families",
+    "holm",
+    "values_by_seed",
+]
 
 FINAL = "final_acc"
 
@@ -47,6 +58,7 @@ class PairedTest:
         p: two-sided paired t-test p (None for fewer than 2 pairs).
         p_holm: Holm-adjusted p within the row's comparisons against the same reference kind
             and metric (None where not adjusted).
+        family: the comparisons (``"a - b"``) of ``p_holm``'s Holm family, this one included.
     """
 
     a: str
@@ -57,6 +69,7 @@ class PairedTest:
     ci95: float
     p: float | None
     p_holm: float | None = None
+    family: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +81,9 @@ class PairedTest:
             "ci95": None if math.isnan(self.ci95) else self.ci95,
             "p": self.p,
             "p_holm": self.p_holm,
+            "holm_family": {"size": len(self.family), "members": list(self.family)}
+            if self.p_holm is not None
+            else None,
         }
 
 
@@ -144,7 +160,8 @@ def _t(df: int) -> float:
     return float(stats.t.ppf(0.975, df))
 
 
-def _paired(a: Cell, b: Cell, metric: str | float) -> PairedTest | None:
+def paired_test(a: Cell, b: Cell, metric: str | float) -> PairedTest | None:
+    """``a`` minus ``b`` over the seeds both have (None: no shared seed); not adjusted."""
     va, vb = values_by_seed(a, metric), values_by_seed(b, metric)
     seeds = tuple(sorted(set(va) & set(vb), key=sort_value))
     if not seeds:
@@ -200,11 +217,12 @@ def paired_tests(cells: Sequence[Cell], lmix_reference: Callable[[Cell, list[Cel
                     ref = None if (c.method == "lmix" and not c.variant) or c is base else lmix_reference(c, lmix_cells)
                 if ref is None:
                     continue
-                t = _paired(c, ref, metric)
+                t = paired_test(c, ref, metric)
                 if t is not None:
                     tests.append(t)
             adjusted = holm([t.p for t in tests])
-            out += [PairedTest(t.a, t.b, t.metric, t.seeds, t.diff, t.ci95, t.p, q) for t, q in zip(tests, adjusted)]
+            family = tuple(f"{t.a} - {t.b}" for t in tests if t.p is not None)
+            out += [replace(t, p_holm=q, family=family if q is not None else ()) for t, q in zip(tests, adjusted)]
     return out
 
 
@@ -279,16 +297,21 @@ def k_trends(cells: Sequence[Cell]) -> list[Trend]:
     out = []
     for label, members in k_families(cells):
         for metric in _metrics([c for _, c in members]):
-            points = [(s, k, v) for k, c in members for s, v in values_by_seed(c, metric).items()]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                fit = _fit(points)
-            if fit is None:
-                continue
-            slope, ci, p, n, blocked = fit
-            ks = tuple(sorted({k for _, k, _ in points}))
-            means = tuple(
-                sum(v for _, kk, v in points if kk == k) / sum(1 for _, kk, _ in points if kk == k) for k in ks
-            )
-            out.append(Trend(label, metric, ks, n, blocked, slope, ci, p, means))
+            trend = k_trend(label, members, metric)
+            if trend is not None:
+                out.append(trend)
     return out
+
+
+def k_trend(label: str, members: Sequence[tuple[float, Cell]], metric: str | float) -> Trend | None:
+    """The slope of one metric against k over one k family's ``(k, cell)`` members (None: k does not vary)."""
+    points = [(s, k, v) for k, c in members for s, v in values_by_seed(c, metric).items()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = _fit(points)
+    if fit is None:
+        return None
+    slope, ci, p, n, blocked = fit
+    ks = tuple(sorted({k for _, k, _ in points}))
+    means = tuple(sum(v for _, kk, v in points if kk == k) / sum(1 for _, kk, _ in points if kk == k) for k in ks)
+    return Trend(label, metric, ks, n, blocked, slope, ci, p, means)

@@ -25,6 +25,7 @@ from typing import Any
 
 from lmix.errors import LmixValueError
 from lmix.experiments.io import RunLock
+from lmix.experiments.plan import AnalysisPlan
 from lmix.experiments.records import (
     CHECKPOINT,
     METRICS_JSONL,
@@ -38,6 +39,7 @@ from lmix.experiments.records import (
     load_metrics,
     load_summary,
     load_sweep,
+    load_sweep_plan,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "UNREADABLE",
     "STATUSES",
     "RunRecord",
+    "DeclaredPlan",
     "Collection",
     "collect_runs",
     "fgsm_curve",
@@ -121,6 +124,22 @@ class RunRecord:
         return f"{self.status} (diverged)" if self.diverged else self.status
 
 
+@dataclass(frozen=True)
+class DeclaredPlan:
+    """An analysis plan and the runs it is about.
+
+    Attributes:
+        plan: the plan (:mod:`lmix.experiments.plan`).
+        source: where it was declared (``sweep.json`` relative to the root, or ``--plan SPEC``).
+        dirs: the folders (relative to the root) of the sweep's runs: the plan covers the table
+            rows that hold them, and its ``each`` means the groups among them.
+    """
+
+    plan: AnalysisPlan
+    source: str
+    dirs: frozenset[str]
+
+
 @dataclass
 class Collection:
     """Every run under a report's root.
@@ -130,11 +149,13 @@ class Collection:
         sweeps: the ``sweep.json`` files read (relative to the root): with one, a group's
             expected number of runs is known.
         problems: unreadable ``sweep.json`` files ("``a/sweep.json: not valid JSON ...``").
+        plans: the analysis plans the ``sweep.json`` files carry.
     """
 
     runs: list[RunRecord]
     sweeps: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    plans: list[DeclaredPlan] = field(default_factory=list)
 
     @property
     def used(self) -> list[RunRecord]:
@@ -197,12 +218,16 @@ def _sweep_runs(root: Path, folders: list[Path]) -> tuple[dict[str, dict[str, An
     for folder in folders:
         try:
             runs = load_sweep(folder) or []
+            plan = load_sweep_plan(folder)
         except RecordError as err:
             collection.problems.append(f"{_rel(err.path, root)}: {err.problem}")
             continue
-        collection.sweeps.append(_rel(folder / SWEEP_JSON, root))
-        for name, settings in runs:
-            planned[_rel(folder / name, root)] = settings
+        source = _rel(folder / SWEEP_JSON, root)
+        collection.sweeps.append(source)
+        dirs = [_rel(folder / name, root) for name, _ in runs]
+        planned.update(zip(dirs, (settings for _, settings in runs)))
+        if plan is not None:
+            collection.plans.append(DeclaredPlan(plan, source, frozenset(dirs)))
     return planned, collection
 
 

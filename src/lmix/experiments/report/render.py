@@ -16,7 +16,11 @@ from lmix.experiments.io import atomic_write_json, atomic_write_text
 from lmix.experiments.report.accounting import cell_runs_text, counts_text
 from lmix.experiments.report.analysis import PairedTest, Trend, metric_label
 from lmix.experiments.report.collect import STATUSES, RunRecord
+from lmix.experiments.report.formats import eq_p as _eq_p
+from lmix.experiments.report.formats import fmt_p as _fmt_p
+from lmix.experiments.report.formats import signed_ci as _signed_ci
 from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm, plot_k
+from lmix.experiments.report.render_planned import exploratory_note, planned_md, planned_text
 from lmix.experiments.report.settings import format_setting, method_display, method_key, sort_value
 from lmix.experiments.report.stats import (
     CONDITION_KEYS,
@@ -40,12 +44,6 @@ def _fmt_stats(s: Stats | None, *, tex: bool = False) -> str:
     pm = r" \pm " if tex else " ± "
     body = f"{s.mean:.2f}" + (f"{pm}{s.std:.2f}" if not math.isnan(s.std) else "")
     return f"${body}$" if tex else body
-
-
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return f"{p:.3f}" + (" *" if p < 0.05 else "") if p >= 0.001 else "<0.001 *"
 
 
 @dataclass
@@ -171,6 +169,7 @@ def render_markdown(report: Report) -> str:
             )
             out.append(f"- Paper {table}: {what}.")
         out.append("")
+    out += planned_md(report)  # the declared analysis first; everything after it is exploratory
     for dataset in report_datasets(report):
         out += [f"## {dataset}", ""]
         for key in ("final", "best"):
@@ -179,7 +178,7 @@ def render_markdown(report: Report) -> str:
                 out += _table_md(table)
                 out += ["", _conditions_text(_table_runs(table)), ""]
         for _, label, cells in report_rows(report, dataset):
-            out += [f"### Statistics: {dataset}, {label}", ""]
+            out += [f"### Statistics (exploratory): {dataset}, {label}", ""]
             out += _stats_md(cells, of=bool(report.sweeps))
             out += ["", f"Regime: {row_regime(cells)[0]}.", ""]
             out += _significance_sentences(cells)
@@ -188,7 +187,7 @@ def render_markdown(report: Report) -> str:
             fgsm_cells = [c for c in cells if c.fgsm]
             if not fgsm_cells:
                 continue
-            out += [f"### FGSM robustness: {dataset}, {label}", ""]
+            out += [f"### FGSM robustness (exploratory tests): {dataset}, {label}", ""]
             out += _fgsm_md(fgsm_cells)
             out += [
                 "",
@@ -201,13 +200,13 @@ def render_markdown(report: Report) -> str:
         for key, label, _ in report_rows(report, dataset):
             tests = report.paired.get((dataset, *key), [])
             if tests:
-                out += [f"### Paired by seed: {dataset}, {label}", ""]
+                out += [f"### Paired by seed (exploratory): {dataset}, {label}", ""]
                 out += _paired_md(tests)
-                out += ["", PAIRED_NOTE, ""]
+                out += ["", PAIRED_NOTE + " " + _paired_families(tests), ""]
         for key, label, _ in report_rows(report, dataset):
             trends = report.trends.get((dataset, *key), [])
             if trends:
-                out += [f"### Effect of k: {dataset}, {label}", ""]
+                out += [f"### Effect of k (exploratory): {dataset}, {label}", ""]
                 out += _trends_md(trends)
                 out += ["", TREND_NOTE, ""]
     out += [
@@ -299,23 +298,27 @@ PAIRED_NOTE = (
     "t-test's two-sided p (scipy.stats.ttest_rel) and, in brackets, Holm's adjustment over the row's comparisons "
     "with the same reference and metric. * = p < 0.05."
 )
+TREND_P = "The slopes' p-values are not adjusted for multiple comparisons."
 TREND_NOTE = (
     "Least-squares slope of accuracy against k, in points per unit k, with one intercept per seed where seeds repeat "
     "across k (so seed-to-seed spread does not enter), its 95% CI and p; FMix joins as k = 0 (its masks are LMix's "
     'at k = 0). "over the range" is the slope times the width of the k range: the change the fit predicts from the '
-    "smallest to the largest k, with its 95% CI."
+    "smallest to the largest k, with its 95% CI. " + TREND_P
 )
 
 
-def _eq_p(p: float) -> str:
-    text = _fmt_p(p)
-    return text if text.startswith("<") else "=" + text
-
-
-def _signed_ci(diff: float, ci: float) -> str:
-    if math.isnan(ci):
-        return f"{diff:+.2f}"
-    return f"{diff:+.2f} [{diff - ci:+.2f}, {diff + ci:+.2f}]"
+def _paired_families(tests: list[PairedTest]) -> str:
+    """The Holm families of a paired table, named: their size and members, per reference and column."""
+    families: dict[tuple[str, ...], list[str]] = {}
+    for t in tests:
+        if t.family:
+            families.setdefault(t.family, []).append(metric_label(t.metric))
+    parts = [
+        f"{', '.join(members)} ({len(members)} test{'' if len(members) == 1 else 's'}, a family of its own in "
+        f"{'the column' if len(columns) == 1 else 'each of the columns'} {', '.join(dict.fromkeys(columns))})"
+        for members, columns in families.items()
+    ]
+    return "Holm families (one per column and reference): " + "; ".join(parts) + "." if parts else ""
 
 
 def _paired_md(tests: list[PairedTest]) -> list[str]:
@@ -519,22 +522,27 @@ def _trends_latex(dataset: str, label: str, trends: list[Trend]) -> list[str]:
 
 def render_text_summary(report: Report) -> str:
     """A short terminal summary: the final-accuracy table(s), significance against the baseline, regimes."""
-    out = []
+    out = planned_text(report)
     for dataset in report_datasets(report):
         for table in _tables(report, dataset, "final"):
             out.append(f"{dataset}: {table.title} (%), mean ± std over seeds (n runs)")
             out += _table_md(table, regime=False)
         for _, label, cells in report_rows(report, dataset):
             out.append(f"{label}: regime: {row_regime(cells)[0]}")
-            out += ["  " + s[2:] for s in _significance_sentences(cells)]
+            welch = _significance_sentences(cells)
+            out += ["  exploratory, Welch's test, uncorrected:"] if welch else []
+            out += ["  " + s[2:] for s in welch]
         for _, label, cells in report_rows(report, dataset):
             fgsm_cells = [c for c in cells if c.fgsm]
             if fgsm_cells:
-                out.append(f"{dataset}, {label}: FGSM accuracy (%) per eps (1/255), mean [95% CI], p vs none")
+                out.append(
+                    f"{dataset}, {label}: FGSM accuracy (%) per eps (1/255), mean [95% CI], p vs none "
+                    "(exploratory: Welch, uncorrected)"
+                )
                 out += _fgsm_md(fgsm_cells)
         for key, label, _ in report_rows(report, dataset):
             for t in report.trends.get((dataset, *key), []):
-                out.append(f"{dataset}, {label}: " + _trend_sentence(t))
+                out.append(f"{dataset}, {label}: " + _trend_sentence(t) + " (exploratory, uncorrected)")
         runs = [r for c in report.cells if c.dataset == dataset for r in c.runs]
         out.append(_conditions_text(runs, what=f"{dataset} runs"))
         out.append("")
@@ -629,6 +637,7 @@ def report_json(report: Report) -> dict[str, Any]:
             for (d, row, m), ts in report.trends.items()
             if ts
         ],
+        "analysis": {"plans": [pa.to_dict() for pa in report.planned], "note": exploratory_note(report)},
         "notes": report.notes,
         "figures": report.figures,
     }

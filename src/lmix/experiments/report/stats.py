@@ -3,7 +3,8 @@
 Runs are grouped into cells by (data set, model, method, every other setting that differs
 between runs, except the seed); a cell's numbers are the mean, sample standard deviation
 (ddof 1), count and 95% confidence half-width (Student t) of its runs' ``final_acc`` and
-``best_acc``. Significance: per row, Welch's two-sided t-test of every cell against the row's
+``best_acc``. Significance: a declared analysis plan first (:mod:`lmix.experiments.report.planned`);
+then, exploratory: per row, Welch's two-sided t-test of every cell against the row's
 no-augmentation cell (``none``) and against its LMix reference; the same comparisons paired by
 seed, and slopes against LMix's k (:mod:`lmix.experiments.report.analysis`). Regime: whether the
 row's baseline fits its training set (``OVERFIT_THRESHOLD``).
@@ -26,7 +27,17 @@ from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
 from lmix.experiments.report.accounting import attach_not_used, counts_text, group_key
 from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
 from lmix.experiments.report.cells import Cell, FgsmPoint, Stats
-from lmix.experiments.report.collect import STATUSES, UNREADABLE, USED, Collection, RunRecord, collect_runs, fgsm_curve
+from lmix.experiments.report.collect import (
+    STATUSES,
+    UNREADABLE,
+    USED,
+    Collection,
+    DeclaredPlan,
+    RunRecord,
+    collect_runs,
+    fgsm_curve,
+)
+from lmix.experiments.report.planned import PlannedAnalysis, planned_analysis
 from lmix.experiments.report.settings import (
     grouping_settings,
     method_key,
@@ -78,6 +89,9 @@ class Report:
     # Per (data set, row, model): seed-paired tests and slopes against k (lmix.experiments.report.analysis).
     paired: dict[tuple, list[PairedTest]] = field(default_factory=dict)
     trends: dict[tuple, list[Trend]] = field(default_factory=dict)
+    # The declared analysis plans and their results (lmix.experiments.report.planned): the primary
+    # analysis where a plan was written before the runs; every other test is exploratory.
+    planned: list[PlannedAnalysis] = field(default_factory=list)
 
     @property
     def not_used(self) -> list[RunRecord]:
@@ -91,7 +105,11 @@ class Report:
 
 
 def build_report(
-    root: str | os.PathLike, *, paper: str | os.PathLike | None = "auto", records: list[RunRecord] | None = None
+    root: str | os.PathLike,
+    *,
+    paper: str | os.PathLike | None = "auto",
+    records: list[RunRecord] | None = None,
+    plans: list[DeclaredPlan] | None = None,
 ) -> Report:
     """Collect, group and test the runs under ``root``.
 
@@ -99,6 +117,8 @@ def build_report(
         paper: ``"auto"`` (lmix.experiments.paper's numbers), ``"off"``/None, or a YAML file of reference
             numbers (see ``load_paper_table``).
         records: finished runs to report on instead of collecting those under ``root``.
+        plans: analysis plans to compute instead of those the ``sweep.json`` files under ``root`` carry
+            (``lmix report --plan SPEC``).
 
     Raises:
         LmixValueError: no finished runs under ``root``.
@@ -123,6 +143,7 @@ def build_report(
     for key, row_cells in _by_row(cells).items():
         report.paired[key] = paired_tests(row_cells, _lmix_reference)
         report.trends[key] = k_trends(row_cells)
+    report.planned = [planned_analysis(p, cells) for p in (collection.plans if plans is None else plans)]
     if report.not_used or report.problems:
         report.notes.insert(0, _accounting_note(report))
     return report

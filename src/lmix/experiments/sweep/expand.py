@@ -11,7 +11,7 @@ from typing import Any
 
 from lmix.data import list_datasets
 from lmix.errors import LmixValueError
-from lmix.experiments.sweep.spec import Grid, SweepSpec, forbid_owned
+from lmix.experiments.sweep.spec import Grid, SweepSpec, check_plan, forbid_owned
 from lmix.experiments.train import TrainConfig, config_from_sources
 from lmix.experiments.train.config import check_keys
 from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_from_config
@@ -71,7 +71,8 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
             spec varies (that would merge runs).
 
     Raises:
-        LmixValueError: an invalid setting in any run (nothing has run yet), or a clash of names.
+        LmixValueError: an invalid setting in any run (nothing has run yet), a clash of names, or an
+            analysis plan naming a group the runs do not have.
     """
     overrides = check_keys(dict(overrides or {}), source="--set")
     forbid_owned(overrides, "--set")
@@ -103,6 +104,7 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
         seen[name] = resolved
         config.out = str(out_dir / name)
         runs.append(Run(index=len(runs), name=name, settings=settings, config=config))
+    check_plan(spec, runs)  # a declared analysis must name groups these runs have
     return runs
 
 

@@ -45,6 +45,8 @@ def sweep_manifest(spec: SweepSpec, runs: Sequence[Run]) -> dict[str, Any]:
     }
     if spec.attack_eps is not None:
         manifest["attack_eps"] = list(spec.attack_eps)
+    if spec.analysis is not None:  # the plan travels with the runs: lmix report DIR computes it
+        manifest["analysis"] = spec.analysis.to_dict()
     return manifest
 
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmix._checks import is_real
 from lmix.errors import LmixValueError
 from lmix.experiments.attack import parse_eps
 from lmix.experiments.io import read_yaml
+from lmix.experiments.plan import AnalysisPlan, Group, parse_plan
 from lmix.experiments.train import TrainConfig, load_yaml
 from lmix.experiments.train.config import check_keys
 
-__all__ = ["SPEC_KEYS", "SweepSpec", "load_spec", "parse_spec", "forbid_owned"]
+if TYPE_CHECKING:
+    from lmix.experiments.sweep.expand import Run
 
-SPEC_KEYS = ("name", "description", "config", "base", "grid", "include", "runs", "attack_eps")
+__all__ = ["SPEC_KEYS", "SweepSpec", "load_spec", "parse_spec", "forbid_owned", "check_plan"]
+
+SPEC_KEYS = ("name", "description", "config", "base", "grid", "include", "runs", "attack_eps", "analysis")
 SWEEP_OWNED = ("out",)  # settings the sweep sets itself
 KNOWN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 # milestones, mix_p: a grid alternative of these is itself a list
@@ -38,6 +44,8 @@ class SweepSpec:
         varied: keys set by a grid, include or run entry (they name the run folders).
         attack_eps: FGSM eps in 1/255 of the pixel range to attack every run with after training
             (``attack_eps``; None: no attack).
+        analysis: the declared analysis plan (``analysis``; None: none declared). Its groups are
+            checked against the runs by :func:`check_plan` when the spec is expanded.
     """
 
     source: str
@@ -47,6 +55,7 @@ class SweepSpec:
     runs: tuple[dict[str, Any], ...]
     varied: tuple[str, ...]
     attack_eps: tuple[float, ...] | None = None
+    analysis: AnalysisPlan | None = None
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:
@@ -78,6 +87,8 @@ def parse_spec(
     varied: list[str] = []
     for keys in [[k for k, _ in g] for g in grids] + [list(r) for r in runs]:
         varied.extend(k for k in keys if k not in varied)
+    attack_eps = _parse_attack_eps(data.get("attack_eps"), source)
+    analysis = data.get("analysis")
     return SweepSpec(
         source=source,
         name=name,
@@ -85,7 +96,10 @@ def parse_spec(
         grids=grids,
         runs=runs,
         varied=tuple(varied),
-        attack_eps=_parse_attack_eps(data.get("attack_eps"), source),
+        attack_eps=attack_eps,
+        analysis=None
+        if analysis is None
+        else parse_plan(analysis, where=f"sweep spec {source}: analysis", attack_eps=attack_eps),
     )
 
 
@@ -190,3 +204,86 @@ def forbid_owned(settings: dict[str, Any], where: str) -> None:
     for key in SWEEP_OWNED:
         if key in settings:
             raise LmixValueError(f"sweep spec {where}: {key!r} is set by lmix sweep (each run gets OUT/<run name>)")
+
+
+def check_plan(spec: SweepSpec, runs: Sequence[Run]) -> None:
+    """Refuse an analysis plan that names a group or a slope the spec's runs do not have.
+
+    A group is a method with mixing settings; every mixing setting the spec varies that the
+    group does not name must be at the method's default (``lmix`` is LMix at k = 1 where the
+    spec varies k). ``{slope: k}`` needs LMix at two k or more (FMix counts as k = 0).
+
+    Args:
+        runs: the spec's expanded runs (``expand(spec, ...)``, which calls this).
+
+    Raises:
+        LmixValueError: one line naming the comparison and what the spec produces instead.
+    """
+    plan = spec.analysis
+    if plan is None:
+        return
+    from lmix.experiments.train.mixer_config import METHOD_PARAM_KEYS, mixer_from_config, mixer_settings
+
+    varied = [k for k in spec.varied if k in METHOD_PARAM_KEYS]
+    effective = [(r.config.method, mixer_settings(mixer_from_config(r.config))) for r in runs]
+    for i, comparison in enumerate(plan.comparisons):
+        where = f"sweep spec {spec.source}: analysis: comparisons[{i}] ({comparison.label})"
+        for group in comparison.groups():
+            _check_group(group, effective, varied, where)
+        if comparison.kind == "each" and all(_in_group(comparison.b, m, s, varied) for m, s in effective):
+            raise LmixValueError(f"{where}: the spec runs no group besides {comparison.b.label}")  # type: ignore[union-attr]
+        if comparison.kind == "slope":
+            ks = _slope_values(effective, varied)
+            if len(ks) < 2:
+                raise LmixValueError(
+                    f"{where}: needs LMix at two k or more (FMix counts as k = 0); the spec runs k = "
+                    + (", ".join(f"{k:g}" for k in ks) or "none")
+                )
+
+
+def _check_group(group: Group, effective: list[tuple[str, dict[str, Any]]], varied: list[str], where: str) -> None:
+    """A group the spec's runs have: a method it runs, mixing settings it produces."""
+    from lmix.experiments.train.mixer_config import METHOD_PARAM_KEYS
+
+    methods = sorted({m for m, _ in effective})
+    if group.method not in methods:
+        raise LmixValueError(f"{where}: the spec runs no {group.method!r}; its methods: {', '.join(methods)}")
+    for key, _ in group.settings:
+        if key not in METHOD_PARAM_KEYS:
+            raise LmixValueError(
+                f"{where}: {key!r} is not a mixing setting; a group names a method and mixing settings "
+                f"({', '.join(METHOD_PARAM_KEYS)})"
+            )
+    if not any(_in_group(group, m, s, varied) for m, s in effective):
+        raise LmixValueError(f"{where}: the spec runs no {group.label} (unnamed varied settings at their defaults)")
+
+
+def _in_group(group: Group, method: str, settings: dict[str, Any], varied: list[str]) -> bool:
+    """Whether a run (its method and mixer settings) is in ``group``."""
+    if method != group.method:
+        return False
+    named = dict(group.settings)
+    defaults = _defaults(method)
+    return all(_same(settings.get(k), named[k] if k in named else defaults.get(k)) for k in {*named, *varied})
+
+
+def _slope_values(effective: list[tuple[str, dict[str, Any]]], varied: list[str]) -> list[float]:
+    """The k values of LMix runs with the other varied settings at their defaults (FMix as k = 0)."""
+    others = [k for k in varied if k != "k"]
+    ks = {float(s["k"]) for m, s in effective if m == "lmix" and _in_group(Group("lmix"), m, s, others)}
+    if any(_in_group(Group("fmix"), m, s, others) for m, s in effective):
+        ks.add(0.0)
+    return sorted(ks)
+
+
+def _defaults(method: str) -> dict[str, Any]:
+    from lmix.experiments.train.mixer_config import mixer_settings
+    from lmix.mixing import create_mixer
+
+    return mixer_settings(create_mixer(method))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if is_real(a) and is_real(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b

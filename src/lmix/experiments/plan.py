@@ -215,6 +215,8 @@ def _primary(value: Any, where: str, attack_eps: tuple[float, ...] | None) -> tu
         metric = _metric(item)
         if metric is None:
             raise LmixValueError(f"{where}: {_shown(item)} is not a metric; allowed: {allowed}")
+        if metric == 0.0:
+            raise LmixValueError(f"{where}: {item} is FGSM at eps 0, the clean accuracy; name final_acc instead")
         if metric != FINAL and not any(math.isclose(float(metric), e, abs_tol=1e-6) for e in eps):
             reason = "the spec attacks no run (no attack_eps)" if not eps else "it is not an eps of attack_eps"
             raise LmixValueError(

@@ -67,10 +67,18 @@ def runs_dir(tmp_path) -> Path:
     return root
 
 
-def write_sweep(root: Path, runs: list[Path], *, not_started: list[dict[str, Any]] = ()) -> Path:
+def write_sweep(
+    root: Path,
+    runs: list[Path],
+    *,
+    not_started: list[dict[str, Any]] = (),
+    analysis: dict[str, Any] | None = None,
+    attack_eps: list[float] | None = None,
+) -> Path:
     """Write ``root/sweep.json`` listing ``runs`` (folders under ``root``) and runs without a folder.
 
     Each entry of ``not_started`` holds a run's settings; its folder name is made up from them.
+    ``analysis`` and ``attack_eps`` are the spec's, as ``lmix sweep`` copies them.
     """
     entries = []
     for run_dir in runs:
@@ -83,5 +91,9 @@ def write_sweep(root: Path, runs: list[Path], *, not_started: list[dict[str, Any
         "num_runs": len(entries),
         "runs": [{"index": i, "name": name, "settings": s} for i, (name, s) in enumerate(entries)],
     }
+    if analysis is not None:
+        manifest["analysis"] = analysis
+    if attack_eps is not None:
+        manifest["attack_eps"] = attack_eps
     (root / "sweep.json").write_text(json.dumps(manifest))
     return root / "sweep.json"

@@ -105,3 +105,19 @@ def test_cpu_study_specs(tmp_path):
             False,
             50,
         )
+
+
+def test_k_ablation_declares_its_plan_before_its_runs():
+    plan = load_spec(ROOT / "k_ablation_cifar10.yaml").analysis
+    assert plan is not None and plan.confirmatory
+    assert plan.primary == ("final_acc", 2.0)
+    assert [c.label for c in plan.comparisons] == ["slope in k", "lmix - fmix"]
+    assert (plan.test, plan.correction, plan.family) == ("paired", "holm", "all")
+
+
+@pytest.mark.parametrize("name", ["cpu_study_fmnist", "cpu_study_cifar10", "cpu_study_resnet_cifar10"])
+def test_cpu_study_plans_are_marked_post_hoc(name, tmp_path):
+    spec = load_spec(ROOT / f"{name}.yaml")
+    assert spec.analysis is not None and spec.analysis.written == "after_runs"
+    assert "Post hoc" in (ROOT / f"{name}.yaml").read_text()
+    expand(spec, tmp_path)  # its groups are the spec's

@@ -18,10 +18,23 @@ Spec format (``lmix sweep SPEC.yaml --out DIR``)::
     runs:                        # optional: single runs, each a mapping of settings (no expansion)
       - {model: preact_resnet18, method: lmix+mixup, seed: 0}
     attack_eps: [0, 1, 2, 4, 8]  # optional: FGSM after training (1/255 units) -> RUN/fgsm.json
+    analysis:                    # optional: the analysis plan, declared before the runs
+      written: before_runs       # or after_runs: a plan written after results were seen (post hoc)
+      primary: [final_acc, fgsm@2]
+      comparisons: [[lmix, fmix], {each: none}, {slope: k}]
+      test: paired
+      correction: {method: holm, family: all}
 
 ``grid`` may also be a list of grids. Every key is a ``TrainConfig`` field (``lmix train --help``);
 a grid value is a list of alternatives (a scalar is shorthand for one alternative; for list-valued
 fields such as ``milestones`` each alternative is itself a list). ``out`` is set by the sweep.
+
+``analysis`` (:mod:`lmix.experiments.plan`) declares what ``lmix report`` tests first: the
+primary metrics, the comparisons (``[a, b]`` for a - b, where a group is a method or ``{method:
+lmix, k: 4}``; ``{each: b}``; ``{slope: k}``), the paired t-test by seed and the Holm family
+(``all``: every comparison x every primary metric; ``per_metric``). Its syntax is checked when the
+spec is read, and its groups against the runs when it is expanded (a plan naming a method, a k or
+an eps the spec does not produce stops the sweep before anything runs); ``sweep.json`` carries it.
 
 Later layers win: config file(s) < base < grid/include/runs entry < ``--set`` overrides.
 Mixing settings the run's method does not take (e.g. ``alpha`` for ``none``) are dropped, and

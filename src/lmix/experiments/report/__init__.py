@@ -11,10 +11,18 @@ e.g. ``alpha`` or ``k``). Settings that a method does not use, and mixing settin
 the method's default, are ignored when grouping: ``none`` with ``alpha: 1`` is plain ``none``,
 ``lmix`` with ``k: 1`` is plain ``lmix``.
 
-Significance: per row, Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``)
+Declared analysis: a sweep spec's ``analysis`` plan (:mod:`lmix.experiments.plan`, carried by
+``sweep.json``, or given with ``lmix report --plan SPEC``) is computed first
+(:mod:`~lmix.experiments.report.planned`): every declared comparison on every primary metric,
+paired by seed, Holm-adjusted over the declared family, and labelled primary (written before
+the runs) or post hoc. Every other test below is exploratory, and the report says so.
+
+Significance (exploratory): per row, Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``)
 of every cell against the row's no-augmentation cell (``none``) and against its LMix
 reference (the ``lmix`` cell with the same mixing settings where there is one, otherwise the
-plain ``lmix`` cell). p-values are not corrected for multiple comparisons.
+plain ``lmix`` cell). p-values are not corrected for multiple comparisons. The seed-paired
+tests of :mod:`~lmix.experiments.report.analysis` are Holm-adjusted per column and reference,
+and the report names each of those families.
 
 Regime: Mixed-sample augmentation regularises, so it can only pay off where the baseline fits
 its training set. Each row says whether its ``none`` cell's mean final clean training accuracy
@@ -38,7 +46,7 @@ tests and k slopes of :mod:`~lmix.experiments.report.analysis`) ->
 :mod:`~lmix.experiments.report.plots` (figures) and :mod:`~lmix.experiments.report.render`
 (Markdown, LaTeX, JSON, ``write_report``).
 
-Outputs (``write_report``): ``report.md``, ``report.tex`` (booktabs tables), ``report.json``
+Outputs (``write_report``): ``report.md`` (the declared analysis first), ``report.tex`` (booktabs tables), ``report.json``
 (per cell: the run folders and their values: every number can be traced to a summary file),
 and PNGs: ``fig_accuracy_*.png`` (final accuracy per method: runs, mean, 95% CI), ``fig3_alpha_*.png`` (accuracy against alpha, where runs differ in alpha),
 ``fig4_curves_*.png`` (test accuracy per epoch from ``metrics.jsonl``, mean over seeds) and

@@ -90,12 +90,6 @@ class Family:
     name: str
     tests: tuple[PlannedTest, ...]
 
-    @property
-    def description(self) -> str:
-        """``Holm over the 4 tests of the family all: LMix - FMix, final; ...``."""
-        members = "; ".join(t.label for t in self.tests)
-        return f"Holm over the {len(self.tests)} tests of the family {self.name}: {members}"
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -48,6 +48,8 @@ __all__ = [
     "load_failed",
     "load_sweep",
     "load_sweep_plan",
+    "is_sweep_manifest",
+    "sweep_manifest_name",
     "read_fgsm",
     "write_fgsm",
     "check_run_dir",
@@ -63,6 +65,33 @@ FAILED_JSON = "failed.json"  # written by lmix sweep in the folder of a run that
 FGSM_JSON = "fgsm.json"
 FGSM_PNG = "fgsm.png"
 SWEEP_JSON = "sweep.json"
+
+
+def is_sweep_manifest(name: str) -> bool:
+    """Whether a file name is a sweep's manifest: ``sweep.json``, or ``sweep-NAME.json`` when another
+    spec's sweep already wrote ``sweep.json`` into the same output folder."""
+    return name == SWEEP_JSON or (name.startswith("sweep-") and name.endswith(".json"))
+
+
+def sweep_manifest_name(folder: str | os.PathLike, spec_name: str) -> str:
+    """The manifest file a sweep of ``spec_name`` writes into ``folder``: ``sweep.json``, unless that
+    one belongs to another spec (sweeps sharing an output folder, e.g. an ablation beside Table 1's
+    runs), then ``sweep-<spec_name>.json``; so each spec's runs and analysis plan are kept."""
+    existing = _manifest_name(Path(folder) / SWEEP_JSON)
+    if existing is None or existing == spec_name:
+        return SWEEP_JSON
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec_name)
+    return f"sweep-{safe}.json"
+
+
+def _manifest_name(path: Path) -> str | None:
+    try:
+        name = json.loads(path.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 # A folder holding any of these is a run folder.
 RUN_FILES = frozenset({SUMMARY_JSON, FAILED_JSON, CONFIG_YAML, METRICS_JSONL, CHECKPOINT, FGSM_JSON, RunLock.FILENAME})
 _IDENTITY = ("dataset", "model", "method")
@@ -328,9 +357,17 @@ def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
-def load_sweep(folder: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | None:
-    """The runs a sweep's ``sweep.json`` lists: ``(folder relative to the sweep, settings)``; None if there is none."""
-    path = Path(folder) / SWEEP_JSON
+def _manifest_path(location: str | os.PathLike) -> Path:
+    path = Path(location)
+    return path if is_sweep_manifest(path.name) and not path.is_dir() else path / SWEEP_JSON
+
+
+def load_sweep(location: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | None:
+    """The runs a sweep's manifest lists: ``(folder relative to the sweep, settings)``; None if there is none.
+
+    ``location``: the manifest file, or the folder holding ``sweep.json``.
+    """
+    path = _manifest_path(location)
     manifest = _json_mapping(path)
     if manifest is None:
         return None
@@ -352,9 +389,12 @@ def load_sweep(folder: str | os.PathLike) -> list[tuple[str, dict[str, Any]]] | 
     return out
 
 
-def load_sweep_plan(folder: str | os.PathLike) -> AnalysisPlan | None:
-    """The analysis plan a sweep's ``sweep.json`` carries (its spec's ``analysis``); None if there is none."""
-    path = Path(folder) / SWEEP_JSON
+def load_sweep_plan(location: str | os.PathLike) -> AnalysisPlan | None:
+    """The analysis plan a sweep's manifest carries (its spec's ``analysis``); None if there is none.
+
+    ``location``: the manifest file, or the folder holding ``sweep.json``.
+    """
+    path = _manifest_path(location)
     manifest = _json_mapping(path)
     if manifest is None or manifest.get("analysis") is None:
         return None

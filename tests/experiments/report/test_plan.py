@@ -196,3 +196,21 @@ def test_plan_option_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(elsewhere), "--plan", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"lmix report --plan {path}: none of the spec's 9 runs is under") and err.count("\n") == 1
+
+
+def test_sweeps_sharing_an_out_folder_keep_their_own_manifests_and_plans(runs_dir):
+    """An ablation run into Table 1's folder (or the other way round) keeps both specs' runs and plans."""
+    from lmix.experiments.records import sweep_manifest_name
+
+    assert sweep_manifest_name(runs_dir, "table1") == "sweep.json"  # nothing there yet
+    _sweep(runs_dir)  # sweep.json of spec "test", with the plan
+    assert sweep_manifest_name(runs_dir, "test") == "sweep.json"  # the same spec writes it again
+    assert sweep_manifest_name(runs_dir, "k ablation/2") == "sweep-k_ablation_2.json"
+    # Another spec wrote sweep.json after this one (plan-less); this one's plan is in its own file.
+    manifest = json.loads((runs_dir / "sweep.json").read_text())
+    (runs_dir / "sweep-test.json").write_text(json.dumps(manifest))
+    (runs_dir / "sweep.json").write_text(json.dumps({**manifest, "name": "table1", "analysis": None}))
+    report = build_report(runs_dir)
+    (planned,) = report.planned
+    assert planned.status == "primary" and planned.declared.source == "sweep-test.json"
+    assert report.complete

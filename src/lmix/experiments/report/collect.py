@@ -33,6 +33,7 @@ from lmix.experiments.records import (
     SUMMARY_JSON,
     SWEEP_JSON,
     RecordError,
+    is_sweep_manifest,
     load_config,
     load_failed,
     load_fgsm,
@@ -180,14 +181,14 @@ def _check_root(root: str | os.PathLike) -> Path:
 
 
 def _run_folders(root: Path) -> tuple[list[Path], list[Path]]:
-    """Folders under ``root`` (itself included) holding a run file, and those holding a ``sweep.json``."""
+    """Folders under ``root`` (itself included) holding a run file, and every sweep manifest
+    (``sweep.json``, ``sweep-NAME.json``) under it."""
     runs, sweeps = [], []
     for folder, dirs, files in os.walk(root):
         dirs.sort()
         if RUN_FILES.intersection(files):
             runs.append(Path(folder))
-        if SWEEP_JSON in files:
-            sweeps.append(Path(folder))
+        sweeps += [Path(folder) / name for name in sorted(files) if is_sweep_manifest(name)]
     return runs, sweeps
 
 
@@ -211,20 +212,20 @@ def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() or "."
 
 
-def _sweep_runs(root: Path, folders: list[Path]) -> tuple[dict[str, dict[str, Any]], Collection]:
+def _sweep_runs(root: Path, manifests: list[Path]) -> tuple[dict[str, dict[str, Any]], Collection]:
     """The runs the sweeps under ``root`` list (folder relative to ``root`` -> settings), and a collection to fill."""
     planned: dict[str, dict[str, Any]] = {}
     collection = Collection([])
-    for folder in folders:
+    for manifest in manifests:
         try:
-            runs = load_sweep(folder) or []
-            plan = load_sweep_plan(folder)
+            runs = load_sweep(manifest) or []
+            plan = load_sweep_plan(manifest)
         except RecordError as err:
             collection.problems.append(f"{_rel(err.path, root)}: {err.problem}")
             continue
-        source = _rel(folder / SWEEP_JSON, root)
+        source = _rel(manifest, root)
         collection.sweeps.append(source)
-        dirs = [_rel(folder / name, root) for name, _ in runs]
+        dirs = [_rel(manifest.parent / name, root) for name, _ in runs]
         planned.update(zip(dirs, (settings for _, settings in runs)))
         if plan is not None:
             collection.plans.append(DeclaredPlan(plan, source, frozenset(dirs)))

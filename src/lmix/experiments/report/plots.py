@@ -13,6 +13,7 @@ import hashlib
 import io
 import math
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,11 @@ def _slug(*parts: Any) -> str:
 
 def _save_png(fig: Any, path: Path) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    with warnings.catch_warnings():
+        # A setting's name or value from a record may hold a character the font lacks (drawn as a
+        # box); matplotlib's warning about it would be a second line on the command's stderr.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 

@@ -13,6 +13,7 @@ from lmix._checks import is_integer
 from lmix.data.cpus import available_cpus
 from lmix.errors import LmixValueError
 from lmix.experiments.io import RunLock, atomic_write_json
+from lmix.experiments.records import sweep_manifest_name
 from lmix.experiments.sweep.expand import Run, expand
 from lmix.experiments.sweep.fgsm import AttackPlan, attack_plan, needs_attack
 from lmix.experiments.sweep.jobs import run_jobs
@@ -101,7 +102,7 @@ def run_sweep(
         return SweepResult()
     _refuse_conflicts(mine)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "sweep.json", sweep_manifest(spec, runs))
+    atomic_write_json(out_dir / sweep_manifest_name(out_dir, spec.name), sweep_manifest(spec, runs))
     parallel = jobs > 1  # job processes even if this shard leaves one run: --threads applies to them
     jobs = min(jobs, max(1, len(mine)))
     job_text = f", {jobs} at once" if parallel else ""

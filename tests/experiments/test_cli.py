@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -80,3 +81,33 @@ def test_no_help_text_shows_a_doubled_percent_sign(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "%%" not in capsys.readouterr().out, command
+
+
+def _option_helps(text: str) -> dict[str, str]:
+    """``--help`` output -> {option: its help text on one line} (argparse indents options by two spaces)."""
+    helps: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(r"  (-\S+)", line)
+        if match:
+            current = match.group(1).rstrip(",")
+            helps[current] = line[len(match.group(0)) :]
+        elif current is not None and line.startswith("   "):
+            helps[current] += " " + line.strip()
+        else:
+            current = None
+    return {option: " ".join(text.split()) for option, text in helps.items()}
+
+
+def test_every_option_states_at_most_one_default(capsys):
+    """One default per flag, and never argparse's bare "(default: None)", in every command's --help."""
+    build_parser()
+    seen = 0
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        for option, text in _option_helps(capsys.readouterr().out).items():
+            seen += 1
+            assert len(re.findall(r"\(default\b", text)) <= 1, f"lmix {command} {option}: {text}"
+            assert "(default: None)" not in text, f"lmix {command} {option}: {text}"
+    assert seen > 60  # the parser above found the options

@@ -78,11 +78,18 @@ class TrainConfig:
 
     # data
     dataset: str = _field("digits", "data set (lmix.data.list_datasets())")
-    data_root: str | None = _field(None, "folder holding the data set (default: ./data/<dataset>)")
+    data_root: str | None = _field(
+        None, "folder holding the data set, or its parent (default: $LMIX_DATA_ROOT, else ./data)"
+    )
     download: bool = _field(False, "download the data set with torchvision if missing")
-    train_subset: int | None = _field(None, "train on a stratified subset of this many images", bounds=">= 1")
+    train_subset: int | None = _field(
+        None, "train on a stratified subset of this many images (default: all)", bounds=">= 1"
+    )
     svhn_extra: bool = _field(False, "SVHN: add the 'extra' split to the training set")
-    in_memory: bool | None = _field(None, "keep the data as a uint8 tensor on the device (default: by data set)")
+    in_memory: bool | None = _field(
+        None,
+        "keep the data as a uint8 tensor on the device (default: by data set; an ImageFolder when it fits in 2 GiB)",
+    )
     augment: bool = _field(True, "random crop + flip, as the data set's standard augmentation")
     crop_padding: int | None = _field(
         None, "zero padding of the random crop (default: the data set's; 0: no crop)", bounds=">= 0"
@@ -91,7 +98,9 @@ class TrainConfig:
     num_workers: int = _field(4, "DataLoader workers for data that is not kept in memory", bounds=">= 0")
     # model
     model: str = _field("preact_resnet_tiny", "model (lmix.models.list_models())")
-    width: int | None = _field(None, "base width of the small models (simple_cnn, preact_resnet_tiny)")
+    width: int | None = _field(
+        None, "base width of the small models (simple_cnn, preact_resnet_tiny) (default: the model's)"
+    )
     model_layout: str | None = _field(
         None,
         "PreAct-ResNets: 'preact' (default) or 'fmix' (the FMix reference: stem BN-ReLU, no final BN-ReLU)",
@@ -100,27 +109,31 @@ class TrainConfig:
     # mixing
     method: str = _field("lmix", "mixing method (lmix.list_mixers()), or a+b for a per-batch choice, e.g. lmix+mixup")
     alpha: float | None = _field(None, "Beta(alpha, alpha) concentration of the mixing weight (default: the method's)")
-    decay: float | None = _field(None, "LMix/FMix low-pass decay delta (default 3)")
-    k: float | None = _field(None, "LMix high-frequency emphasis of the masks (default 1)")
-    image_k: float | None = _field(None, "LMix image sharpening strength (default 0: off)")
+    decay: float | None = _field(None, "LMix/FMix low-pass decay delta (default: 3)")
+    k: float | None = _field(None, "LMix high-frequency emphasis of the masks (default: 1)")
+    image_k: float | None = _field(None, "LMix image sharpening strength (default: 0, off)")
     box_size: int | None = _field(
-        None, "CutMix fixed box side / Cutout square side (default: CutMix Beta box, Cutout 16)"
+        None,
+        "CutMix fixed box side / Cutout square side, at most the image side (default: CutMix a Beta-sampled box, Cutout 16)",
     )
     box_rounding: str | None = _field(
         None,
-        "CutMix: 'exact' box area or 'reference' (the reference code's 2*(cut//2) box side)",
+        "CutMix: 'exact' box area or 'reference' (the reference code's 2*(cut//2) box side) (default: 'exact')",
         choices=("exact", "reference"),
     )
-    mix_mode: str | None = _field(None, "'sample' (per-sample lam, partner, mask) or 'batch' (one per batch)")
-    mix_p: list[float] | None = _field(None, "a+b methods: probability of each component per batch")
-    mix_schedule: str | None = _field(None, "a+b methods: 'random' or 'alternate'")
-    patchup_prob: float | None = _field(None, "PatchUp: probability of mixing a batch's hidden features (0.7)")
-    gamma: float | None = _field(None, "PatchUp: share of blocks to mix (0.5)")
-    block_size: int | None = _field(None, "PatchUp: block size (7)")
-    patchup_type: str | None = _field(None, "PatchUp: 'hard' or 'soft'")
+    mix_mode: str | None = _field(
+        None,
+        "'sample' (per-sample lam, partner, mask) or 'batch' (one per batch) (default: 'sample'; 'batch' for PatchUp and the choice of a+b)",
+    )
+    mix_p: list[float] | None = _field(None, "a+b methods: probability of each component per batch (default: equal)")
+    mix_schedule: str | None = _field(None, "a+b methods: 'random' or 'alternate' (default: 'random')")
+    patchup_prob: float | None = _field(None, "PatchUp: probability of mixing a batch's hidden features (default: 0.7)")
+    gamma: float | None = _field(None, "PatchUp: share of blocks to mix (default: 0.5)")
+    block_size: int | None = _field(None, "PatchUp: block size (default: 7)")
+    patchup_type: str | None = _field(None, "PatchUp: 'hard' or 'soft' (default: 'soft')")
     loss_scale: str | None = _field(
         None,
-        "PatchUp: 'reference' (default: the reference's three loss terms, about 2x a mixed loss) or 'single'",
+        "PatchUp: 'reference' (the reference's three loss terms, about 2x a mixed loss) or 'single' (default: 'reference')",
     )
     method_params: dict[str, dict[str, Any]] = _field(
         {}, "per-method mixing settings that win over the shared ones, e.g. {patchup: {alpha: 2.0}} (YAML)"
@@ -157,7 +170,7 @@ class TrainConfig:
     )
     compile_mode: str | None = _field(
         None,
-        "torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs",
+        "torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs (default: torch's default)",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     )
     eval_train: int = _field(
@@ -445,7 +458,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         # argparse %-formats help strings: a literal % (e.g. "50%") must be doubled.
-        help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
+        help_text = f.metadata.get("help", "")
+        if "(default" not in help_text:  # a help that explains its default states it itself: one default per flag
+            help_text += f" (default: {default})"
+        help_text = help_text.replace("%", "%%")
         if tp is bool:
             group.add_argument(
                 flag, type=_parse_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=help_text

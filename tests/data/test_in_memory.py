@@ -56,7 +56,7 @@ def test_small_imagefolder_is_decoded_once_into_memory(folder):
     for epoch in (0, 1):
         x, y = _all(train, epoch)
         assert x.shape == (28, 3, 8, 8) and x.dtype == torch.float32  # 7 full batches of 4 (drop_last)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(D.DataFileError, match="No such file or directory"):
         next(iter(s_train))
 
 

@@ -9,17 +9,20 @@
   decoded (2 GiB, ``$LMIX_IN_MEMORY_MAX_GB``) is decoded once and kept in memory.
 * :func:`stratified_subset`: class-balanced subsets for small runs.
 * :class:`DataNotFoundError`: missing or corrupted files (a ``FileNotFoundError``, one-line message).
+* :class:`DataFileError`: an image file that is there but cannot be read (empty, truncated, not
+  an image; an ``LmixValueError`` naming it).
 """
 
 from lmix.data.build import build_loaders, in_memory_budget
 from lmix.data.cpus import available_cpus
-from lmix.data.info import DataNotFoundError, DatasetInfo, dataset_info, list_datasets
+from lmix.data.info import DataFileError, DataNotFoundError, DatasetInfo, dataset_info, list_datasets
 from lmix.data.loaders import DeviceLoader, StreamingLoader, shard_indices
 from lmix.data.seeding import derive_seed
 from lmix.data.sources import TensorData, default_data_root, load_tensors, resolve_root
 from lmix.data.subset import stratified_subset
 
 __all__ = [
+    "DataFileError",
     "DataNotFoundError",
     "DatasetInfo",
     "DeviceLoader",

@@ -6,11 +6,38 @@ from dataclasses import dataclass
 
 from lmix.errors import LmixValueError
 
-__all__ = ["DataNotFoundError", "DatasetInfo", "dataset_info", "list_datasets"]
+__all__ = ["DataFileError", "DataNotFoundError", "DatasetInfo", "dataset_info", "list_datasets"]
 
 
 class DataNotFoundError(FileNotFoundError):
     """The data set's files are not where lmix looked. ``str(err)`` is one line: data set, root, flags."""
+
+
+class DataFileError(LmixValueError):
+    """A data set's file that is there but cannot be read: empty, truncated, not an image.
+
+    ``str(err)`` is one line naming the file, what is wrong with it and what to do (remove it or
+    replace it with a good copy).
+
+    Attributes:
+        path: the first such file.
+        problem: what is wrong with it (``"an empty file"``, ``"OSError: image file is truncated"``).
+        others: the other unreadable files found in the same pass (reading a whole split).
+    """
+
+    def __init__(self, path: str, problem: str, *, others: tuple[str, ...] = ()) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.others = tuple(others)
+        if not others:
+            message = f"image file {self.path!r} cannot be read ({problem}): remove it or replace it with a good copy"
+        else:
+            shown = ", ".join(repr(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
+            message = (
+                f"{len(others) + 1} image files cannot be read: {self.path!r} ({problem}), {shown}; "
+                "remove them or replace them with good copies"
+            )
+        super().__init__(message)
 
 
 @dataclass(frozen=True)

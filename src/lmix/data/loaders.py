@@ -25,15 +25,14 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from torchvision.datasets.folder import default_loader
 from torchvision.transforms import v2
 
 from lmix.augment.ops import crop_flip_at, normalize_with, sample_crop_offsets, sample_flips
 from lmix.data.checks import check_flag, check_index, check_loader_args
 from lmix.data.cpus import available_cpus
-from lmix.data.info import DatasetInfo
+from lmix.data.info import DataFileError, DatasetInfo
 from lmix.data.seeding import STREAM_AUGMENT, STREAM_ORDER, STREAM_SAMPLE, derive_seed, generator
-from lmix.data.sources import fit_size
+from lmix.data.sources import fit_size, read_image
 from lmix.errors import LmixValueError
 
 __all__ = [
@@ -236,7 +235,8 @@ def test_transform(info: DatasetInfo) -> v2.Compose:
 
 
 class FileDataset(Dataset):
-    """``(path, class index)`` samples, read as RGB PIL images with torchvision's ``default_loader``."""
+    """``(path, class index)`` samples, read as RGB PIL images with torchvision's ``default_loader``
+    (a file that cannot be read raises :class:`DataFileError` naming it)."""
 
     def __init__(self, samples: Sequence[tuple[str, int]]) -> None:
         self.samples = list(samples)
@@ -247,7 +247,7 @@ class FileDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, target = self.samples[index]
-        return default_loader(path), target
+        return read_image(path), target
 
 
 class SeededTransformDataset(Dataset):
@@ -395,6 +395,40 @@ class StreamingLoader:
         self.set_epoch(int(state["epoch"]))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches.
+
+        Raises:
+            DataFileError: a file of the data set cannot be read (one line naming it, also when a
+                worker process met it).
+        """
         non_blocking = self.device.type == "cuda"
-        for images, labels in self._loader:
-            yield images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+        done = 0
+        try:
+            for images, labels in self._loader:
+                done += 1
+                yield (
+                    images.to(self.device, non_blocking=non_blocking),
+                    labels.to(self.device, non_blocking=non_blocking),
+                )
+        except Exception:
+            if self.num_workers == 0:
+                raise  # raised here: a DataFileError already names its file
+            unreadable = self._unreadable_file(done)
+            if unreadable is None:
+                raise
+            raise unreadable from None
+
+    def _unreadable_file(self, batch: int) -> DataFileError | None:
+        """The error of the first unreadable sample of this epoch's batch ``batch``, or None.
+
+        A worker's exception reaches this process as the text of its traceback, in the order of
+        the batches: the failed batch is the one after those delivered, and reading its samples
+        here again names the file.
+        """
+        order = list(self.sampler)[batch * self.batch_size : (batch + 1) * self.batch_size]
+        for index in order:
+            try:
+                self.dataset.base[index]
+            except DataFileError as err:
+                return err
+        return None

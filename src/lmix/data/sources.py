@@ -14,6 +14,12 @@ data set's own folder or a common parent that holds it under its conventional na
 * imagefolder: ``train/<class>/<image>`` and ``val/<class>/<image>`` (or ``test/``); parent name ``imagefolder``.
 * digits: nothing (bundled with scikit-learn; a fixed stratified 80/20 split, seed 0).
 
+Image files that cannot be read (empty, truncated, not an image) raise :class:`DataFileError`
+naming the file. Read into memory, every file is decoded anyway, so all of them are checked and
+named at once, before training starts. Streamed, a file is decoded when a DataLoader worker
+reaches it: a large folder is not read through once more before every start, and the error names
+the file when its batch comes (``StreamingLoader``).
+
 ``--download`` (CIFAR, Fashion-MNIST, SVHN) lets torchvision fetch the files into ``DIR`` (or into
 ``$LMIX_DATA_ROOT/<subdir>`` or ``./data/<subdir>`` without ``--data-root``, ``subdir`` being the parent name above). torchvision verifies the md5 sums of the CIFAR and SVHN
 files; a failed check is reported like missing data.
@@ -26,16 +32,18 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from lmix.data.checks import check_flag
 from lmix.data.cpus import available_cpus
-from lmix.data.info import DataNotFoundError, DatasetInfo, dataset_info
+from lmix.data.info import DataFileError, DataNotFoundError, DatasetInfo, dataset_info
 from lmix.errors import LmixValueError
 
 __all__ = [
@@ -48,6 +56,7 @@ __all__ = [
     "fit_size",
     "load_image_files",
     "load_tensors",
+    "read_image",
     "resolve_root",
     "torchvision_dataset",
 ]
@@ -280,9 +289,38 @@ def default_image_size(name: str, path: Path) -> tuple[int, int]:
         return info.image_size
     # The first training image fixes the size for both splits.
     first, _ = file_samples(name, path, train=True)[0][0]
-    with default_loader(first) as img:  # PIL reads only the header here
+    with read_image(first) as img:
         width, height = img.size
     return height, width
+
+
+def read_image(path: str) -> Any:
+    """An image file decoded to an RGB PIL image, as torchvision's ``default_loader`` reads it.
+
+    Raises:
+        DataFileError: the file is empty, truncated, not an image PIL can identify, or cannot be
+            opened (one line naming it).
+    """
+    try:
+        return default_loader(path)
+    # A decoder may raise anything on a damaged file (OSError, SyntaxError, zlib.error, ...).
+    except Exception as err:  # noqa: BLE001
+        raise DataFileError(path, _read_problem(path, err)) from None
+
+
+def _read_problem(path: str, err: Exception) -> str:
+    """What is wrong with a file PIL could not read, in a few words."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "an empty file, 0 bytes"
+    except OSError:
+        pass
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image file PIL can identify"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def fit_size(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -302,7 +340,7 @@ def fit_size(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def _read_rgb(path: str, size: Sequence[int]) -> torch.Tensor:
     # PIL via torchvision's default_loader, as the DataLoader path does, so both give identical pixels.
-    with default_loader(path) as img:
+    with read_image(path) as img:
         return fit_size(TF.pil_to_tensor(img), size)
 
 
@@ -313,22 +351,34 @@ def load_image_files(paths: Sequence[str], *, size: Sequence[int], workers: int 
         paths: image files.
         size: ``(H, W)``; other sizes are fitted with :func:`fit_size`.
         workers: decoding threads (default: the CPUs this process may use, at most 16).
+
+    Raises:
+        DataFileError: files that cannot be read; every file is tried first, so the error names
+            all of them (the first in ``paths`` order, and the others).
     """
     h, w = int(size[0]), int(size[1])
     out = torch.empty((len(paths), 3, h, w), dtype=torch.uint8)
     if workers is None:
         workers = min(16, available_cpus())
 
-    def work(i: int) -> None:
-        out[i] = _read_rgb(paths[i], (h, w))
+    def work(i: int) -> DataFileError | None:
+        try:
+            out[i] = _read_rgb(paths[i], (h, w))
+        except DataFileError as err:
+            return err
+        return None
 
+    failed: list[DataFileError] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        for _ in tqdm(
+        for err in tqdm(
             pool.map(work, range(len(paths))),
             total=len(paths),
             desc="decoding images",
             disable=len(paths) < 5000 or None,
             leave=False,
         ):
-            pass
+            if err is not None:
+                failed.append(err)
+    if failed:
+        raise DataFileError(failed[0].path, failed[0].problem, others=tuple(e.path for e in failed[1:]))
     return out

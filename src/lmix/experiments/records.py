@@ -3,27 +3,38 @@ and ``lmix attack`` leave behind and that ``lmix report`` and ``lmix attack`` re
 
 A run folder (``lmix train --out RUN``) holds ``config.yaml``, ``metrics.jsonl`` (one row per
 epoch), ``checkpoint.pt`` and, once finished, ``summary.json``; the run lock ``.lock`` while a
-process works on it; ``failed.json`` where a sweep's run failed; ``fgsm.json`` and ``fgsm.png``
-once attacked. A sweep's folder holds ``sweep.json``, its expanded runs (and the spec's declared
-analysis plan, where it has one).
+process works on it; ``failed.json`` where a run failed (a sweep's run that raised, a run that
+diverged); ``fgsm.json`` and ``fgsm.png`` once attacked. A sweep's folder holds ``sweep.json``,
+its expanded runs (and the spec's declared analysis plan, where it has one), and while job
+processes run, their scratch folder ``.lmix-sweep-*`` (never a run folder).
 
 Each ``load_*`` reader returns None when its file is missing and raises :class:`RecordError`
 (an ``LmixValueError`` naming the file and what is wrong with it) when the file is there but
 cannot be used: not text, not valid JSON or YAML, truncated, a value of the wrong type, NaN or infinity, an
-accuracy outside [0, 100]. Extra keys are allowed. Readers never write.
+accuracy outside [0, 100], a ``config.yaml`` setting that ``lmix train`` would refuse. Extra keys are
+allowed. Readers never write.
+
+A finished run (:func:`read_finished`) needs ``summary.json``, ``config.yaml`` and ``metrics.jsonl``
+(one row per epoch): without any of them its number cannot be traced to its settings and its
+training. ``checkpoint.pt`` (the published records ship without it) and ``fgsm.json`` are optional.
+:func:`divergence` applies :func:`lmix.experiments.divergence.loss_problem` to every epoch's row:
+``lmix report`` and ``lmix sweep`` judge a diverged run by the same rule as the trainer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixError, LmixValueError
+from lmix.experiments.divergence import LOSS_KEYS, loss_problem
 from lmix.experiments.io import RunLock, atomic_write_json, read_yaml
 from lmix.experiments.plan import AnalysisPlan, parse_plan
 
@@ -39,8 +50,13 @@ __all__ = [
     "FGSM_JSON",
     "FGSM_PNG",
     "SWEEP_JSON",
+    "SWEEP_SCRATCH_PREFIX",
     "RUN_FILES",
+    "FINISHED_RUN_FILES",
     "RecordError",
+    "FinishedRun",
+    "read_finished",
+    "divergence",
     "load_summary",
     "load_config",
     "load_metrics",
@@ -65,6 +81,11 @@ FAILED_JSON = "failed.json"  # written by lmix sweep in the folder of a run that
 FGSM_JSON = "fgsm.json"
 FGSM_PNG = "fgsm.png"
 SWEEP_JSON = "sweep.json"
+# The scratch folder of a sweep's job processes inside its output folder (``.lmix-sweep-XXXX``):
+# never a run folder, removed by the sweep that made it, or by the next one if that one was killed.
+SWEEP_SCRATCH_PREFIX = ".lmix-sweep-"
+# What a finished run must hold; checkpoint.pt (not published) and fgsm.json (an attack) are optional.
+FINISHED_RUN_FILES = (SUMMARY_JSON, CONFIG_YAML, METRICS_JSONL)
 
 
 def is_sweep_manifest(name: str) -> bool:
@@ -182,24 +203,27 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _plain_record(path: Path, record: dict[str, Any], within: str = "") -> None:
-    """Every value of ``record`` is plain data; a problem names its key (``lr``, ``epoch 3: test_loss``)."""
+def _plain_record(path: Path, record: dict[str, Any], within: str = "", *, finite: bool = True) -> None:
+    """Every value of ``record`` is plain data; a problem names its key (``lr``, ``epoch 3: test_loss``).
+
+    ``finite=False``: NaN and infinity are allowed (a failed run may record the loss that stopped it).
+    """
     for key, value in record.items():
-        _plain(path, f"{within}{key}", value)
+        _plain(path, f"{within}{key}", value, finite=finite)
 
 
-def _plain(path: Path, key: str, value: Any, depth: int = 0) -> None:
+def _plain(path: Path, key: str, value: Any, depth: int = 0, *, finite: bool = True) -> None:
     """``value`` is plain data (text, finite numbers, booleans, null, lists, mappings with text keys)."""
     if depth > _MAX_DEPTH:
         raise RecordError(path, f"{key} nests deeper than {_MAX_DEPTH} levels")
-    if isinstance(value, float) and not math.isfinite(value):  # nor would report.json be valid JSON
+    if finite and isinstance(value, float) and not math.isfinite(value):  # nor would report.json be valid JSON
         raise RecordError(path, f"{key} is {value}, not a finite number")
     if isinstance(value, list):
         for v in value:
-            _plain(path, key, v, depth + 1)
+            _plain(path, key, v, depth + 1, finite=finite)
     elif isinstance(value, dict):
         for k, v in _mapping(path, value).items():
-            _plain(path, f"{key}.{k}", v, depth + 1)
+            _plain(path, f"{key}.{k}", v, depth + 1, finite=finite)
     elif value is not None and not isinstance(value, (str, int, float, bool)):
         raise RecordError(
             path, f"{key} is a {type(value).__name__}; run records hold text, numbers, lists and mappings"
@@ -274,7 +298,21 @@ def load_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     config = _mapping(path, config)
     _identity(path, config)
     _plain_record(path, config)
+    _trainer_accepts(path, config)
     return config
+
+
+def _trainer_accepts(path: Path, config: dict[str, Any]) -> None:
+    """Every setting is one ``lmix train`` accepts: its type, bounds and choices, and the checks across
+    settings (:meth:`TrainConfig.validate`); a setting that is not a TrainConfig field (from another
+    version of lmix) is left alone. The message names the setting: ``config key 'epochs' must be ...``."""
+    from lmix.experiments.train.config import TrainConfig, check_keys
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        TrainConfig(**check_keys({k: v for k, v in config.items() if k in known}, source=CONFIG_YAML)).validate()
+    except LmixError as err:
+        raise RecordError(path, str(err)) from None
 
 
 def _after_path(message: str, path: Path) -> str:
@@ -309,7 +347,8 @@ def load_metrics(run_dir: str | os.PathLike, *, epochs: int | None = None) -> li
             raise RecordError(path, f"row {n} is for epoch {row.get('epoch')!r}, expected {n} (rows missing?)")
         if row.get("test_acc") is not None:
             _accuracy(path, f"test_acc of epoch {n}", row["test_acc"])
-        _plain_record(path, row, f"epoch {n}: ")
+        # A loss that is not finite is no damage but a diverged run (divergence() says so).
+        _plain_record(path, {k: v for k, v in row.items() if not (k in LOSS_KEYS and _not_finite(v))}, f"epoch {n}: ")
     if epochs is not None and len(rows) != epochs:
         raise RecordError(path, f"has {len(rows)} epoch rows for a {epochs}-epoch run (truncated?)")
     return rows
@@ -353,8 +392,90 @@ def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         _check(path, record, key, lambda v: isinstance(v, str), "text")
     _check(path, record, "diverged", lambda v: isinstance(v, bool), "true or false")
     _identity(path, record)
-    _plain_record(path, record)
+    _plain_record(path, record, finite=False)  # the loss that stopped a diverged run may be NaN
     return record
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# a finished run
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FinishedRun:
+    """The records of a finished run, each read and checked (:func:`read_finished`).
+
+    Attributes:
+        summary: ``summary.json``.
+        config: ``config.yaml``.
+        metrics: ``metrics.jsonl``, one row per epoch of the summary's ``epochs``.
+        fgsm: ``fgsm.json`` (None where the run was not attacked).
+    """
+
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    fgsm: dict[str, Any] | None
+
+    @property
+    def dataset(self) -> str:
+        return str(self.summary.get("dataset") or self.config.get("dataset"))
+
+
+def read_finished(run_dir: str | os.PathLike) -> FinishedRun:
+    """Every record of a finished run, checked; RecordError naming the first file that is missing or unusable.
+
+    ``summary.json``, ``config.yaml`` and ``metrics.jsonl`` are required (:data:`FINISHED_RUN_FILES`),
+    ``fgsm.json`` is read where it is there; summary and config must name the same run.
+    """
+    folder = Path(run_dir)
+    summary = _required(folder / SUMMARY_JSON, load_summary(folder))
+    config = _required(folder / CONFIG_YAML, load_config(folder))
+    for key in _IDENTITY:
+        mine, theirs = summary.get(key), config.get(key)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise RecordError(folder / SUMMARY_JSON, f"{key} is {mine!r} but config.yaml says {theirs!r}")
+        if mine is None and theirs is None:
+            raise RecordError(folder / SUMMARY_JSON, f"names no {key} (and config.yaml neither)")
+    metrics = _required(folder / METRICS_JSONL, load_metrics(folder, epochs=summary.get("epochs")))
+    return FinishedRun(summary, config, metrics, load_fgsm(folder))
+
+
+def _required(path: Path, record: Any) -> Any:
+    if record is None:
+        raise RecordError(path, f"is missing (a finished run records {', '.join(FINISHED_RUN_FILES)})")
+    return record
+
+
+def divergence(metrics: Sequence[dict[str, Any]], dataset: str) -> str | None:
+    """Why a run's ``metrics.jsonl`` shows that it diverged, or None when it does not.
+
+    Each epoch's row is judged by :func:`lmix.experiments.divergence.loss_problem` with the data
+    set's number of classes; where that is unknown (``imagefolder``, an unknown name) only a loss
+    that is not finite counts.
+
+    Returns:
+        ``"diverged in epoch 3 (metrics.jsonl): train_loss nan"`` or None.
+    """
+    classes = _num_classes(dataset)
+    for n, row in enumerate(metrics, 1):
+        judged = row if classes is not None else {k: v for k, v in row.items() if k in LOSS_KEYS and _not_finite(v)}
+        problem = loss_problem(judged, classes or 2)
+        if problem is not None:
+            return f"diverged in epoch {row.get('epoch', n)} ({METRICS_JSONL}): {problem}"
+    return None
+
+
+def _num_classes(dataset: str) -> int | None:
+    from lmix.data.info import dataset_info
+
+    try:
+        classes = dataset_info(dataset).num_classes
+    except (LmixError, ValueError, KeyError):
+        return None
+    return classes if is_integer(classes) and classes > 0 else None
 
 
 def _manifest_path(location: str | os.PathLike) -> Path:

@@ -157,8 +157,9 @@ def test_a_folder_holding_another_run_stops_the_sweep_before_it_starts(capsys, t
     line = one_line_error(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out)])
     assert "holds a different run (epochs: 5 there, 2 here)" in line
     assert fake_train.calls == []
-    assert main(["sweep", str(write_spec(SPEC)), "--out", str(out), "--dry-run"]) == 0
-    assert "conflict" in capsys.readouterr().out
+    # the dry run lists the run as a conflict and ends with the real sweep's line: they agree
+    code, text, err = run_cli(capsys, ["sweep", str(write_spec(SPEC)), "--out", str(out), "--dry-run"])
+    assert code == 2 and err.strip() == line and "conflict dataset=digits/model=simple_cnn/method=none/seed=1" in text
 
 
 @pytest.mark.parametrize(

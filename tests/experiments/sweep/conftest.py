@@ -39,7 +39,8 @@ def write_spec(tmp_path):
 
 
 class FakeTrain:
-    """Stands in for the trainer a sweep calls: writes summary.json; can fail on chosen calls."""
+    """Stands in for the trainer a sweep calls: writes config.yaml, metrics.jsonl (one row per epoch) and
+    summary.json as the trainer does; can fail on chosen calls."""
 
     def __init__(self, fail_on: set[int] | None = None) -> None:
         self.calls: list[str] = []
@@ -50,7 +51,9 @@ class FakeTrain:
         self.calls.append(config.out)
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 50.0}) + "\n")
+        (out / "config.yaml").write_text(config.to_yaml())
+        rows = [{"epoch": e, "test_acc": 50.0, "train_loss": 1.0} for e in range(1, config.epochs + 1)]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         if len(self.calls) in self.fail_on:
             raise RuntimeError("simulated crash in the middle of a run")
         summary = {

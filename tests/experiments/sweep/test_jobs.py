@@ -42,6 +42,7 @@ FAKE_TRAINER = textwrap.dedent(
             f.write(config.out + "\\n")
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config.to_yaml())
         (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 50.0}) + "\\n")
         markers = Path(os.environ["LMIX_TEST_MARKERS"])
         tag = f"{config.method}-{config.seed}"

@@ -44,7 +44,7 @@ def test_a_crashed_sweep_restarted_finishes_every_run_once(tmp_path, monkeypatch
     assert not (runs[1].dir / ".lock").exists()  # released despite the crash
     failed = json.loads((runs[1].dir / "failed.json").read_text())
     assert failed["error"] == "simulated crash in the middle of a run" and failed["error_type"] == "RuntimeError"
-    assert failed["run"] == runs[1].name and failed["epochs_done"] == 1 and failed["diverged"] is False
+    assert failed["run"] == runs[1].name and failed["epochs_done"] == 2 and failed["diverged"] is False
 
     statuses = _dry_run_statuses(spec, tmp_path)
     assert statuses[:3] == ["done", "failed", "todo"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Attack a run's model with FGSM on its data set's test split, in pixel space [0, 1] with the "
         "normalisation inside the model and the model in eval mode. Writes RUN/fgsm.json ({eps: fractions of the "
         "[0, 1] range, eps_255, acc: percent like summary.json's final_acc}) and RUN/fgsm.png. eps 0 is the clean "
-        "test accuracy. --compare overlays several runs in one PNG, attacking only runs without a matching fgsm.json.",
+        "test accuracy. --compare overlays several runs in one PNG, attacking only runs without a matching fgsm.json. "
+        "Every folder it would write to is checked first: one that cannot be written (read-only, a full disk) is a "
+        "one-line error naming the file, exit code 2, and nothing is attacked or written.",
     )
     p.add_argument("--run", metavar="DIR", help="run dir written by lmix train (holds checkpoint.pt)")
     p.add_argument("--eps", default="0,1,2,4,8", metavar="E1,E2,...", help=EPS_HELP)
@@ -92,17 +95,30 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib  # noqa: F401
     import torchvision  # noqa: F401
 
+    from lmix.experiments.io import WriteError
+
     eps, eps_255 = _checked_args(args)
-    records: list[tuple[Path, dict[str, Any]]] = []
-    for i, run_dir in enumerate(_run_dirs(args)):
-        # --run is always attacked afresh; --compare runs reuse a matching fgsm.json unless --force.
-        fresh = (args.run is not None and i == 0) or args.force
-        record, reused = _record(run_dir, args, eps, eps_255, fresh=fresh)
-        print(_line(run_dir, record, reused))
-        _note_clean_mismatch(run_dir, record)
-        records.append((run_dir, record))
-    if args.compare or args.out:
-        _compare_figure(records, Path(args.out) if args.out else Path("fgsm-compare.png"))
+    run_dirs = _run_dirs(args)
+    # --run is always attacked afresh; --compare runs reuse a matching fgsm.json unless --force.
+    reuse = [
+        None if (args.run is not None and i == 0) or args.force else _reusable_record(run_dir, args, eps)
+        for i, run_dir in enumerate(run_dirs)
+    ]
+    figure = Path(args.out) if args.out else Path("fgsm-compare.png") if args.compare else None
+    try:
+        # Every folder the attack writes to, checked before any attack spends time: nothing is written otherwise.
+        _check_writable([d for d, r in zip(run_dirs, reuse) if r is None], figure)
+        records: list[tuple[Path, dict[str, Any]]] = []
+        for run_dir, reused in zip(run_dirs, reuse):
+            record = reused if reused is not None else _attack(run_dir, args, eps, eps_255)
+            print(_line(run_dir, record, reused is not None))
+            _note_clean_mismatch(run_dir, record)
+            records.append((run_dir, record))
+        if figure is not None:
+            _compare_figure(records, figure)
+    except WriteError as err:  # a read-only run folder, a full disk: the user's to fix, in one line
+        print(f"lmix attack: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -135,17 +151,48 @@ def _run_dirs(args: argparse.Namespace) -> list[Path]:
     return runs
 
 
-def _record(
-    run_dir: Path, args: argparse.Namespace, eps: list[float], eps_255: list[float], *, fresh: bool
-) -> tuple[dict[str, Any], bool]:
-    """The run's FGSM record and whether an existing fgsm.json was reused (else: attacked, fgsm.json/png written)."""
+def _reusable_record(run_dir: Path, args: argparse.Namespace, eps: list[float]) -> dict[str, Any] | None:
+    """The run's fgsm.json where it answers the same question about the same weights, else None."""
+    from lmix.experiments.records import read_checkpoint, read_fgsm
+
+    record = read_fgsm(run_dir)
+    if record is not None and _reusable(record, eps, args.limit, read_checkpoint(run_dir)[1].get("epoch", 0)):
+        return record
+    return None
+
+
+def _check_writable(run_dirs: list[Path], figure: Path | None) -> None:
+    """WriteError (one line naming the file) unless each run folder, and the figure's folder, can be written.
+
+    Each folder is probed with a temporary file, removed at once, as the atomic writes would make it.
+    """
+    import tempfile
+
+    from lmix.experiments.io import WriteError
+    from lmix.experiments.records import FGSM_JSON
+
+    targets = [(d, d / FGSM_JSON) for d in run_dirs]
+    if figure is not None:
+        folder = figure.parent if str(figure.parent) else Path(".")
+        while not folder.exists() and folder != folder.parent:  # atomic_write makes missing folders
+            folder = folder.parent
+        targets.append((folder, figure))
+    for folder, target in targets:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        except OSError as err:
+            raise WriteError(target, err) from None
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _attack(run_dir: Path, args: argparse.Namespace, eps: list[float], eps_255: list[float]) -> dict[str, Any]:
+    """Attack the run, then write fgsm.json and fgsm.png; where the PNG fails, fgsm.json is put back as it was."""
     from lmix.experiments.attack import attack_run
-    from lmix.experiments.records import FGSM_PNG, read_checkpoint, read_fgsm, write_fgsm
+    from lmix.experiments.io import atomic_write
+    from lmix.experiments.records import FGSM_JSON, FGSM_PNG, write_fgsm
     from lmix.experiments.report.plots import plot_fgsm_runs
 
-    record = None if fresh else read_fgsm(run_dir)
-    if record is not None and _reusable(record, eps, args.limit, read_checkpoint(run_dir)[1].get("epoch", 0)):
-        return record, True
     record = attack_run(
         run_dir,
         eps,
@@ -158,10 +205,22 @@ def _record(
         limit=args.limit,
         progress=sys.stderr.isatty(),
     )
+    path = run_dir / FGSM_JSON
+    try:
+        previous: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        previous = None
     write_fgsm(run_dir, record)
-    label = _label(record, run_dir, False)
-    plot_fgsm_runs([(label, record["eps_255"], record["acc"])], run_dir / FGSM_PNG, title=_title(record))
-    return record, False
+    try:
+        label = _label(record, run_dir, False)
+        plot_fgsm_runs([(label, record["eps_255"], record["acc"])], run_dir / FGSM_PNG, title=_title(record))
+    except BaseException:
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write(path, lambda f: f.write(previous))
+        raise
+    return record
 
 
 def _compare_figure(records: list[tuple[Path, dict[str, Any]]], out: Path) -> None:

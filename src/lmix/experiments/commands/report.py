@@ -47,7 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "spec's runs under DIR, instead of the plans the sweep.json files carry (for records without one, or "
         "an out dir another spec's sweep.json describes); repeat for several specs",
     )
-    p.add_argument("--quiet", action="store_true", help="do not print the summary table")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="do not print the summary tables; the account of the runs (how many are used, failed, unfinished, "
+        "unreadable, and why) is printed all the same",
+    )
     p.add_argument(
         "--strict",
         action="store_true",
@@ -59,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmix.experiments.io import WriteError
-    from lmix.experiments.report import build_report, render_text_summary, write_report
+    from lmix.experiments.report import build_report, render_runs_text, render_text_summary, write_report
 
     plans = None
     if args.plan:
@@ -73,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     except WriteError as err:  # a full disk, an unwritable --out: the user's to fix, in one line
         print(f"lmix report: {err}", file=sys.stderr)
         return EXIT_USAGE
-    if not args.quiet:
-        print(render_text_summary(report), end="")
+    # --quiet drops the tables, never the account of the runs (how many are used, failed, unreadable, ...)
+    print(render_runs_text(report) if args.quiet else render_text_summary(report), end="")
     print(f"wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths))
     if args.strict and not report.complete:
         print(_incomplete(report, out / "report.md"), file=sys.stderr)

@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a grid of runs from a YAML spec (resumable, shardable)",
         description="Expand SPEC.yaml (base settings + grid of alternatives) into runs, each in its own folder "
         "under --out, and train those not done yet. Finished runs are skipped, interrupted ones resumed; "
-        "re-run the same command to finish a killed sweep. Spec format: configs/sweeps/README.md (shipped in the package next to the specs; lmix configs --path table1 shows where).",
+        "re-run the same command to finish a killed sweep. A run folder holding another run, or a record that cannot be "
+        "used (damaged, or a finished run missing its config.yaml or metrics.jsonl), stops the sweep before "
+        "anything runs: it never trains over a run's records. Spec format: configs/sweeps/README.md (shipped in the package next to the specs; lmix configs --path table1 shows where).",
     )
     p.add_argument(
         "spec", metavar="SPEC", help="sweep spec: a packaged name (lmix configs, e.g. table1) or a YAML file"
@@ -47,7 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "auto (default): every visible GPU when there are two or more; none: jobs share the visible devices; "
         "or ids such as 0,1,3. Runs with device cpu or cuda:N keep their device",
     )
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their status (done/partial/todo/running)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs and their status (done/partial/todo/running/failed; conflict or unreadable: the "
+        "sweep would refuse to start, and the dry run ends with the same one-line error, exit code 2)",
+    )
     add_overrides_argument(
         p, help_text="setting applied to every run (YAML value), e.g. --set data_root=/data --set device=cuda:1"
     )
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     # The sweep (and through it the trainer, torchvision, ...) is imported when the command runs:
     # building every lmix command's parser stays quick.
     from lmix.experiments.catalog import resolve_config
+    from lmix.experiments.io import WriteError
     from lmix.experiments.sweep import SweepInterrupted, failed_line, load_spec, parse_shard, run_sweep
 
     gpus = _checked_gpus(args)
@@ -155,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
     except SweepInterrupted as err:
         print(err, file=sys.stderr)
         return err.exit_code
+    except WriteError as err:  # an --out the user may not write (read-only, full): nothing was written
+        print(f"lmix sweep: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as err:  # one run in this process (the trainer's TrainingInterrupted: 130 or 143)
         signum = int(getattr(err, "signum", signal.SIGINT))
         print(

@@ -36,8 +36,11 @@ Run conditions: under every table, the mix mode (``mix_mode``, or the method's d
 precision (``amp``) and device of the runs behind it, and the distinct values of the provenance
 fields of their summaries (``lmix_version``, ``torch_version``, ``git_commit``, ``device_name``).
 
-Failed runs (``failed.json`` and no ``summary.json``, written by ``lmix sweep``) are in no
-number; each table cell and the "Failed runs" section say how many of a group failed.
+Every run folder is accounted for (:mod:`~lmix.experiments.report.collect`): used, failed
+(``failed.json``, or a ``metrics.jsonl`` whose loss diverged: ``failed (diverged)``), running,
+unfinished or unreadable (a damaged record, or a finished run without its ``config.yaml`` or
+``metrics.jsonl``: which file, what is wrong). Only used runs are in the numbers; each table cell
+and the "Runs" section say how many of a group are not, and why.
 
 Data flow, one module per step: :mod:`~lmix.experiments.report.collect` (finding runs, reading
 their records) -> :mod:`~lmix.experiments.report.settings` (what groups runs, names and order)
@@ -46,7 +49,7 @@ tests and k slopes of :mod:`~lmix.experiments.report.analysis`) ->
 :mod:`~lmix.experiments.report.plots` (figures) and :mod:`~lmix.experiments.report.render`
 (Markdown, LaTeX, JSON, ``write_report``).
 
-Outputs (``write_report``): ``report.md`` (the declared analysis first), ``report.tex`` (booktabs tables), ``report.json``
+Outputs (``write_report``, through a temporary folder: a report that fails leaves nothing half-written): ``report.md`` (the declared analysis first), ``report.tex`` (booktabs tables), ``report.json``
 (per cell: the run folders and their values: every number can be traced to a summary file),
 and PNGs: ``fig_accuracy_*.png`` (final accuracy per method: runs, mean, 95% CI), ``fig3_alpha_*.png`` (accuracy against alpha, where runs differ in alpha),
 ``fig4_curves_*.png`` (test accuracy per epoch from ``metrics.jsonl``, mean over seeds) and
@@ -55,7 +58,14 @@ and PNGs: ``fig_accuracy_*.png`` (final accuracy per method: runs, mean, 95% CI)
 
 from lmix.experiments.report.collect import RunRecord, collect_runs
 from lmix.experiments.report.plots import plot_accuracy, plot_alpha_sweep, plot_curves, plot_fgsm, plot_fgsm_runs
-from lmix.experiments.report.render import render_latex, render_markdown, render_text_summary, report_json, write_report
+from lmix.experiments.report.render import (
+    render_latex,
+    render_markdown,
+    render_runs_text,
+    render_text_summary,
+    report_json,
+    write_report,
+)
 from lmix.experiments.report.stats import (
     OVERFIT_THRESHOLD,
     Cell,
@@ -77,6 +87,7 @@ __all__ = [
     "render_markdown",
     "render_latex",
     "render_text_summary",
+    "render_runs_text",
     "report_json",
     "regimes",
     "load_paper_table",

@@ -3,12 +3,22 @@
 Every run folder under the report's root is accounted for (a folder is a run folder when it
 holds any of :data:`lmix.experiments.records.RUN_FILES`), with one status:
 
-* ``used``: finished (a ``summary.json``) and every record it has is readable; it is in the numbers.
-* ``failed``: ``failed.json`` (a sweep's run that raised, e.g. diverged) and no ``summary.json``.
+* ``used``: finished (a ``summary.json``), every record a finished run needs is there and
+  readable (``summary.json``, ``config.yaml``, ``metrics.jsonl``; ``fgsm.json`` where there is
+  one; see :func:`lmix.experiments.records.read_finished`), and its training did not diverge; it
+  is in the numbers.
+* ``failed``: ``failed.json`` (a sweep's run that raised; a run that diverged) and no
+  ``summary.json``; or a run whose ``metrics.jsonl`` shows a diverged loss
+  (:func:`lmix.experiments.records.divergence`, the trainer's own rule), finished or not. A
+  diverged run is shown as ``failed (diverged)``, its reason naming the epoch and the loss.
 * ``running``: no ``summary.json`` and another process holds the run's lock (``.lock``).
-* ``unfinished``: none of these (an interrupted run, a ``lmix train`` that diverged, a run not
-  started yet); also every run a sweep's ``sweep.json`` lists whose folder does not exist.
-* ``unreadable``: a record is there but cannot be used (which file, what is wrong).
+* ``unfinished``: none of these (an interrupted run, a run not started yet); also every run a
+  sweep's ``sweep.json`` lists whose folder does not exist.
+* ``unreadable``: a record is there but cannot be used, or a finished run lacks one it needs
+  (which file, what is wrong: ``config.yaml: config key 'epochs' must be of type int, got 'abc'``,
+  ``metrics.jsonl: is missing ...``).
+
+A sweep's scratch folder (``.lmix-sweep-*``, left by a killed sweep) is not searched.
 
 The runs that are not used keep what is known of their identity and settings (their
 ``config.yaml``, else the sweep's settings for their folder), so that the report can say which
@@ -23,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmix._checks import is_integer
 from lmix.errors import LmixValueError
 from lmix.experiments.io import RunLock
 from lmix.experiments.plan import AnalysisPlan
@@ -32,15 +43,17 @@ from lmix.experiments.records import (
     RUN_FILES,
     SUMMARY_JSON,
     SWEEP_JSON,
+    SWEEP_SCRATCH_PREFIX,
     RecordError,
+    divergence,
     is_sweep_manifest,
     load_config,
     load_failed,
-    load_fgsm,
     load_metrics,
     load_summary,
     load_sweep,
     load_sweep_plan,
+    read_finished,
 )
 
 __all__ = [
@@ -185,7 +198,7 @@ def _run_folders(root: Path) -> tuple[list[Path], list[Path]]:
     (``sweep.json``, ``sweep-NAME.json``) under it."""
     runs, sweeps = [], []
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith(SWEEP_SCRATCH_PREFIX))
         if RUN_FILES.intersection(files):
             runs.append(Path(folder))
         sweeps += [Path(folder) / name for name in sorted(files) if is_sweep_manifest(name)]
@@ -236,38 +249,50 @@ def _run(folder: Path, rel: str, planned: dict[str, Any] | None) -> RunRecord:
     """The record of one run folder, with its status."""
     if (folder / SUMMARY_JSON).exists():
         try:
-            return _finished(folder, rel)
+            finished = read_finished(folder)
         except RecordError as err:
             return _unusable(folder, rel, planned, UNREADABLE, f"{err.file}: {err.problem}")
+        why = divergence(finished.metrics, finished.dataset)
+        if why is not None:
+            return _diverged(folder, rel, planned, why)
+        return RunRecord(rel, finished.summary, finished.config, finished.metrics, finished.fgsm)
     if _held_elsewhere(folder):
         return _unusable(
             folder, rel, planned, RUNNING, f"{RunLock(folder).holder()} holds its lock; {_progress(folder)}"
         )
     try:
         failure = load_failed(folder)
+        load_config(folder)  # the settings of a run not finished are read too: damage is said, not guessed around
     except RecordError as err:
         return _unusable(folder, rel, planned, UNREADABLE, f"{err.file}: {err.problem}")
     if failure is not None:
-        record = _unusable(folder, rel, planned, FAILED, _reason(failure))
-        record.failure = failure
-        record.summary = {k: failure[k] for k in _IDENTITY if failure.get(k) is not None} | record.summary
-        return record
+        return _failed(folder, rel, planned, failure)
+    why = _unfinished_divergence(folder)
+    if why is not None:
+        return _diverged(folder, rel, planned, why)
     return _unusable(folder, rel, planned, UNFINISHED, _progress(folder))
 
 
-def _finished(folder: Path, rel: str) -> RunRecord:
-    """A finished run whose records are all readable; RecordError naming the first one that is not."""
-    summary = load_summary(folder)
-    config = load_config(folder) or {}
-    for key in ("dataset", "model", "method"):
-        mine, theirs = summary.get(key), config.get(key)
-        if mine is not None and theirs is not None and mine != theirs:
-            raise RecordError(folder / SUMMARY_JSON, f"{key} is {mine!r} but config.yaml says {theirs!r}")
-        if mine is None and theirs is None:
-            raise RecordError(folder / SUMMARY_JSON, f"names no {key} (and config.yaml neither)")
-    epochs = summary.get("epochs")
-    metrics = load_metrics(folder, epochs=epochs) or []
-    return RunRecord(rel, summary, config, metrics, load_fgsm(folder))  # type: ignore[arg-type]
+def _failed(folder: Path, rel: str, planned: dict[str, Any] | None, failure: dict[str, Any]) -> RunRecord:
+    record = _unusable(folder, rel, planned, FAILED, _reason(failure))
+    record.failure = failure
+    record.summary = {k: failure[k] for k in _IDENTITY if failure.get(k) is not None} | record.summary
+    return record
+
+
+def _diverged(folder: Path, rel: str, planned: dict[str, Any] | None, why: str) -> RunRecord:
+    """A run whose metrics.jsonl shows a diverged loss: failed (diverged), whatever else it holds."""
+    return _failed(folder, rel, planned, {"diverged": True, "error": why})
+
+
+def _unfinished_divergence(folder: Path) -> str | None:
+    """Why an unfinished run's metrics.jsonl shows that it diverged (None: it does not, or it cannot be read)."""
+    try:
+        metrics = load_metrics(folder)
+        dataset = (load_config(folder) or {}).get("dataset")
+    except RecordError:
+        return None
+    return divergence(metrics, str(dataset)) if metrics and dataset is not None else None
 
 
 def _unusable(folder: Path, rel: str, planned: dict[str, Any] | None, status: str, detail: str) -> RunRecord:
@@ -315,7 +340,9 @@ def _progress(folder: Path) -> str:
         total = None
     text = f"{epochs} of {total}" if total is not None else str(epochs)
     text += " epoch recorded" if epochs == 1 and total is None else " epochs recorded"
-    return text + (f", {CHECKPOINT} kept" if (folder / CHECKPOINT).is_file() else "")
+    text += f", {CHECKPOINT} kept" if (folder / CHECKPOINT).is_file() else ""
+    # every epoch recorded and still no summary: the file the report needs is what is missing
+    return text + (f", no {SUMMARY_JSON}" if is_integer(total) and epochs >= total else "")
 
 
 def _reason(failure: dict[str, Any]) -> str:

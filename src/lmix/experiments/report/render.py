@@ -1,18 +1,22 @@
 """Rendering a report: Markdown, LaTeX (booktabs), the terminal summary and ``report.json``.
 
 ``write_report`` writes them all, with the figures of :mod:`lmix.experiments.report.plots`,
-atomically into one folder.
+into a temporary folder that then takes the report folder's place: a report that fails leaves
+nothing half-written.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmix.experiments.io import atomic_write_json, atomic_write_text
+from lmix.experiments.io import WriteError, atomic_write_json, atomic_write_text
 from lmix.experiments.report.accounting import cell_runs_text, counts_text
 from lmix.experiments.report.analysis import PairedTest, Trend, metric_label
 from lmix.experiments.report.collect import STATUSES, RunRecord
@@ -35,7 +39,7 @@ from lmix.experiments.report.stats import (
     run_conditions,
 )
 
-__all__ = ["render_markdown", "render_latex", "render_text_summary", "report_json", "write_report"]
+__all__ = ["render_markdown", "render_latex", "render_text_summary", "render_runs_text", "report_json", "write_report"]
 
 
 def _fmt_stats(s: Stats | None, *, tex: bool = False) -> str:
@@ -552,6 +556,12 @@ def render_text_summary(report: Report) -> str:
 _MAX_LISTED = 20  # runs not used listed in the terminal; report.md lists them all
 
 
+def render_runs_text(report: Report) -> str:
+    """The terminal's account of the runs alone (``lmix report --quiet``): how many runs are used,
+    failed, unfinished, unreadable ..., and each run not in the numbers with why."""
+    return "\n".join(_runs_text(report)) + "\n"
+
+
 def _runs_text(report: Report) -> list[str]:
     """The terminal's account of the runs: counts, then each run not in the numbers with why."""
     out = [_runs_sentence(report)]
@@ -669,19 +679,56 @@ def _jsonable(v: Any) -> Any:
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
-    """Write figures, report.md, report.tex and report.json into ``out_dir`` (atomically); return the paths."""
+    """Write figures, report.md, report.tex and report.json into ``out_dir``; return the paths.
+
+    Everything is written into a temporary folder first (beside ``out_dir``, or inside it when it
+    exists), which becomes ``out_dir`` by one rename, or whose files replace their namesakes in an
+    existing ``out_dir`` one rename each (``report.md``, which names the others, last; other files
+    there are left alone). A report that fails (a record it cannot draw, a full disk, a folder it
+    may not write) leaves ``out_dir`` as it was and no temporary folder.
+
+    Raises:
+        WriteError: ``out_dir`` (or its parent) cannot be written; nothing was written.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise WriteError(out_dir, NotADirectoryError(errno.ENOTDIR, "is a file, not a folder"))
+    where = out_dir if out_dir.is_dir() else out_dir.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=where))
+    except OSError as err:
+        raise WriteError(out_dir, err) from None
+    try:
+        names = _write_files(report, tmp)
+        _publish(tmp, out_dir, names)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out_dir / name for name in names]
+
+
+def _write_files(report: Report, folder: Path) -> list[str]:
+    """Every file of the report, written into ``folder``; their names (report.md first)."""
     report.figures = (
-        plot_accuracy(report, out_dir)
-        + plot_alpha_sweep(report, out_dir)
-        + plot_curves(report, out_dir)
-        + plot_fgsm(report, out_dir)
-        + plot_k(report, out_dir)
+        plot_accuracy(report, folder)
+        + plot_alpha_sweep(report, folder)
+        + plot_curves(report, folder)
+        + plot_fgsm(report, folder)
+        + plot_k(report, folder)
     )
-    atomic_write_text(out_dir / "report.md", render_markdown(report))
-    atomic_write_text(out_dir / "report.tex", render_latex(report))
-    atomic_write_json(out_dir / "report.json", report_json(report))
-    return [out_dir / "report.md", out_dir / "report.tex", out_dir / "report.json"] + [
-        out_dir / f for f in report.figures
-    ]
+    atomic_write_text(folder / "report.md", render_markdown(report))
+    atomic_write_text(folder / "report.tex", render_latex(report))
+    atomic_write_json(folder / "report.json", report_json(report))
+    return ["report.md", "report.tex", "report.json", *report.figures]
+
+
+def _publish(tmp: Path, out_dir: Path, names: list[str]) -> None:
+    """Move the finished report from ``tmp`` to ``out_dir`` (see :func:`write_report`)."""
+    try:
+        if not out_dir.exists():
+            os.rename(tmp, out_dir)
+            return
+        for name in [*names[1:], names[0]]:
+            os.replace(tmp / name, out_dir / name)
+    except OSError as err:
+        raise WriteError(out_dir, err) from None

@@ -5,19 +5,31 @@ crashes the interpreter (out of memory, a segfault in a kernel) fails alone inst
 a pool; thread counts are fixed through the environment before torch starts; no state (CUDA
 caches, compiled graphs, global RNGs) carries from one run to the next; and each job sits in
 its own session, so one Ctrl-C reaches the jobs exactly once, forwarded by the sweep.
+
+The jobs' files (what to run, what happened, their stderr) live in a scratch folder inside the
+sweep's output folder, ``.lmix-sweep-XXXX`` (never in the system's temporary folder): a sweep
+that is killed (SIGKILL, a node that goes down) leaves nothing outside its output folder, and
+``lmix report`` does not look inside it. The sweep removes it when it ends; a scratch folder
+whose sweep was killed is removed by the next sweep into the same folder
+(:func:`remove_stale_scratch`). Whether its sweep is alive is an exclusive ``flock`` on
+``owner.lock`` inside it, taken by the sweep and inherited by its job processes, so the kernel
+drops it only when the sweep and all its jobs are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,18 +37,21 @@ import torch
 
 from lmix.errors import LmixValueError
 from lmix.experiments.io import RunLock, atomic_write_json
+from lmix.experiments.records import SUMMARY_JSON, SWEEP_SCRATCH_PREFIX
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import AttackPlan, attack_plan
 from lmix.experiments.sweep.one_run import RunOutcome, first_line, run_one
-from lmix.experiments.sweep.status import FAILED_JSON, mark_failed, read_summary
+from lmix.experiments.sweep.status import FAILED_JSON, mark_failed
 from lmix.experiments.train import config_from_sources
 
-__all__ = ["SweepInterrupted", "resolve_gpus", "run_jobs", "child_main"]
+__all__ = ["SweepInterrupted", "resolve_gpus", "run_jobs", "child_main", "remove_stale_scratch"]
 
 CHILD_CODE = "import sys; from lmix.experiments.sweep.jobs import child_main; sys.exit(child_main(sys.argv[1:]))"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How a job stopped by a forwarded signal (or killed by a second one) exits.
 STOPPED_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL)
+_OWNER = "owner.lock"  # in a scratch folder: locked while its sweep or any of its jobs lives
+_UNLOCKED_GRACE_S = 60.0  # a scratch folder without its lock file yet: being made, unless older than this
 
 
 class SweepInterrupted(Exception):
@@ -150,6 +165,64 @@ class _JobOptions:
     plan: AttackPlan | None
     verbose: bool
     tmp: Path
+    owner_fd: int  # the scratch folder's lock, inherited by every job
+
+
+@contextlib.contextmanager
+def _scratch(parent: Path) -> Iterator[tuple[Path, int]]:
+    """A new scratch folder in ``parent`` and the descriptor of its lock (held); removed on exit."""
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=SWEEP_SCRATCH_PREFIX, dir=parent))
+    try:
+        fd = os.open(folder / _OWNER, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield folder, fd
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_scratch(out_dir: str | os.PathLike) -> list[Path]:
+    """Remove the scratch folders in ``out_dir`` whose sweep is gone (killed with its jobs); returns them.
+
+    A folder whose lock is held (a sweep or a job of it still runs, on this machine or another
+    sharing the folder) is left alone, and so is one without its lock file for less than a minute
+    (a sweep making it right now).
+    """
+    removed = []
+    try:
+        entries = [p for p in Path(out_dir).iterdir() if p.name.startswith(SWEEP_SCRATCH_PREFIX) and p.is_dir()]
+    except OSError:
+        return removed
+    for folder in entries:
+        try:
+            fd = os.open(folder / _OWNER, os.O_RDWR)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - folder.stat().st_mtime > _UNLOCKED_GRACE_S:
+                    shutil.rmtree(folder)
+                    removed.append(folder)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its sweep or a job of it is alive
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _scratch_parent(runs: Sequence[Run]) -> Path:
+    """The deepest folder holding every run's folder (a sweep's output folder)."""
+    return Path(os.path.commonpath([os.path.abspath(r.dir.parent) for r in runs]))
 
 
 def run_jobs(
@@ -163,23 +236,29 @@ def run_jobs(
     keep_going: bool = True,
     on_start: Callable[[Run, int, str | None], None] = lambda run, pid, gpu: None,
     on_done: Callable[[RunOutcome], None] = lambda outcome: None,
+    scratch_in: str | os.PathLike | None = None,
 ) -> None:
     """Train ``runs`` in up to ``jobs`` processes at once; ``on_done`` gets each outcome as it finishes.
 
     With ``gpus``, each job whose device the sweep may choose (:func:`may_place_on_gpu`) sees the
     GPU running the fewest jobs. With ``keep_going`` False no job starts after the first failure.
+    The jobs' files go to a scratch folder in ``scratch_in`` (default: the deepest folder holding
+    every run's folder, the sweep's output folder; see the module).
 
     Raises:
         SweepInterrupted: SIGINT or SIGTERM arrived; it was forwarded to the jobs, which stopped
             at their last checkpoint (a second signal kills them).
     """
+    if not runs:
+        return
+    parent = Path(scratch_in) if scratch_in is not None else _scratch_parent(runs)
     stops: list[int] = []  # signals received (handlers only record them)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, lambda signum, _frame: stops.append(signum)) for s in STOP_SIGNALS}
     try:
-        with tempfile.TemporaryDirectory(prefix="lmix-sweep-") as tmp:
-            options = _JobOptions(threads=threads, plan=plan, verbose=verbose, tmp=Path(tmp))
+        with _scratch(parent) as (tmp, owner_fd):
+            options = _JobOptions(threads=threads, plan=plan, verbose=verbose, tmp=tmp, owner_fd=owner_fd)
             _JobPool(options, list(gpus), stops).run(list(runs), jobs, keep_going, on_start, on_done)
     finally:
         for s, handler in previous.items():
@@ -259,6 +338,7 @@ class _JobPool:
                 stdout=None if options.verbose else subprocess.DEVNULL,
                 stderr=None if options.verbose else err,
                 start_new_session=True,
+                pass_fds=(options.owner_fd,),  # the scratch folder stays locked while the job lives
             )
         self.running.append(_Job(run, proc, outcome_path, stderr_path, time.perf_counter(), gpu))
         return self.running[-1]
@@ -311,7 +391,7 @@ def _job_outcome(job: _Job, *, stopping: bool) -> RunOutcome:
         message = f"the job process was killed by {signal.Signals(-rc).name}" + (f": {message}" if message else "")
     lock = RunLock(run.dir)
     try:
-        if read_summary(run.dir) is None and lock.acquire():
+        if not (run.dir / SUMMARY_JSON).exists() and lock.acquire():
             try:
                 mark_failed(run, None, message, seconds)
             finally:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmix.experiments.io import RunLock
+from lmix.experiments.io import RunLock, WriteError
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import AttackPlan, attack, needs_attack
-from lmix.experiments.sweep.status import FAILED_JSON, clear_failed, mark_failed, read_summary
+from lmix.experiments.sweep.status import FAILED_JSON, clear_failed, mark_failed, read_done
 from lmix.experiments.train import config_from_sources, train
 
 __all__ = ["RunOutcome", "run_one", "first_line"]
@@ -22,7 +22,8 @@ class RunOutcome:
 
     ``status``: "trained", "skipped" (trained before), "busy" (locked by another process), "failed"
     or "interrupted" (stopped by a signal at its last checkpoint). ``attacked``: FGSM ran this
-    time and ``fgsm`` holds its record.
+    time and ``fgsm`` holds its record. ``error``: why a run failed, who holds a busy run's lock,
+    or why a skipped run's metrics show that it diverged.
     """
 
     run: Run
@@ -47,12 +48,15 @@ def run_one(run: Run, train_log: Callable[..., None], plan: AttackPlan | None = 
     A training error becomes a "failed" outcome with ``RUN/failed.json``; an attack error a
     "failed" outcome without it (the trained run is valid; the next sweep retries the attack).
     """
-    summary = read_summary(run.dir)
-    if summary is not None and not needs_attack(run.dir, plan):
-        return RunOutcome(run, "skipped", summary=summary)
+    done = read_done(run.dir)
+    if done is not None and not needs_attack(run.dir, plan):
+        return RunOutcome(run, "skipped", summary=done[0], error=done[1])
     lock = RunLock(run.dir)
-    if not lock.acquire():
-        return RunOutcome(run, "busy", error=lock.holder())
+    try:
+        if not lock.acquire():
+            return RunOutcome(run, "busy", error=lock.holder())
+    except OSError as err:  # a folder the sweep may not write: this run fails, the others go on
+        return RunOutcome(run, "failed", error=str(WriteError(lock.path, err)), exception=err)
     t0 = time.perf_counter()
     try:
         outcome = _train_locked(run, train_log, t0)
@@ -70,9 +74,9 @@ def run_one(run: Run, train_log: Callable[..., None], plan: AttackPlan | None = 
 
 def _train_locked(run: Run, train_log: Callable[..., None], t0: float) -> RunOutcome:
     """Train the run (its lock held) unless another process finished it while we waited for the lock."""
-    summary = read_summary(run.dir)
-    if summary is not None:
-        return RunOutcome(run, "skipped", seconds=time.perf_counter() - t0, summary=summary)
+    done = read_done(run.dir)
+    if done is not None:
+        return RunOutcome(run, "skipped", seconds=time.perf_counter() - t0, summary=done[0], error=done[1])
     clear_failed(run.dir)  # a retry: it is not failed while it runs
     # train() takes a config it may modify (out); give it a copy so Run stays as expanded
     config = config_from_sources(run.config.to_dict())

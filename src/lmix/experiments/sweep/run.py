@@ -12,15 +12,15 @@ from typing import Any
 from lmix._checks import is_integer
 from lmix.data.cpus import available_cpus
 from lmix.errors import LmixValueError
-from lmix.experiments.io import RunLock, atomic_write_json
+from lmix.experiments.io import RunLock, WriteError, atomic_write_json
 from lmix.experiments.records import sweep_manifest_name
 from lmix.experiments.sweep.expand import Run, expand
 from lmix.experiments.sweep.fgsm import AttackPlan, attack_plan, needs_attack
-from lmix.experiments.sweep.jobs import run_jobs
+from lmix.experiments.sweep.jobs import remove_stale_scratch, run_jobs
 from lmix.experiments.sweep.one_run import RunOutcome, run_one
 from lmix.experiments.sweep.shards import shard_runs
 from lmix.experiments.sweep.spec import SweepSpec
-from lmix.experiments.sweep.status import FAILED_JSON, conflict, held_elsewhere, read_summary, run_status
+from lmix.experiments.sweep.status import BLOCKED, FAILED_JSON, blocked_message, held_elsewhere, read_done, run_status
 
 __all__ = ["SweepResult", "run_sweep", "sweep_manifest", "failed_line"]
 
@@ -100,9 +100,9 @@ def run_sweep(
     if dry_run:
         _dry_run(spec, runs, mine, out_dir, shard_text, log)
         return SweepResult()
-    _refuse_conflicts(mine)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / sweep_manifest_name(out_dir, spec.name), sweep_manifest(spec, runs))
+    _refuse_blocked(mine)
+    _write_manifest(out_dir, spec, runs)
+    remove_stale_scratch(out_dir)
     parallel = jobs > 1  # job processes even if this shard leaves one run: --threads applies to them
     jobs = min(jobs, max(1, len(mine)))
     job_text = f", {jobs} at once" if parallel else ""
@@ -151,23 +151,43 @@ def _dry_run(
     shard_text: str,
     log: Callable[[str], None],
 ) -> None:
-    """List this shard's runs and their status; write nothing."""
+    """List this shard's runs and their status; write nothing.
+
+    Raises:
+        LmixValueError: a run the real sweep would refuse (a conflict, an unreadable record): the
+            same line as the real sweep's, after the listing.
+    """
     log(f"sweep {spec.name!r}: {len(runs)} runs, {len(mine)} in {shard_text}; out dir {out_dir}")
     width = len(str(len(mine)))
+    blocked = None
     for pos, run in enumerate(mine, 1):
         status, detail = run_status(run, attack_eps=spec.attack_eps)
         log(f"[{pos:>{width}}/{len(mine)}] {status:<7s} {run.name}" + (f"  ({detail})" if detail else ""))
+        if status in BLOCKED and blocked is None:
+            blocked = blocked_message(run, status, detail)
+    if blocked is not None:
+        raise LmixValueError(blocked)
 
 
-def _refuse_conflicts(runs: Sequence[Run]) -> None:
-    """Stop before anything runs if a run's folder holds a different run."""
+def _refuse_blocked(runs: Sequence[Run]) -> None:
+    """Stop before anything runs if a run's folder holds a different run or a record that cannot be used."""
     for run in runs:
-        clash = conflict(run)
-        if clash is not None:
-            raise LmixValueError(
-                f"run folder {str(run.dir)!r} holds a different run ({clash}); use another --out, or vary that "
-                "setting in the spec's grid so that the folder names differ"
-            )
+        status, detail = run_status(run)
+        if status in BLOCKED:
+            raise LmixValueError(blocked_message(run, status, detail))
+
+
+def _write_manifest(out_dir: Path, spec: SweepSpec, runs: Sequence[Run]) -> None:
+    """Create the output folder and write the sweep's manifest: the sweep's first write.
+
+    Raises:
+        WriteError: the folder cannot be made or written (nothing was written).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(out_dir, err) from None
+    atomic_write_json(out_dir / sweep_manifest_name(out_dir, spec.name), sweep_manifest(spec, runs))
 
 
 class _Progress:
@@ -219,9 +239,9 @@ def _run_in_jobs(
     """Up to ``jobs`` runs at once, each in its own process; finished and busy runs start none."""
     todo = []
     for run in runs:
-        summary = read_summary(run.dir)
-        if summary is not None and not needs_attack(run.dir, plan):
-            progress.done(RunOutcome(run, "skipped", summary=summary))
+        done = read_done(run.dir)
+        if done is not None and not needs_attack(run.dir, plan):
+            progress.done(RunOutcome(run, "skipped", summary=done[0], error=done[1]))
         elif held_elsewhere(run.dir):
             progress.done(RunOutcome(run, "busy", error=RunLock(run.dir).holder()))
         else:
@@ -269,7 +289,8 @@ def outcome_line(prefix: str, outcome: RunOutcome) -> str:
     if outcome.status == "skipped":
         if outcome.attacked:
             return f"{prefix} trained before, attacked in {outcome.seconds:.1f}s{_fgsm_text(outcome.fgsm)}"
-        return f"{prefix} skip (done), final {s.get('final_acc', float('nan')):.2f}%"
+        diverged = f"; {outcome.error}" if outcome.error else ""
+        return f"{prefix} skip (done), final {s.get('final_acc', float('nan')):.2f}%{diverged}"
     if outcome.status == "busy":
         return f"{prefix} busy ({outcome.error}), left to it"
     if outcome.status == "trained":

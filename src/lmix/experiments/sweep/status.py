@@ -1,8 +1,17 @@
-"""What a run folder holds: done, running, failed, partial, to do, or another run (a conflict)."""
+"""What a run folder holds: done, running, failed, partial, to do, another run (a conflict), or unreadable.
+
+The records are read with the checked readers of :mod:`lmix.experiments.records`, the ones
+``lmix report`` uses, so the sweep and the report judge a run folder alike. A folder whose record
+cannot be used is ``unreadable``: a damaged ``config.yaml``, ``failed.json`` or record of a
+finished run (``summary.json``, ``metrics.jsonl``, ``fgsm.json``), or a finished run without its
+``config.yaml`` or ``metrics.jsonl``. The sweep never trains over such a folder: the records there
+may be the user's only copy of a result, and training would overwrite them. ``run_sweep`` stops
+before anything runs, naming the folder, the file and what is wrong, and its dry run lists the
+run as ``unreadable`` and ends with the same line (:func:`blocked_message`).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -10,9 +19,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lmix._checks import is_finite_real
 from lmix.experiments.io import RunLock, atomic_write_json
+from lmix.experiments.records import (
+    CHECKPOINT,
+    FAILED_JSON,
+    METRICS_JSONL,
+    SUMMARY_JSON,
+    RecordError,
+    divergence,
+    load_config,
+    load_failed,
+    read_finished,
+)
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import has_fgsm
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, run_identity
@@ -20,17 +39,19 @@ from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, run_identity
 __all__ = [
     "FAILED_JSON",
     "SUMMARY_JSON",
+    "BLOCKED",
     "conflict",
     "run_status",
-    "read_summary",
+    "blocked_message",
+    "read_done",
     "read_failed",
     "mark_failed",
     "clear_failed",
     "held_elsewhere",
 ]
 
-FAILED_JSON = "failed.json"
-SUMMARY_JSON = "summary.json"
+# The statuses that stop a sweep before anything runs (and end its dry run with the same line).
+BLOCKED = ("conflict", "unreadable")
 
 
 def held_elsewhere(run_dir: Path) -> bool:
@@ -41,18 +62,24 @@ def held_elsewhere(run_dir: Path) -> bool:
         return False
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """A finished run's ``summary.json`` (None: not finished, or unreadable)."""
-    try:
-        return json.loads((run_dir / SUMMARY_JSON).read_text())
-    except (OSError, ValueError):
+def read_done(run_dir: Path) -> tuple[dict[str, Any], str | None] | None:
+    """A finished run's ``summary.json`` and, where its ``metrics.jsonl`` shows a diverged loss, why
+    (:func:`lmix.experiments.records.divergence`); None when the run has no summary (not finished).
+
+    Raises:
+        RecordError: a record of the finished run is missing or cannot be used.
+    """
+    if not (run_dir / SUMMARY_JSON).exists():
         return None
+    finished = read_finished(run_dir)
+    return finished.summary, divergence(finished.metrics, finished.dataset)
 
 
 def epochs_done(run_dir: Path) -> int:
-    """Epochs the run has recorded in ``metrics.jsonl``."""
+    """Epochs the run has recorded in ``metrics.jsonl`` (rows counted: the trainer rewrites the file
+    from its checkpoint when it resumes)."""
     try:
-        return sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())
+        return sum(1 for line in (run_dir / METRICS_JSONL).read_bytes().splitlines() if line.strip())
     except OSError:
         return 0
 
@@ -62,16 +89,13 @@ def conflict(run: Run) -> str | None:
 
     Two specs sharing an out dir must give different runs different folder names; a clash would
     otherwise only surface as train()'s error when the run's turn comes.
+
+    Raises:
+        RecordError: the folder's ``config.yaml`` cannot be used.
     """
-    path = run.dir / "config.yaml"
-    if not path.is_file():
+    theirs = load_config(run.dir)
+    if theirs is None:
         return None
-    try:
-        theirs = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        return "its config.yaml is unreadable"
-    if not isinstance(theirs, dict):
-        return "its config.yaml is not a mapping"
     # Compare identities, not raw dicts: a folder saved before a setting existed still matches.
     theirs, ours = run_identity(theirs), run_identity(run.config.to_dict())
     diff = sorted(k for k in set(theirs) | set(ours) if k not in RUN_IDENTITY_EXCLUDE and theirs.get(k) != ours.get(k))
@@ -81,21 +105,27 @@ def conflict(run: Run) -> str | None:
 
 
 def run_status(run: Run, *, attack_eps: Sequence[float] | None = None) -> tuple[str, str]:
-    """(status, detail): status is "done", "running", "failed", "partial", "todo" or "conflict" (folder holds another run).
+    """(status, detail): "done", "running", "failed", "partial", "todo", "conflict" (the folder holds
+    another run) or "unreadable" (detail: ``"summary.json: final_acc must be ..."``; see the module).
 
     ``attack_eps`` (1/255 units): a done run whose ``fgsm.json`` does not have these eps says so in its detail.
     """
+    try:
+        return _status(run, attack_eps)
+    except RecordError as err:
+        return "unreadable", f"{err.file}: {err.problem}"
+
+
+def _status(run: Run, attack_eps: Sequence[float] | None) -> tuple[str, str]:
     d = run.dir
     clash = conflict(run)
     if clash is not None:
         return "conflict", clash
-    if (d / SUMMARY_JSON).is_file():
+    done = read_done(d)
+    if done is not None:
+        summary, diverged = done
         pending = ", FGSM to do" if attack_eps and not has_fgsm(d, attack_eps) else ""
-        try:
-            s = json.loads((d / SUMMARY_JSON).read_text())
-            return "done", f"final {s['final_acc']:.2f}%, best {s['best_acc']:.2f}%{pending}"
-        except (ValueError, KeyError, TypeError):
-            return "done", f"summary.json unreadable{pending}"
+        return "done", _result_text(summary) + pending + (f"; {diverged}" if diverged else "")
     lock = RunLock(d)
     try:
         if lock.is_held_elsewhere():
@@ -103,23 +133,41 @@ def run_status(run: Run, *, attack_eps: Sequence[float] | None = None) -> tuple[
     except OSError:
         pass
     epochs = epochs_done(d)
-    failed = read_failed(d)
+    failed = load_failed(d)
     if failed is not None:
-        return "failed", f"{failed.get('error', 'unknown error')} ({epochs}/{run.config.epochs} epochs)"
-    if epochs or (d / "checkpoint.pt").exists():
+        return "failed", f"{failed.get('error') or 'no reason recorded'} ({epochs}/{run.config.epochs} epochs)"
+    if epochs or (d / CHECKPOINT).exists():
         return "partial", f"{epochs}/{run.config.epochs} epochs"
     return "todo", ""
 
 
+def _result_text(summary: dict[str, Any]) -> str:
+    """``final 51.00%, best 52.50%`` of a checked summary (best where it has one)."""
+    best = summary.get("best_acc")
+    return f"final {summary['final_acc']:.2f}%" + (f", best {best:.2f}%" if is_finite_real(best) else "")
+
+
+def blocked_message(run: Run, status: str, detail: str) -> str:
+    """The one line that stops a sweep (and ends its dry run) over a run folder it must not train in."""
+    if status == "conflict":
+        return (
+            f"lmix sweep: run folder {str(run.dir)!r} holds a different run ({detail}); use another --out, or vary that "
+            "setting in the spec's grid so that the folder names differ"
+        )
+    return (
+        f"lmix sweep: run folder {str(run.dir)!r} has an unreadable record: {detail}; lmix sweep does not train over a "
+        "run's records: repair that file, or move it (or the folder) away, and re-run (the run is then "
+        "trained, or resumed from its checkpoint)"
+    )
+
+
 def read_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """A run's ``failed.json`` (why its last attempt failed), or None if there is none."""
-    try:
-        record = json.loads((Path(run_dir) / FAILED_JSON).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {"error": f"{FAILED_JSON} unreadable"}
-    return record if isinstance(record, dict) else {"error": f"{FAILED_JSON} is not a mapping"}
+    """A run's ``failed.json`` (why its last attempt failed), or None if there is none.
+
+    Raises:
+        RecordError: it cannot be used.
+    """
+    return load_failed(run_dir)
 
 
 def mark_failed(run: Run, err: BaseException | None, message: str, seconds: float) -> None:

@@ -16,9 +16,11 @@ Sampling and mixing are lmix's core mixers (``Mixer.sample`` / ``Mixer.apply``):
     mix = v2.RandomChoice([LMix(num_classes=10), MixUp(num_classes=10)])
     loader = DataLoader(data, batch_size=128, collate_fn=lambda b: mix(*default_collate(b)))
 
-Images may be pure tensors or ``tv_tensors.Image`` (B, C, H, W) or ``tv_tensors.Video``
-(B, T, C, H, W; all frames of a sample share its mask), float or uint8 (uint8 stays uint8,
-rounded). PIL images, bounding boxes, masks and keypoints are refused, as torchvision does.
+Images may be ``tv_tensors.Image`` (B, C, H, W), ``tv_tensors.Video`` (B, T, C, H, W; all frames
+of a sample share its mask) or pure tensors: (B, C, H, W) images, and also (B, C, L) sequences
+and (B, C, D, H, W) volumes (1-D and 3-D masks and boxes; wrap a video as ``tv_tensors.Video``
+to mix it frame-wise), float or uint8 (uint8 stays uint8, rounded). PIL images, bounding boxes,
+masks and keypoints are refused, as torchvision does.
 """
 
 from __future__ import annotations
@@ -26,19 +28,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten, tree_unflatten
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import Transform
+
+from lmix._extras import MissingExtraModuleError
+
+try:  # torchvision and Pillow come with the `train` extra, not with the core install (torch alone)
+    import PIL.Image
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import Transform
+except ModuleNotFoundError as err:
+    raise MissingExtraModuleError("lmix.transforms", "train", err.name or str(err)) from err
 
 from lmix._checks import is_integer
 from lmix.errors import LmixValueError
 from lmix.mixing import base
 from lmix.mixing import mixers as core
 from lmix.mixing.registry import accepted_params
-from lmix.mixing.validation import check_labels_in_range
+from lmix.mixing.validation import check_labels_in_range, short_sides
 
 __all__ = ["LMix", "FMix", "MixUp", "CutMix", "Cutout", "MixTransform"]
 
@@ -73,6 +81,15 @@ def _labels_getter(labels_getter: Any) -> Callable[[Any], Any]:
 
 def _is_pure_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and not isinstance(value, tv_tensors.TVTensor)
+
+
+def _as_batch(inpt: torch.Tensor) -> torch.Tensor:
+    """The (B, C, *spatial) plain tensor a mixer takes: a video's frames become channels (every frame
+    of a sample then gets the same 2-D mask); images, sequences and volumes as they are."""
+    x = inpt.as_subclass(torch.Tensor)
+    if isinstance(inpt, tv_tensors.Video):
+        x = x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1])
+    return x
 
 
 class MixTransform(Transform):
@@ -144,12 +161,14 @@ class MixTransform(Transform):
             raise LmixValueError(f"{name}() found no image tensor to mix in its input (expected (images, labels))")
         batch_size = labels.shape[0]
         first = flat_inputs[images[0]]
-        size = tuple(first.shape[-2:])
+        self._check_image(first, batch_size=batch_size, size=None, device=labels.device)
+        size = tuple(first.shape[2:]) if _is_pure_tensor(first) else tuple(first.shape[-2:])
         for i in images:
             self._check_image(flat_inputs[i], batch_size=batch_size, size=size, device=labels.device)
-        if size[0] < 2 or size[1] < 2:
-            raise LmixValueError(f"{name}() needs images with H >= 2 and W >= 2, got (H, W) = {size}")
-        params = self.mixer.draw(first.as_subclass(torch.Tensor))
+        problem = short_sides(size)
+        if problem is not None:
+            raise LmixValueError(f"{name}() needs {problem}")
+        params = self.mixer.draw(_as_batch(first))
         outputs = list(flat_inputs)
         for i in images:
             outputs[i] = self._mix_images(flat_inputs[i], labels, params)
@@ -181,27 +200,30 @@ class MixTransform(Transform):
             raise LmixValueError(f"{name}(): the batch is empty")
         return labels
 
-    def _check_image(self, inpt: torch.Tensor, *, batch_size: int, size: tuple, device: torch.device) -> None:
+    def _check_image(self, inpt: torch.Tensor, *, batch_size: int, size: tuple | None, device: torch.device) -> None:
         name = type(self).__name__
-        ndim = 5 if isinstance(inpt, tv_tensors.Video) else 4
-        kind = "(B, T, C, H, W) video" if ndim == 5 else "(B, C, H, W) image"
-        if inpt.ndim != ndim:
-            raise LmixValueError(f"{name}() mixes batches: expected a {kind} tensor, got shape {tuple(inpt.shape)}")
+        if isinstance(inpt, tv_tensors.Video):
+            ranks, kind = (5,), "a (B, T, C, H, W) video"
+        elif isinstance(inpt, tv_tensors.Image):
+            ranks, kind = (4,), "a (B, C, H, W) image"
+        else:
+            ranks, kind = (3, 4, 5), "a (B, C, L), (B, C, H, W) or (B, C, D, H, W)"
+        if inpt.ndim not in ranks:
+            raise LmixValueError(f"{name}() mixes batches: expected {kind} tensor, got shape {tuple(inpt.shape)}")
         if inpt.shape[0] != batch_size:
             raise LmixValueError(f"{name}(): {inpt.shape[0]} images but {batch_size} labels")
-        if tuple(inpt.shape[-2:]) != size:
-            raise LmixValueError(f"{name}(): all images must share (H, W); got {size} and {tuple(inpt.shape[-2:])}")
+        spatial = tuple(inpt.shape[2:]) if _is_pure_tensor(inpt) else tuple(inpt.shape[-2:])
+        if size is not None and spatial != size:
+            raise LmixValueError(f"{name}(): all images must share their spatial size; got {size} and {spatial}")
         if inpt.is_complex() or inpt.dtype == torch.bool:
             raise LmixValueError(f"{name}(): images must be floating point or integer, got dtype {inpt.dtype}")
         if inpt.device != device:
             raise LmixValueError(f"{name}(): images on {inpt.device} but labels on {device}")
 
     def _mix_images(self, inpt: torch.Tensor, labels: torch.Tensor, params: base.MixParams) -> torch.Tensor:
-        """Mix one (B, C, H, W) or (B, T, C, H, W) image tensor with ``params``; dtype and type kept."""
-        x = inpt.as_subclass(torch.Tensor)
-        shape = x.shape
-        # A video's frames become channels: every frame of a sample gets the same mask.
-        x = x.reshape(shape[0], -1, shape[-2], shape[-1])
+        """Mix one image, video, sequence or volume tensor with ``params``; dtype and type kept."""
+        shape = inpt.shape
+        x = _as_batch(inpt)
         integer = not x.is_floating_point()
         work = x.float() if integer else x
         mixed = self.mixer.apply(work, labels, params).images

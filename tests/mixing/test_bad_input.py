@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +22,6 @@ def with_each_param(param: str) -> list[str]:
 
 
 BAD_BATCHES = [
-    ("rank 3", torch.rand(4, 8, 8), Y, ValueError, r"\(B, C, H, W\).*got shape \(4, 8, 8\)"),
-    ("rank 5", torch.rand(4, 3, 8, 8, 1), Y, ValueError, r"\(B, C, H, W\)"),
     ("uint8", torch.zeros(4, 3, 8, 8, dtype=torch.uint8), Y, TypeError, r"floating point.*torch\.uint8"),
     ("int64", torch.zeros(4, 3, 8, 8, dtype=torch.int64), Y, TypeError, r"floating point.*torch\.int64"),
     ("complex", torch.zeros(4, 3, 8, 8, dtype=torch.complex64), Y, TypeError, r"floating point"),
@@ -49,6 +49,37 @@ def test_bad_batch(config, case):
         mixer(images, labels)
 
 
+SHAPES = {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+@pytest.mark.parametrize("rank", [0, 1, 2, 3, 4], ids=lambda d: f"{d}-D")
+def test_batch_rank(config, rank):
+    """(B, C, *spatial) with the mixer's numbers of spatial axes mixes; any other rank is one clear error
+    naming the shapes the mixer takes, and so is a spatial side below 2."""
+    name, params = config
+    mixer = lmix.create_mixer(name, **params, seed=0)
+    images = torch.rand(4, 2, *(3,) * rank)
+    if rank in mixer.spatial_ranks:
+        assert mixer(images, Y).images.shape == images.shape
+        short = torch.rand(4, 2, *(3,) * (rank - 1), 1)
+        names = {1: "L", 2: "H and W", 3: "D and H and W"}[rank].replace("and", ">= 2 and")
+        with pytest.raises(ValueError, match=rf"images must have {names} >= 2, got .*1\)?$"):
+            mixer(short, Y)
+        return
+    allowed = [SHAPES[d] for d in mixer.spatial_ranks]
+    shapes = allowed[0] if len(allowed) == 1 else ", ".join(allowed[:-1]) + " or " + allowed[-1]
+    with pytest.raises(ValueError, match=re.escape(f"images must have shape {shapes} (")) as info:
+        mixer(images, Y)
+    assert str(info.value).endswith(f"got shape {tuple(images.shape)}") and "\n" not in str(info.value)
+
+
+def test_patchup_takes_images_only():
+    with pytest.raises(ValueError, match=r"^PatchUp: images must have shape \(B, C, H, W\) \(4 dimensions\), got"):
+        lmix.create_mixer("patchup", seed=0)(torch.rand(4, 2, 8), Y)
+    assert lmix.create_mixer("lmix+patchup").spatial_ranks == (2,)
+
+
 @pytest.mark.parametrize("name", with_each_param("alpha"))
 @pytest.mark.parametrize("alpha", [0.0, -1.0, float("nan"), float("inf"), "1", True, None])
 def test_bad_alpha(name, alpha):
@@ -71,11 +102,26 @@ def test_bad_k(param, value):
             lmix.create_mixer(name, **{param: value})
 
 
-@pytest.mark.parametrize("size", [0, -3, (16, 0), (0, 16), (-1, 4), (4,), (1, 2, 3), 2.5, "16", True])
+@pytest.mark.parametrize("size", [0, -3, (16, 0), (0, 16), (-1, 4), (4, 0, 4), (), (1, 2, 3, 4), 2.5, "16", True])
 @pytest.mark.parametrize("name", ["cutout", "cutmix"])
 def test_bad_box_size(name, size):
     with pytest.raises(ValueError, match=r"size must be"):
         lmix.create_mixer(name, size=size)
+
+
+@pytest.mark.parametrize("name", ["cutout", "cutmix"])
+@pytest.mark.parametrize("size,rank", [((3, 5), 1), ((3, 5), 3), ((2, 3, 4), 2), ((2, 3, 4), 1)])
+def test_box_sides_must_match_the_spatial_axes(name, size, rank):
+    """A box of unequal sides needs one side per spatial axis (equal sides are a cube in any dimension)."""
+    mixer = lmix.create_mixer(name, size=size, seed=0)
+    with pytest.raises(
+        ValueError,
+        match=rf"size {re.escape(str(size))} gives {len(size)} sides but the images have "
+        rf"{rank} spatial axes",
+    ):
+        mixer(torch.rand(4, 1, *(6,) * rank), Y)
+    square = lmix.create_mixer(name, size=(3,) * len(size), seed=0)
+    assert square(torch.rand(4, 1, *(6,) * rank), Y).images.shape == (4, 1, *(6,) * rank)
 
 
 @pytest.mark.parametrize("name", with_each_param("mode"))
@@ -120,9 +166,13 @@ def test_fourier_masks_bad_lam(lam, error, match):
     [
         ((1, 8), r"H >= 2 and W >= 2, got \(H, W\) = \(1, 8\)"),
         ((8, 1), r"H >= 2 and W >= 2, got \(H, W\) = \(8, 1\)"),
-        ((8,), r"pair of integers \(H, W\)"),
+        ((1,), r"L >= 2, got L = 1"),
+        ((8, 1, 8), r"D >= 2 and H >= 2 and W >= 2, got \(D, H, W\) = \(8, 1, 8\)"),
+        ((8, 8, 8, 8), r"1, 2 or 3 integers: \(L,\), a pair of integers \(H, W\) or \(D, H, W\)"),
+        ((), r"1, 2 or 3 integers"),
         ((8.0, 8), r"pair of integers \(H, W\)"),
         (8, r"pair of integers \(H, W\)"),
+        ("88", r"1, 2 or 3 integers"),
     ],
 )
 def test_fourier_masks_bad_size(size, match):

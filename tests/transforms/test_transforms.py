@@ -45,6 +45,32 @@ def test_targets_are_the_exact_share_of_each_class_in_the_image(name, mode, batc
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("size", [(15,), (4, 5, 6)], ids=["sequences", "volumes"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.uint8])
+def test_sequences_and_volumes_are_mixed_with_1d_and_3d_masks(name, size, dtype):
+    """Pure (B, C, L) and (B, C, D, H, W) tensors: the core mixer's N-D masks and boxes; the targets
+    are the exact share of each class (the mean pixel is the target-weighted class)."""
+    batch = 6
+    images = torch.arange(batch, dtype=dtype).view(-1, 1, *(1,) * len(size)).expand(batch, 2, *size).contiguous()
+    t = getattr(T, name)(num_classes=batch, seed=4)
+    mixed, targets = t(images, torch.arange(batch))
+    assert mixed.shape == images.shape and mixed.dtype == dtype
+    core = getattr(lmix, {"MixUp": "Mixup"}.get(name, name))(seed=4)
+    params = core.draw(images)
+    assert params.mask is None or params.mask.shape[2:] == size
+    expected = core.apply(images.double(), torch.arange(batch), params).images
+    if dtype == torch.uint8:
+        expected = expected.round()
+    torch.testing.assert_close(mixed.double(), expected, rtol=0, atol=0)
+    if name != "Cutout":
+        dims = tuple(range(1, 2 + len(size)))
+        tol = 0.5 if dtype == torch.uint8 else 1e-6
+        torch.testing.assert_close(
+            mixed.double().mean(dim=dims), targets.double() @ torch.arange(batch).double(), atol=tol, rtol=0
+        )
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_the_transform_is_the_core_mixer_sample_then_apply(name):
     torch.manual_seed(0)
     images = torch.rand(6, 3, 9, 11)
@@ -148,7 +174,11 @@ def test_other_input_structures():
         (lambda: T.LMix(num_classes=3), lambda t: t(torch.rand(2, 3, 8, 8), torch.tensor([0, 3])), "[0, 2]"),
         (lambda: T.LMix(num_classes=3), lambda t: t(torch.rand(2, 3, 8, 8), torch.rand(2, 4)), "K = num_classes = 3"),
         (lambda: T.LMix(num_classes=3), lambda t: t(torch.rand(2, 3, 8, 8), torch.tensor([0.0, 1.0])), "integer"),
-        (lambda: T.LMix(num_classes=3), lambda t: t(torch.rand(3, 8, 8), torch.tensor([0, 1, 2])), "(B, C, H, W)"),
+        (
+            lambda: T.LMix(num_classes=3),
+            lambda t: t(torch.rand(3, 8), torch.tensor([0, 1, 2])),
+            "(B, C, L), (B, C, H, W) or (B, C, D, H, W)",
+        ),
         (lambda: T.LMix(num_classes=3), lambda t: t(torch.rand(3, 3, 8, 8), torch.tensor([0, 1])), "3 images"),
         (
             lambda: T.LMix(num_classes=3),

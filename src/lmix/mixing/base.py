@@ -34,7 +34,7 @@ from lmix._seeds import derive_mixer_seed
 from lmix.errors import LmixTypeError, LmixValueError
 from lmix.mixing.batch import MixedBatch, MixParams
 from lmix.mixing.sampling import sample_pairing
-from lmix.mixing.validation import check_batch, check_extras
+from lmix.mixing.validation import check_batch, check_extras, spatial_names
 
 __all__ = ["Mixer", "MixParams", "STANDARD_APPLIES", "select_into", "standard_apply"]
 
@@ -57,9 +57,9 @@ def select_into(mask: torch.Tensor, images: torch.Tensor, out: torch.Tensor) -> 
     a mask broadcast over the channels.
 
     Args:
-        mask: (B or 1, 1, H, W) bool, True where ``images`` is kept.
-        images: (B, C, H, W) of any dtype of 1, 2, 4 or 8 bytes.
-        out: (B, C, H, W) contiguous, same dtype as ``images``.
+        mask: (B or 1, 1, *spatial) bool (or any shape that broadcasts), True where ``images`` is kept.
+        images: (B, C, *spatial) of any dtype of 1, 2, 4 or 8 bytes.
+        out: (B, C, *spatial) contiguous, same dtype as ``images``.
     """
     itype = _INT_OF_SIZE[images.element_size()]
     bits, source = out.view(itype), images.view(itype)
@@ -177,6 +177,9 @@ class Mixer(nn.Module):
     blends: ClassVar[bool] = False
     #: How partners are chosen (``sampling.sample_pairing``); set by the mixers that take ``pairing``.
     pairing: str = "random"
+    #: Numbers of spatial axes the mixer takes: 1 ((B, C, L) sequences), 2 ((B, C, H, W) images),
+    #: 3 ((B, C, D, H, W) volumes).
+    spatial_ranks: ClassVar[tuple[int, ...]] = (1, 2, 3)
 
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__()
@@ -361,13 +364,14 @@ class Mixer(nn.Module):
         return sample_pairing(self.pairing, batch_size, generator=generator, device=device)
 
     def sample(
-        self, batch_size: int, image_size: tuple[int, int], *, device: torch.device, generator: torch.Generator
+        self, batch_size: int, image_size: tuple[int, ...], *, device: torch.device, generator: torch.Generator
     ) -> MixParams:
-        """Draw the mixing parameters for a batch of ``batch_size`` images of ``size`` (H, W)."""
+        """Draw the mixing parameters for a batch of ``batch_size`` samples of spatial size ``image_size``
+        ((L,), (H, W) or (D, H, W))."""
         raise NotImplementedError
 
     def draw(self, images: torch.Tensor, generator: torch.Generator | None = None) -> MixParams:
-        """The parameters a call on ``images`` (B, C, H, W) would use, drawn as a call draws them.
+        """The parameters a call on ``images`` (B, C, *spatial) would use, drawn as a call draws them.
 
         From ``generator`` or the mixer's own generator for ``images.device``; advances the same
         streams as a call. ``apply(images, labels, params)`` then mixes (a compiled training step
@@ -375,10 +379,10 @@ class Mixer(nn.Module):
         """
         if generator is None:
             generator = self.generator_for(images.device)
-        return self.sample(images.shape[0], tuple(images.shape[-2:]), device=images.device, generator=generator)
+        return self.sample(images.shape[0], tuple(images.shape[2:]), device=images.device, generator=generator)
 
     def apply(self, images: torch.Tensor, labels: torch.Tensor, params: MixParams) -> MixedBatch:
-        """Mix (B, C, H, W) ``images`` and (B, ...) ``labels`` with sampled ``params``.
+        """Mix (B, C, *spatial) ``images`` and (B, ...) ``labels`` with sampled ``params``.
 
         ``images`` may also be integer (uint8 batches in a collate): masks select, blends round.
         ``labels`` only need a batch dimension (class indices, soft or multi-label targets).
@@ -397,10 +401,11 @@ class Mixer(nn.Module):
         in_place = not (images.requires_grad and torch.is_grad_enabled())
         if params.mask is None:
             weight = lam.to(images.dtype)
+            shape = (-1,) + (1,) * (images.ndim - 1)
             if in_place:
-                mixed = partner.lerp_(images, weight.view(-1, 1, 1, 1))
+                mixed = partner.lerp_(images, weight.view(shape))
             else:
-                mixed = torch.lerp(partner, images, weight.view(-1, 1, 1, 1))
+                mixed = torch.lerp(partner, images, weight.view(shape))
             # In float16/bfloat16 the weight actually applied is the rounded one: report that.
             lam = weight.to(torch.float32)
         elif in_place and images.device.type == "cpu":
@@ -420,8 +425,8 @@ class Mixer(nn.Module):
         ``image_k`` sharpening is for images only and is not applied to extras.
 
         Args:
-            tensor: (B, ..., H, W) of any dtype (floating required for Mixup), on the device of
-                ``params``.
+            tensor: (B, ..., *spatial) of any dtype (floating required for Mixup), on the device
+                of ``params``.
             params: what ``sample`` returned for the batch.
 
         Returns:
@@ -432,22 +437,24 @@ class Mixer(nn.Module):
                 f"{type(self).__name__} overrides apply but not apply_extra: extras cannot be mixed like its images"
             )
         b = params.perm.shape[0]
-        if tensor.ndim < 3 or tensor.shape[0] != b:
-            raise LmixValueError(
-                f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}"
-            )
+        mask = params.mask
+        d = 0 if mask is None else mask.ndim - 2
+        names = "" if mask is None else spatial_names(d)
+        if tensor.ndim < max(2, d + 1) or tensor.shape[0] != b:
+            shape = "(B, ...)" if mask is None else f"(B, ..., {names})"
+            raise LmixValueError(f"an extra tensor must have shape {shape} with B = {b}, got {tuple(tensor.shape)}")
         ones = (1,) * (tensor.ndim - 1)
-        if params.mask is not None:
-            if tuple(params.mask.shape[-2:]) != tuple(tensor.shape[-2:]):
+        if mask is not None:
+            spatial = tuple(mask.shape[2:])
+            if tuple(tensor.shape[tensor.ndim - d :]) != spatial:
                 raise LmixValueError(
-                    f"an extra tensor must have the images' (H, W) = {tuple(params.mask.shape[-2:])}, "
-                    f"got shape {tuple(tensor.shape)}"
+                    f"an extra tensor must have the images' ({names}) = {spatial}, got shape {tuple(tensor.shape)}"
                 )
-            mask = params.mask.reshape(params.mask.shape[0], *ones[:-2], *tensor.shape[-2:])
+            mask = mask.reshape(mask.shape[0], *ones[: tensor.ndim - 1 - d], *spatial)
         if params.erase:
             return tensor * mask.to(tensor.dtype) if tensor.is_floating_point() else tensor
         partner = tensor.index_select(0, params.perm)
-        if params.mask is not None:
+        if mask is not None:
             return torch.where(mask, tensor, partner)
         if not tensor.is_floating_point():
             raise LmixValueError(
@@ -457,16 +464,17 @@ class Mixer(nn.Module):
         return torch.lerp(partner, tensor, params.lam.to(tensor.dtype).view(b, *ones))
 
     def check_params(self, params: object, images: torch.Tensor) -> MixParams:
-        """``params`` if they can replay on ``images`` (B, C, H, W): this mixer's kind, B samples, (H, W)."""
+        """``params`` if they can replay on ``images`` (B, C, *spatial): this mixer's kind, B samples, the
+        same spatial size."""
         if not isinstance(params, MixParams):
             raise LmixTypeError(
                 f"params must be the MixParams of a batch this mixer made (batch.params), got {type(params).__name__}"
             )
-        b, size = images.shape[0], tuple(images.shape[-2:])
+        b, size = images.shape[0], tuple(images.shape[2:])
         if params.perm.shape[0] != b:
             raise LmixValueError(f"params were drawn for {params.perm.shape[0]} samples, the images have {b}")
-        if params.mask is not None and tuple(params.mask.shape[-2:]) != size:
-            raise LmixValueError(f"params were drawn for images of {tuple(params.mask.shape[-2:])}, these are {size}")
+        if params.mask is not None and tuple(params.mask.shape[2:]) != size:
+            raise LmixValueError(f"params were drawn for images of {tuple(params.mask.shape[2:])}, these are {size}")
         if params.perm.device != images.device:
             raise LmixValueError(f"params are on {params.perm.device}, the images on {images.device}")
         return params
@@ -483,26 +491,32 @@ class Mixer(nn.Module):
         """Mix a batch.
 
         Args:
-            images: (B, C, H, W) floating point, any device.
+            images: (B, C, L) sequences, (B, C, H, W) images or (B, C, D, H, W) volumes (those of
+                ``spatial_ranks``), floating point, any device; every spatial side >= 2.
             labels: (B,) integer class indices on the same device.
             generator: source of randomness; default: the mixer's own for ``images.device``.
-            extras: tensors shaped (B, ..., H, W) (e.g. (B, H, W) int64 segmentation maps or
+            extras: tensors shaped (B, ..., *spatial) (e.g. (B, H, W) int64 segmentation maps or
                 (B, C, H, W) float maps) mixed with the same partners and masks, see
                 ``apply_extra``.
             params: replay these parameters (``batch.params`` of an earlier call, for a batch of
-                the same size and (H, W)) instead of drawing new ones; nothing random is drawn.
+                the same size and spatial size) instead of drawing new ones; nothing random is drawn.
 
         Returns:
-            ``MixedBatch`` with (B, C, H, W) images, (B,) labels_a, labels_b, lam, the mixed
-            ``extras`` in order, and ``params``.
+            ``MixedBatch`` with images of the input's shape, (B,) labels_a, labels_b, lam, the
+            mixed ``extras`` in order, and ``params``.
         """
-        images, labels = check_batch(images, labels)
+        images, labels = self.check_batch(images, labels)
         extras = check_extras(extras, images)
         params = self.draw(images, generator) if params is None else self.check_params(params, images)
         batch = self.apply(images, labels, params)
         if extras:
             batch.extras = tuple(self.apply_extra(t, params) for t in extras)
         return batch
+
+    def check_batch(self, images: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """``validation.check_batch`` with the shapes this mixer takes (``spatial_ranks``)."""
+        ranks = self.spatial_ranks
+        return check_batch(images, labels, ranks=ranks, who=None if ranks == (1, 2, 3) else type(self).__name__)
 
     def extra_repr(self) -> str:
         return ""

@@ -23,7 +23,7 @@ from lmix.mixing.base import Mixer, MixParams, blend_rows_into, select_into, sta
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import sharpen
 from lmix.mixing.mixers import LMix, NoMix
-from lmix.mixing.validation import check_batch, check_mode
+from lmix.mixing.validation import check_mode
 
 __all__ = ["ChoiceParams", "MixChoice"]
 
@@ -145,6 +145,11 @@ class MixChoice(Mixer):
     def uses_model(self) -> bool:  # type: ignore[override]
         return any(m.uses_model for m in self.mixers)
 
+    @property
+    def spatial_ranks(self) -> tuple[int, ...]:  # type: ignore[override]
+        """The numbers of spatial axes every component takes."""
+        return tuple(d for d in (1, 2, 3) if all(d in m.spatial_ranks for m in self.mixers))
+
     def hparams(self) -> dict[str, Any]:
         return {
             "mixers": [m.describe() for m in self.mixers],
@@ -193,7 +198,7 @@ class MixChoice(Mixer):
     def _sample_per_sample(
         self,
         batch_size: int,
-        image_size: tuple[int, int],
+        image_size: tuple[int, ...],
         *,
         device: torch.device,
         control: torch.Generator,
@@ -252,7 +257,7 @@ class MixChoice(Mixer):
         own = generator is None
         return self._sample_per_sample(
             images.shape[0],
-            tuple(images.shape[-2:]),
+            tuple(images.shape[2:]),
             device=device,
             control=self.generator_for("cpu") if own else generator,
             generator=self.generator_for(device) if own else generator,
@@ -281,7 +286,7 @@ class MixChoice(Mixer):
             batch = self.mixers[params.index].apply(images, labels, params.inner)
             batch.params = params
             return batch
-        mixed, lam = self._mix_rows(images, params, integer_keeps_erased=False)
+        mixed, lam = self._mix_rows(images, params, integer_extra=False)
         for c, mixer in enumerate(self.mixers):
             if isinstance(mixer, LMix) and mixer.image_k > 0 and params.components[c] is not None:
                 rows = params.rows[c]
@@ -298,18 +303,22 @@ class MixChoice(Mixer):
         return [c for c, m in enumerate(self.mixers) if m.blends]
 
     def _mix_rows(
-        self, tensor: torch.Tensor, params: ChoiceParams, *, integer_keeps_erased: bool
+        self, tensor: torch.Tensor, params: ChoiceParams, *, integer_extra: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample mix of a (B, ..., H, W) tensor: one select over the batch, then the blended rows.
+        """Per-sample mix of a (B, ..., *spatial) tensor: one select over the batch, then the blended rows.
 
-        Mask rows take their mask, Cutout rows a zero partner (or, with ``integer_keeps_erased``,
-        nothing), ``none`` rows stay; blended rows are computed from their own rows only (in float
-        for integer tensors, rounded back), so an integer batch pays float arithmetic only there.
+        Mask rows take their mask, Cutout rows a zero partner (or, with ``integer_extra``, an
+        integer extra tensor such as a class map, nothing), ``none`` rows stay; blended rows are
+        computed from their own rows only (in float for integer tensors, rounded back), so an
+        integer batch pays float arithmetic only there.
 
         Returns (mixed tensor, (B,) float32 lam with Mixup's weight as rounded to the tensor's dtype).
         """
-        b, spatial = tensor.shape[0], tuple(tensor.shape[-2:])
-        lead = (1,) * (tensor.ndim - 3)  # the (C, ...) dimensions a mask broadcasts over
+        b = tensor.shape[0]
+        masks = [cp.mask for cp in params.components if cp is not None and cp.mask is not None]
+        d = masks[0].ndim - 2 if masks else 0  # spatial axes; 0: no mask, nothing to select
+        spatial = tuple(tensor.shape[tensor.ndim - d :]) if d else ()
+        lead = (1,) * (tensor.ndim - 1 - d)  # the (C, ...) dimensions a mask broadcasts over
         keep = torch.ones((b, *lead, *spatial), dtype=torch.bool, device=tensor.device)
         partner = tensor.index_select(0, params.perm)
         blends = []
@@ -319,7 +328,7 @@ class MixChoice(Mixer):
             rows = params.rows[c]
             if cp.mask is None:
                 blends.append((rows, cp.lam))
-            elif not (cp.erase and integer_keeps_erased):
+            elif not (cp.erase and integer_extra):
                 mask = cp.mask.to(torch.bool).reshape(cp.mask.shape[0], *lead, *spatial)
                 keep.index_put_((rows,), mask.expand(rows.shape[0], *mask.shape[1:]))
                 if cp.erase:  # Cutout: the partner is a zero image
@@ -336,7 +345,7 @@ class MixChoice(Mixer):
         return mixed, lam
 
     def apply_extra(self, tensor, params):
-        """Mix an extra (B, ..., H, W) tensor as the images: the chosen component's
+        """Mix an extra (B, ..., *spatial) tensor as the images: the chosen component's
         ``apply_extra`` per batch, or per sample that of each sample's component (integer
         tensors need mask components only: none, Cutout, CutMix, LMix, FMix)."""
         if not isinstance(params, ChoiceParams):
@@ -344,9 +353,14 @@ class MixChoice(Mixer):
         if params.index is not None:
             return self.mixers[params.index].apply_extra(tensor, params.inner)
         b = params.perm.shape[0]
-        if tensor.ndim < 3 or tensor.shape[0] != b:
+        masks = [cp.mask for cp in params.components if cp is not None and cp.mask is not None]
+        d = masks[0].ndim - 2 if masks else 0
+        if tensor.ndim < max(2, d + 1) or tensor.shape[0] != b:
+            raise LmixValueError(f"an extra tensor must have shape (B, ...) with B = {b}, got {tuple(tensor.shape)}")
+        if d and tuple(tensor.shape[tensor.ndim - d :]) != tuple(masks[0].shape[2:]):
             raise LmixValueError(
-                f"an extra tensor must have shape (B, ..., H, W) with B = {b}, got {tuple(tensor.shape)}"
+                f"an extra tensor must end with the images' spatial size {tuple(masks[0].shape[2:])}, got shape "
+                f"{tuple(tensor.shape)}"
             )
         floating = tensor.is_floating_point()
         if not floating and self._blend_components():
@@ -354,13 +368,13 @@ class MixChoice(Mixer):
                 f"{self!r} blends pixels (Mixup) in some samples and cannot mix an integer extra tensor (dtype "
                 f"{tensor.dtype}); pass a floating one (e.g. one-hot or soft maps)"
             )
-        return self._mix_rows(tensor, params, integer_keeps_erased=not floating)[0]
+        return self._mix_rows(tensor, params, integer_extra=not floating)[0]
 
     def forward(self, images, labels, generator=None, *, extras=None, params=None):
         if self.mode == "batch" and params is None:
             # The chosen component's own call, so that a component with its own forward (a
             # subclass, a hidden-layer mixer's input path) runs as it would alone.
-            images, labels = check_batch(images, labels)
+            images, labels = self.check_batch(images, labels)
             index = self.next_index(generator)
             batch = self.mixers[index](images, labels, generator, extras=extras)
             if batch.params is not None:
@@ -376,7 +390,7 @@ class MixChoice(Mixer):
             (tuple[torch.Tensor, torch.Tensor, MixedBatch]): (B, K) logits, the scalar loss and
                 the ``MixedBatch``, as ``PatchUp.forward_loss``.
         """
-        check_batch(images, labels)
+        self.check_batch(images, labels)
         if self.mode == "sample":
             batch = self(images, labels, generator=generator)
         else:

@@ -1,6 +1,7 @@
-"""Fourier masks (FMix / LMix) and box masks (CutMix / Cutout), vectorised over the batch.
+"""Fourier masks (FMix / LMix) and box masks (CutMix / Cutout), vectorised over the batch, for 1, 2
+or 3 spatial axes (sequences (L,), images (H, W), volumes (D, H, W)).
 
-The mask of docs/method.md ("The LMix mask, step by step"), steps 3-8:
+The mask of docs/method.md ("The LMix mask, step by step"), steps 3-8, in 2-D:
 
 * ``f[u, v] = sqrt(fy[u]^2 + fx[v]^2)`` with ``fftfreq(H)``, ``rfftfreq(W)``;
 * ``H_lp = (f_min / max(f, f_min)) ** decay`` with ``f_min = 1 / max(H, W)``;
@@ -8,12 +9,18 @@ The mask of docs/method.md ("The LMix mask, step by step"), steps 3-8:
 * ``G = irfft2((1 + k * H_hp) * H_lp * Z)``;
 * the ``round(lam * H * W)`` largest pixels of ``G`` are 1.
 
+In N-D the radial frequency runs over every axis (``fftfreq`` on all but the last, ``rfftfreq``
+on the last), ``f_min = 1 / max(size)``, and ``irfftn`` makes the grey image.
+
 Isotropy: a complex field drawn independently in every bin of the half spectrum is not
-Hermitian on the columns ``fx = 0`` (and ``fx = W/2`` for even W); ``irfft2`` silently keeps
-only its Hermitian part there, which halves the power on those columns and biases the masks
-towards vertical structure. We project those two columns onto their Hermitian part scaled by
+Hermitian on its self-conjugate planes, the last-axis bins ``0`` (and ``n/2`` for an even last
+side); ``irfftn`` silently keeps only their Hermitian part, which halves the power there and
+biases the masks towards structure along the last axis. We project those planes onto their
+Hermitian part over the other axes (index ``-u mod n`` on each of them jointly) scaled by
 ``sqrt(2)``, which gives exactly the statistics of the real part of a full complex field
-(every frequency bin with the same expected power), at the cost of one cheap gather.
+(every frequency bin with the same expected power), at the cost of one cheap gather. In 2-D
+the planes are the columns ``fx = 0`` and ``fx = W/2``; in 1-D they are the bins 0 and ``L/2``,
+which become real (``sqrt(2) Re z``).
 """
 
 from __future__ import annotations
@@ -38,59 +45,76 @@ __all__ = [
     "top_mask",
     "sharpen",
     "box_masks",
+    "boxes",
 ]
 
 
-def frequency_magnitude(size: tuple[int, int], *, device: torch.device | None = None) -> torch.Tensor:
-    """(H, W//2+1) float32 radial frequency ``sqrt(fy^2 + fx^2)`` in cycles per pixel."""
-    h, w = size
-    fy = torch.fft.fftfreq(h, device=device, dtype=torch.float32)
-    fx = torch.fft.rfftfreq(w, device=device, dtype=torch.float32)
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+def frequency_magnitude(size: tuple[int, ...], *, device: torch.device | None = None) -> torch.Tensor:
+    """(*size[:-1], size[-1]//2+1) float32 radial frequency in cycles per pixel.
+
+    ``sqrt(fy^2 + fx^2)`` in 2-D (``fftfreq(H)``, ``rfftfreq(W)``); in N-D the squares of
+    ``fftfreq`` on every axis but the last and ``rfftfreq`` on the last, summed in axis order.
+    """
+    d = len(size)
+    squares = None
+    for axis, n in enumerate(size):
+        freq = torch.fft.rfftfreq if axis == d - 1 else torch.fft.fftfreq
+        f = freq(n, device=device, dtype=torch.float32).view([-1 if a == axis else 1 for a in range(d)])
+        squares = f**2 if squares is None else squares + f**2
+    return torch.sqrt(squares)
 
 
-def lowpass_filter(size: tuple[int, int], decay: float, *, device: torch.device | None = None) -> torch.Tensor:
-    """(H, W//2+1) low-pass transfer ``(f_min / max(f, f_min)) ** decay``: 1 at DC, in (0, 1]."""
+def lowpass_filter(size: tuple[int, ...], decay: float, *, device: torch.device | None = None) -> torch.Tensor:
+    """(*size[:-1], size[-1]//2+1) low-pass transfer ``(f_min / max(f, f_min)) ** decay``, ``f_min = 1 / max(size)``:
+    1 at DC, in (0, 1]."""
     f_min = 1.0 / max(size)
     f = frequency_magnitude(size, device=device)
     return (f_min / f.clamp_min(f_min)) ** decay
 
 
 def emphasis_filter(
-    size: tuple[int, int], decay: float, k: float, *, device: torch.device | None = None
+    size: tuple[int, ...], decay: float, k: float, *, device: torch.device | None = None
 ) -> torch.Tensor:
-    """(H, W//2+1) LMix transfer ``(1 + k * H_hp) * H_lp`` (eq. 5); ``k = 0`` is FMix's ``H_lp``."""
+    """(*size[:-1], size[-1]//2+1) LMix transfer ``(1 + k * H_hp) * H_lp`` (eq. 5); ``k = 0`` is FMix's ``H_lp``."""
     h_lp = lowpass_filter(size, decay, device=device)
     return (1.0 + k * (1.0 - h_lp)) * h_lp
 
 
 @functools.lru_cache(maxsize=32)
 def _spectral_constants(
-    height: int, width: int, decay: float, k: float, device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (H, W//2+1) emphasis filter and the (H,) index ``-u mod H``, cached per size and device.
+    size: tuple[int, ...], decay: float, k: float, device: str
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The emphasis filter and, per axis but the last, the index ``-u mod n``, cached per size and device.
 
     Recomputing them is a dozen small kernels per call, a large share of the cost of one
     small mask (per-batch mode). Shared tensors: never modify them in place.
     """
-    filt = emphasis_filter((height, width), decay, k, device=torch.device(device))
-    flip = (-torch.arange(height, device=device)) % height
-    return filt, flip
+    filt = emphasis_filter(size, decay, k, device=torch.device(device))
+    flips = tuple((-torch.arange(n, device=device)) % n for n in size[:-1])
+    return filt, flips
 
 
-def _hermitian_columns(z: torch.Tensor, height: int, width: int, flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Make the self-conjugate columns of a half spectrum (B, H, W//2+1) Hermitian along H, in place.
+def _hermitian_planes(
+    z: torch.Tensor, size: tuple[int, ...], flips: tuple[torch.Tensor, ...] | None = None
+) -> torch.Tensor:
+    """Make the self-conjugate planes of a half spectrum (B, *size[:-1], n//2+1) Hermitian, in place.
 
-    ``z`` must be a fresh tensor owned by the caller (it is modified and returned). ``flip``
-    is ``(-arange(H)) % H`` (computed when not given).
+    The planes are the last-axis bins 0 and n/2 (even n) or bin 0 (odd n); Hermitian over the
+    other axes jointly: ``Z[-u, -v] = conj(Z[u, v])``. ``z`` must be a fresh tensor owned by the
+    caller (it is modified and returned). ``flips`` holds ``(-arange(n)) % n`` for every axis but
+    the last (computed when not given).
     """
-    if flip is None:
-        flip = (-torch.arange(height, device=z.device)) % height
-    # Columns 0 and W/2 (even W) or column 0 (odd W), as a view: W//2 + 1 columns, step W/2.
-    zc = z[:, :, 0 :: width // 2] if width % 2 == 0 else z[:, :, :1]
-    # (zc + conj(zc[:, flip])) / sqrt(2), in place on one gathered copy: the same operations
+    if flips is None:
+        flips = tuple((-torch.arange(n, device=z.device)) % n for n in size[:-1])
+    width = size[-1]
+    # Bins 0 and n/2 (even n) or bin 0 (odd n) of the last axis, as a view: n//2 + 1 bins, step n/2.
+    zc = z[..., 0 :: width // 2] if width % 2 == 0 else z[..., :1]
+    # (zc + conj(zc[flipped])) / sqrt(2), in place on one gathered copy: the same operations
     # (complex addition commutes exactly), fewer temporaries.
-    t = torch.index_select(zc, 1, flip).conj_physical_()
+    t = zc
+    for axis, flip in enumerate(flips, start=1):
+        t = torch.index_select(t, axis, flip)
+    t = t.conj_physical_() if flips else t.conj_physical()
     torch.mul(t.add_(zc), 1.0 / math.sqrt(2.0), out=zc)
     return z
 
@@ -102,42 +126,47 @@ def _check_count(n: object) -> int:
 
 
 def _spectra(
-    n: int, size: tuple[int, int], generator: torch.Generator | None, device: torch.device | None
+    n: int, size: tuple[int, ...], generator: torch.Generator | None, device: torch.device | None
 ) -> tuple[torch.Tensor, torch.device]:
-    """(n, H, W//2+1) complex64 standard normal half spectra (drawn with ``generator`` on its device,
-    in one call: the numbers must not depend on how the masks are grouped later), on the output device."""
-    h, w = size
+    """(n, *size[:-1], size[-1]//2+1) complex64 standard normal half spectra (drawn with ``generator``
+    on its device, in one call: the numbers must not depend on how the masks are grouped later), on
+    the output device."""
     if generator is None:
         generator = torch.Generator(device=device or "cpu")
         generator.seed()
     gdev = generator.device
     # Real and imaginary parts are independent N(0, 1): one randn call of twice the size.
-    parts = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=gdev, dtype=torch.float32)
+    shape = (n, *size[:-1], size[-1] // 2 + 1, 2)
+    parts = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
     out_dev = torch.device(device) if device is not None else gdev
     return torch.view_as_complex(parts.to(out_dev)), out_dev
 
 
-def _grey(z: torch.Tensor, size: tuple[int, int], decay: float, k: float) -> torch.Tensor:
-    """(m, H, W) grey images from (m, H, W//2+1) normal half spectra (``z`` is modified in place)."""
-    h, w = size
-    filt, flip = _spectral_constants(h, w, decay, k, str(z.device))
-    z = _hermitian_columns(z, h, w, flip)
-    return torch.fft.irfft2(z.mul_(filt), s=(h, w))
+def _grey(z: torch.Tensor, size: tuple[int, ...], decay: float, k: float) -> torch.Tensor:
+    """(m, *size) grey images from (m, *size[:-1], size[-1]//2+1) normal half spectra (``z`` is modified in place)."""
+    filt, flips = _spectral_constants(size, decay, k, str(z.device))
+    z = _hermitian_planes(z, size, flips).mul_(filt)
+    if len(size) == 2:
+        return torch.fft.irfft2(z, s=size)
+    if len(size) == 1:
+        return torch.fft.irfft(z, n=size[0])
+    return torch.fft.irfftn(z, s=size, dim=(-3, -2, -1))
 
 
 def fourier_noise(
     n: int,
-    size: tuple[int, int],
+    size: tuple[int, ...],
     *,
     decay: float = 3.0,
     k: float = 0.0,
     generator: torch.Generator | None = None,
     device: torch.device | None = None,
 ) -> torch.Tensor:
-    """(n, H, W) float32 grey-scale images ``G`` with spectrum ``(1 + k H_hp) H_lp`` (docs/method.md).
+    """(n, *size) float32 grey-scale images ``G`` with spectrum ``(1 + k H_hp) H_lp`` (docs/method.md).
 
-    The complex noise is drawn with ``generator`` on its device and the result is returned on
-    ``device`` (default: the generator's device).
+    ``size`` is (L,), (H, W) or (D, H, W), every side >= 2. The complex noise is drawn with
+    ``generator`` on its device and the result is returned on ``device`` (default: the
+    generator's device).
     """
     size = check_size(size)
     decay = check_decay(decay)
@@ -154,7 +183,7 @@ MASK_CHUNK = 1 << 18
 
 def fourier_top_masks(
     lam: torch.Tensor,
-    size: tuple[int, int],
+    size: tuple[int, ...],
     *,
     decay: float,
     k: float,
@@ -164,17 +193,19 @@ def fourier_top_masks(
 
     Args:
         lam: (B,) floating target areas in [0, 1], on the device of the masks.
+        size: (L,), (H, W) or (D, H, W).
 
     Returns:
-        ((B, 1, H, W) bool masks, (B,) float32 exact areas), on ``lam``'s device.
+        ((B, 1, *size) bool masks, (B,) float32 exact areas ``round(lam * N) / N``, N = the number
+        of pixels), on ``lam``'s device.
     """
     b = lam.shape[0]
     z, _ = _spectra(b, size, generator, lam.device)
-    h, w = size
-    step = b if lam.device.type != "cpu" else max(1, MASK_CHUNK // (h * w))
+    numel = math.prod(size)
+    step = b if lam.device.type != "cpu" else max(1, MASK_CHUNK // numel)
     if step >= b:
         return top_mask(_grey(z, size, decay, k), lam)
-    masks = torch.empty((b, 1, h, w), dtype=torch.bool, device=lam.device)
+    masks = torch.empty((b, 1, *size), dtype=torch.bool, device=lam.device)
     areas = torch.empty(b, dtype=torch.float32, device=lam.device)
     for start in range(0, b, step):
         stop = min(b, start + step)
@@ -329,39 +360,45 @@ def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def top_mask(grey: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample top-n selection: (B, H, W) values, (B,) lam -> ((B, 1, H, W) bool, (B,) float32 area).
+def _counts(lam: torch.Tensor, numel: int, device: torch.device) -> torch.Tensor:
+    """(B,) int64 ``round(lam * numel)`` (``torch.round``: half to even), computed in float64."""
+    return (lam.to(torch.float64) * numel).round_().to(device=device, dtype=torch.int64)
 
-    Exactly ``n = round(lam * H * W)`` True per sample (``torch.round``: half to even), placed on
-    the largest values of ``grey``; among values equal to the threshold, the first in raster
-    order are kept (the order of a stable descending sort). ``area = n / (H W)``, which equals
-    the float32 mean of the mask bit for bit.
+
+def top_mask(grey: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample top-n selection: (B, *size) values, (B,) lam -> ((B, 1, *size) bool, (B,) float32 area).
+
+    Exactly ``n = round(lam * N)`` True per sample (N = the number of pixels; ``torch.round``:
+    half to even), placed on the largest values of ``grey``; among values equal to the
+    threshold, the first in raster order are kept (the order of a stable descending sort).
+    ``area = n / N``, which equals the float32 mean of the mask bit for bit.
 
     On CPU the threshold is found by selection instead of a full ``torch.argsort``, which
     dominated the cost of LMix masks; the result is the same, bit for bit.
     """
-    b, h, w = grey.shape
-    n = (lam.to(torch.float64) * (h * w)).round_().to(device=grey.device, dtype=torch.int64)
-    flat = grey.reshape(b, h * w)
+    b, size = grey.shape[0], tuple(grey.shape[1:])
+    numel = math.prod(size)
+    n = _counts(lam, numel, grey.device)
+    flat = grey.reshape(b, numel)
     # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
-    if grey.device.type == "cpu" and b * h * w > 4096:
+    if grey.device.type == "cpu" and b * numel > 4096:
         out = _top_by_threshold(flat, n)
     else:
         out = _top_by_sort(flat, n)
-    return out.reshape(b, 1, h, w), n.to(torch.float32) / (h * w)
+    return out.reshape(b, 1, *size), n.to(torch.float32) / numel
 
 
 def binarise_top(grey: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """Per-sample top-n binarisation: (B, H, W) values, (B,) lam -> (B, 1, H, W) float32 masks of 0 and 1.
+    """Per-sample top-n binarisation: (B, *size) values, (B,) lam -> (B, 1, *size) float32 masks of 0 and 1.
 
-    The float form of ``top_mask``: exactly ``round(lam * H * W)`` ones per sample.
+    The float form of ``top_mask``: exactly ``round(lam * N)`` ones per sample.
     """
     return top_mask(grey, lam)[0].to(torch.float32)
 
 
 def fourier_masks(
     lam: torch.Tensor,
-    size: tuple[int, int] | list[int],
+    size: tuple[int, ...] | list[int],
     *,
     decay: float = 3.0,
     k: float = 0.0,
@@ -371,43 +408,79 @@ def fourier_masks(
 
     Args:
         lam: (B,) floating tensor of target areas in [0, 1].
-        size: (H, W), both >= 2.
+        size: (L,), (H, W) or (D, H, W), every side >= 2.
         decay: low-pass exponent delta >= 0 (larger: smoother masks).
         k: high-frequency emphasis >= 0 (0: FMix).
         generator: source of all randomness; noise is drawn on its device. ``None`` uses a
             freshly, non-deterministically seeded generator (the global RNG is never used).
 
     Returns:
-        (B, 1, H, W) float32 tensor of 0s and 1s on ``lam``'s device, with exactly
-        ``round(lam[i] * H * W)`` ones in mask ``i``.
+        (B, 1, *size) float32 tensor of 0s and 1s on ``lam``'s device, with exactly
+        ``round(lam[i] * N)`` ones in mask ``i`` (N pixels).
     """
     lam = check_lam(lam)
     check_decay(decay)
     check_k(k, name="k")
-    h, w = check_size(size)
+    size = check_size(size)
     if generator is None:
         generator = torch.Generator(device=lam.device)
         generator.seed()
-    return fourier_top_masks(lam, (h, w), decay=decay, k=k, generator=generator)[0].to(torch.float32)
+    return fourier_top_masks(lam, size, decay=decay, k=k, generator=generator)[0].to(torch.float32)
 
 
 def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:
     """Apply the emphasis ``1 + k * H_hp`` to every channel in the frequency domain (docs/method.md, mask step 10).
 
     Args:
-        images: (B, C, H, W) floating or integer tensor (integers are rounded back).
+        images: (B, C, L), (B, C, H, W) or (B, C, D, H, W) floating or integer tensor (integers are
+            rounded back); the filter runs over the spatial axes (all after the first two).
 
     Returns:
         Tensor of the same shape and dtype; the DC component (image mean) is unchanged.
     """
-    h, w = images.shape[-2:]
-    gain = 1.0 + k * (1.0 - lowpass_filter((h, w), decay, device=images.device))
-    spec = torch.fft.rfft2(images.to(torch.float32)) * gain
-    out = torch.fft.irfft2(spec, s=(h, w))
+    size = tuple(images.shape[2:])
+    gain = 1.0 + k * (1.0 - lowpass_filter(size, decay, device=images.device))
+    x = images.to(torch.float32)
+    if len(size) == 2:
+        out = torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=size)
+    else:
+        dims = tuple(range(-len(size), 0))
+        out = torch.fft.irfftn(torch.fft.rfftn(x, dim=dims) * gain, s=size, dim=dims)
     if not images.is_floating_point():  # uint8 images: round and clip to the dtype's range
         info = torch.iinfo(images.dtype)
         out = out.round_().clamp_(info.min, info.max)
     return out.to(images.dtype)
+
+
+def boxes(
+    centres: tuple[torch.Tensor, ...], sides: tuple[torch.Tensor, ...], size: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks that are 0 inside axis-aligned boxes (segments, rectangles, cuboids) clipped at the border, 1 elsewhere.
+
+    On every axis the box spans ``[c - s // 2, c - s // 2 + s)``, clipped to ``[0, n)``.
+
+    Args:
+        centres: per spatial axis, (B,) int64 box centres (may lie anywhere).
+        sides: per spatial axis, (B,) int64 box sides before clipping.
+        size: (L,), (H, W) or (D, H, W).
+
+    Returns:
+        ((B, 1, *size) float32 masks, (B,) float32 share of ones: ``1 - clipped volume / N``).
+    """
+    d = len(size)
+    inside, volume = None, None
+    for axis, (centre, side, n) in enumerate(zip(centres, sides, size, strict=True)):
+        start = (centre - side // 2).clamp(0, n)
+        stop = (centre - side // 2 + side).clamp(0, n)
+        index = torch.arange(n, device=centre.device)
+        in_axis = (index[None, :] >= start[:, None]) & (index[None, :] < stop[:, None])  # (B, n)
+        in_axis = in_axis.view(-1, *(n if a == axis else 1 for a in range(d)))
+        inside = in_axis if inside is None else inside & in_axis
+        volume = stop - start if volume is None else volume * (stop - start)
+    keep = (~inside).to(torch.float32).unsqueeze(1)
+    numel = math.prod(size)
+    # One rounding (integer count / pixels), so that lam equals the mask's mean bit for bit.
+    return keep, (numel - volume).to(torch.float32) / float(numel)
 
 
 def box_masks(
@@ -417,7 +490,7 @@ def box_masks(
     box_w: torch.Tensor,
     size: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks that are 0 inside axis-aligned boxes clipped at the border, 1 elsewhere.
+    """2-D ``boxes``: masks that are 0 inside axis-aligned boxes clipped at the border, 1 elsewhere.
 
     Args:
         centre_y, centre_x: (B,) int64 box centres (may lie anywhere in the image).
@@ -427,17 +500,4 @@ def box_masks(
     Returns:
         ((B, 1, H, W) float32 masks, (B,) float32 share of ones: ``1 - clipped area / (H W)``).
     """
-    h, w = size
-    y1 = (centre_y - box_h // 2).clamp(0, h)
-    y2 = (centre_y - box_h // 2 + box_h).clamp(0, h)
-    x1 = (centre_x - box_w // 2).clamp(0, w)
-    x2 = (centre_x - box_w // 2 + box_w).clamp(0, w)
-    rows = torch.arange(h, device=centre_y.device)
-    cols = torch.arange(w, device=centre_y.device)
-    in_rows = (rows[None, :] >= y1[:, None]) & (rows[None, :] < y2[:, None])  # (B, H)
-    in_cols = (cols[None, :] >= x1[:, None]) & (cols[None, :] < x2[:, None])  # (B, W)
-    inside = in_rows[:, :, None] & in_cols[:, None, :]
-    keep = (~inside).to(torch.float32).unsqueeze(1)
-    kept = (h * w - (y2 - y1) * (x2 - x1)).to(torch.float32)
-    # One rounding (integer count / pixels), so that lam equals the mask's mean bit for bit.
-    return keep, kept / float(h * w)
+    return boxes((centre_y, centre_x), (box_h, box_w), tuple(size))

@@ -2,7 +2,9 @@
 
 Each one implements ``sample`` (its parameters for a batch); the mixing itself is
 ``lmix.mixing.base.Mixer.apply`` (select or blend), which ``LMix`` extends with its optional
-sharpening. ``MixChoice`` (``lmix.mixing.choice``) combines them.
+sharpening. ``MixChoice`` (``lmix.mixing.choice``) combines them. Every one takes (B, C, L)
+sequences, (B, C, H, W) images and (B, C, D, H, W) volumes: CutMix and Cutout cut segments,
+rectangles or cuboids, LMix and FMix draw 1-, 2- or 3-D Fourier masks.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import torch
 from lmix.errors import LmixValueError
 from lmix.mixing.base import STANDARD_APPLIES, Mixer, MixParams
 from lmix.mixing.batch import MixedBatch
-from lmix.mixing.masks import box_masks, fourier_top_masks, sharpen
+from lmix.mixing.masks import boxes, fourier_top_masks, sharpen
 from lmix.mixing.sampling import sample_beta, sample_beta_lams
 from lmix.mixing.validation import (
+    box_sides,
     check_alpha,
     check_box_size,
     check_decay,
@@ -76,16 +79,21 @@ class Mixup(Mixer):
 class CutMix(Mixer):
     """CutMix (Yun et al. 2019): paste a box of the partner into each image.
 
+    In N-D the box is a segment (sequences), a rectangle (images) or a cuboid (volumes).
+
     Args:
-        alpha: Beta concentration for the box area when ``size`` is None, > 0.
-        size: ``None`` for the CutMix paper's box (side ratio ``sqrt(1 - lam)``, uniform centre,
-            clipped at the border) or a fixed box ``(h, w)`` / side ``s`` with a uniform centre,
-            also clipped. ``lam`` is always the area actually kept.
+        alpha: Beta concentration for the box volume when ``size`` is None, > 0.
+        size: ``None`` for the CutMix paper's box (side ratio ``(1 - lam) ** (1 / d)`` on each of
+            the d spatial axes, ``sqrt(1 - lam)`` for images, so that the box holds ``1 - lam`` of
+            the pixels before clipping; uniform centre, clipped at the border) or a fixed box: an
+            int ``s`` (a cube of side s in any dimension) or one side per spatial axis (``(h, w)``
+            for images), with a uniform centre, also clipped. ``lam`` is always the share actually kept.
         mode: ``"sample"`` or ``"batch"``.
         box_rounding: ``"exact"`` (a box of exactly ``cut_h x cut_w`` pixels before clipping,
             rows ``cy - cut_h // 2`` to ``cy - cut_h // 2 + cut_h``) or ``"reference"``
             (clovaai/CutMix-PyTorch's ``rand_bbox``: rows ``cy - cut_h // 2`` to
-            ``cy + cut_h // 2``, i.e. ``2 * (cut_h // 2)`` pixels, one fewer for odd sides).
+            ``cy + cut_h // 2``, i.e. ``2 * (cut_h // 2)`` pixels, one fewer for odd sides), on
+            every axis.
         pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
             ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
             ``B - 1 - i``, as timm) or ``"roll"`` (``i`` with ``i - 1``, as torchvision v2).
@@ -98,7 +106,7 @@ class CutMix(Mixer):
         self,
         *,
         alpha: float = 1.0,
-        size: int | tuple[int, int] | None = None,
+        size: int | tuple[int, ...] | None = None,
         mode: str = "sample",
         pairing: str = "random",
         box_rounding: str = "exact",
@@ -117,24 +125,24 @@ class CutMix(Mixer):
         self.box_rounding = str(box_rounding)
 
     def sample(self, batch_size, image_size, *, device, generator):
-        h, w = image_size
+        size = tuple(image_size)
+        d = len(size)
         n = batch_size if self.mode == "sample" else 1
         gdev = generator.device
         perm = self.sample_partners(batch_size, generator=generator, device=device)
         if self.size is None:
             lam0 = sample_beta(self.alpha, n, generator=generator, device=gdev)
-            ratio = torch.sqrt(1.0 - lam0.double())
-            box_h = (h * ratio).long()
-            box_w = (w * ratio).long()
+            # The side ratio whose d-th power is 1 - lam0: the box volume before clipping.
+            cut = 1.0 - lam0.double()
+            ratio = torch.sqrt(cut) if d == 2 else cut if d == 1 else cut ** (1.0 / d)
+            sides = [(side * ratio).long() for side in size]
         else:
-            box_h = torch.full((n,), self.size[0], dtype=torch.long, device=gdev)
-            box_w = torch.full((n,), self.size[1], dtype=torch.long, device=gdev)
+            sides = [torch.full((n,), s, dtype=torch.long, device=gdev) for s in box_sides(self.size, d)]
         if self.box_rounding == "reference":
-            # rand_bbox spans [c - cut // 2, c + cut // 2): box_masks' start is the same, its length 2 * (cut // 2).
-            box_h, box_w = box_h // 2 * 2, box_w // 2 * 2
-        cy = torch.randint(0, h, (n,), generator=generator, device=gdev)
-        cx = torch.randint(0, w, (n,), generator=generator, device=gdev)
-        keep, lam = box_masks(*(t.to(device) for t in (cy, cx, box_h, box_w)), (h, w))
+            # rand_bbox spans [c - cut // 2, c + cut // 2): boxes' start is the same, its length 2 * (cut // 2).
+            sides = [s // 2 * 2 for s in sides]
+        centres = [torch.randint(0, side, (n,), generator=generator, device=gdev) for side in size]
+        keep, lam = boxes(tuple(c.to(device) for c in centres), tuple(s.to(device) for s in sides), size)
         return MixParams(perm=perm, lam=lam.expand(batch_size).contiguous(), mask=keep.bool())
 
     def extra_repr(self):
@@ -145,27 +153,30 @@ class CutMix(Mixer):
 class Cutout(Mixer):
     """Cutout (DeVries & Taylor 2017): zero a square per sample; the square may leave the image.
 
-    Labels are not mixed (``lam = 1``).
+    Labels are not mixed (``lam = 1``). In N-D the square is a segment or a cube.
 
     Args:
-        size: side of the square (or ``(h, w)``), > 0.
+        size: side of the square (an int: a cube of that side in any dimension) or one side per
+            spatial axis (``(h, w)`` for images), > 0.
         seed: seed of the mixer's own generator.
     """
 
     name = "cutout"
 
-    def __init__(self, *, size: int | tuple[int, int] = 16, seed: int | None = None) -> None:
+    def __init__(self, *, size: int | tuple[int, ...] = 16, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         self.size = check_box_size(size, name="size")
 
     def sample(self, batch_size, image_size, *, device, generator):
-        h, w = image_size
+        size = tuple(image_size)
         gdev = generator.device
-        cy = torch.randint(0, h, (batch_size,), generator=generator, device=gdev).to(device)
-        cx = torch.randint(0, w, (batch_size,), generator=generator, device=gdev).to(device)
-        bh = torch.full((batch_size,), self.size[0], dtype=torch.long, device=device)
-        bw = torch.full((batch_size,), self.size[1], dtype=torch.long, device=device)
-        keep, _ = box_masks(cy, cx, bh, bw, (h, w))
+        centres = tuple(
+            torch.randint(0, side, (batch_size,), generator=generator, device=gdev).to(device) for side in size
+        )
+        sides = tuple(
+            torch.full((batch_size,), s, dtype=torch.long, device=device) for s in box_sides(self.size, len(size))
+        )
+        keep, _ = boxes(centres, sides, size)
         return MixParams(
             perm=torch.arange(batch_size, device=device),
             lam=torch.ones(batch_size, device=device),
@@ -178,7 +189,7 @@ class Cutout(Mixer):
 
 
 class LMix(Mixer):
-    """LMix: FMix masks with high-frequency emphasis (docs/method.md).
+    """LMix: FMix masks with high-frequency emphasis (docs/method.md), in 1, 2 or 3 spatial dimensions.
 
     Args:
         alpha: Beta concentration of the mask area, > 0.
@@ -218,7 +229,7 @@ class LMix(Mixer):
         n = batch_size if self.mode == "sample" else 1
         perm = self.sample_partners(batch_size, generator=generator, device=device)
         lam = sample_beta(self.alpha, n, generator=generator, device=device)
-        mask, area = fourier_top_masks(lam, image_size, decay=self.decay, k=self.k, generator=generator)
+        mask, area = fourier_top_masks(lam, tuple(image_size), decay=self.decay, k=self.k, generator=generator)
         return MixParams(perm=perm, lam=area.expand(batch_size).contiguous(), mask=mask)
 
     def apply(self, images, labels, params):

@@ -79,7 +79,7 @@ from lmix.mixing.batch import MixedBatch, MixParams
 from lmix.mixing.hidden import check_layers, forward_mixed, num_hook_points, plan_generators
 from lmix.mixing.mixers import CutMix
 from lmix.mixing.sampling import sample_beta_lams, sample_permutation
-from lmix.mixing.validation import check_alpha, check_batch, check_mode, check_positive
+from lmix.mixing.validation import check_alpha, check_mode, check_positive
 
 __all__ = [
     "PatchUp",
@@ -290,6 +290,8 @@ class PatchUp(Mixer):
     """
 
     name = "patchup"
+    #: Block masks of 2-D feature maps: (B, C, H, W) images only.
+    spatial_ranks = (2,)
     uses_model = True
 
     def __init__(
@@ -494,7 +496,7 @@ class PatchUp(Mixer):
             (B, K) logits, the scalar float32 loss, and a ``MixedBatch`` (model input, ``labels``,
             partners' labels, share of ``labels`` in the targets) for the training accuracy.
         """
-        images, labels = check_batch(images, labels)
+        images, labels = self.check_batch(images, labels)
         check_probability(label_smoothing, name="label_smoothing")
         num_points = num_hook_points(model, self.layers, who="PatchUp")
         b = images.shape[0]

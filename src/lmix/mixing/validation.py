@@ -51,25 +51,92 @@ def check_pairing(pairing: object) -> str:
     return str(pairing)
 
 
-def check_size(size: object, *, name: str = "size") -> tuple[int, int]:
-    """(H, W) with integer H, W >= 2."""
-    if not isinstance(size, Sequence) or len(size) != 2 or not all(is_integer(s) for s in size):
-        raise LmixValueError(f"{name} must be a pair of integers (H, W), got {size!r}")
-    h, w = int(size[0]), int(size[1])
-    if h < 2 or w < 2:
-        raise LmixValueError(f"{name} must have H >= 2 and W >= 2, got (H, W) = ({h}, {w})")
-    return h, w
+#: Names of the spatial axes of a batch with 1, 2 or 3 of them, as messages show them.
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+#: The shape of a batch with 1, 2 or 3 spatial axes.
+BATCH_SHAPES = {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"}
 
 
-def check_box_size(size: object, *, name: str) -> tuple[int, int]:
-    """A box side or (h, w) pair of integers >= 1."""
+def spatial_names(d: int) -> str:
+    """``"L"``, ``"H, W"`` or ``"D, H, W"``."""
+    return ", ".join(AXIS_NAMES[d])
+
+
+def _either(items: Sequence[str]) -> str:
+    """``"a"``, ``"a or b"``, ``"a, b or c"``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" or {items[-1]}"
+
+
+def batch_shapes(ranks: Sequence[int] = (1, 2, 3)) -> str:
+    """The batch shapes with ``ranks`` spatial axes, for messages: ``"(B, C, L), (B, C, H, W) or (B, C, D, H, W)"``."""
+    return _either([BATCH_SHAPES[d] for d in ranks])
+
+
+def short_sides(sides: tuple[int, ...]) -> str | None:
+    """None if every spatial side is >= 2, else what is wrong: ``H >= 2 and W >= 2, got (H, W) = (1, 8)``."""
+    if min(sides) >= 2:
+        return None
+    names = AXIS_NAMES[len(sides)]
+    need = " and ".join(f"{n} >= 2" for n in names)
+    got = f"{names[0]} = {sides[0]}" if len(sides) == 1 else f"({', '.join(names)}) = {sides}"
+    return f"{need}, got {got}"
+
+
+def _check_sides(sides: tuple[int, ...], *, what: str) -> None:
+    """Every spatial side >= 2, with a message naming the axes (``short_sides``)."""
+    problem = short_sides(sides)
+    if problem is not None:
+        raise LmixValueError(f"{what} must have {problem}")
+
+
+def check_size(size: object, *, name: str = "size") -> tuple[int, ...]:
+    """(L,), (H, W) or (D, H, W): 1, 2 or 3 integers, each >= 2."""
+    if (
+        not isinstance(size, Sequence)
+        or isinstance(size, str)
+        or not 1 <= len(size) <= 3
+        or not all(is_integer(s) for s in size)
+    ):
+        raise LmixValueError(
+            f"{name} must be 1, 2 or 3 integers: (L,), a pair of integers (H, W) or (D, H, W), got {size!r}"
+        )
+    sides = tuple(int(s) for s in size)
+    _check_sides(sides, what=name)
+    return sides
+
+
+def check_box_size(size: object, *, name: str) -> tuple[int, ...]:
+    """A box side (an int: ``(s, s)``, a cube of side s in any number of dimensions) or 1, 2 or 3 integer sides, >= 1."""
     if is_integer(size):
         size = (size, size)
-    if not isinstance(size, Sequence) or len(size) != 2 or not all(is_integer(s) for s in size):
-        raise LmixValueError(f"{name} must be an integer or a pair of integers (h, w), got {size!r}")
-    if size[0] <= 0 or size[1] <= 0:
-        raise LmixValueError(f"{name} must be > 0 in both dimensions, got {tuple(size)!r}")
-    return int(size[0]), int(size[1])
+    if (
+        not isinstance(size, Sequence)
+        or isinstance(size, str)
+        or not 1 <= len(size) <= 3
+        or not all(is_integer(s) for s in size)
+    ):
+        raise LmixValueError(
+            f"{name} must be an integer or 1, 2 or 3 integers (a side per spatial axis, e.g. (h, w)), got {size!r}"
+        )
+    if min(size) <= 0:
+        raise LmixValueError(f"{name} must be > 0 in every dimension, got {tuple(size)!r}")
+    return tuple(int(s) for s in size)
+
+
+def box_sides(size: tuple[int, ...], d: int, *, name: str = "size") -> tuple[int, ...]:
+    """The sides of a box ``size`` (``check_box_size``) in ``d`` spatial dimensions.
+
+    A size whose sides are all equal (an int, or e.g. ``(16, 16)``) is a cube of that side in any
+    number of dimensions; other sizes must give one side per spatial axis.
+    """
+    if all(s == size[0] for s in size):
+        return (size[0],) * d
+    if len(size) != d:
+        raise LmixValueError(
+            f"{name} {tuple(size)} gives {len(size)} sides but the images have {d} spatial axes ({spatial_names(d)}); "
+            f"give {d} sides or one int"
+        )
+    return size
 
 
 def check_lam(lam: object) -> torch.Tensor:
@@ -86,22 +153,29 @@ def check_lam(lam: object) -> torch.Tensor:
     return lam
 
 
-def check_batch(images: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """images (B, C, H, W) floating with H, W >= 2; labels (B,) integer on the same device."""
+def check_batch(
+    images: object, labels: object, *, ranks: Sequence[int] = (1, 2, 3), who: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """images (B, C, *spatial) floating with 1, 2 or 3 spatial axes (``ranks``: those allowed), each
+    >= 2; labels (B,) integer on the same device. ``who`` prefixes the shape message (``"PatchUp"``)."""
+    shapes = batch_shapes(ranks)
     if not isinstance(images, torch.Tensor):
-        raise LmixTypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise LmixValueError(f"images must have shape (B, C, H, W) (4 dimensions), got shape {tuple(images.shape)}")
+        raise LmixTypeError(f"images must be a torch.Tensor of shape {shapes}, got {type(images).__name__}")
+    if images.ndim - 2 not in ranks:
+        prefix = f"{who}: " if who else ""
+        dims = _either([str(d + 2) for d in ranks])
+        raise LmixValueError(
+            f"{prefix}images must have shape {shapes} ({dims} dimensions), got shape {tuple(images.shape)}"
+        )
     if images.dtype not in _FLOAT_DTYPES:
         raise LmixTypeError(
             f"images must be floating point (float16, bfloat16, float32 or float64), got dtype {images.dtype}; "
             "convert uint8 images with images.float() / 255"
         )
-    b, _, h, w = images.shape
+    b = images.shape[0]
     if b < 1:
         raise LmixValueError("images must hold at least one sample, got an empty batch")
-    if h < 2 or w < 2:
-        raise LmixValueError(f"images must have H >= 2 and W >= 2, got (H, W) = ({h}, {w})")
+    _check_sides(tuple(images.shape[2:]), what="images")
     if not isinstance(labels, torch.Tensor):
         raise LmixTypeError(f"labels must be a torch.Tensor of shape (B,), got {type(labels).__name__}")
     if labels.ndim != 1:
@@ -120,21 +194,24 @@ def check_batch(images: object, labels: object) -> tuple[torch.Tensor, torch.Ten
 
 
 def check_extras(extras: object, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``extras``: None or a sequence of (B, ..., H, W) tensors on ``images``' device."""
+    """``extras``: None or a sequence of (B, ..., *spatial) tensors on ``images``' device, whose last
+    axes are the images' spatial axes ((B, ..., H, W) for (B, C, H, W) images)."""
+    spatial = tuple(images.shape[2:])
+    names = spatial_names(len(spatial))
     if extras is None:
         return ()
     if isinstance(extras, torch.Tensor) or not isinstance(extras, Sequence):
         raise LmixTypeError(
-            f"extras must be a sequence of tensors shaped (B, ..., H, W) (e.g. [masks]), got {type(extras).__name__}"
+            f"extras must be a sequence of tensors shaped (B, ..., {names}) (e.g. [masks]), got {type(extras).__name__}"
         )
-    b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    b, d = images.shape[0], len(spatial)
     for i, t in enumerate(extras):
         if not isinstance(t, torch.Tensor):
-            raise LmixTypeError(f"extras[{i}] must be a torch.Tensor shaped (B, ..., H, W), got {type(t).__name__}")
-        if t.ndim < 3 or t.shape[0] != b or tuple(t.shape[-2:]) != (h, w):
+            raise LmixTypeError(f"extras[{i}] must be a torch.Tensor shaped (B, ..., {names}), got {type(t).__name__}")
+        if t.ndim < d + 1 or t.shape[0] != b or tuple(t.shape[t.ndim - d :]) != spatial:
             raise LmixValueError(
-                f"extras[{i}] must have shape (B, ..., H, W) = ({b}, ..., {h}, {w}) like the images, "
-                f"got {tuple(t.shape)}"
+                f"extras[{i}] must have shape (B, ..., {names}) = ({b}, ..., {', '.join(map(str, spatial))}) like the "
+                f"images, got {tuple(t.shape)}"
             )
         if t.device != images.device:
             raise LmixValueError(f"extras[{i}] must be on the images' device {images.device}, got {t.device}")

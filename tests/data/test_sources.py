@@ -30,6 +30,8 @@ def test_registry_and_info():
         "tiny_imagenet",
         "imagefolder",
         "digits",
+        "osuleaf",
+        "arrowhead",
     ]
     c10 = D.dataset_info("cifar10")
     assert (c10.num_classes, c10.in_channels, c10.image_size, c10.crop_padding, c10.flip) == (10, 3, (32, 32), 4, True)

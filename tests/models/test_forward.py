@@ -1,9 +1,10 @@
 """Every registered model: forward/backward at the paper's input sizes, hooks, channels_last, tracing.
 
-Generated from the registry, so a newly registered model is tested automatically. The large
-paper models are slow on one CPU thread: they get forward+backward at 28x28x1 and 32x32x3 and a
-no-grad forward at 64x64x3 (their 64x64 backward alone would take ~15 s); every other model gets
-forward+backward everywhere.
+Generated from the registry, so a newly registered model is tested automatically, on the input
+it declares (``model_info(name).spatial_dims``): images ``(B, C, s, s)`` or sequences
+``(B, C, s)``. The large paper models are slow on one CPU thread: they get forward+backward at
+28x28x1 and 32x32x3 and a no-grad forward at 64x64x3 (their 64x64 backward alone would take
+~15 s); every other model gets forward+backward everywhere.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ def _model(name: str, in_channels: int) -> nn.Module:
     return create_model(name, 10, in_channels)
 
 
-def _images(batch: int, channels: int, size: int, seed: int = 0) -> Tensor:
-    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(seed))
+def _images(batch: int, channels: int, size: int, seed: int = 0, *, spatial_dims: int = 2) -> Tensor:
+    """Images ``(batch, channels, size, size)``, or sequences ``(batch, channels, size)`` for ``spatial_dims=1``."""
+    shape = (batch, channels) + (size,) * spatial_dims
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _inputs(name: str, batch: int, channels: int, size: int, seed: int = 0) -> Tensor:
+    """The input model ``name`` declares it takes, at side (or length) ``size``."""
+    return _images(batch, channels, size, seed, spatial_dims=model_info(name).spatial_dims)
 
 
 @pytest.mark.parametrize("channels,size", SIZES, ids=[f"{c}x{s}x{s}" for c, s in SIZES])
@@ -37,7 +45,7 @@ def _images(batch: int, channels: int, size: int, seed: int = 0) -> Tensor:
 def test_forward_backward(name: str, channels: int, size: int) -> None:
     model = _model(name, channels)
     assert sum(p.numel() for p in model.parameters()) == count_parameters(name, 10, channels)
-    x = _images(2, channels, size)
+    x = _inputs(name, 2, channels, size)
     if size == 64 and model_info(name).params > LARGE_PARAMS:
         model.eval()
         with torch.no_grad():
@@ -65,19 +73,19 @@ def test_tiny_input_and_other_classes(name: str) -> None:
             out = create_model(name, 3, 1)(torch.empty(2, 1, 8, 8, device="meta"))
         assert out.shape == (2, 3)
         return
-    x = _images(2, 1, 8)
+    x = _inputs(name, 2, 1, 8)
     out = model(x)
     assert out.shape == (2, 3)
     out.sum().backward()
     model.eval()
     with torch.no_grad():
-        assert model(_images(5, 1, 9)).shape == (5, 3)  # odd size, other batch
+        assert model(_inputs(name, 5, 1, 9)).shape == (5, 3)  # odd size, other batch
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_hooks(name: str) -> None:
     model = _model(name, 3).eval()
-    x = _images(2, 3, 8, seed=1)
+    x = _inputs(name, 2, 3, 8, seed=1)
     with torch.no_grad():
         ref = model(x)
         # What each hook point should see: point 0 the input, point i the output of stages[i - 1].
@@ -139,7 +147,12 @@ DOCUMENTED_SHAPES = {
     "densenet_bc_190": [(3, 32, 32), (80, 32, 32), (660, 16, 16), (950, 8, 8)],
     "pyramidnet272_200": [(3, 32, 32), (16, 32, 32), (332, 32, 32), (596, 16, 16)],
     "simple_cnn": [(3, 32, 32), (16, 16, 16), (32, 8, 8)],
+    "cnn1d": [(3, 32), (16, 16), (32, 8)],  # sequences of length 32
 }
+
+
+def test_every_model_has_documented_hook_shapes() -> None:
+    assert set(DOCUMENTED_SHAPES) == set(ALL)
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTED_SHAPES))
@@ -147,7 +160,7 @@ def test_documented_hook_shapes(name: str) -> None:
     # Shapes only, no compute; test_hooks shows that hook point i sees the output of stages[i - 1].
     with torch.device("meta"):
         model = create_model(name, 10).eval()
-        h = torch.empty(2, 3, 32, 32)
+        h = torch.empty(2, *DOCUMENTED_SHAPES[name][0])
         shapes = [tuple(h.shape)]
         for stage in model.stages[:-1]:
             h = stage(h)
@@ -155,7 +168,18 @@ def test_documented_hook_shapes(name: str) -> None:
     assert shapes == [(2, *s) for s in DOCUMENTED_SHAPES[name]]
 
 
-@pytest.mark.parametrize("name", ALL)
+def test_every_model_declares_its_input() -> None:
+    # An image model refuses sequences and the sequence model images: each runs on its own kind only.
+    for name in ALL:
+        dims = model_info(name).spatial_dims
+        assert dims in (1, 2) and (dims == 1) == (name == "cnn1d")
+    assert list_models(spatial_dims=1) == ["cnn1d"] and "cnn1d" not in list_models(spatial_dims=2)
+    assert sorted(list_models(spatial_dims=1) + list_models(spatial_dims=2)) == sorted(ALL)
+    with pytest.raises(RuntimeError):
+        _model("cnn1d", 3)(_images(2, 3, 16))
+
+
+@pytest.mark.parametrize("name", list_models(spatial_dims=2))  # channels_last is a layout of 4-D tensors
 def test_channels_last(name: str) -> None:
     model = _model(name, 3).eval()
     x = _images(2, 3, 16)
@@ -169,7 +193,7 @@ def test_channels_last(name: str) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["simple_cnn", "preact_resnet_tiny", "small_pyramidnet_shakedrop"])
+@pytest.mark.parametrize("name", ["simple_cnn", "preact_resnet_tiny", "small_pyramidnet_shakedrop", "cnn1d"])
 def test_dynamo_traces_without_graph_breaks(name: str) -> None:
     # fullgraph=True fails on any graph break (data-dependent Python control flow, .item(), ...).
     # The "eager" backend only traces, so this stays fast on a CPU.
@@ -179,7 +203,7 @@ def test_dynamo_traces_without_graph_breaks(name: str) -> None:
     else:
         model = create_model(name, 4)
     compiled = torch.compile(model, backend="eager", fullgraph=True)
-    x = _images(2, 3, 8)
+    x = _images(2, 3, 8) if name != "cnn1d" else _images(2, 3, 8, spatial_dims=1)
     compiled(x).sum().backward()
     compiled(x, hook=lambda h: h.flip(0), hook_at=1).sum().backward()
     model.eval()

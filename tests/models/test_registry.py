@@ -67,6 +67,16 @@ def test_count_depends_on_classes_and_channels() -> None:
     assert count_parameters("simple_cnn", 10, 3, width=32) > base
 
 
+def test_cnn1d_counts_and_options() -> None:
+    assert count_parameters("cnn1d", 6, 1) == 18_646  # the count its docstring and the OSULeaf study state
+    assert count_parameters("cnn1d", 6, 1, kernel_size=3) < count_parameters("cnn1d", 6, 1)
+    assert count_parameters("cnn1d", 6, 2) == 18_646 + 16 * 7  # one more input channel: 16 kernels of 7
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        create_model("cnn1d", 6, 1, kernel_size=4)
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
+        create_model("cnn1d", 6, 1, width=0)
+
+
 def test_unknown_name() -> None:
     with pytest.raises(ValueError, match="unknown model 'resnet9000'.*preact_resnet18.*simple_cnn"):
         create_model("resnet9000", 10)

@@ -1,7 +1,9 @@
-"""Batched, device-side image augmentation: random crop with zero padding, horizontal flip, normalisation.
+"""Batched, device-side augmentation: random crop with zero padding, horizontal flip, normalisation.
 
-Every function works on a whole batch ``(B, C, H, W)`` with tensor ops only (no per-sample Python),
-and all randomness comes from an explicit ``torch.Generator``, drawn on the generator's device.
+Every function works on a whole batch of images ``(B, C, H, W)`` or sequences ``(B, C, L)`` (for
+which the crop is a random shift along L with zero fill and the flip is time reversal) with tensor
+ops only (no per-sample Python), and all randomness comes from an explicit ``torch.Generator``,
+drawn on the generator's device.
 The ``*_at`` / ``*_where`` variants apply pre-drawn parameters, so a loader can draw a whole
 epoch's parameters at once and stay reproducible batch by batch.
 """

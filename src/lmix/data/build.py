@@ -139,7 +139,8 @@ def build_loaders(
     Returns:
         ``(train_loader, test_loader, info)``. Both loaders have ``set_epoch``, ``__len__``
         (batches), ``num_samples`` (this rank's samples per epoch), ``dataset_size``,
-        ``state_dict``/``load_state_dict`` and yield float32 ``(B, C, H, W)`` and int64 ``(B,)``.
+        ``state_dict``/``load_state_dict`` and yield float32 ``(B, C, H, W)`` (time series:
+        ``(B, C, L)``) and int64 ``(B,)``.
     """
     info = dataset_info(name)
     check_flag(in_memory, name="in_memory", optional=True)
@@ -175,6 +176,8 @@ def build_loaders(
         check_index(memory_budget, name="memory_budget", low=0)
     if in_memory is None:
         in_memory = _fits_in_memory(request, info, memory_budget)
+    if not in_memory and info.spatial_dims == 1:
+        raise LmixValueError(f"{name} is a time-series data set, always kept in memory: in_memory=False does not apply")
     if in_memory:
         return _device_loaders(request)
     return _streaming_loaders(request, num_workers)

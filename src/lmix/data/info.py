@@ -47,14 +47,19 @@ class DatasetInfo:
     Attributes:
         name: registry name (``lmix.data.list_datasets()``).
         num_classes: number of classes (``None`` for ``imagefolder`` until loaded).
-        in_channels: C of the ``(C, H, W)`` images.
-        image_size: ``(H, W)`` (``None`` for ``imagefolder`` until loaded).
-        mean: per-channel mean of the training images on the [0, 1] scale.
-        std: per-channel standard deviation on the [0, 1] scale.
-        crop_padding: zero padding of the training random crop (0: no crop).
-        flip: whether training images are mirrored left-right with probability 0.5.
+        in_channels: C of the ``(C, H, W)`` images (or ``(C, L)`` sequences).
+        image_size: ``(H, W)`` (``None`` for ``imagefolder`` until loaded); ``(L,)`` for a
+            time-series set, whose samples are sequences of length L.
+        mean: per-channel mean of the training images on the [0, 1] scale (time series: in the
+            data's own units).
+        std: per-channel standard deviation on the [0, 1] scale (time series: the data's units).
+        crop_padding: zero padding of the training random crop (0: no crop); for sequences a
+            random shift by up to this many steps.
+        flip: whether training images are mirrored left-right (sequences reversed in time) with
+            probability 0.5.
         in_memory: default data path: a uint8 tensor on the training device (True) or a
-            torchvision DataLoader that decodes files on the fly (False).
+            torchvision DataLoader that decodes files on the fly (False). Time series are always
+            in memory, as float32 tensors.
         subdir: conventional folder name under a common data directory (``--data-root DIR`` may
             point at the data set's own folder or at a parent holding ``subdir``).
         layout: the files expected inside the data set's folder (for messages and docs).
@@ -74,6 +79,11 @@ class DatasetInfo:
     layout: str
     downloadable: bool
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 for images ``(C, H, W)``, 1 for sequences ``(C, L)``."""
+        return 2 if self.image_size is None else len(self.image_size)
+
 
 # Normalisation statistics are those of each training set, pixels / 255. CIFAR-10 and Fashion-MNIST
 # were measured on the real files (tests/data/test_real_data.py checks them); digits on lmix's own train split
@@ -85,6 +95,13 @@ class DatasetInfo:
 # are not mirror symmetric). Tiny-ImageNet gets the flip only, no crop (the paper's protocol). digits
 # (8x8) gets a 1-pixel crop and no flip, for the same reason as SVHN. `lmix train --crop-padding`
 # and `--flip` override either.
+#
+# Time series (lmix.data.timeseries): float32 (N, C, L), statistics in the data's own units. The
+# archive z-normalises every series, so the training split's per-channel mean is 0 and its
+# standard deviation just under 1 (measured on the bundled files; tests/data/test_timeseries.py
+# checks them). No augmentation by default: a flip would reverse time (a leaf's outline traced the
+# other way round is another sequence), and a shift with zero fill has no established protocol
+# for these sets; `--crop-padding N` shifts each series by up to N steps, `--flip true` reverses.
 _INFOS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -184,6 +201,34 @@ _INFOS: dict[str, DatasetInfo] = {
             in_memory=True,
             subdir="digits",
             layout="(bundled with scikit-learn, no files needed)",
+            downloadable=False,
+        ),
+        DatasetInfo(
+            name="osuleaf",
+            num_classes=6,
+            in_channels=1,
+            image_size=(427,),
+            mean=(0.0,),
+            std=(0.9988,),
+            crop_padding=0,
+            flip=False,
+            in_memory=True,
+            subdir="osuleaf",
+            layout="(time series bundled with sktime, the 'timeseries' extra; no files needed)",
+            downloadable=False,
+        ),
+        DatasetInfo(
+            name="arrowhead",
+            num_classes=3,
+            in_channels=1,
+            image_size=(251,),
+            mean=(0.0,),
+            std=(0.9980,),
+            crop_padding=0,
+            flip=False,
+            in_memory=True,
+            subdir="arrowhead",
+            layout="(time series bundled with sktime, the 'timeseries' extra; no files needed)",
             downloadable=False,
         ),
     )

@@ -1,7 +1,8 @@
 """The two training-data paths, both yielding ``(images float32 (B, C, H, W), labels int64 (B,))`` on the device.
 
 * :class:`DeviceLoader` (airbench style): the whole split stays a uint8 tensor on the training
-  device; order, crop, flip and normalisation are batched tensor ops there.
+  device; order, crop, flip and normalisation are batched tensor ops there. Time series are
+  served the same way from a float32 ``(N, C, L)`` tensor, as ``(B, C, L)`` batches.
 * :class:`StreamingLoader`: a torchvision dataset + v2 transforms in ``torch.utils.data.DataLoader``
   workers, for data that does not fit in memory.
 
@@ -74,7 +75,8 @@ class DeviceLoader:
     """Batches from a uint8 tensor kept on the training device (see the module docstring).
 
     Args:
-        images_u8: uint8 ``(N, C, H, W)``; moved to ``device`` once.
+        images_u8: uint8 ``(N, C, H, W)``, or float32 ``(N, C, L)`` sequences (of length
+            ``info.image_size``); moved to ``device`` once.
         labels: int ``(N,)``.
         info: the data set's :class:`DatasetInfo` (mean, std, crop_padding, flip).
         batch_size: samples per batch.
@@ -85,7 +87,8 @@ class DeviceLoader:
         world_size: number of processes sharing the data.
         drop_last: drop a last partial batch (default: True for train, since BatchNorm cannot
             train on one sample, False for test).
-        augment: random crop (``info.crop_padding``) and flip (``info.flip``) in train mode.
+        augment: random crop (``info.crop_padding``) and flip (``info.flip``) in train mode;
+            for sequences a random shift and time reversal.
     """
 
     def __init__(
@@ -106,8 +109,16 @@ class DeviceLoader:
         batch_size, seed, rank, world_size = check_loader_args(
             batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, train=train
         )
-        if not isinstance(images_u8, torch.Tensor) or images_u8.dtype != torch.uint8 or images_u8.ndim != 4:
-            raise LmixValueError("images_u8 must be a uint8 tensor of shape (N, C, H, W)")
+        if not isinstance(images_u8, torch.Tensor) or not (
+            (images_u8.dtype == torch.uint8 and images_u8.ndim == 4)
+            or (images_u8.dtype == torch.float32 and images_u8.ndim == 3)
+        ):
+            raise LmixValueError(
+                "images_u8 must be a uint8 tensor of shape (N, C, H, W) or a float32 one of shape (N, C, L) (sequences)"
+            )
+        if images_u8.ndim - 2 != info.spatial_dims:
+            kind = "sequences (N, C, L)" if info.spatial_dims == 1 else "images (N, C, H, W)"
+            raise LmixValueError(f"{info.name} holds {kind}, got a tensor of shape {tuple(images_u8.shape)}")
         if not isinstance(labels, torch.Tensor) or labels.shape != (images_u8.shape[0],) or labels.is_floating_point():
             raise LmixValueError(f"labels must be an integer tensor of shape (N,) = ({images_u8.shape[0]},)")
         if images_u8.shape[1] != info.in_channels or len(info.mean) != images_u8.shape[1]:
@@ -181,8 +192,8 @@ class DeviceLoader:
         """Iterate over the current epoch from batch ``start`` (for resuming inside an epoch).
 
         Yields:
-            images float32 ``(B, C, H, W)`` normalised with ``info.mean``/``info.std``, and labels
-            int64 ``(B,)``, both on ``device``.
+            images float32 ``(B, C, H, W)`` (sequences: ``(B, C, L)``) normalised with
+            ``info.mean``/``info.std``, and labels int64 ``(B,)``, both on ``device``.
         """
         check_index(start, name="start", low=0, high=len(self))
         idx = self.epoch_indices().to(self.device)
@@ -191,7 +202,9 @@ class DeviceLoader:
             # The whole epoch's parameters at once: batch b does not depend on how many batches ran before.
             gen = generator(self.seed, self.epoch, self.rank, STREAM_AUGMENT, device=self.device)
             if self.info.crop_padding > 0:
-                offsets = sample_crop_offsets(self.num_samples, self.info.crop_padding, generator=gen)
+                offsets = sample_crop_offsets(
+                    self.num_samples, self.info.crop_padding, generator=gen, spatial_dims=self.images.ndim - 2
+                )
             if self.info.flip:
                 flips = sample_flips(self.num_samples, generator=gen)
         bs = self.batch_size
@@ -205,7 +218,10 @@ class DeviceLoader:
                     flips=None if flips is None else flips[b * bs : (b + 1) * bs],
                     padding=self.info.crop_padding,
                 )
-            yield normalize_with(x, self._mean, self._std), self.labels.index_select(0, sel)
+            yield (
+                normalize_with(x, self._mean, self._std, spatial_dims=x.ndim - 2),
+                self.labels.index_select(0, sel),
+            )
 
 
 class FitSize:

@@ -13,6 +13,8 @@ data set's own folder or a common parent that holds it under its conventional na
   ``val/images/``, ``val/val_annotations.txt``) or its parent.
 * imagefolder: ``train/<class>/<image>`` and ``val/<class>/<image>`` (or ``test/``); parent name ``imagefolder``.
 * digits: nothing (bundled with scikit-learn; a fixed stratified 80/20 split, seed 0).
+* osuleaf, arrowhead: nothing (time series bundled with sktime, the ``timeseries`` extra; the
+  archive's own split; ``lmix.data.timeseries``).
 
 Image files that cannot be read (empty, truncated, not an image) raise :class:`DataFileError`
 naming the file. Read into memory, every file is decoded anyway, so all of them are checked and
@@ -44,6 +46,7 @@ from tqdm.auto import tqdm
 from lmix.data.checks import check_flag
 from lmix.data.cpus import available_cpus
 from lmix.data.info import DataFileError, DataNotFoundError, DatasetInfo, dataset_info
+from lmix.data.timeseries import TIMESERIES_DATASETS, read_timeseries
 from lmix.errors import LmixValueError
 
 __all__ = [
@@ -70,7 +73,7 @@ class TensorData:
     """A whole split in memory.
 
     Attributes:
-        images: uint8 ``(N, C, H, W)``.
+        images: uint8 ``(N, C, H, W)``; for the time-series sets float32 ``(N, C, L)``.
         labels: int64 ``(N,)``.
         info: the data set's :class:`DatasetInfo` (``num_classes``/``image_size`` filled in).
         classes: class names, index = label.
@@ -107,7 +110,7 @@ def _present(name: str, path: Path, *, train: bool, svhn_extra: bool) -> bool:
         return (path / "train").is_dir() and (path / "val" / "val_annotations.txt").is_file()
     if name == "imagefolder":
         return (path / "train").is_dir() and ((path / "val").is_dir() or (path / "test").is_dir())
-    return True  # digits
+    return True  # digits, time series: bundled with a package
 
 
 def _flags(info: DatasetInfo) -> str:
@@ -185,7 +188,8 @@ def load_tensors(
             Tiny-ImageNet, the size of the first training image for an ImageFolder.
 
     Returns:
-        :class:`TensorData` with images uint8 ``(N, C, H, W)`` and labels int64 ``(N,)``.
+        :class:`TensorData` with images uint8 ``(N, C, H, W)`` (time series: float32 ``(N, C, L)``)
+        and labels int64 ``(N,)``.
 
     Raises:
         DataNotFoundError: the files are missing or corrupted (one line naming root and flags).
@@ -196,6 +200,9 @@ def load_tensors(
         raise LmixValueError(f"image_size only applies to tiny_imagenet and imagefolder, not {name!r}")
     if name == "digits":
         return _load_digits(info, train=train)
+    if name in TIMESERIES_DATASETS:
+        values, labels, classes = read_timeseries(name, train=train)
+        return TensorData(images=values, labels=labels, info=info, classes=classes)
     path = resolve_root(name, root, download=download, train=train, svhn_extra=svhn_extra)
     if name in ("cifar10", "cifar100"):
         from torchvision.datasets import CIFAR10, CIFAR100

@@ -31,17 +31,23 @@ class ClassifierHead(nn.Module):
         in_features: channels of the last stage's output.
         num_classes: number of outputs.
         preact: apply BatchNorm + ReLU before pooling (the final activation of pre-activation nets).
+        spatial_dims: 2 for image features ``(B, C, h, w)``, 1 for sequence features ``(B, C, l)``.
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, preact: bool) -> None:
+    def __init__(self, in_features: int, num_classes: int, *, preact: bool, spatial_dims: int = 2) -> None:
         super().__init__()
-        self.norm: nn.Module = nn.BatchNorm2d(in_features) if preact else nn.Identity()
+        if spatial_dims not in (1, 2):
+            raise LmixValueError(f"spatial_dims must be 1 or 2, got {spatial_dims!r}")
+        norm, pool = (
+            (nn.BatchNorm2d, nn.AdaptiveAvgPool2d) if spatial_dims == 2 else (nn.BatchNorm1d, nn.AdaptiveAvgPool1d)
+        )
+        self.norm: nn.Module = norm(in_features) if preact else nn.Identity()
         self.act: nn.Module = nn.ReLU(inplace=True) if preact else nn.Identity()
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = pool(1)
         self.fc = nn.Linear(in_features, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, h, w) features -> (B, num_classes) logits."""
+        """(B, C, h, w) (or (B, C, l)) features -> (B, num_classes) logits."""
         x = self.pool(self.act(self.norm(x)))
         return self.fc(torch.flatten(x, 1))
 

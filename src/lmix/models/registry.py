@@ -1,7 +1,9 @@
 """Registry of models: ``create_model``, ``list_models``, ``register_model``, ``model_info``.
 
 A model builder is a function ``builder(*, num_classes, in_channels, **options) -> StagedNet``
-whose options are keyword-only with defaults; ``register_model`` records it with its metadata.
+whose options are keyword-only with defaults; ``register_model`` records it with its metadata,
+including the input it takes: images ``(B, C, H, W)`` (``spatial_dims=2``) or sequences
+``(B, C, L)`` (``spatial_dims=1``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class _Entry:
     published_params: int | None
     published_source: str | None
     description: str
+    spatial_dims: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class ModelInfo:
         params: parameter count of our implementation at 10 classes and 3 input channels.
         options: the builder's keyword options and their defaults.
         num_hook_points: hook points of the built model (see ``StagedNet``).
+        spatial_dims: the input it takes: 2 for images ``(B, C, H, W)``, 1 for sequences ``(B, C, L)``.
     """
 
     name: str
@@ -55,6 +59,7 @@ class ModelInfo:
     params: int
     options: dict[str, Any]
     num_hook_points: int
+    spatial_dims: int = 2
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -76,6 +81,7 @@ def register_model(
     description: str,
     published_params: int | None = None,
     published_source: str | None = None,
+    spatial_dims: int = 2,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a model builder under ``name`` (default: the function's name).
 
@@ -85,9 +91,13 @@ def register_model(
         description: one line shown by ``lmix models``.
         published_params: published parameter count for 10 classes, if any.
         published_source: the publication of that count.
+        spatial_dims: the input the model takes: 2 for images ``(B, C, H, W)``, 1 for sequences
+            ``(B, C, L)``.
     """
     if not isinstance(description, str) or not description or "\n" in description:
         raise LmixValueError("description must be one non-empty line")
+    if spatial_dims not in (1, 2) or isinstance(spatial_dims, bool):
+        raise LmixValueError(f"spatial_dims must be 1 (sequences) or 2 (images), got {spatial_dims!r}")
     if published_params is not None:
         check_int(published_params, name="published_params", minimum=1)
 
@@ -104,15 +114,21 @@ def register_model(
                 p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty
             ):
                 raise LmixTypeError(f"model builder {key!r}: option {n!r} must be keyword-only with a default")
-        _REGISTRY[key] = _Entry(builder, bool(paper), published_params, published_source, description)
+        _REGISTRY[key] = _Entry(
+            builder, bool(paper), published_params, published_source, description, int(spatial_dims)
+        )
         return builder
 
     return decorate
 
 
-def list_models() -> list[str]:
-    """Names of the registered models, in registration order."""
-    return list(_REGISTRY)
+def list_models(*, spatial_dims: int | None = None) -> list[str]:
+    """Names of the registered models, in registration order.
+
+    Args:
+        spatial_dims: only the models taking images (2) or sequences (1); None: all.
+    """
+    return [n for n, e in _REGISTRY.items() if spatial_dims is None or e.spatial_dims == spatial_dims]
 
 
 def _entry(name: str) -> _Entry:
@@ -171,4 +187,5 @@ def model_info(name: str) -> ModelInfo:
         params=params,
         options=_options(entry.builder),
         num_hook_points=hooks,
+        spatial_dims=entry.spatial_dims,
     )

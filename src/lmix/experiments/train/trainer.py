@@ -90,10 +90,35 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
 def build_model(config: TrainConfig, info: Any) -> nn.Module:
     from lmix.models import create_model
 
+    _check_model_input(config.model, getattr(info, "spatial_dims", 2), config.dataset)
     kwargs: dict[str, Any] = {} if config.width is None else {"width": config.width}
     if config.model_layout is not None:
         kwargs["layout"] = config.model_layout
     return create_model(config.model, num_classes=info.num_classes, in_channels=info.in_channels, **kwargs)
+
+
+def _check_model_input(model: str, spatial_dims: int, dataset: str) -> None:
+    """Refuse an image model on sequences and a sequence model on images (one line naming the ones that fit)."""
+    from lmix.models import list_models
+
+    fitting = list_models(spatial_dims=spatial_dims)
+    if model in fitting or model not in list_models():  # an unknown name gets create_model's own message
+        return
+    kinds = {1: "sequences (B, C, L)", 2: "images (B, C, H, W)"}
+    raise LmixValueError(
+        f"model {model!r} takes {kinds[3 - spatial_dims]} but data set {dataset!r} holds {kinds[spatial_dims]}; "
+        f"use one of: {', '.join(fitting)}"
+    )
+
+
+def _check_input_kind(config: TrainConfig) -> None:
+    """The model and ``channels_last`` fit the data set's kind (images or sequences), checked before any data is read."""
+    from lmix.data import dataset_info
+
+    spatial_dims = dataset_info(config.dataset).spatial_dims
+    _check_model_input(config.model, spatial_dims, config.dataset)
+    if spatial_dims != 2 and config.channels_last:
+        raise LmixValueError(f"channels_last applies to images (B, C, H, W); {config.dataset} holds sequences")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
@@ -257,6 +282,7 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
         raise LmixValueError(
             f"batch_size {config.batch_size} must be divisible by the number of processes ({env.world_size})"
         )
+    _check_input_kind(config)
     ignored = ignored_mixer_settings(config)
     # Checks the method and its settings before touching the disk; config.yaml then shows every
     # value the mixer is built with (settings the method does not take become None).
@@ -478,6 +504,8 @@ def _raw_model(config: TrainConfig, info: Any, device: torch.device) -> tuple[nn
     """The model, initialised from ``config.seed`` on ``device``, and the memory format it runs in."""
     torch.manual_seed(config.seed)
     raw_model = build_model(config, info).to(device)
+    if getattr(info, "spatial_dims", 2) != 2:  # channels_last is a layout of 4-D (B, C, H, W) tensors only
+        return raw_model, torch.contiguous_format
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return raw_model.to(memory_format=memory_format), memory_format

@@ -223,3 +223,27 @@ def test_lmix_train_on_sequences(capsys, tmp_path, fake_osuleaf, method):
     assert summary["num_train_images_per_epoch"] == 48 and 0 <= summary["final_acc"] <= 100
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all("clean_train_acc" in r for r in rows)
+
+
+@needs_sktime
+def test_the_guide_example_runs():
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "guide" / "timeseries.md"
+    if not page.is_file():
+        pytest.skip("docs/guide/timeseries.md is not here (an installed wheel)")
+    (code,) = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.M | re.S)
+    scope: dict = {}
+    exec(compile(code, str(page), "exec"), scope)  # noqa: S102 - the page's own example
+    # Training drops the last partial batch (BatchNorm): 200 series are 6 batches of 32.
+    assert scope["series"].shape == (32, 1, 427) and len(scope["train"]) == 6
+    assert torch.isfinite(scope["loss"]) and scope["batch"].images.shape == (32, 1, 427)
+
+
+def test_lmix_attack_refuses_a_sequence_run(capsys, tmp_path, fake_osuleaf):
+    out = tmp_path / "run"
+    argv = "train --dataset osuleaf --model cnn1d --width 4 --epochs 1 --batch-size 16 --progress false --out".split()
+    assert run_cli(capsys, [*argv, str(out)])[0] == 0
+    one_line_error(capsys, ["attack", "--run", str(out), "--eps", "1"], "holds time series", str(out))
+    assert not (out / "fgsm.json").exists()

@@ -50,13 +50,18 @@ def attack_run(
         ``eps_255``, ``acc`` (percent, the units of ``final_acc``), ``recorded_acc`` (the
         checkpoint's last test accuracy), ``num_images``, ``limit``, ``epoch`` and the run's identity.
     """
-    from lmix.data import load_tensors
+    from lmix.data import dataset_info, load_tensors
 
     path = check_run_dir(run_dir)
     eps, eps_255 = _checked_eps(eps, eps_255)
     _check_optional_count(limit, "limit")
     _check_optional_count(batch_size, "batch size")
     config, ckpt = read_checkpoint(path)
+    if dataset_info(config.dataset).spatial_dims != 2:
+        raise LmixValueError(
+            f"{path}: FGSM's eps is a step in the [0, 1] range of image pixels; "
+            f"{config.dataset} holds time series, which it does not apply to"
+        )
     dev, amp_dtype, memory_format = _placement(config, device, amp)
     data = load_tensors(
         config.dataset, root=data_root if data_root is not None else config.data_root, train=False, download=download

@@ -52,6 +52,8 @@ MIXER_SETTINGS = {
     "decay": "decay",
     "k": "k",
     "image_k": "image_k",
+    "max_soft": "max_soft",
+    "reformulate": "reformulate",
     "box_size": "size",
     "box_rounding": "box_rounding",
     "mix_mode": "mode",

@@ -36,7 +36,7 @@ from lmix.mixing.batch import MixedBatch, MixParams
 from lmix.mixing.sampling import sample_pairing
 from lmix.mixing.validation import check_batch, check_extras, spatial_names
 
-__all__ = ["Mixer", "MixParams", "STANDARD_APPLIES", "select_into", "standard_apply"]
+__all__ = ["Mixer", "MixParams", "STANDARD_APPLIES", "blend_soft", "select_into", "standard_apply"]
 
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 # Distinct constants: a worker stream, a forked stream and a rank stream never coincide.
@@ -115,6 +115,30 @@ def blend_rows_into(
         else:
             out.index_put_((rows[start:stop],), mixed.to(out.dtype))  # index_copy_ is several times slower on CPU
     return weight.to(torch.float32)
+
+
+def blend_soft(images: torch.Tensor, partner: torch.Tensor, weight: torch.Tensor, *, in_place: bool) -> torch.Tensor:
+    """``weight * images + (1 - weight) * partner`` with per-pixel float32 weights (a soft mask).
+
+    The weights applied are exactly the mask's float32 values: float32 and float64 tensors blend
+    in their own dtype (float32 weights are exact in float64), float16/bfloat16 ones in float32
+    and are rounded back once, integer ones (uint8 images) in float32 and are rounded to the
+    nearest integer (a convex combination of values in range stays in range).
+
+    Args:
+        images: (B, ...) the samples' own values.
+        partner: (B, ...) their partners' values, same dtype; overwritten when ``in_place``
+            and the dtype is float32 or float64.
+        weight: float32 weights in [0, 1] that broadcast against ``images`` (e.g. (B, 1, *spatial)).
+        in_place: whether ``partner`` may be overwritten (no autograd through it).
+    """
+    if images.dtype in (torch.float32, torch.float64):
+        w = weight.to(images.dtype)
+        return partner.lerp_(images, w) if in_place else torch.lerp(partner, images, w)
+    mixed = partner.float().lerp_(images.float(), weight)
+    if not images.is_floating_point():
+        mixed = mixed.round_()
+    return mixed.to(images.dtype)
 
 
 def _distributed_rank() -> int | None:
@@ -408,6 +432,8 @@ class Mixer(nn.Module):
                 mixed = torch.lerp(partner, images, weight.view(shape))
             # In float16/bfloat16 the weight actually applied is the rounded one: report that.
             lam = weight.to(torch.float32)
+        elif params.mask.dtype != torch.bool:
+            mixed = blend_soft(images, partner, params.mask, in_place=in_place)
         elif in_place and images.device.type == "cpu":
             mixed = select_into(params.mask, images, partner)
         else:
@@ -418,11 +444,14 @@ class Mixer(nn.Module):
         """Mix an extra tensor (segmentation map, depth, ...) like the images were mixed.
 
         ``mixer(..., extras=[...])`` calls it for every extra. Mask methods (CutMix, LMix, FMix)
-        take each pixel from the sample or its partner as the images' mask does; Mixup blends
-        floating tensors with the same weight and rejects integer ones (a blend of class indices
-        is meaningless: pass one-hot or soft maps); Cutout multiplies floating tensors by its mask
-        and leaves integer ones (labels) unchanged; ``none`` returns the tensor unchanged. LMix's
-        ``image_k`` sharpening is for images only and is not applied to extras.
+        take each pixel from the sample or its partner as the images' mask does; with soft masks
+        (``max_soft > 0``) floating tensors blend with the mask's weights and integer ones (class
+        maps) take each pixel from the sample where its weight is above 1/2 (exactly the binary
+        mask of the same draw) and from the partner elsewhere. Mixup blends floating tensors with
+        the same weight and rejects integer ones (a blend of class indices is meaningless: pass
+        one-hot or soft maps); Cutout multiplies floating tensors by its mask and leaves integer
+        ones (labels) unchanged; ``none`` returns the tensor unchanged. LMix's ``image_k``
+        sharpening is for images only and is not applied to extras.
 
         Args:
             tensor: (B, ..., *spatial) of any dtype (floating required for Mixup), on the device
@@ -454,6 +483,12 @@ class Mixer(nn.Module):
         if params.erase:
             return tensor * mask.to(tensor.dtype) if tensor.is_floating_point() else tensor
         partner = tensor.index_select(0, params.perm)
+        if mask is not None and mask.dtype != torch.bool:
+            if tensor.is_floating_point():
+                return blend_soft(
+                    tensor, partner, mask, in_place=not (tensor.requires_grad and torch.is_grad_enabled())
+                )
+            return torch.where(mask > 0.5, tensor, partner)
         if mask is not None:
             return torch.where(mask, tensor, partner)
         if not tensor.is_floating_point():

@@ -38,10 +38,13 @@ class MixParams:
 
     Attributes:
         perm: (B,) int64 partner index of every sample.
-        lam: (B,) float32 exact share of the sample's own image/label.
-        mask: (B, 1, H, W) or (1, 1, H, W) bool, True where the sample's own pixel is kept
-            (for ``erase``: float, 1 where kept, 0 where zeroed); ``None`` for a pixel-wise
-            convex combination (Mixup) with weights ``lam``.
+        lam: (B,) float32 weight of the sample's own label: the exact share of its own image
+            (the mask's mean, soft masks included), or 1 where the labels are not mixed
+            (Cutout, LMix/FMix with ``reformulate=True``).
+        mask: (B, 1, *spatial) or (1, 1, *spatial): bool, True where the sample's own pixel is
+            kept; float32 weights in [0, 1] of the sample's own pixel for soft masks
+            (``max_soft > 0``); for ``erase``: float, 1 where kept, 0 where zeroed. ``None`` for a
+            pixel-wise convex combination (Mixup) with weights ``lam``.
         erase: if True the partner is an all-zero image and labels are not mixed (Cutout).
     """
 
@@ -68,12 +71,14 @@ class MixedBatch:
     """A mixed batch.
 
     Attributes:
-        images: (B, C, H, W) mixed images, same dtype and device as the input.
+        images: (B, C, *spatial) mixed images, same shape, dtype and device as the input.
         labels_a: (B,) labels of the image each sample started from.
         labels_b: (B,) labels of its partner (equal to ``labels_a`` for an unmixed sample).
-        lam: (B,) float32 exact share of ``labels_a`` in each image: the mask's area (not the
-            sampled Beta value), the Mixup weight, or 1 for an unmixed sample.
-        extras: the ``extras`` passed to the mixer ((B, ..., H, W) tensors such as segmentation
+        lam: (B,) float32 exact share of ``labels_a`` in each image's target: the mask's area
+            (not the sampled Beta value; the exact mean of a soft mask), the Mixup weight, or 1
+            for an unmixed sample and for LMix/FMix with ``reformulate=True`` (the target is the
+            sample's own label).
+        extras: the ``extras`` passed to the mixer ((B, ..., *spatial) tensors such as segmentation
             maps), mixed with the same partners and masks, in the same order; () when none.
         params: the parameters the mixer drew (``MixParams``, or ``ChoiceParams`` for a choice);
             ``mixer(other_images, other_labels, params=batch.params)`` replays the same mix, and

@@ -19,7 +19,7 @@ from torch import nn
 
 from lmix._checks import check_probability
 from lmix.errors import LmixTypeError, LmixValueError
-from lmix.mixing.base import Mixer, MixParams, blend_rows_into, select_into, standard_apply
+from lmix.mixing.base import Mixer, MixParams, blend_rows_into, blend_soft, select_into, standard_apply
 from lmix.mixing.batch import MixedBatch, mixed_cross_entropy
 from lmix.mixing.masks import sharpen
 from lmix.mixing.mixers import LMix, NoMix
@@ -307,10 +307,11 @@ class MixChoice(Mixer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample mix of a (B, ..., *spatial) tensor: one select over the batch, then the blended rows.
 
-        Mask rows take their mask, Cutout rows a zero partner (or, with ``integer_extra``, an
-        integer extra tensor such as a class map, nothing), ``none`` rows stay; blended rows are
-        computed from their own rows only (in float for integer tensors, rounded back), so an
-        integer batch pays float arithmetic only there.
+        Mask rows take their mask, Cutout rows a zero partner, ``none`` rows stay; blended rows
+        (Mixup's, and those of soft masks) are computed from their own rows only (in float for
+        integer tensors, rounded back), so an integer batch pays float arithmetic only there.
+        With ``integer_extra`` (an integer extra tensor, e.g. a class map) Cutout rows are left
+        unchanged and soft-mask rows take the sample's value where the weight is above 1/2.
 
         Returns (mixed tensor, (B,) float32 lam with Mixup's weight as rounded to the tensor's dtype).
         """
@@ -321,14 +322,22 @@ class MixChoice(Mixer):
         lead = (1,) * (tensor.ndim - 1 - d)  # the (C, ...) dimensions a mask broadcasts over
         keep = torch.ones((b, *lead, *spatial), dtype=torch.bool, device=tensor.device)
         partner = tensor.index_select(0, params.perm)
-        blends = []
+        blends, softs = [], []
         for c, cp in enumerate(params.components):
             if cp is None or isinstance(self.mixers[c], NoMix):
                 continue
             rows = params.rows[c]
             if cp.mask is None:
                 blends.append((rows, cp.lam))
-            elif not (cp.erase and integer_extra):
+            elif cp.erase and integer_extra:
+                continue
+            elif cp.mask.dtype != torch.bool and not cp.erase:
+                mask = cp.mask.reshape(cp.mask.shape[0], *lead, *spatial)
+                if integer_extra:
+                    keep.index_put_((rows,), (mask > 0.5).expand(rows.shape[0], *mask.shape[1:]))
+                else:
+                    softs.append((rows, mask))
+            else:
                 mask = cp.mask.to(torch.bool).reshape(cp.mask.shape[0], *lead, *spatial)
                 keep.index_put_((rows,), mask.expand(rows.shape[0], *mask.shape[1:]))
                 if cp.erase:  # Cutout: the partner is a zero image
@@ -338,6 +347,10 @@ class MixChoice(Mixer):
             mixed = select_into(keep, tensor, partner)
         else:
             mixed = torch.where(keep, tensor, partner)
+        for rows, mask in softs:
+            own = tensor.index_select(0, rows)
+            other = tensor.index_select(0, params.perm.index_select(0, rows))
+            mixed = mixed.index_put((rows,), blend_soft(own, other, mask, in_place=in_place))
         lam = params.lam
         for rows, w in blends:
             weight = blend_rows_into(mixed, tensor, rows, params.perm.index_select(0, rows), w)

@@ -21,6 +21,10 @@ Hermitian part over the other axes (index ``-u mod n`` on each of them jointly) 
 (every frequency bin with the same expected power), at the cost of one cheap gather. In 2-D
 the planes are the columns ``fx = 0`` and ``fx = W/2``; in 1-D they are the bins 0 and ``L/2``,
 which become real (``sqrt(2) Re z``).
+
+Soft masks (``max_soft > 0``, the FMix reference's ``binarise_mask``): around the threshold the
+mask ramps linearly from 1 to 0 over ``2 * soft`` pixels (``soft_top_mask``); its mean stays
+exactly ``round(lam * N) / N``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 
 from lmix._checks import is_integer
 from lmix.errors import LmixValueError
-from lmix.mixing.validation import check_decay, check_k, check_lam, check_size
+from lmix.mixing.validation import check_decay, check_k, check_lam, check_max_soft, check_size
 
 __all__ = [
     "frequency_magnitude",
@@ -43,6 +47,7 @@ __all__ = [
     "fourier_masks",
     "binarise_top",
     "top_mask",
+    "soft_top_mask",
     "sharpen",
     "box_masks",
     "boxes",
@@ -188,28 +193,35 @@ def fourier_top_masks(
     decay: float,
     k: float,
     generator: torch.Generator | None,
+    max_soft: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``top_mask(fourier_noise(len(lam), size, ...), lam)``, the same bits, made in groups on the CPU.
 
     Args:
         lam: (B,) floating target areas in [0, 1], on the device of the masks.
         size: (L,), (H, W) or (D, H, W).
+        max_soft: 0 for binary masks; above, ``soft_top_mask``'s soft edges (same noise).
 
     Returns:
-        ((B, 1, *size) bool masks, (B,) float32 exact areas ``round(lam * N) / N``, N = the number
-        of pixels), on ``lam``'s device.
+        ((B, 1, *size) masks: bool, or float32 weights in [0, 1] when ``max_soft > 0``; (B,) float32
+        exact areas ``round(lam * N) / N``, N = the number of pixels), on ``lam``'s device.
     """
     b = lam.shape[0]
     z, _ = _spectra(b, size, generator, lam.device)
     numel = math.prod(size)
     step = b if lam.device.type != "cpu" else max(1, MASK_CHUNK // numel)
+
+    def select(grey: torch.Tensor, part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return top_mask(grey, part) if max_soft == 0 else soft_top_mask(grey, part, max_soft)
+
     if step >= b:
-        return top_mask(_grey(z, size, decay, k), lam)
-    masks = torch.empty((b, 1, *size), dtype=torch.bool, device=lam.device)
+        return select(_grey(z, size, decay, k), lam)
+    dtype = torch.bool if max_soft == 0 else torch.float32
+    masks = torch.empty((b, 1, *size), dtype=dtype, device=lam.device)
     areas = torch.empty(b, dtype=torch.float32, device=lam.device)
     for start in range(0, b, step):
         stop = min(b, start + step)
-        masks[start:stop], areas[start:stop] = top_mask(_grey(z[start:stop], size, decay, k), lam[start:stop])
+        masks[start:stop], areas[start:stop] = select(_grey(z[start:stop], size, decay, k), lam[start:stop])
     return masks, areas
 
 
@@ -388,6 +400,43 @@ def top_mask(grey: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch
     return out.reshape(b, 1, *size), n.to(torch.float32) / numel
 
 
+def soft_top_mask(grey: torch.Tensor, lam: torch.Tensor, max_soft: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample soft masks: (B, *size) values, (B,) lam -> ((B, 1, *size) float32 weights, (B,) float32 area).
+
+    The FMix reference's ``binarise_mask`` with ``round`` for its random ``ceil``/``floor``: rank
+    the pixels by value (stable descending sort, as ``top_mask``), ``n = round(lam * N)``,
+    ``soft = floor(N * min(max_soft, lam, 1 - lam))``; ranks below ``n - soft`` get 1, the
+    ``2 * soft`` ranks from ``n - soft`` on get ``linspace(1, 0, 2 * soft)``, the rest 0. The
+    ramp's ends are exactly 1 and 0, so ``2 * soft - 2`` pixels are strictly between (none for
+    ``soft <= 1``: then the mask is ``top_mask``'s). Rank ``n - soft + j`` gets ``t / (2 soft - 1)``
+    with ``t = 2 soft - 1 - j``, computed as ``1 - (2 soft - 1 - t) / (2 soft - 1)`` below one half
+    (exact in float32), so weights at ``t`` and ``2 soft - 1 - t`` sum to exactly 1: the weights
+    sum to exactly ``n``, and ``area = n / N`` (as ``top_mask``'s) is the mask's exact mean. No
+    weight is 1/2, and the pixels above 1/2 are exactly ``top_mask``'s n pixels.
+
+    Args:
+        grey: (B, *size) values.
+        lam: (B,) floating target areas in [0, 1].
+        max_soft: in [0, 0.5].
+    """
+    b, size = grey.shape[0], tuple(grey.shape[1:])
+    numel = math.prod(size)
+    n = _counts(lam, numel, grey.device)
+    lam64 = lam.to(device=grey.device, dtype=torch.float64)
+    eff = torch.minimum(lam64, 1.0 - lam64).clamp_max_(max_soft)
+    soft = (eff * numel).floor_().to(torch.int64)
+    order = torch.argsort(grey.reshape(b, numel), dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(numel, device=grey.device).expand(b, numel))
+    denom = (2 * soft - 1).clamp_min_(1)[:, None]
+    # t = n + soft - 1 - rank: 2 soft - 1 at the ramp's first pixel, 0 at its last.
+    t = torch.minimum((n + soft - 1)[:, None] - rank, denom).clamp_min_(0)
+    high = t.to(torch.float32) / denom.to(torch.float32)
+    low = 1.0 - (denom - t).to(torch.float32) / denom.to(torch.float32)
+    weights = torch.where(t >= soft[:, None], high, low)
+    weights = torch.where((soft == 0)[:, None], (rank < n[:, None]).to(torch.float32), weights)
+    return weights.reshape(b, 1, *size), n.to(torch.float32) / numel
+
+
 def binarise_top(grey: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """Per-sample top-n binarisation: (B, *size) values, (B,) lam -> (B, 1, *size) float32 masks of 0 and 1.
 
@@ -402,30 +451,35 @@ def fourier_masks(
     *,
     decay: float = 3.0,
     k: float = 0.0,
+    max_soft: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Binary LMix masks (docs/method.md, mask steps 3-8); ``k = 0`` gives FMix masks.
+    """LMix masks (docs/method.md, mask steps 3-8); ``k = 0`` gives FMix masks.
 
     Args:
         lam: (B,) floating tensor of target areas in [0, 1].
         size: (L,), (H, W) or (D, H, W), every side >= 2.
         decay: low-pass exponent delta >= 0 (larger: smoother masks).
         k: high-frequency emphasis >= 0 (0: FMix).
+        max_soft: soft edges, in [0, 0.5] (0: binary masks; see ``soft_top_mask``).
         generator: source of all randomness; noise is drawn on its device. ``None`` uses a
             freshly, non-deterministically seeded generator (the global RNG is never used).
 
     Returns:
-        (B, 1, *size) float32 tensor of 0s and 1s on ``lam``'s device, with exactly
-        ``round(lam[i] * N)`` ones in mask ``i`` (N pixels).
+        (B, 1, *size) float32 tensor on ``lam``'s device: 0s and 1s, exactly ``round(lam[i] * N)``
+        ones in mask ``i`` (N pixels); with ``max_soft > 0``, weights in [0, 1] summing to exactly
+        ``round(lam[i] * N)``.
     """
     lam = check_lam(lam)
     check_decay(decay)
     check_k(k, name="k")
+    max_soft = check_max_soft(max_soft)
     size = check_size(size)
     if generator is None:
         generator = torch.Generator(device=lam.device)
         generator.seed()
-    return fourier_top_masks(lam, size, decay=decay, k=k, generator=generator)[0].to(torch.float32)
+    masks = fourier_top_masks(lam, size, decay=decay, k=k, generator=generator, max_soft=max_soft)[0]
+    return masks.to(torch.float32)
 
 
 def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:

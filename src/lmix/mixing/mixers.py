@@ -21,7 +21,9 @@ from lmix.mixing.validation import (
     check_alpha,
     check_box_size,
     check_decay,
+    check_flag,
     check_k,
+    check_max_soft,
     check_mode,
     check_pairing,
 )
@@ -197,6 +199,15 @@ class LMix(Mixer):
         k: high-frequency emphasis of the mask spectrum, >= 0 (``k = 0`` is FMix).
         image_k: sharpening of the mixed images, ``1 + image_k * H_hp`` per channel, >= 0
             (0: off).
+        max_soft: soft mask edges, in [0, 0.5] (the FMix reference's ``max_soft``; 0, the default:
+            binary masks). Around the threshold the mask ramps linearly from 1 to 0 over
+            ``2 * floor(N * min(max_soft, lam, 1 - lam))`` pixels (``masks.soft_top_mask``) and the
+            images are blended pixel by pixel with it; ``lam`` is the mask's exact mean,
+            ``round(lam * N) / N`` as for binary masks.
+        reformulate: the FMix reference's reformulation: the mask area is drawn from
+            ``Beta(alpha + 1, alpha)`` (mean ``(alpha + 1) / (2 alpha + 1)``) and the target is
+            the sample's own label alone (``batch.lam = 1``; the area is the mask's mean), as the
+            reference's ``fmix_loss(..., reformulate=True)``. Default False.
         mode: ``"sample"`` (one lam, partner and mask per sample) or ``"batch"``.
         pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
             ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
@@ -213,6 +224,8 @@ class LMix(Mixer):
         decay: float = 3.0,
         k: float = 1.0,
         image_k: float = 0.0,
+        max_soft: float = 0.0,
+        reformulate: bool = False,
         mode: str = "sample",
         pairing: str = "random",
         seed: int | None = None,
@@ -222,14 +235,23 @@ class LMix(Mixer):
         self.decay = check_decay(decay)
         self.k = check_k(k, name="k")
         self.image_k = check_k(image_k, name="image_k")
+        self.max_soft = check_max_soft(max_soft)
+        self.reformulate = check_flag(reformulate, name="reformulate")
         self.mode = check_mode(mode)
         self.pairing = check_pairing(pairing)
 
     def sample(self, batch_size, image_size, *, device, generator):
         n = batch_size if self.mode == "sample" else 1
         perm = self.sample_partners(batch_size, generator=generator, device=device)
-        lam = sample_beta(self.alpha, n, generator=generator, device=device)
-        mask, area = fourier_top_masks(lam, tuple(image_size), decay=self.decay, k=self.k, generator=generator)
+        if self.reformulate:
+            lam = sample_beta(self.alpha + 1.0, n, beta=self.alpha, generator=generator, device=device)
+        else:
+            lam = sample_beta(self.alpha, n, generator=generator, device=device)
+        mask, area = fourier_top_masks(
+            lam, tuple(image_size), decay=self.decay, k=self.k, generator=generator, max_soft=self.max_soft
+        )
+        if self.reformulate:
+            area = torch.ones_like(area)  # the target is the sample's own label
         return MixParams(perm=perm, lam=area.expand(batch_size).contiguous(), mask=mask)
 
     def apply(self, images, labels, params):
@@ -238,10 +260,14 @@ class LMix(Mixer):
             batch.images = sharpen(batch.images, decay=self.decay, k=self.image_k)
         return batch
 
+    def _soft_repr(self) -> str:
+        soft = f", max_soft={self.max_soft}" if self.max_soft else ""
+        return soft + (", reformulate=True" if self.reformulate else "")
+
     def extra_repr(self):
         return (
             f"alpha={self.alpha}, decay={self.decay}, k={self.k}, image_k={self.image_k}, mode={self.mode!r}, "
-            f"pairing={self.pairing!r}"
+            f"pairing={self.pairing!r}{self._soft_repr()}"
         )
 
 
@@ -251,6 +277,9 @@ class FMix(LMix):
     Args:
         alpha: Beta concentration of the mask area, > 0.
         decay: low-pass exponent delta, >= 0.
+        max_soft: soft mask edges, in [0, 0.5] (0: binary masks; see ``LMix``).
+        reformulate: the FMix reference's reformulation (area from ``Beta(alpha + 1, alpha)``,
+            target the sample's own label; see ``LMix``).
         mode: ``"sample"`` or ``"batch"``.
         pairing: how partners are chosen: ``"random"`` (a uniform permutation, the default),
             ``"no_self"`` (a random cycle: no sample is its own partner), ``"flip"`` (``i`` with
@@ -265,14 +294,28 @@ class FMix(LMix):
         *,
         alpha: float = 1.0,
         decay: float = 3.0,
+        max_soft: float = 0.0,
+        reformulate: bool = False,
         mode: str = "sample",
         pairing: str = "random",
         seed: int | None = None,
     ) -> None:
-        super().__init__(alpha=alpha, decay=decay, k=0.0, image_k=0.0, mode=mode, pairing=pairing, seed=seed)
+        super().__init__(
+            alpha=alpha,
+            decay=decay,
+            k=0.0,
+            image_k=0.0,
+            max_soft=max_soft,
+            reformulate=reformulate,
+            mode=mode,
+            pairing=pairing,
+            seed=seed,
+        )
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, decay={self.decay}, mode={self.mode!r}, pairing={self.pairing!r}"
+        return (
+            f"alpha={self.alpha}, decay={self.decay}, mode={self.mode!r}, pairing={self.pairing!r}{self._soft_repr()}"
+        )
 
 
 #: The mask/blend ``apply`` of these mixers is standard (``MixChoice(mode="sample")`` combines them).

@@ -139,6 +139,20 @@ def box_sides(size: tuple[int, ...], d: int, *, name: str = "size") -> tuple[int
     return size
 
 
+def check_max_soft(max_soft: object) -> float:
+    """A number in [0, 0.5]: the share of pixels ramped on each side of a soft mask's edge."""
+    if not is_finite_real(max_soft) or not 0.0 <= float(max_soft) <= 0.5:  # type: ignore[arg-type]
+        raise LmixValueError(f"max_soft must be a number in [0, 0.5] (0: binary masks), got {max_soft!r}")
+    return float(max_soft)  # type: ignore[arg-type]
+
+
+def check_flag(value: object, *, name: str) -> bool:
+    """``True`` or ``False`` (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise LmixTypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
 def check_lam(lam: object) -> torch.Tensor:
     """1-D floating tensor with every value in [0, 1]."""
     if not isinstance(lam, torch.Tensor):

@@ -39,9 +39,18 @@ def test_an_old_record_gets_its_mixer_settings_and_nothing_else(record):
     assert sorted(after) == sorted(before)  # no lock file or temporary left
     assert after["metrics.jsonl"] == before["metrics.jsonl"]
     changed = set(after["config.yaml"].decode().splitlines()) - set(before["config.yaml"].decode().splitlines())
-    assert changed == {"alpha: 1.0", "decay: 3.0", "k: 1.0", "image_k: 0.0", "mix_mode: sample"}
+    assert changed == {
+        "alpha: 1.0",
+        "decay: 3.0",
+        "k: 1.0",
+        "image_k: 0.0",
+        "max_soft: 0.0",
+        "reformulate: false",
+        "mix_mode: sample",
+    }
     config = yaml.safe_load(after["config.yaml"])
-    assert list(config) == list(old_config)  # same keys, same order
+    # Same keys, same order; the settings added after the record was written come last.
+    assert list(config) == [*old_config, "max_soft", "reformulate"]
     assert run_identity(config) == run_identity(old_config)
 
     summary, old_summary = json.loads(after["summary.json"]), json.loads(before["summary.json"])

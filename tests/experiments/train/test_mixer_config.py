@@ -33,7 +33,15 @@ def test_every_default_is_stated_and_settings_a_method_does_not_take_stay_null()
     config = config_from_sources({"method": "lmix"})
     resolve_mixer_settings(config)
     stated = {key: getattr(config, key) for key in METHOD_PARAM_KEYS if getattr(config, key) is not None}
-    assert stated == {"alpha": 1.0, "decay": 3.0, "k": 1.0, "image_k": 0.0, "mix_mode": "sample"}
+    assert stated == {
+        "alpha": 1.0,
+        "decay": 3.0,
+        "k": 1.0,
+        "image_k": 0.0,
+        "max_soft": 0.0,
+        "reformulate": False,
+        "mix_mode": "sample",
+    }
     cutout = config_from_sources({"method": "cutout"})
     resolve_mixer_settings(cutout)
     assert cutout.box_size == 16  # the mixer's [16, 16], as the config's one side
@@ -82,3 +90,43 @@ def test_run_identity_treats_a_null_default_and_the_stated_default_as_the_same_r
     assert run_identity({**old, "method": "none", "alpha": 1.0}) == run_identity({**old, "method": "none"})
     # A method that no longer exists is compared as saved.
     assert run_identity({**old, "method": "supermix"})["k"] is None
+
+
+def test_soft_edges_and_reformulate_reach_the_mixer_and_the_records():
+    """--max-soft and --reformulate (and their YAML keys) build the mixer with them; the resolved config
+    states them for LMix/FMix and leaves them null for methods that do not take them."""
+    import argparse
+
+    from lmix.experiments.train.config import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = vars(parser.parse_args(["--method", "fmix", "--max-soft", "0.2", "--reformulate"]))
+    config = config_from_sources(flags)
+    mixer = resolve_mixer_settings(config)
+    assert (mixer.max_soft, mixer.reformulate) == (0.2, True)
+    assert (config.max_soft, config.reformulate) == (0.2, True)
+    assert config_from_sources(config.to_dict()) == config  # the saved config.yaml builds it again
+    assert mixer.describe()["max_soft"] == 0.2 and mixer.describe()["reformulate"] is True
+    choice = config_from_sources({"method": "lmix+mixup", "max_soft": 0.1})
+    assert resolve_mixer_settings(choice).mixers[0].max_soft == 0.1 and choice.max_soft == 0.1
+    cutmix = config_from_sources({"method": "cutmix", "max_soft": 0.1, "reformulate": True})
+    assert ignored_mixer_settings(cutmix) == ["max_soft", "reformulate"]
+    resolve_mixer_settings(cutmix)
+    assert (cutmix.max_soft, cutmix.reformulate) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "layer,message",
+    [
+        ({"max_soft": 0.6}, "max_soft must be a number in [0, 0.5], got 0.6"),
+        ({"max_soft": -0.1}, "max_soft must be a number in [0, 0.5], got -0.1"),
+        ({"max_soft": "soft"}, "config key 'max_soft' must be of type float, got 'soft'"),
+        ({"reformulate": "maybe"}, "config key 'reformulate' must be of type bool, got 'maybe'"),
+        ({"reformulate": 1}, "config key 'reformulate' must be of type bool, got 1"),
+    ],
+)
+def test_bad_soft_edges_and_reformulate_values_are_one_line_errors(layer, message):
+    with pytest.raises(ValueError) as info:
+        config_from_sources({"method": "lmix", **layer})
+    assert str(info.value) == message

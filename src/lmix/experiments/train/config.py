@@ -112,6 +112,12 @@ class TrainConfig:
     decay: float | None = _field(None, "LMix/FMix low-pass decay delta (default: 3)")
     k: float | None = _field(None, "LMix high-frequency emphasis of the masks (default: 1)")
     image_k: float | None = _field(None, "LMix image sharpening strength (default: 0, off)")
+    max_soft: float | None = _field(
+        None, "LMix/FMix soft mask edges: share of pixels ramped on each side (default: 0, binary)", bounds="[0, 0.5]"
+    )
+    reformulate: bool | None = _field(
+        None, "LMix/FMix: area from Beta(alpha + 1, alpha), own label as target, as FMix's reference (default: off)"
+    )
     box_size: int | None = _field(
         None,
         "CutMix fixed box side / Cutout square side, at most the image side (default: CutMix a Beta-sampled box, Cutout 16)",

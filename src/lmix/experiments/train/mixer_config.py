@@ -39,6 +39,8 @@ METHOD_PARAM_KEYS = (
     "decay",
     "k",
     "image_k",
+    "max_soft",
+    "reformulate",
     "box_size",
     "box_rounding",
     "mix_mode",

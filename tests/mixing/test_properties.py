@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -120,3 +121,75 @@ def test_cutmix_fixed_box_area_is_lam_and_cutout_matches(bh, bw, h, w, seed):
         assert 0 < count <= bh * bw
         y1, y2, x1, x2 = bounding_box(zero[i])
         assert (y2 - y1) * (x2 - x1) == count
+
+
+# -- 1, 2 and 3 spatial axes ----------------------------------------------------------------------
+
+spatial = st.lists(st.integers(min_value=2, max_value=10), min_size=1, max_size=3).map(tuple)
+softs = st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.5, allow_nan=False))
+
+
+@SETTINGS
+@given(size=spatial, lams=st.lists(unit, min_size=1, max_size=5), decay=decays, k=ks, max_soft=softs, seed=seeds)
+def test_nd_masks_exact_top_n_and_soft(size, lams, decay, k, max_soft, seed):
+    """Any (L,), (H, W) or (D, H, W): exactly round(lam N) ones on the largest noise values; a soft
+    mask's weights sum to exactly that count and exceed 1/2 on exactly those pixels."""
+    lam = torch.tensor(lams, dtype=torch.float32)
+    numel = math.prod(size)
+
+    def masks(soft: float) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return lmix.fourier_masks(lam, size, decay=decay, k=k, max_soft=soft, generator=g)
+
+    binary = masks(0.0)
+    assert binary.shape == (len(lams), 1, *size)
+    counts = [round(float(v) * numel) for v in lam]
+    assert binary.flatten(1).sum(1).long().tolist() == counts
+    grey = fourier_noise(len(lams), size, decay=decay, k=k, generator=torch.Generator().manual_seed(seed))
+    for m, g in zip(binary.flatten(1), grey.flatten(1), strict=True):
+        if 0 < int(m.sum()) < numel:
+            assert float(g[m == 1].min()) >= float(g[m == 0].max())
+    soft = masks(max_soft)
+    assert soft.flatten(1).double().sum(1).tolist() == [float(c) for c in counts]
+    assert torch.equal(soft > 0.5, binary > 0.5) and bool(((soft >= 0) & (soft <= 1)).all())
+
+
+RANK_CONFIGS = [*mixer_configs(combinations=True), ("lmix", {"max_soft": 0.3}), ("fmix+mixup", {"mode": "sample"})]
+
+
+@SETTINGS
+@given(
+    index=st.integers(min_value=0, max_value=len(RANK_CONFIGS) - 1),
+    b=st.integers(min_value=1, max_value=5),
+    c=st.integers(min_value=1, max_value=3),
+    size=spatial,
+    alpha=alphas,
+    max_soft=softs,
+    seed=seeds,
+)
+def test_any_mixer_any_rank(index, b, c, size, alpha, max_soft, seed):
+    """Every mixer on (B, C, *size) with the ranks it takes: each image's mean is lam * own +
+    (1 - lam) * partner (masks, soft masks and blends alike), Cutout keeps lam = 1; another rank is
+    refused."""
+    name, params = RANK_CONFIGS[index]
+    extra = {key: value for key, value in (("alpha", alpha), ("max_soft", max_soft)) if key not in params}
+    extra = {key: value for key, value in extra.items() if any(accepts(n, key) for n in name.split("+"))}
+    mixer = lmix.create_mixer(name, **params, **extra, seed=seed % 1000)
+    d = len(size)
+    values = torch.arange(1, b + 1, dtype=torch.float64)[:, None] + torch.arange(c, dtype=torch.float64)[None, :] / 4
+    images = values.view(b, c, *(1,) * d).expand(b, c, *size).float().contiguous()
+    labels = torch.arange(b)
+    if d not in mixer.spatial_ranks:
+        with pytest.raises(ValueError, match=r"images must have shape"):
+            mixer(images, labels)
+        return
+    batch = mixer(images, labels)
+    assert batch.images.shape == images.shape and batch.lam.shape == (b,)
+    assert bool(((batch.lam >= 0) & (batch.lam <= 1)).all()) and bool(torch.isfinite(batch.images).all())
+    if not isinstance(mixer, lmix.MixChoice) and kind_of(mixer, size) == "erase":
+        assert bool((batch.lam == 1).all()) and torch.equal(batch.labels_b, labels)
+        return
+    lam = batch.lam.double()[:, None]
+    expected = lam * values + (1 - lam) * values[batch.labels_b]
+    mean = batch.images.double().mean(dim=tuple(range(2, 2 + d)))
+    assert torch.allclose(mean, expected, atol=1e-5)

@@ -3,16 +3,28 @@
 Byte-level: empty, truncated at any point, one byte changed, random bytes. Structure-level (the
 document still parses): a value replaced by one of any type (NaN, infinity, text, lists,
 mappings, null), an extra key, a key removed.
+
+Read-only folders: the tests run as root in CI, and root writes through any mode bits (the
+``CAP_DAC_OVERRIDE`` capability), so ``chmod`` alone proves nothing. :func:`unprivileged` is the
+command prefix that runs a command with the permissions enforced: ``setpriv`` drops the
+capabilities that override them from the bounding set (still uid 0, owning the files, so the
+mode bits of their owner apply); :func:`read_only` removes the write bits of a tree.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -111,3 +123,45 @@ def snapshot(root: Path) -> dict[str, bytes]:
         for folder, _, files in os.walk(root)
         for name in files
     }
+
+
+# The capabilities that let root read and write whatever the mode bits say.
+_OVERRIDES = "-dac_override,-dac_read_search,-fowner,-linux_immutable"
+
+
+def unprivileged() -> list[str]:
+    """The prefix of a command line under which file permissions hold, also for root (skips the test
+    where they cannot be enforced)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root without setpriv (util-linux): a read-only folder cannot be enforced")
+    return [setpriv, f"--bounding-set={_OVERRIDES}"]
+
+
+def run_unprivileged(command: Sequence[str], *, timeout: float = 300, cwd: Path | None = None) -> tuple[int, str, str]:
+    """``command`` in a new process whose file permissions are enforced; (exit code, stdout, stderr)."""
+    proc = subprocess.run(
+        [*unprivileged(), *command], capture_output=True, text=True, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_lmix(argv: Sequence[str], *, timeout: float = 300) -> tuple[int, str, str]:
+    """``lmix *argv`` in a new process whose file permissions are enforced; (exit code, stdout, stderr)."""
+    return run_unprivileged([sys.executable, "-m", "lmix", *argv], timeout=timeout)
+
+
+@contextlib.contextmanager
+def read_only(root: Path) -> Iterator[Path]:
+    """``root`` and everything under it without write bits, restored on exit."""
+    paths = [root, *root.rglob("*")]
+    modes = {p: p.stat().st_mode for p in paths}
+    for p in sorted(paths, key=lambda p: len(p.parts), reverse=True):
+        p.chmod(stat.S_IMODE(modes[p]) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        yield root
+    finally:
+        for p in sorted(paths, key=lambda p: len(p.parts)):
+            p.chmod(stat.S_IMODE(modes[p]))

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixError, LmixValueError
 from lmix.experiments.divergence import LOSS_KEYS, loss_problem
-from lmix.experiments.io import RunLock, atomic_write_json, read_yaml
+from lmix.experiments.io import RunLock, WriteError, atomic_write_json, read_yaml
 from lmix.experiments.plan import AnalysisPlan, parse_plan
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ __all__ = [
     "sweep_manifest_name",
     "read_fgsm",
     "write_fgsm",
+    "check_writable",
     "check_run_dir",
     "read_checkpoint",
     "trained_model",
@@ -534,6 +536,25 @@ def read_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return load_fgsm(run_dir)
     except RecordError:
         return None
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """WriteError (one line naming ``target``) unless ``target`` could be written: its folder, or the
+    nearest existing folder above it (the atomic writes make missing folders), takes a new file.
+
+    Probed with a temporary file, removed at once, as the atomic writes make one: a command checks
+    every file it will write before it spends time, and a check that fails leaves nothing behind.
+    """
+    target = Path(target)
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise WriteError(target, err) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_fgsm(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from lmix.experiments.train import TrainConfig, train
 from tests.cli_helpers import one_line_error, run_cli
+from tests.experiments.damage import read_only, run_lmix, snapshot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -132,3 +134,58 @@ def test_corrupt_checkpoint(capsys, runs, tmp_path):
     (runs[1] / "fgsm.json").unlink(missing_ok=True)
     assert "does not exist" in one_line_error(capsys, ["attack", "--compare", str(runs[1]), str(tmp_path / "nothing")])
     assert not (runs[1] / "fgsm.json").exists()
+
+
+def test_a_read_only_run_is_one_line_before_any_attack_and_nothing_is_written(runs, tmp_path):
+    run = tmp_path / "ro"
+    shutil.copytree(runs[0], run)
+    (run / "fgsm.json").unlink(missing_ok=True)
+    (run / "fgsm.png").unlink(missing_ok=True)
+    before = snapshot(run)
+    with read_only(run):
+        code, out, err = run_lmix(["attack", "--run", str(run), "--eps", "0,2"])
+        assert snapshot(run) == before
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "Traceback" not in err, err
+    assert err.startswith(f"lmix attack: cannot write '{run / 'fgsm.json'}': Permission denied")
+    assert "FGSM accuracy" not in out  # refused before the attack, not after it
+
+
+def test_a_compare_figure_it_may_not_write_stops_it_before_any_attack(capsys, runs, tmp_path, monkeypatch):
+    """--out in a folder that cannot be written (checked through the OS's answer, as the probe sees it)."""
+    import lmix.experiments.records as records
+
+    real = records.tempfile.mkstemp
+
+    def denied(*args, dir=None, **kwargs):
+        if Path(dir) == tmp_path / "ro":
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(records.tempfile, "mkstemp", denied)
+    for run in runs:
+        (run / "fgsm.json").unlink(missing_ok=True)
+    png = tmp_path / "ro" / "cmp.png"
+    line = one_line_error(
+        capsys, ["attack", "--compare", str(runs[0]), str(runs[1]), "--eps", "0,2", "--out", str(png)]
+    )
+    assert line.startswith(f"lmix attack: cannot write '{png}': Permission denied")
+    assert not any((run / "fgsm.json").exists() for run in runs)
+
+
+def test_a_figure_that_fails_puts_fgsm_json_back(capsys, runs, monkeypatch):
+    """fgsm.json and fgsm.png go together: a PNG that cannot be written leaves the earlier fgsm.json as it was."""
+    import lmix.experiments.report.plots as plots
+    from lmix.experiments.io import WriteError
+
+    run = runs[0]
+    assert run_cli(capsys, ["attack", "--run", str(run), "--eps", "0,1"])[0] == 0
+    before = (run / "fgsm.json").read_bytes()
+
+    def full_disk(records, out, **kwargs):
+        raise WriteError(out, OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(plots, "plot_fgsm_runs", full_disk)
+    line = one_line_error(capsys, ["attack", "--run", str(run), "--eps", "0,2"])
+    assert line.startswith(f"lmix attack: cannot write '{run / 'fgsm.png'}': No space left on device (disk full?)")
+    assert (run / "fgsm.json").read_bytes() == before

@@ -81,3 +81,19 @@ def fake_train(monkeypatch):
 def use_trainer(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
     """Make the sweep train its runs with ``fake`` (in this process)."""
     monkeypatch.setattr("lmix.experiments.sweep.one_run.train", fake)
+
+
+def quick_sweep(out: Path, *, methods: list[str], seeds: list[int], attack_eps: list[float] | None = None) -> Path:
+    """Train a real sweep of QUICK_BASE runs (2 epochs each; a few seconds) into ``out``; returns ``out``."""
+    from lmix.experiments.sweep import parse_spec, run_sweep
+
+    spec: dict[str, Any] = {
+        "name": "quick",
+        "base": {**QUICK_BASE, "epochs": 2},
+        "grid": {"method": methods, "seed": seeds},
+    }
+    if attack_eps is not None:
+        spec["attack_eps"] = attack_eps
+    result = run_sweep(parse_spec(spec), out, log=lambda line: None)
+    assert result.count("trained") == len(methods) * len(seeds), [o.error for o in result.outcomes]
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,9 @@ import time
 import pytest
 
 from lmix.data import available_cpus
+from lmix.experiments.report.collect import collect_runs
 from lmix.experiments.sweep import expand, parse_spec, resolve_gpus
+from lmix.experiments.sweep.jobs import remove_stale_scratch
 from tests.cli_helpers import run_cli
 from tests.experiments.locks import held_by_another_thread
 
@@ -226,3 +229,40 @@ def test_jobs_are_spread_over_gpus(capsys, tmp_path, write_spec, fake_jobs, monk
     assert code == 0 and "GPU" not in text
     for r in expand(parse_spec(spec), tmp_path / "p"):
         assert json.loads((r.dir / "summary.json").read_text())["cuda_visible"] is None
+
+
+def test_a_killed_sweep_leaves_nothing_outside_its_out_folder(tmp_path, write_spec, fake_jobs):
+    """SIGKILL of the sweep (no handler runs): the jobs' files are in .lmix-sweep-* inside --out, which
+    lmix report does not search, and the next sweep removes it once the killed sweep's jobs are gone."""
+    markers, _ = fake_jobs
+    tags = ["none-0", "lmix-0"]
+    for tag in tags:
+        (markers / f"hang-{tag}").touch()
+    out, tmpdir = tmp_path / "o", tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    argv = [sys.executable, "-m", "lmix", "sweep", str(write_spec(SPEC)), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+    pids = []
+    try:
+        deadline = time.monotonic() + 120
+        while not all((markers / f"started-{tag}").exists() for tag in tags):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.kill()
+        stdout = proc.communicate(timeout=60)[0]
+        pids = [int(pid) for pid in re.findall(r"start \(pid (\d+)", stdout)]
+        assert len(pids) == 2
+        (scratch,) = out.glob(".lmix-sweep-*")
+        assert (scratch / "owner.lock").exists()
+        assert remove_stale_scratch(out) == [] and scratch.is_dir()  # its jobs still run: in use
+    finally:
+        for pid in pids:  # the jobs outlive a SIGKILLed sweep (their own sessions); end them here
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert list(tmpdir.iterdir()) == []  # nothing in the system's temporary folder
+    assert [r.dir for r in collect_runs(out).runs if ".lmix-sweep-" in r.dir] == []
+    deadline = time.monotonic() + 30
+    while remove_stale_scratch(out) != [scratch]:  # the killed jobs' lock goes when the kernel reaps them
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert not list(out.glob(".lmix-sweep-*"))

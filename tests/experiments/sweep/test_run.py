@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 
 import pytest
 
@@ -66,3 +68,20 @@ def test_manifest_lines_and_counts(tmp_path, fake_train):
     assert lines[1].endswith("final 50.00%, best 60.00%, clean train 99.5%")
     assert lines[-1].startswith("sweep 'tiny' (all shards): 6 trained, 0 already done, 0 busy, 0 failed in ")
     assert result.count("trained") == 6 and result.seconds > 0
+
+
+def test_a_sweep_removes_the_scratch_folder_a_killed_sweep_left_but_not_a_live_one(tmp_path, fake_train):
+    out = tmp_path / "o"
+    stale, live = out / ".lmix-sweep-stale", out / ".lmix-sweep-live"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "owner.lock").touch()
+        (folder / "job0.json").write_text("{}")
+    fd = os.open(live / "owner.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a sweep (or a job of it) that is alive
+        run_sweep(parse_spec(SPEC), out, log=lambda line: None)
+        assert not stale.exists() and (live / "job0.json").exists()
+    finally:
+        os.close(fd)
+    assert len(fake_train.calls) == 6

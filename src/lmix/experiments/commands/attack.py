@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,28 +161,11 @@ def _reusable_record(run_dir: Path, args: argparse.Namespace, eps: list[float]) 
 
 
 def _check_writable(run_dirs: list[Path], figure: Path | None) -> None:
-    """WriteError (one line naming the file) unless each run folder, and the figure's folder, can be written.
+    """WriteError (one line naming the file) unless each run folder, and the figure's folder, can be written."""
+    from lmix.experiments.records import FGSM_JSON, check_writable
 
-    Each folder is probed with a temporary file, removed at once, as the atomic writes would make it.
-    """
-    import tempfile
-
-    from lmix.experiments.io import WriteError
-    from lmix.experiments.records import FGSM_JSON
-
-    targets = [(d, d / FGSM_JSON) for d in run_dirs]
-    if figure is not None:
-        folder = figure.parent if str(figure.parent) else Path(".")
-        while not folder.exists() and folder != folder.parent:  # atomic_write makes missing folders
-            folder = folder.parent
-        targets.append((folder, figure))
-    for folder, target in targets:
-        try:
-            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        except OSError as err:
-            raise WriteError(target, err) from None
-        os.close(fd)
-        os.unlink(probe)
+    for target in [d / FGSM_JSON for d in run_dirs] + ([figure] if figure is not None else []):
+        check_writable(target)
 
 
 def _attack(run_dir: Path, args: argparse.Namespace, eps: list[float], eps_255: list[float]) -> dict[str, Any]:

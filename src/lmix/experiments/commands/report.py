@@ -64,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmix.experiments.io import WriteError
+    from lmix.experiments.records import check_writable
     from lmix.experiments.report import build_report, render_runs_text, render_text_summary, write_report
 
     plans = None
@@ -71,9 +72,11 @@ def run(args: argparse.Namespace) -> int:
         from lmix.experiments.report.planned import plans_from_specs
 
         plans = plans_from_specs(args.plan, args.dir)
-    report = build_report(args.dir, paper=args.paper, plans=plans)
     out = Path(args.out) if args.out else Path(args.dir) / "report"
     try:
+        if Path(args.dir).is_dir():  # before the work: the report's folder must take new files (see write_report)
+            check_writable(out / "report.md" if out.is_dir() else out)
+        report = build_report(args.dir, paper=args.paper, plans=plans)
         paths = write_report(report, out)
     except WriteError as err:  # a full disk, an unwritable --out: the user's to fix, in one line
         print(f"lmix report: {err}", file=sys.stderr)

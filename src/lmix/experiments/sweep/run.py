@@ -112,7 +112,15 @@ def run_sweep(
     if parallel:
         threads = max(1, available_cpus() // jobs) if threads is None else threads
         _run_in_jobs(
-            mine, progress, plan, jobs=jobs, threads=threads, gpus=gpus, train_log=train_log, keep_going=keep_going
+            mine,
+            progress,
+            plan,
+            jobs=jobs,
+            threads=threads,
+            gpus=gpus,
+            train_log=train_log,
+            keep_going=keep_going,
+            out_dir=out_dir,
         )
     else:
         _run_here(mine, progress, plan, train_log=train_log, keep_going=keep_going)
@@ -235,8 +243,10 @@ def _run_in_jobs(
     gpus: Sequence[str],
     train_log: Callable[..., None] | None,
     keep_going: bool,
+    out_dir: Path,
 ) -> None:
-    """Up to ``jobs`` runs at once, each in its own process; finished and busy runs start none."""
+    """Up to ``jobs`` runs at once, each in its own process; finished and busy runs start none.
+    The jobs' scratch folder is in ``out_dir``, where the next sweep looks for one a killed sweep left."""
     todo = []
     for run in runs:
         done = read_done(run.dir)
@@ -256,6 +266,7 @@ def _run_in_jobs(
         keep_going=keep_going,
         on_start=lambda run, pid, gpu: progress.started(run, pid, threads, gpu),
         on_done=progress.done,
+        scratch_in=out_dir,
     )
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from lmix._checks import is_finite_real
 from lmix.experiments import records
+from lmix.experiments.divergence import LOSS_KEYS
 from lmix.experiments.records import RecordError
 from tests.experiments.damage import FILE_SETTINGS, damaged, damaged_jsonl, dump_json, dump_yaml, snapshot
 from tests.experiments.report.conftest import make_run, write_sweep
@@ -135,8 +136,16 @@ def test_a_damaged_record_is_read_checked_or_refused_in_one_line(name, data):
         except RecordError as err:
             assert err.file == name and "\n" not in str(err) and str(err).startswith(str(folder / name))
         else:
-            assert record is not None and CONTRACTS[name](record) and _finite(record), record
+            assert record is not None and CONTRACTS[name](record) and _finite(_judged(name, record)), record
         assert snapshot(folder) == {name: content}  # readers never write
+
+
+def _judged(name: str, record: Any) -> Any:
+    """What must be finite: not a loss of metrics.jsonl (NaN there is a diverged run, see records.divergence),
+    nor failed.json (the loss that stopped a run may be NaN)."""
+    if name == "metrics.jsonl":
+        return [{k: v for k, v in row.items() if k not in LOSS_KEYS} for row in record]
+    return {} if name == "failed.json" else record
 
 
 @pytest.mark.parametrize(
@@ -149,6 +158,9 @@ def test_a_damaged_record_is_read_checked_or_refused_in_one_line(name, data):
         ("config.yaml", b"a: &x [*x]\n", "a nests deeper than 32 levels"),
         ("config.yaml", b"lr: .nan\n", "lr is nan, not a finite number"),
         ("config.yaml", b"3: 4\n", "has a key that is not text: 3"),
+        ("config.yaml", b"epochs: abc\n", "config key 'epochs' must be of type int, got 'abc'"),
+        ("config.yaml", b"epochs: 4\nwarmup_epochs: 4\n", "warmup_epochs must be an integer in [0, epochs=4)"),
+        ("metrics.jsonl", b'{"epoch": 1, "train_loss": NaN, "test_acc": NaN}\n', "test_acc of epoch 1 must be"),
         ("metrics.jsonl", b'{"epoch": 1}\n{"epoch": 3}\n', "row 2 is for epoch 3, expected 2 (rows missing?)"),
         ("fgsm.json", b'{"eps": [0, 0.5], "acc": [90]}', "acc has 1 values for 2 eps"),
         ("fgsm.json", b'{"eps": [0, 0], "acc": [90, 90]}', "eps 1 (0) is there twice"),
@@ -168,3 +180,23 @@ def test_read_fgsm_is_none_for_a_damaged_file_so_the_attack_runs_again(tmp_path)
     assert records.read_fgsm(tmp_path) is None
     records.write_fgsm(tmp_path, json.loads(VALID["fgsm.json"]))
     assert records.read_fgsm(tmp_path) == json.loads(VALID["fgsm.json"])
+
+
+def test_a_non_finite_loss_is_read_for_divergence_to_judge(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 2.3}\n{"epoch": 2, "train_loss": NaN}\n')
+    rows = records.load_metrics(tmp_path)
+    assert math.isnan(rows[1]["train_loss"])
+    assert records.divergence(rows, "digits") == "diverged in epoch 2 (metrics.jsonl): train_loss is nan"
+    assert records.divergence(rows[:1], "digits") is None
+    # where the number of classes is unknown, only a loss that is not finite counts
+    assert records.divergence([{"epoch": 1, "train_loss": 1e9}], "no-such-set") is None
+    assert records.divergence(rows, "no-such-set") == "diverged in epoch 2 (metrics.jsonl): train_loss is nan"
+
+
+@pytest.mark.parametrize("missing", records.FINISHED_RUN_FILES)
+def test_read_finished_names_the_file_a_finished_run_lacks(tmp_path, missing):
+    run = make_run(tmp_path, method="lmix", seed=1)
+    (run / missing).unlink()
+    with pytest.raises(RecordError) as err:
+        records.read_finished(run)
+    assert err.value.file == missing and err.value.problem.startswith("is missing")

@@ -59,7 +59,20 @@ its holder dies, so a killed sweep never leaves a stale lock behind. Finished ru
 
 Parallel runs (``--jobs N``): N job processes at once (:func:`run_sweep`), each training one run
 under its lock. Failed runs get ``RUN/failed.json`` and no summary; the sweep goes on, and the next
-sweep retries them.
+sweep retries them. The jobs' files live in a scratch folder inside the output folder
+(``DIR/.lmix-sweep-*``), never in the system's temporary folder: the sweep removes it when it
+ends, and the next sweep removes one that a killed sweep left.
+
+Damaged records: the sweep reads a run folder with the checked readers that ``lmix report`` uses
+(:mod:`lmix.experiments.records`), so both judge it alike. A folder whose record cannot be used (a
+damaged ``config.yaml``, ``summary.json``, ``metrics.jsonl``, ``fgsm.json`` or ``failed.json``, or a
+finished run without its ``config.yaml`` or ``metrics.jsonl``) is never trained over, since its
+files may be the only copy of a result: the sweep stops before anything runs with one line naming
+the folder, the file and what is wrong (exit code 2), and ``--dry-run`` lists the run as
+``unreadable`` and ends with the same line. A finished run whose ``metrics.jsonl`` shows a diverged
+loss is done (re-training it would diverge again) and its line says so; the report counts it
+failed (diverged). A folder the sweep may not write (a read-only ``--out``) is one line too, before
+anything is written.
 
 The modules, in the order a sweep uses them: :mod:`~lmix.experiments.sweep.spec` (reading a
 spec), :mod:`~lmix.experiments.sweep.expand` (its runs), :mod:`~lmix.experiments.sweep.shards`,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +114,115 @@ def test_every_option_states_at_most_one_default(capsys):
             assert len(re.findall(r"\(default\b", text)) <= 1, f"lmix {command} {option}: {text}"
             assert "(default: None)" not in text, f"lmix {command} {option}: {text}"
     assert seen > 60  # the parser above found the options
+
+
+# -- paths -------------------------------------------------------------------------------------
+QUICK_TRAIN = ["--dataset", "digits", "--model", "simple_cnn", "--width", "8", "--epochs", "1", "--no-progress"]
+
+# Every path argument of every command, given the wrong kind of path: {file} where a folder is
+# expected, {dir} where a file is, {missing}, and paths that may not be read: {noperm} (a folder
+# that cannot be listed or entered) and {noread} (a file that cannot be opened). {run}: a finished run.
+PATH_CASES = [
+    ["train", *QUICK_TRAIN, "--out", "{file}"],
+    ["train", *QUICK_TRAIN, "--out", "{file}/run"],
+    ["train", *QUICK_TRAIN, "--out", "{noperm}/run"],
+    ["train", *QUICK_TRAIN, "--config", "{dir}"],
+    ["train", *QUICK_TRAIN, "--config", "{missing}"],
+    ["train", *QUICK_TRAIN, "--config", "{noread}"],
+    ["train", *QUICK_TRAIN, "--dataset", "cifar10", "--data-root", "{file}"],
+    ["train", *QUICK_TRAIN, "--dataset", "cifar10", "--data-root", "{missing}"],
+    ["train", *QUICK_TRAIN, "--dataset", "cifar10", "--data-root", "{noperm}"],
+    ["train", *QUICK_TRAIN, "--dataset", "imagefolder", "--data-root", "{noperm}"],
+    ["train", "--resume", "--out", "{file}"],
+    ["train", "--resume", "--out", "{missing}"],
+    ["train", "--resume", "--out", "{noperm}"],
+    ["sweep", "{dir}"],
+    ["sweep", "{missing}"],
+    ["sweep", "{noread}"],
+    ["sweep", "table1", "--dry-run", "--out", "{file}"],
+    ["report", "{file}"],
+    ["report", "{missing}"],
+    ["report", "{noperm}"],
+    ["report", "{run}", "--out", "{file}"],
+    ["report", "{run}", "--out", "{noperm}/report"],
+    ["report", "{run}", "--paper", "{dir}"],
+    ["report", "{run}", "--paper", "{missing}"],
+    ["report", "{run}", "--paper", "{noread}"],
+    ["report", "{run}", "--plan", "{dir}"],
+    ["report", "{run}", "--plan", "{missing}"],
+    ["report", "{run}", "--plan", "{noread}"],
+    ["attack", "--run", "{file}"],
+    ["attack", "--run", "{missing}"],
+    ["attack", "--run", "{noperm}"],
+    ["attack", "--run", "{run}", "--compare", "{file}"],
+    ["attack", "--run", "{run}", "--limit", "8", "--out", "{dir}"],
+    ["attack", "--run", "{run}", "--limit", "8", "--out", "{noperm}/fgsm.png"],
+    ["show", "--out", "{dir}"],
+    ["show", "--out", "{noperm}/mix.png"],
+    ["show", "--images", "{file}"],
+    ["show", "--images", "{missing}"],
+    ["show", "--images", "{noperm}"],
+    ["masks", "--n", "2", "--out", "{file}"],
+    ["masks", "--n", "2", "--out", "{noperm}/masks"],
+    ["compare", "--seeds", "1", "--epochs", "1", "--methods", "none", "--out", "{file}"],
+    ["configs", "{dir}"],
+]
+
+
+def deny(monkeypatch: pytest.MonkeyPatch, folder: Path, file: Path) -> None:
+    """Act as a user without permission on ``folder`` (mode 000: not listed, nothing inside reachable)
+    and ``file`` (cannot be opened): root ignores chmod, so the calls are refused here instead."""
+    import builtins
+    import errno
+    import io
+
+    def refused(path: Any, *, inside_only: bool) -> bool:
+        try:
+            p = Path(os.path.abspath(os.fsdecode(path)))
+        except TypeError:  # a file descriptor
+            return False
+        return folder in p.parents or (not inside_only and p in (folder, file))
+
+    def guard(function: Any, *, inside_only: bool = False) -> Any:
+        def call(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(path, (str, bytes, os.PathLike)) and refused(path, inside_only=inside_only):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+            return function(path, *args, **kwargs)
+
+        return call
+
+    opened = guard(io.open)
+    monkeypatch.setattr(builtins, "open", opened)
+    monkeypatch.setattr(io, "open", opened)
+    for name in ("open", "listdir", "scandir"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name)))
+    for name in ("stat", "lstat", "mkdir"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), inside_only=True))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", *QUICK_TRAIN, "--eval-train", "0", "--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("argv", PATH_CASES, ids=[" ".join(a) for a in PATH_CASES])
+def test_every_path_argument_of_the_wrong_kind_is_one_line_and_exit_2(
+    capsys, tmp_path, monkeypatch, finished_run, argv
+):
+    monkeypatch.chdir(tmp_path)  # commands that write a default folder write it here
+    paths = {"file": tmp_path / "a-file", "dir": tmp_path / "a-folder", "missing": tmp_path / "missing.yaml"}
+    paths |= {"noperm": tmp_path / "noperm", "noread": tmp_path / "noread.yaml", "run": finished_run}
+    paths["file"].write_text("not a folder\n")
+    paths["noread"].write_text("epochs: 1\n")
+    for folder in ("dir", "noperm"):
+        paths[folder].mkdir()
+    argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
+    given = next(p for key, p in paths.items() if key != "run" and any(str(p) in a for a in argv))
+    deny(monkeypatch, paths["noperm"], paths["noread"])
+    existed = given.exists()
+    line = one_line_error(capsys, argv)
+    assert given.name in line, line  # the message names the path
+    if existed:  # and says what it is, not that it is missing or merely "exists"
+        assert "does not exist" not in line and "File exists" not in line, line

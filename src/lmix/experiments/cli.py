@@ -4,8 +4,10 @@ Each command lives in ``lmix.experiments.commands.<name>`` and exposes ``add_par
 ``run(args) -> int``. Every user error becomes one line on stderr and exit code 2, never a
 traceback for a mistake the user can fix: the errors lmix raises on purpose
 (:class:`lmix.errors.LmixError`, which the commands' ``UsageError`` is too) and the file-system
-errors of paths the user gave (:data:`USER_OS_ERRORS`). Any other exception is a bug and shows
-its traceback (exit code 1). ``LMIX_DEBUG=1`` shows the traceback of user errors too.
+errors of paths the user gave (:data:`USER_OS_ERRORS`; a file that may not be written there, a
+``WriteError`` with no permission, too). A file that cannot be written for want of space or on a
+read-only file system is one line and exit code 1. Any other exception is a bug and shows its
+traceback (exit code 1). ``LMIX_DEBUG=1`` shows the traceback of user errors too.
 
 The commands need the ``train`` extra (``pip install 'lmix[train]'``); on a core install
 (torch alone) ``lmix --version``, ``lmix methods``, ``lmix models`` and ``lmix configs`` work,
@@ -15,6 +17,7 @@ and any other command says in one line which extra to install (exit code 2).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from lmix import __version__
 from lmix.errors import LmixError
 from lmix.experiments.commands import UsageError
+from lmix.experiments.io import WriteError
 
 __all__ = ["UsageError", "MissingExtraError", "main", "build_parser", "COMMANDS", "EXTRA_OF_MODULE", "USER_OS_ERRORS"]
 
@@ -40,8 +44,9 @@ EXTRA_OF_MODULE: dict[str, str] = {
 }
 
 
-# A path the user gave that does not exist, is the wrong kind of file, or may not be read or written.
-USER_OS_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+# A path the user gave that does not exist, is the wrong kind of file (a file where a folder is
+# expected: FileExistsError from mkdir), or may not be read or written.
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 class MissingExtraError(UsageError):
@@ -106,8 +111,18 @@ def _add_unavailable(sub: argparse._SubParsersAction, name: str, missing: str) -
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().replace("\n", " ") or type(err).__name__
+    text = _os_error_text(err) or str(err).strip().replace("\n", " ") or type(err).__name__
     return text if text.startswith("lmix") else f"lmix: error: {text}"
+
+
+def _os_error_text(err: BaseException) -> str | None:
+    """``'PATH': what is wrong`` for an OSError about a path, in place of ``[Errno 13] ...: 'PATH'``."""
+    if not isinstance(err, OSError) or err.filename is None or not err.strerror or isinstance(err, WriteError):
+        return None
+    path = os.fsdecode(err.filename)
+    if isinstance(err, FileExistsError) and os.path.exists(path) and not os.path.isdir(path):
+        return f"{path!r} is a file where a folder is expected; give a folder there (a new one or an empty one)"
+    return f"{path!r}: {err.strerror}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(MissingExtraError(getattr(args, "command", None), missing), file=sys.stderr)
         return 2
+    except WriteError as err:
+        # A file a command writes: no permission on the path the user gave is theirs to fix (2);
+        # a full disk or a read-only file system is the machine's (1). The previous file is intact.
+        if os.environ.get("LMIX_DEBUG"):
+            raise
+        print(_one_line(err), file=sys.stderr)
+        return 2 if err.errno in (errno.EACCES, errno.EPERM) else 1
     except (LmixError, *USER_OS_ERRORS) as err:
         if os.environ.get("LMIX_DEBUG"):
             raise

@@ -148,11 +148,14 @@ def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
 
     Raises:
         FileNotFoundError: no such file.
+        IsADirectoryError: ``path`` is a folder.
         LmixValueError: not valid YAML (the message names the file and YAML's first line).
     """
     import yaml  # the train extra; imported here so that io stays importable without it
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {str(path)!r} is a folder, not a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:

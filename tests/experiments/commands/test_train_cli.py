@@ -38,12 +38,16 @@ QUICK = [
         (["--epochs", "abc"], "invalid int"),
         (["--alpha", "-1"], "alpha"),
         (["--config", "/nonexistent/file.yaml"], "does not exist"),
+        (["--method", "cutmix", "--box-size", "100"], "box_size 100 is larger than the 8x8 images of digits"),
+        (["--method", "cutout", "--box-size", "9"], "give --box-size a side in [1, 8]"),
+        (["--method", "cutout"], "box_size 16 (cutout's default) is larger than the 8x8 images"),
+        (["--resume", "--restart"], "not allowed with argument --resume"),
     ],
 )
 def test_bad_arguments(capsys, tmp_path, extra, needle):
     line = one_line_error(capsys, ["train", *QUICK, "--out", str(tmp_path / "run"), *extra])
     assert needle in line
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 def test_missing_data_names_root_and_flag(capsys, tmp_path):

@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from lmix.data import dataset_info
 from lmix.experiments.cli import main
+from lmix.experiments.divergence import loss_problem
 from lmix.experiments.io import RunLock
 from lmix.experiments.train import TrainConfig, TrainingDiverged, train
+from lmix.experiments.train.failures import FAILED_JSON
 from lmix.experiments.train.trainer import CHECKPOINT, load_checkpoint
 from tests.cli_helpers import one_line_error, run_cli
+from tests.data import fakes
 
 FAST = dict(dataset="digits", model="simple_cnn", width=8, batch_size=64, eval_train=0, progress=False)
 QUICK = ["--dataset", "digits", "--model", "simple_cnn", "--width", "8", "--eval-train", "0", "--no-progress"]
@@ -76,16 +81,78 @@ def test_nan_from_a_forward_hook_stops_the_run_and_keeps_the_last_good_checkpoin
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert [r["epoch"] for r in _metrics(out)] == [1] and math.isfinite(_metrics(out)[0]["train_loss"])
     assert _no_temp_files(out) and not (out / RunLock.FILENAME).exists()
+    failed = json.loads((out / FAILED_JSON).read_text())
+    assert failed["diverged"] is True and failed["error"] == str(err).removeprefix("lmix train: ")
+    assert (failed["epochs_done"], failed["epochs"], failed["method"]) == (1, 3, "cutmix")
+
+    # The same run again, without the NaN: it resumes after epoch 1, finishes and is no longer failed.
+    monkeypatch.setattr(trainer_mod, "build_model", real_build)
+    train(TrainConfig(**FAST, epochs=3, method="cutmix", out=str(out)), log=lambda *_: None)
+    assert (out / "summary.json").exists() and not (out / FAILED_JSON).exists()
 
 
-def test_huge_lr_diverges_with_one_line_and_exit_3(capsys, tmp_path):
+@pytest.mark.parametrize(
+    "lr, reason",
+    [("99", "is not finite"), ("20", "is above the bound")],  # 20: finite losses near 1e10, accuracy at chance
+)
+def test_huge_lr_diverges_with_one_line_exit_3_and_failed_json(capsys, tmp_path, lr, reason):
+    from lmix.experiments.records import load_failed
+
     out = tmp_path / "run"
-    code, _, err = run_cli(
-        capsys, ["train", *QUICK, "--epochs", "3", "--lr", "99", "--method", "none", "--out", str(out)]
-    )
+    code, _, err = run_cli(capsys, ["train", *QUICK, "--epochs", "3", "--lr", lr, "--out", str(out)])
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 3 and len(lines) == 1 and "diverged" in lines[0] and "Traceback" not in err
-    assert not (out / "summary.json").exists()
+    assert code == 3 and len(lines) == 1 and "diverged in epoch 1" in lines[0] and "Traceback" not in err
+    assert reason in lines[0] and str(out) in lines[0]
+    assert not (out / "summary.json").exists() and not (out / CHECKPOINT).exists() and _no_temp_files(out)
+    failed = load_failed(out)  # the record lmix report reads: the run is failed (diverged), not unfinished
+    assert failed["diverged"] is True and reason in failed["error"] and failed["dataset"] == "digits"
+
+
+def test_the_loss_bound_holds_for_every_published_run():
+    """The divergence rule stops no ordinary run: every epoch of every record in results/ passes it."""
+    checked = 0
+    for metrics in sorted(Path(__file__).resolve().parents[3].glob("results/**/metrics.jsonl")):
+        dataset = yaml.safe_load((metrics.parent / "config.yaml").read_text())["dataset"]
+        for line in metrics.read_text().splitlines():
+            assert loss_problem(json.loads(line), dataset_info(dataset).num_classes) is None, (metrics, line)
+            checked += 1
+    assert checked > 1000
+
+
+# -- data files ---------------------------------------------------------------------------------
+def test_an_image_a_worker_cannot_read_stops_the_run_in_one_line_and_keeps_its_checkpoint(
+    capsys, tmp_path, monkeypatch
+):
+    import lmix.experiments.train.trainer as trainer_mod
+
+    data = fakes.write_imagefolder(tmp_path / "imgs", per_class=6, size=(8, 8))
+    args = [*QUICK, "--dataset", "imagefolder", "--data-root", str(data), "--in-memory", "false"]
+    args += ["--num-workers", "2", "--batch-size", "6", "--epochs", "2"]
+
+    bad = data / "train" / "dog" / "3.png"
+    good = bad.read_bytes()
+    real_save, saved = trainer_mod.atomic_torch_save, {}
+
+    def save_then_break_a_file(path, obj):
+        real_save(path, obj)
+        saved[obj["epoch"]] = Path(path).read_bytes()
+        bad.write_bytes(good[: len(good) // 2])  # truncated, as by a copy that was cut short
+
+    monkeypatch.setattr(trainer_mod, "atomic_torch_save", save_then_break_a_file)
+    out = tmp_path / "run"
+    line = one_line_error(capsys, ["train", *args, "--out", str(out)], str(bad), "epoch 2", "epoch 1 is kept")
+    assert "remove it or replace it" in line
+    assert list(saved) == [1] and (out / CHECKPOINT).read_bytes() == saved[1]
+    assert [r["epoch"] for r in _metrics(out)] == [1] and not (out / "summary.json").exists()
+    assert _no_temp_files(out) and not (out / RunLock.FILENAME).exists()
+    first = _metrics(out)[0]
+
+    # The file replaced with a good copy, the same command goes on from the checkpoint and finishes.
+    monkeypatch.setattr(trainer_mod, "atomic_torch_save", real_save)
+    bad.write_bytes(good)
+    assert main(["train", *args, "--out", str(out)]) == 0
+    assert "resuming" in capsys.readouterr().out and [r["epoch"] for r in _metrics(out)] == [1, 2]
+    assert _metrics(out)[0] == first and (out / "summary.json").exists()
 
 
 # -- the lock -----------------------------------------------------------------------------------
@@ -257,6 +324,20 @@ def test_unwritable_out_dir_is_one_line_and_leaves_nothing(capsys, tmp_path, mon
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert "cannot write" in lines[0] and "Read-only file system" in lines[0]
+    assert not out.exists()
+
+
+def test_out_dir_without_permission_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    import errno
+
+    from lmix.experiments.train import failures
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(failures.os, "open", denied)  # root ignores chmod
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", *QUICK, "--epochs", "1", "--out", str(out)], "Permission denied", "--out")
     assert not out.exists()
 
 

@@ -6,6 +6,9 @@
   epoch is abandoned (a resume replays it exactly) and no half-written checkpoint is left.
 - The run folder's lock is :class:`lmix.experiments.io.RunLock` (one ``lmix train`` or sweep job
   per run folder).
+- ``failed.json`` (:func:`write_failed`): why a run's last attempt failed, left in its folder by
+  the trainer when training diverged and by ``lmix sweep`` for any failure; ``lmix report`` lists
+  the run as failed (diverged). A later attempt that finishes removes it (:func:`clear_failed`).
 
 Under DDP (torchrun) every rank gets torchrun's SIGTERM and stops at its next step boundary;
 a rank that stops while another waits in a collective is ended by torchrun. Only rank 0 writes
@@ -16,11 +19,28 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "StopOnSignal", "resume_hint"]
+from lmix.experiments.io import atomic_write_json
+
+__all__ = [
+    "FAILED_JSON",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "StopOnSignal",
+    "resume_hint",
+    "epochs_done",
+    "write_failed",
+    "clear_failed",
+]
+
+FAILED_JSON = "failed.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,6 +89,66 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def resume_hint(out: str | os.PathLike) -> str:
     return f"resume with: lmix train --resume --out {out} (or re-run the same command)"
+
+
+def epochs_done(run_dir: str | os.PathLike) -> int:
+    """Epochs a run has recorded in ``metrics.jsonl`` (its non-blank rows; 0 without the file)."""
+    try:
+        return sum(1 for line in (Path(run_dir) / "metrics.jsonl").read_bytes().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def write_failed(
+    run_dir: str | os.PathLike,
+    *,
+    name: str,
+    err: BaseException | None,
+    message: str,
+    epochs: int,
+    seconds: float,
+    identity: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``RUN/failed.json`` (atomically): why the run's last attempt failed.
+
+    Args:
+        run_dir: the run folder.
+        name: the run's name (its folder, or its place in a sweep).
+        err: the exception (None: the job process died without one); ``diverged`` is whether it
+            is a :class:`TrainingDiverged`.
+        message: one line saying why (``error``).
+        epochs: the epochs the run was to train.
+        seconds: how long the attempt ran.
+        identity: the run's ``dataset``, ``model``, ``method`` and ``seed`` (a config mapping;
+            other keys are ignored), for a reader without its ``config.yaml``.
+
+    Raises:
+        lmix.experiments.io.WriteError: the file could not be written (no earlier one is torn).
+    """
+    record: dict[str, Any] = {
+        "run": name,
+        "error": message,
+        "error_type": type(err).__name__ if err is not None else None,
+        "diverged": isinstance(err, TrainingDiverged),
+        "epochs_done": epochs_done(run_dir),
+        "epochs": epochs,
+        "seconds": round(seconds, 3),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    for key in ("dataset", "model", "method", "seed"):
+        if identity is not None and identity.get(key) is not None:
+            record[key] = identity[key]
+    atomic_write_json(Path(run_dir) / FAILED_JSON, record)
+
+
+def clear_failed(run_dir: str | os.PathLike) -> None:
+    """Remove a run's ``failed.json`` (a retry is not failed while it runs; a finished run never is)."""
+    try:
+        (Path(run_dir) / FAILED_JSON).unlink()
+    except FileNotFoundError:
+        pass
 
 
 class StopOnSignal:

@@ -6,16 +6,38 @@ generators) and the data order's state; the data order and augmentation of an ep
 only on (seed, epoch, rank). A run killed at any moment restarts from its last checkpoint and
 replays the epochs after it exactly.
 
-Failures (``lmix.experiments.train.failures``): a non-finite loss or weight raises
-``TrainingDiverged`` before the epoch's checkpoint is written; SIGINT/SIGTERM end the run at the
-next step boundary with ``TrainingInterrupted``; a second ``lmix train`` on the same folder is
-turned away by a lock; a failed write raises ``lmix.experiments.io.WriteError`` and leaves the
-previous files as they were.
+Failures (``lmix.experiments.train.failures``): a loss or weight that is not finite, or a mean
+loss past :func:`lmix.experiments.divergence.loss_problem`'s bound (weights that exploded to
+finite values), raises ``TrainingDiverged`` before the epoch's checkpoint is written and leaves
+``failed.json`` (``"diverged": true``) in the run folder; SIGINT/SIGTERM end the run at the next
+step boundary with ``TrainingInterrupted``; a second ``lmix train`` on the same folder is turned
+away by a lock; a failed write raises ``lmix.experiments.io.WriteError`` and leaves the previous
+files as they were; an image file a DataLoader worker cannot read stops the run with a
+``RunError`` naming it, the last checkpoint kept.
+
+What a call does with the run folder it is pointed at (a folder holding another run, by its
+checkpoint's or its ``config.yaml``'s settings, is always refused):
+
+* ``checkpoint.pt`` of the last epoch and a readable ``summary.json``: nothing to do (the summary
+  is returned); without the summary, it is written again from the checkpoint.
+* ``checkpoint.pt`` of an earlier epoch: resumed, unless a ``summary.json`` says the run finished
+  (the files disagree: refused).
+* no checkpoint, a ``summary.json``: a finished run whose checkpoint is gone; refused, nothing
+  to resume.
+* no checkpoint, epochs in ``metrics.jsonl``: with its ``config.yaml``, trained again from epoch 0
+  (a note says so; on the CPU it records the same numbers); without it, refused (whose epochs
+  they are cannot be told).
+* otherwise: a fresh run.
+
+``restart=True`` (``lmix train --restart``) trains from epoch 0 whatever the folder holds of the
+same run: ``summary.json``, ``failed.json``, ``fgsm.json``/``fgsm.png`` and ``checkpoint.pt`` are
+removed first, ``config.yaml`` and ``metrics.jsonl`` rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import time
@@ -26,9 +48,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import yaml
 
 from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixValueError
+from lmix.experiments.divergence import loss_problem
 from lmix.experiments.io import (
     RunLock,
     WriteError,
@@ -48,7 +72,15 @@ from lmix.experiments.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from lmix.experiments.train.failures import StopOnSignal, TrainingDiverged, TrainingInterrupted
+from lmix.experiments.train.failures import (
+    FAILED_JSON,
+    StopOnSignal,
+    TrainingDiverged,
+    TrainingInterrupted,
+    clear_failed,
+    epochs_done,
+    write_failed,
+)
 from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_from_config, resolve_mixer_settings
 from lmix.experiments.train.provenance import provenance
 from lmix.experiments.train.step import CompiledStep, Step, eager_step, train_epoch
@@ -67,6 +99,9 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+SUMMARY_JSON = "summary.json"
+# Records of a run's model that a restart replaces (config.yaml and metrics.jsonl are rewritten).
+_RESTART_REMOVES = (SUMMARY_JSON, FAILED_JSON, "fgsm.json", "fgsm.png", CHECKPOINT)
 
 
 class RunError(LmixValueError):
@@ -248,30 +283,34 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict[str, Any]:
+def train(config: TrainConfig, *, env: DistEnv | None = None, log=print, restart: bool = False) -> dict[str, Any]:
     """Train (or resume, or skip if finished) the run described by ``config``.
 
     The run folder ``config.out`` gets ``config.yaml``, ``metrics.jsonl`` (one line per
     epoch), ``checkpoint.pt`` and, when done, ``summary.json``. Calling it again on the same
     folder resumes from the last checkpoint (bit-identical on CPU) or returns the finished
-    summary; a folder holding a different run is refused.
+    summary; a folder holding a different run is refused, and so is a finished run whose
+    checkpoint is gone (the module docstring lists every case).
 
     Args:
         config: the run's settings (resolved and validated here).
         env: this process's place in a DDP job; default: read from torchrun's environment
             variables (a single process without them).
         log (Callable[[str], None]): where progress lines go (``print``; rank 0 only).
+        restart: train from epoch 0 even where the folder holds this run's checkpoint or
+            finished records (they are replaced; ``lmix train --restart``).
 
     Returns:
         The run's summary (also written to ``OUT/summary.json`` by rank 0): ``final_acc`` and
         ``best_acc`` in percent, ``best_epoch``, timings, ...
 
     Raises:
-        RunError: a problem with the run folder or its checkpoint, or another ``lmix train``
-            holds the folder's lock (one line).
-        ValueError: an invalid setting.
-        TrainingDiverged: the loss or the weights stopped being finite (no summary; the last
-            good checkpoint is kept).
+        RunError: a problem with the run folder or its checkpoint, another ``lmix train``
+            holds the folder's lock, or an image file a worker met cannot be read (one line).
+        ValueError: an invalid setting (also a box larger than the data set's images).
+        TrainingDiverged: the loss or the weights stopped being finite, or the loss passed
+            :func:`lmix.experiments.divergence.loss_problem`'s bound (no summary; the last good
+            checkpoint is kept; ``failed.json`` says why).
         TrainingInterrupted: SIGINT/SIGTERM (a ``KeyboardInterrupt``); the checkpoint is intact.
         lmix.experiments.io.WriteError: a file could not be written (the previous one is intact).
     """
@@ -286,13 +325,15 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print) -> dict
     ignored = ignored_mixer_settings(config)
     # Checks the method and its settings before touching the disk; config.yaml then shows every
     # value the mixer is built with (settings the method does not take become None).
+    box_given = config.box_size is not None
     resolve_mixer_settings(config)
+    _check_box_size(config, given=box_given)
     if ignored and env.is_main:
         log(f"note: {', '.join(ignored)} not used by method {config.method!r}")
     setup_distributed(env, device)
     try:
         with StopOnSignal() as stop:
-            summary = _train(config, env, device, log, stop)
+            summary = _train(config, env, device, log, stop, restart=bool(restart))
         if env.enabled:
             # Leave together: a rank that tears gloo down while rank 0 still writes its files can
             # abort ("terminate called without an active exception").
@@ -323,6 +364,7 @@ class _Run:
     amp_dtype: torch.dtype | None
     memory_format: torch.memory_format
     step: Step
+    num_classes: int
     state: _State = field(default_factory=_State)
     writer: Any = None
     bar: Any = None
@@ -332,13 +374,15 @@ class _Run:
         return _autocast(self.device, self.amp_dtype)
 
 
-def _train(config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal, *, restart: bool
+) -> dict[str, Any]:
     out = Path(config.out) if config.out else default_out_dir(config)
     out = Path(broadcast_object(str(out), env))
     config.out = str(out)
     lock, created = _lock_out_dir(out, env)
     try:
-        return _train_locked(config, env, device, log, stop, out)
+        return _train_locked(config, env, device, log, stop, out, restart=restart)
     finally:
         if lock is not None:
             lock.release()
@@ -354,7 +398,8 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
         (the lock on rank 0, whether this call created the folder).
     """
     lock, created, busy, failed = None, False, None, None
-    if env.is_main:
+    problem = _not_a_folder(out) if env.is_main else None
+    if env.is_main and problem is None:
         created = not out.exists()
         lock = RunLock(out)
         try:
@@ -367,7 +412,13 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
             if created:
                 with contextlib.suppress(OSError):
                     out.rmdir()
-    busy, failed = broadcast_object((busy, failed), env)
+    busy, failed, problem = broadcast_object((busy, failed, problem), env)
+    if problem is not None:
+        raise RunError(problem)
+    if failed is not None and failed[0] in (errno.EACCES, errno.EPERM):
+        raise RunError(
+            f"cannot create {str(out / RunLock.FILENAME)!r}: {failed[1]}; choose an --out folder you may write to"
+        )
     if failed is not None:
         raise WriteError(out / RunLock.FILENAME, OSError(*failed))
     if busy is not None:
@@ -375,6 +426,20 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
             f"out dir {str(out)!r} is in use by another lmix train or sweep job ({busy}); wait for it or choose another --out"
         )
     return lock, created
+
+
+def _not_a_folder(out: Path) -> str | None:
+    """Why ``out`` cannot be a run folder (it, or a folder above it, is a file; it cannot be reached), or None."""
+    try:
+        for path in (out, *out.parents):
+            if path.is_dir():
+                return None
+            if path.exists():
+                where = "is a file" if path == out else f"is inside {str(path)!r}, which is a file"
+                return f"--out {str(out)!r} {where}, not a folder; give --out a new folder or a run folder"
+    except PermissionError as err:
+        return f"cannot reach --out {str(out)!r} ({err.strerror}); choose an --out folder you may write to"
+    return None
 
 
 def _finished_summary(out: Path) -> dict[str, Any] | None:
@@ -386,15 +451,98 @@ def _finished_summary(out: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) and is_finite_real(summary.get("final_acc")) else None
 
 
+def _start(out: Path, config: TrainConfig, env: DistEnv, log, *, restart: bool) -> tuple[Any, Any]:
+    """``(checkpoint to resume from, summary of a complete run)``, each None where it does not apply,
+    as the run folder calls for (the module docstring lists the cases).
+
+    Rank 0 looks at the folder (and, restarting, removes the old records); the other ranks follow
+    its decision and read the checkpoint it checked.
+
+    Raises:
+        RunError: the folder holds another run, or records a call must not replace (one line).
+    """
+    decision: tuple[str, Any] | None = None
+    ckpt = None
+    if env.is_main:
+        try:
+            kind, detail, ckpt = _decide_start(out, config, restart=restart)
+            decision = (kind, detail)
+        except RunError as err:
+            decision = ("refused", str(err))
+    kind, detail = broadcast_object(decision, env)
+    if kind == "refused":
+        raise RunError(detail)
+    if kind == "complete":
+        return None, detail
+    if kind == "fresh":
+        if detail and env.is_main:
+            log(detail)
+        return None, None
+    return (ckpt if ckpt is not None else load_checkpoint(out / CHECKPOINT)), None
+
+
+def _decide_start(out: Path, config: TrainConfig, *, restart: bool) -> tuple[str, Any, dict[str, Any] | None]:
+    """``(what, detail, checkpoint)``: "complete" (detail: the summary), "resume" (the checkpoint)
+    or "fresh" (detail: a note for the log, or None); RunError where the folder must be left alone."""
+    ckpt = check_out_dir(out, config)
+    if restart:
+        for name in _RESTART_REMOVES:
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+        return "fresh", None, None
+    finished = (out / SUMMARY_JSON).exists()
+    again = "pass --restart to train it again from epoch 0 (its records are replaced) or choose another --out"
+    if ckpt is not None:
+        done = int(ckpt["epoch"])
+        if done >= config.epochs:
+            summary = _finished_summary(out)
+            if summary is None:
+                return "resume", None, ckpt  # summary.json is written again from the checkpoint
+            _restore_records(out, ckpt)
+            return "complete", summary, None
+        if finished:
+            raise RunError(
+                f"out dir {str(out)!r} holds a {SUMMARY_JSON} but its {CHECKPOINT} is from epoch {done} of "
+                f"{config.epochs}: the files disagree; {again}"
+            )
+        return "resume", None, ckpt
+    if finished:
+        raise RunError(
+            f"out dir {str(out)!r} holds a finished run ({SUMMARY_JSON}) but no {CHECKPOINT} to resume; {again}"
+        )
+    rows = epochs_done(out)
+    if rows and not (out / "config.yaml").exists():
+        raise RunError(
+            f"out dir {str(out)!r} holds {rows} epoch(s) in metrics.jsonl but no config.yaml, so whose they are is "
+            "unknown; pass --restart to replace them or choose another --out"
+        )
+    if rows:
+        note = f"note: no {CHECKPOINT} in {out}: training again from epoch 0 (the {rows} epoch(s) in metrics.jsonl are replaced)"
+        return "fresh", note, None
+    return "fresh", None, None
+
+
+def _restore_records(out: Path, ckpt: dict[str, Any]) -> None:
+    """Write a complete run's missing ``config.yaml`` or ``metrics.jsonl`` again from its checkpoint."""
+    if not (out / "config.yaml").exists():
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(ckpt["config"], sort_keys=False))
+    if not (out / "metrics.jsonl").exists():
+        atomic_write_jsonl(out / "metrics.jsonl", ckpt["history"])
+
+
 def _train_locked(
-    config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal, out: Path
+    config: TrainConfig, env: DistEnv, device: torch.device, log, stop: StopOnSignal, out: Path, *, restart: bool
 ) -> dict[str, Any]:
-    resume = check_out_dir(out, config)
-    summary = _finished_summary(out) if resume is not None and resume["epoch"] >= config.epochs else None
+    from lmix.data.info import DataFileError
+
+    t0 = time.perf_counter()
+    resume, summary = _start(out, config, env, log, restart=restart)
     if summary is not None:
-        log(f"run in {out} is already complete: final_acc {summary['final_acc']:.2f}%")
+        if env.is_main:
+            log(f"run in {out} is already complete: final_acc {summary['final_acc']:.2f}%")
         return summary
     saved_epoch = 0 if resume is None else int(resume["epoch"])
+    epoch: int | None = None
     try:
         stop.check()
         run = _set_up(config, env, device, out, log)
@@ -406,9 +554,10 @@ def _train_locked(
         try:
             for epoch in range(run.state.epoch, config.epochs):
                 row = _train_one_epoch(run, epoch, stop)
-                _check_finite(run, epoch, row, saved_epoch)
+                _check_diverged(run, epoch, row, saved_epoch)
                 if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
                     row.update(_evaluate(run))
+                    _check_diverged(run, epoch, row, saved_epoch)
                 _record_epoch(run, epoch, row)
                 if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
                     _write_checkpoint(run)
@@ -424,7 +573,45 @@ def _train_locked(
                 run.writer.close()
     except TrainingInterrupted as err:
         raise TrainingInterrupted(err.signum, out=str(out), saved_epoch=saved_epoch) from None
+    except TrainingDiverged as err:
+        _record_divergence(err, config, env, time.perf_counter() - t0)
+        raise
+    except DataFileError as err:
+        if epoch is None:
+            raise  # reading the data into memory, before any training: nothing to keep
+        kept = f"its checkpoint after epoch {saved_epoch} is kept" if saved_epoch else "no epoch finished"
+        raise RunError(
+            f"{err}; training stopped in epoch {epoch + 1} and {kept} in {out}: re-run the same command to go on"
+        ) from None
     return _finish(run)
+
+
+def _record_divergence(err: TrainingDiverged, config: TrainConfig, env: DistEnv, seconds: float) -> None:
+    """Leave ``failed.json`` (``"diverged": true``, the reason) in the run folder (rank 0).
+
+    Raises:
+        TrainingDiverged: ``err`` saying also that ``failed.json`` could not be written.
+    """
+    if not env.is_main:
+        return
+    message = str(err).removeprefix("lmix train: ")
+    try:
+        write_failed(
+            err.out,
+            name=err.out,
+            err=err,
+            message=message,
+            epochs=config.epochs,
+            seconds=seconds,
+            identity=config.to_dict(),
+        )
+    except OSError as write_err:
+        raise TrainingDiverged(
+            f"{err} (and {FAILED_JSON} could not be written: {write_err})",
+            out=err.out,
+            epoch=err.epoch,
+            saved_epoch=err.saved_epoch,
+        ) from None
 
 
 def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, log) -> _Run:
@@ -464,6 +651,7 @@ def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, 
         amp_dtype=amp_dtype,
         memory_format=memory_format,
         step=step,
+        num_classes=int(info.num_classes),
     )
 
 
@@ -498,6 +686,32 @@ def _loaders(config: TrainConfig, env: DistEnv, device: torch.device) -> tuple[A
     if len(train_loader) == 0:
         raise LmixValueError(f"batch_size {config.batch_size} is larger than the training set; lower --batch-size")
     return train_loader, test_loader, info
+
+
+def _check_box_size(config: TrainConfig, *, given: bool) -> None:
+    """Refuse a CutMix/Cutout box larger than the data set's images, before any file is written.
+
+    The image size is known from the data set's info (the built-in sets), else from the header of
+    an ImageFolder's first training image, read here before the data set is.
+    """
+    if config.box_size is None:
+        return
+    from lmix.data.info import dataset_info
+    from lmix.data.sources import default_image_size, resolve_root
+
+    size = dataset_info(config.dataset).image_size
+    if size is None:
+        path = resolve_root(config.dataset, config.data_root, download=config.download)
+        size = default_image_size(config.dataset, path)
+    side = min(int(s) for s in size)
+    if config.box_size > side:
+        shape = "x".join(str(int(s)) for s in size)
+        samples = f"sequences of length {shape}" if len(size) == 1 else f"{shape} images"
+        whose = "" if given else f" ({config.method}'s default)"
+        raise LmixValueError(
+            f"box_size {config.box_size}{whose} is larger than the {samples} of {config.dataset}: "
+            f"give --box-size a side in [1, {side}]"
+        )
 
 
 def _raw_model(config: TrainConfig, info: Any, device: torch.device) -> tuple[nn.Module, torch.memory_format]:
@@ -648,7 +862,7 @@ def _start_outputs(run: _Run) -> None:
 def _train_one_epoch(run: _Run, epoch: int, stop: StopOnSignal) -> dict[str, Any]:
     """Train one epoch; the row of metrics.jsonl with the epoch's training figures (summed over ranks).
 
-    The row's ``_finite`` entry (removed by ``_check_finite``) says whether the losses and the
+    The row's ``_finite`` entry (removed by ``_check_diverged``) says whether the losses and the
     weights stayed finite: read with the loss, in the epoch's single device-to-host copy.
     """
     run.train_loader.set_epoch(epoch)
@@ -691,13 +905,20 @@ def _train_one_epoch(run: _Run, epoch: int, stop: StopOnSignal) -> dict[str, Any
     }
 
 
-def _check_finite(run: _Run, epoch: int, row: dict[str, Any], saved_epoch: int) -> None:
-    """Raise TrainingDiverged if the epoch's loss or weights are not finite (before anything is written)."""
-    if row.pop("_finite"):
-        return
+def _check_diverged(run: _Run, epoch: int, row: dict[str, Any], saved_epoch: int) -> None:
+    """Raise TrainingDiverged if the epoch's loss or weights are not finite, or a loss of ``row``
+    passes :func:`lmix.experiments.divergence.loss_problem`'s bound (before anything is written).
+
+    ``row`` holds host numbers the epoch has read back already: checking them costs no device sync.
+    """
+    if row.pop("_finite", True):
+        what = loss_problem(row, run.num_classes)
+        if what is None:
+            return
+    else:
+        loss = row["train_loss"]
+        what = f"train loss {loss}" if not math.isfinite(loss) else "a weight or BatchNorm statistic is not finite"
     kept = f"the checkpoint after epoch {saved_epoch} is kept" if saved_epoch else "no checkpoint was written"
-    loss = row["train_loss"]
-    what = f"train loss {loss}" if not math.isfinite(loss) else "a weight or BatchNorm statistic is not finite"
     raise TrainingDiverged(
         f"lmix train: training diverged in epoch {epoch + 1} ({what}); {kept} in {run.out}; "
         f"no summary written. Lower --lr (now {run.config.lr}) or check the data",
@@ -831,7 +1052,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         **provenance(run.device),
     }
     if run.env.is_main:
-        atomic_write_json(run.out / "summary.json", summary)
+        atomic_write_json(run.out / SUMMARY_JSON, summary)
+        clear_failed(run.out)  # an earlier attempt's failure is over: the run finished
         run.log(
             f"test accuracy: final {summary['final_acc']:.2f}%, best {summary['best_acc']:.2f}% "
             f"(epoch {state.best_epoch}); results in {run.out}"

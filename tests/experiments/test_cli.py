@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from lmix.errors import LmixError, LmixValueError
 from lmix.experiments.cli import COMMANDS, USER_OS_ERRORS, UsageError, build_parser, main
-from tests.cli_helpers import one_line_error
+from tests.cli_helpers import one_line_error, run_cli
 
 
 def _failing(error: BaseException):
@@ -207,18 +208,28 @@ def finished_run(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.parametrize("argv", PATH_CASES, ids=[" ".join(a) for a in PATH_CASES])
-def test_every_path_argument_of_the_wrong_kind_is_one_line_and_exit_2(
-    capsys, tmp_path, monkeypatch, finished_run, argv
-):
-    monkeypatch.chdir(tmp_path)  # commands that write a default folder write it here
+def _paths(tmp_path: Path, run: Path) -> dict[str, Path]:
+    """The paths ``PATH_CASES`` name, made under ``tmp_path`` (``noperm``, ``noread``: still with permissions)."""
     paths = {"file": tmp_path / "a-file", "dir": tmp_path / "a-folder", "missing": tmp_path / "missing.yaml"}
-    paths |= {"noperm": tmp_path / "noperm", "noread": tmp_path / "noread.yaml", "run": finished_run}
+    paths |= {"noperm": tmp_path / "noperm", "noread": tmp_path / "noread.yaml", "run": run}
     paths["file"].write_text("not a folder\n")
     paths["noread"].write_text("epochs: 1\n")
     for folder in ("dir", "noperm"):
         paths[folder].mkdir()
-    argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
+    return paths
+
+
+def _argv(case: list[str], paths: dict[str, Path]) -> list[str]:
+    return [a.format(**{k: str(v) for k, v in paths.items()}) for a in case]
+
+
+@pytest.mark.parametrize("case", PATH_CASES, ids=[" ".join(a) for a in PATH_CASES])
+def test_every_path_argument_of_the_wrong_kind_is_one_line_and_exit_2(
+    capsys, tmp_path, monkeypatch, finished_run, case
+):
+    monkeypatch.chdir(tmp_path)  # commands that write a default folder write it here
+    paths = _paths(tmp_path, finished_run)
+    argv = _argv(case, paths)
     given = next(p for key, p in paths.items() if key != "run" and any(str(p) in a for a in argv))
     deny(monkeypatch, paths["noperm"], paths["noread"])
     existed = given.exists()
@@ -226,3 +237,48 @@ def test_every_path_argument_of_the_wrong_kind_is_one_line_and_exit_2(
     assert given.name in line, line  # the message names the path
     if existed:  # and says what it is, not that it is missing or merely "exists"
         assert "does not exist" not in line and "File exists" not in line, line
+
+
+_RUN_CASES = """
+import contextlib, io, json, sys
+from lmix.experiments.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow  # one more process, permissions dropped
+def test_the_denied_paths_fail_as_under_real_permissions(capsys, tmp_path, monkeypatch, finished_run):
+    """``deny`` stands for real permissions: the denied cases, run once more in a process where
+    mode 000 holds (also for root), print the same lines."""
+    from tests.experiments.damage import run_unprivileged
+
+    cases = [case for case in PATH_CASES if any("{noperm}" in a or "{noread}" in a for a in case)]
+    real_dir, simulated_dir = tmp_path / "real", tmp_path / "simulated"
+    real_dir.mkdir()
+    simulated_dir.mkdir()
+    real = _paths(real_dir, finished_run)
+    real["noperm"].chmod(0)
+    real["noread"].chmod(0)
+    try:
+        code, out, err = run_unprivileged(
+            [sys.executable, "-c", _RUN_CASES, json.dumps([_argv(c, real) for c in cases])], cwd=real_dir
+        )
+    finally:
+        real["noperm"].chmod(0o755)
+        real["noread"].chmod(0o644)
+    assert code == 0, err
+    simulated = _paths(simulated_dir, finished_run)
+    monkeypatch.chdir(simulated_dir)
+    deny(monkeypatch, simulated["noperm"], simulated["noread"])
+    for case, (real_code, real_err) in zip(cases, json.loads(out)):
+        code, _, sim_err = run_cli(capsys, _argv(case, simulated))
+        assert (code, sim_err.replace(str(simulated_dir), "ROOT")) == (
+            real_code,
+            real_err.replace(str(real_dir), "ROOT"),
+        )

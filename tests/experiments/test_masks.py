@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import lmix
 from lmix.experiments.cli import main
 from lmix.experiments.masks import (
     boundary_share,
@@ -16,6 +17,7 @@ from lmix.experiments.masks import (
     radial_power,
     render_mask_study,
     run_mask_study,
+    table_lines,
 )
 from tests.cli_helpers import one_line_error
 
@@ -96,7 +98,9 @@ def test_radial_power():
 
 
 def test_cutmix_masks_are_one_box():
-    masks = cutmix_masks(torch.full((64,), 0.5), (16, 16), generator=torch.Generator().manual_seed(1))[:, 0].bool()
+    masks, kept = cutmix_masks(torch.full((64,), 0.5), (16, 16), generator=torch.Generator().manual_seed(1))
+    masks = masks[:, 0].bool()
+    assert torch.equal(kept, masks.float().mean(dim=(1, 2)))  # the kept area, as CutMix's lam
     stats = mask_statistics(masks)
     assert (stats["complement_regions"] == 1).all() and (stats["regions"] == 1).all()
     assert (stats["largest_complement"] <= 0.5 + 1e-9).all()  # the box: int(16 * sqrt(0.5))^2 / 256 at most
@@ -118,11 +122,32 @@ def test_study_more_regions_and_boundary_with_k():
         run_mask_study(lams=[1.0], n=2)
 
 
+def test_kept_area_is_the_area_the_masks_keep():
+    """The table shows what each mask keeps, not only the lam asked: a clipped CutMix box keeps more."""
+    study = run_mask_study(size=(32, 32), ks=[1], lams=[0.3, 0.5], n=1000, seed=0)
+    for r in study.rows:
+        exact = round(r.lam * 32 * 32) / (32 * 32)
+        if r.method == "cutmix":
+            assert r.kept.mean > r.lam + 0.1
+        else:  # a Fourier mask keeps exactly round(lam H W) pixels
+            assert r.kept.mean == pytest.approx(exact, abs=1e-12) and r.kept.std == 0
+    cut = next(r for r in study.rows if r.method == "cutmix" and r.lam == 0.5)
+    assert 0.66 < cut.kept.mean < 0.70  # "about 0.68" in the module's and docs/masks.md's text
+    lines = table_lines(study)
+    assert lines[0].startswith("| masks | lam asked | kept area | regions (mask) |")
+    row = next(line for line in lines if line.startswith("| CutMix | 0.5 |"))
+    assert row.split(" | ")[2].startswith(f"{cut.kept.mean:.3f} [")
+    # The CutMix mixer reports the same kept area as its lam, mask for mask.
+    mixer = lmix.create_mixer("cutmix", seed=3)
+    batch = mixer(torch.zeros(256, 1, 32, 32), torch.zeros(256, dtype=torch.long))
+    assert torch.equal(batch.lam, batch.params.mask.float().mean(dim=(1, 2, 3)))
+
+
 def test_render_mask_study():
     study = run_mask_study(size=(8, 8), ks=[1], n=5, seed=0)
     text = render_mask_study(study)
     assert text.startswith("# lmix masks\n\n5 masks per row, 8x8, decay 3, seed 0 ")
-    assert "| LMix k=1 | 0.5 |" in text and "- boundary share:" in text
+    assert "| LMix k=1 | 0.5 | 0.500 " in text and "- boundary share:" in text and "- kept area:" in text
 
 
 def test_help_shows_percent_signs_once(capsys):
@@ -137,11 +162,14 @@ def test_command_writes_files(capsys, tmp_path):
     out = tmp_path / "m"
     assert main(["masks", "--size", "12", "10", "--k", "0,2", "--n", "50", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| CutMix | 0.5 |" in printed and "| LMix k=2 | 0.5 |" in printed and "50 masks of 12x10" in printed
+    assert (
+        "| CutMix | 0.5 | 0." in printed and "| LMix k=2 | 0.5 | 0.500 " in printed and "50 masks of 12x10" in printed
+    )
     data = json.loads((out / "masks.json").read_text())
     assert [r["label"] for r in data["rows"]] == ["CutMix", "FMix (k=0)", "LMix k=2"]
     assert data["rows"][2]["stats"]["regions"]["n"] == 50 and data["size"] == [12, 10]
-    assert "| masks | lam | regions (mask) |" in (out / "masks.md").read_text()
+    assert data["rows"][0]["kept_area"]["mean"] > 0.5 and data["rows"][1]["kept_area"]["mean"] == 0.5
+    assert "| masks | lam asked | kept area | regions (mask) |" in (out / "masks.md").read_text()
     for name in ("fig_mask_statistics.png", "fig_mask_spectra.png", "fig_mask_examples.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     assert sorted(p.name for p in out.iterdir()) == sorted(

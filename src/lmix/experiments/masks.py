@@ -13,7 +13,10 @@ lam) we draw ``n`` masks and measure, per mask:
   ``HIGH_FREQ`` cycles per pixel (detail finer than 8 pixels);
 
 and the radial power spectrum (mean over masks of ``|rfft2(mask - mean)|^2``, normalised to sum
-1, per integer radius ``round(f * max(H, W))``). Every configuration draws its Fourier noise
+1, per integer radius ``round(f * max(H, W))``). Beside the lam asked for, each configuration
+reports the area its masks really keep (the ``lam`` a mixer returns with its batch): exactly
+the lam asked for Fourier masks (rounded to a pixel), more for CutMix, whose box is clipped at
+the border (about 0.68 for lam = 0.5). Every configuration draws its Fourier noise
 from a generator seeded with the same ``seed``, so FMix and the LMix k's see the same noise:
 differences between k's are k's effect, not sampling noise.
 
@@ -53,6 +56,7 @@ __all__ = [
 ]
 
 HIGH_FREQ = 0.125  # cycles per pixel: structure finer than 8 pixels
+KEPT_AREA = "share of the image a mask keeps (the sample's own pixels)"
 # name -> (column heading, explanation)
 STATISTICS: dict[str, tuple[str, str]] = {
     "regions": ("regions (mask)", "connected regions of the mask's ones (4-connectivity)"),
@@ -169,11 +173,17 @@ def mask_statistics(masks: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def cutmix_masks(lam: torch.Tensor, size: tuple[int, int], *, generator: torch.Generator) -> torch.Tensor:
-    """(B, 1, H, W) CutMix masks as :class:`lmix.mixing.CutMix` builds them for a given lam.
+def cutmix_masks(
+    lam: torch.Tensor, size: tuple[int, int], *, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix masks as :class:`lmix.mixing.CutMix` builds them for a given lam, and the area each keeps.
 
     The box has sides ``int(H sqrt(1 - lam))`` x ``int(W sqrt(1 - lam))`` around a uniform
     centre, clipped at the border; the mask is 1 outside it (the kept image).
+
+    Returns:
+        ((B, 1, H, W) float32 masks, (B,) float32 kept share of the image: the ``lam`` CutMix
+        returns with its batch, larger than ``lam`` where the box is clipped).
     """
     h, w = size
     n = lam.shape[0]
@@ -181,8 +191,7 @@ def cutmix_masks(lam: torch.Tensor, size: tuple[int, int], *, generator: torch.G
     box_h, box_w = (h * ratio).long(), (w * ratio).long()
     cy = torch.randint(0, h, (n,), generator=generator)
     cx = torch.randint(0, w, (n,), generator=generator)
-    keep, _ = box_masks(cy, cx, box_h, box_w, (h, w))
-    return keep
+    return box_masks(cy, cx, box_h, box_w, (h, w))
 
 
 def _describe(x: object) -> str:
@@ -194,7 +203,7 @@ def _describe(x: object) -> str:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Row:
-    """One configuration: its label, method (cutmix, fmix, lmix), k, lam and the statistics."""
+    """One configuration: its label, method (cutmix, fmix, lmix), k, the lam asked for and the statistics."""
 
     label: str
     method: str
@@ -203,6 +212,7 @@ class Row:
     values: dict[str, list[float]]  # statistic -> per-mask values
     spectrum: list[float]  # mean radial power, normalised to sum 1
     stats: dict[str, Any] = field(default_factory=dict)  # statistic -> Stats
+    kept: Any = None  # Stats of the area each mask keeps (the mixer's exact lam)
 
 
 @dataclass
@@ -220,12 +230,17 @@ class MaskStudy:
     figures: list[str] = field(default_factory=list)
 
 
-def _draw(method: str, k: float, lam: float, n: int, size: tuple[int, int], decay: float, seed: int) -> torch.Tensor:
+def _draw(
+    method: str, k: float, lam: float, n: int, size: tuple[int, int], decay: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, H, W) bool masks and (n,) float64 the share of the image each keeps (the mixer's lam)."""
     g = torch.Generator().manual_seed(seed)
     lam_t = torch.full((n,), lam, dtype=torch.float32)
     if method == "cutmix":
-        return cutmix_masks(lam_t, size, generator=g)[:, 0].bool()
-    return fourier_masks(lam_t, size, decay=decay, k=k, generator=g)[:, 0].bool()
+        masks, kept = cutmix_masks(lam_t, size, generator=g)
+        return masks[:, 0].bool(), kept.double()
+    masks = fourier_masks(lam_t, size, decay=decay, k=k, generator=g)[:, 0].bool()
+    return masks, masks.double().mean(dim=(1, 2))  # a Fourier mask keeps exactly round(lam H W) pixels
 
 
 def run_mask_study(
@@ -275,13 +290,14 @@ def run_mask_study(
     rows = []
     for lam in lams:
         for method, k, label in configs:
-            masks = _draw(method, 0.0 if k is None else k, lam, n, size, decay, seed)
+            masks, kept = _draw(method, 0.0 if k is None else k, lam, n, size, decay, seed)
             parts = [mask_statistics(masks[i : i + chunk]) for i in range(0, n, chunk)]
             values = {name: torch.cat([p[name] for p in parts]).tolist() for name in STATISTICS}
             power = torch.cat([p["power"] for p in parts]).mean(0)
             spectrum = (power / power.sum().clamp_min(1e-300)).tolist()
             row = Row(label, method, k, lam, values, spectrum)
             row.stats = {name: Stats.of(vals) for name, vals in values.items()}
+            row.kept = Stats.of(kept.tolist())
             rows.append(row)
     return MaskStudy((h, w), ks, lams, n, float(decay), seed, rows, time.perf_counter() - t0)
 
@@ -301,14 +317,22 @@ _DIGITS = {"regions": 2, "complement_regions": 2, "boundary": 4, "largest": 3, "
 
 
 def table_lines(study: MaskStudy) -> list[str]:
-    """The Markdown table: one row per configuration, mean [95% CI] per statistic."""
+    """The Markdown table: one row per configuration, mean [95% CI] per statistic.
+
+    ``lam asked`` is the lam the masks were drawn for; ``kept area`` the share of the image they
+    keep, the exact lam a mixer reports (larger for CutMix, whose boxes are clipped at the border).
+    """
     names = list(STATISTICS)
     lines = [
-        "| masks | lam | " + " | ".join(STATISTICS[s][0] for s in names) + " |",
-        "|---|---|" + "---|" * len(names),
+        "| masks | lam asked | kept area | " + " | ".join(STATISTICS[s][0] for s in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
     ]
     for r in study.rows:
-        lines.append(f"| {r.label} | {r.lam:g} | " + " | ".join(_ci(r.stats[s], _DIGITS[s]) for s in names) + " |")
+        lines.append(
+            f"| {r.label} | {r.lam:g} | {_ci(r.kept, 3)} | "
+            + " | ".join(_ci(r.stats[s], _DIGITS[s]) for s in names)
+            + " |"
+        )
     return lines
 
 
@@ -324,6 +348,10 @@ def render_mask_study(study: MaskStudy) -> str:
         *table_lines(study),
         "",
     ]
+    out.append(
+        f"- kept area: {KEPT_AREA}, the exact lam a mixer returns; CutMix keeps more than the lam asked "
+        "because its box is clipped at the border."
+    )
     out += [f"- {STATISTICS[s][0]}: {STATISTICS[s][1]}." for s in STATISTICS]
     out.append("")
     if study.figures:
@@ -342,13 +370,14 @@ def study_json(study: MaskStudy) -> dict[str, Any]:
         "seed": study.seed,
         "high_freq_cutoff": HIGH_FREQ,
         "seconds": study.seconds,
-        "statistics": {s: d for s, (_, d) in STATISTICS.items()},
+        "statistics": {"kept_area": KEPT_AREA, **{s: d for s, (_, d) in STATISTICS.items()}},
         "rows": [
             {
                 "label": r.label,
                 "method": r.method,
                 "k": r.k,
                 "lam": r.lam,
+                "kept_area": r.kept.to_dict() if r.kept else None,
                 "stats": {s: (st.to_dict() if st else None) for s, st in r.stats.items()},
                 "radial_spectrum": {
                     "radius_cycles_per_image": list(range(len(r.spectrum))),
@@ -391,7 +420,13 @@ def plot_statistics(study: MaskStudy, path: Path) -> None:
                 label=f"FMix/LMix, lam={lam:g}",
             )
             cut = next(r for r in study.rows if r.lam == lam and r.method == "cutmix")
-            ax.axhline(cut.stats[name].mean, color=f"C{i}", ls="--", lw=1, label=f"CutMix, lam={lam:g}")
+            ax.axhline(
+                cut.stats[name].mean,
+                color=f"C{i}",
+                ls="--",
+                lw=1,
+                label=f"CutMix, lam={lam:g} (keeps {cut.kept.mean:.2f})",
+            )
         ks = sorted({r.k for r in study.rows if r.k is not None})
         ax.set_xscale("symlog", linthresh=max(min([k for k in ks if k > 0], default=1.0), 1e-3))
         ax.set_xticks(ks, [f"{k:g}" for k in ks])
@@ -415,12 +450,12 @@ def plot_spectra(study: MaskStudy, path: Path) -> None:
         for r in (r for r in study.rows if r.lam == lam):
             x = list(range(1, len(r.spectrum)))
             style = {"ls": "--", "color": "k"} if r.method == "cutmix" else {}
-            ax.plot(x, r.spectrum[1:], lw=1.3, label=r.label, **style)
+            ax.plot(x, r.spectrum[1:], lw=1.3, label=f"{r.label} (keeps {r.kept.mean:.2f})", **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("radial frequency (cycles per image)")
         ax.set_ylabel("share of the mask's power")
-        ax.set_title(f"lam = {lam:g}", fontsize=10)
+        ax.set_title(f"lam = {lam:g} asked", fontsize=10)
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=7)
     _save(fig, path)
@@ -435,15 +470,19 @@ def plot_examples(study: MaskStudy, path: Path, *, per_row: int = 6) -> None:
     fig = Figure(figsize=(1.3 * per_row, 1.35 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), per_row, squeeze=False)
     for i, r in enumerate(rows):
-        masks = _draw(r.method, r.k or 0.0, lam, per_row, study.size, study.decay, study.seed)
+        masks, kept = _draw(r.method, r.k or 0.0, lam, per_row, study.size, study.decay, study.seed)
         for j in range(per_row):
             ax = axes[i][j]
             ax.imshow(masks[j].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"keeps {kept[j]:.2f}", fontsize=6, pad=2)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(r.label, fontsize=7)
-    fig.suptitle(f"example masks, lam = {lam:g}", fontsize=9)
+    fig.suptitle(
+        f"example masks drawn for lam = {lam:g}; above each, the share of the image it keeps (the mixer's lam)",
+        fontsize=9,
+    )
     _save(fig, path)
 
 

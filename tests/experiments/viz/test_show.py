@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from lmix.experiments.viz import build_grid_content, load_image_folder, sample_photo_batch
@@ -136,6 +139,20 @@ def test_grid_content_shows_every_method_and_the_k_row():
     assert (k_masks[0].pixels == k_masks[1].pixels).mean() > 0.75
     assert [p.title for p in content.rows[7].panels] == ["image_k=0", "image_k=2"]
     assert not np.array_equal(content.rows[7].panels[0].pixels, content.rows[7].panels[1].pixels)
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(2, 5), seed=st.integers(0, 2**31 - 1))
+def test_grid_content_never_mixes_an_image_with_itself(batch, seed):
+    """Small batches (a uniform permutation would pair some images with themselves) show real pairs."""
+    images = torch.rand(batch, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    content = build_grid_content(images, seed=seed, ks=(0.0,), image_ks=(0.0, 1.0))
+    for row in content.rows[1:5]:  # LMix, FMix, CutMix, Mixup
+        titles = [p.title for p in row.panels[1::2]]
+        assert len(titles) == min(batch, 4)
+        for title in titles:
+            a, b = re.fullmatch(r"#(\d+)\+#(\d+), λ=[0-9.]+", title).groups()
+            assert a != b, (row.label, title)
 
 
 def test_grid_content_rejects_a_batch_of_one():

@@ -13,18 +13,15 @@ run as ``unreadable`` and ends with the same line (:func:`blocked_message`).
 from __future__ import annotations
 
 import os
-import socket
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lmix._checks import is_finite_real
-from lmix.experiments.io import RunLock, atomic_write_json
+from lmix.experiments.io import RunLock
 from lmix.experiments.records import (
     CHECKPOINT,
     FAILED_JSON,
-    METRICS_JSONL,
     SUMMARY_JSON,
     RecordError,
     divergence,
@@ -35,6 +32,11 @@ from lmix.experiments.records import (
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import has_fgsm
 from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, run_identity
+from lmix.experiments.train.failures import (  # the writers, shared with the trainer
+    clear_failed,
+    epochs_done,
+    mark_failed,
+)
 
 __all__ = [
     "FAILED_JSON",
@@ -73,15 +75,6 @@ def read_done(run_dir: Path) -> tuple[dict[str, Any], str | None] | None:
         return None
     finished = read_finished(run_dir)
     return finished.summary, divergence(finished.metrics, finished.dataset)
-
-
-def epochs_done(run_dir: Path) -> int:
-    """Epochs the run has recorded in ``metrics.jsonl`` (rows counted: the trainer rewrites the file
-    from its checkpoint when it resumes)."""
-    try:
-        return sum(1 for line in (run_dir / METRICS_JSONL).read_bytes().splitlines() if line.strip())
-    except OSError:
-        return 0
 
 
 def conflict(run: Run) -> str | None:
@@ -168,30 +161,3 @@ def read_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         RecordError: it cannot be used.
     """
     return load_failed(run_dir)
-
-
-def mark_failed(run: Run, err: BaseException | None, message: str, seconds: float) -> None:
-    """Write ``RUN/failed.json`` (atomically): why the run failed, for the report, ``--dry-run`` and people."""
-    atomic_write_json(
-        run.dir / FAILED_JSON,
-        {
-            "run": run.name,
-            "error": message,
-            "error_type": type(err).__name__ if err is not None else None,
-            "diverged": type(err).__name__ == "TrainingDiverged",
-            "epochs_done": epochs_done(run.dir),
-            "epochs": run.config.epochs,
-            "seconds": round(seconds, 3),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        },
-    )
-
-
-def clear_failed(run_dir: Path) -> None:
-    """Remove a retried run's ``failed.json`` (it is not failed while it runs)."""
-    try:
-        (run_dir / FAILED_JSON).unlink()
-    except FileNotFoundError:
-        pass

@@ -37,6 +37,7 @@ __all__ = [
     "resume_hint",
     "epochs_done",
     "write_failed",
+    "mark_failed",
     "clear_failed",
 ]
 
@@ -141,6 +142,21 @@ def write_failed(
         if identity is not None and identity.get(key) is not None:
             record[key] = identity[key]
     atomic_write_json(Path(run_dir) / FAILED_JSON, record)
+
+
+def mark_failed(run: Any, err: BaseException | None, message: str, seconds: float) -> None:
+    """:func:`write_failed` for a sweep's run (a ``lmix.experiments.sweep.expand.Run``: its ``dir``,
+    ``name`` and ``config``), for the report, ``lmix sweep --dry-run`` and people."""
+    config = run.config
+    write_failed(
+        run.dir,
+        name=run.name,
+        err=err,
+        message=message,
+        epochs=config.epochs,
+        seconds=seconds,
+        identity=config.to_dict(),
+    )
 
 
 def clear_failed(run_dir: str | os.PathLike) -> None:

@@ -21,12 +21,14 @@ from lmix.experiments.io import atomic_write
 
 __all__ = ["Panel", "GridContent", "build_grid_content", "mixing_figure", "save_figure"]
 
-# (row label, registry name, parameters): the methods of the paper's Fig. 1-2, defaults otherwise.
+# (row label, registry name, parameters): the methods of the paper's Fig. 1-2, defaults otherwise,
+# except that partners form a random cycle: a small batch drawn with a uniform permutation would
+# show images mixed with themselves (a third of them, on average, with 3 images).
 METHODS = (
-    ("LMix", "lmix", {}),
-    ("FMix", "fmix", {}),
-    ("CutMix", "cutmix", {}),
-    ("Mixup", "mixup", {}),
+    ("LMix", "lmix", {"pairing": "no_self"}),
+    ("FMix", "fmix", {"pairing": "no_self"}),
+    ("CutMix", "cutmix", {"pairing": "no_self"}),
+    ("Mixup", "mixup", {"pairing": "no_self"}),
     ("Cutout", "cutout", {}),
 )
 DEFAULT_KS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -96,8 +98,9 @@ def build_grid_content(
     """Mix ``images`` with every method and collect what to draw.
 
     Rows: the input batch; for each method the mask and the mixed image of the first ``show``
-    samples (per-sample mode, the methods' defaults); LMix masks for each k in ``ks`` with the
-    same noise and lam = 0.5; one LMix-mixed image sharpened with each ``image_ks``.
+    samples (per-sample mode, the methods' defaults, partners a random cycle so that no image is
+    mixed with itself); LMix masks for each k in ``ks`` with the same noise and lam = 0.5; one
+    LMix-mixed image sharpened with each ``image_ks``.
 
     Args:
         images: (B, 3, H, W) float batch in [0, 1], B >= 2.
@@ -126,10 +129,7 @@ def build_grid_content(
         mix_params = mixer.sample(b, (h, w), device=images.device, generator=mixer.generator_for(images.device))
         batch = mixer.apply(images, labels, mix_params)
         panels = []
-        # Prefer samples whose random partner is another image (a permutation has fixed points).
-        perm = mix_params.perm.tolist()
-        order = [i for i in range(b) if perm[i] != i] + [i for i in range(b) if perm[i] == i]
-        for i in sorted(order[:show]) if not mix_params.erase else range(show):
+        for i in range(show):
             lam = float(batch.lam[i])
             if mix_params.mask is None:  # Mixup: every pixel has weight lam
                 mask = np.full((h, w), lam)
@@ -155,7 +155,7 @@ def build_grid_content(
 
     sharp_panels = []
     for image_k in image_ks:
-        mixer = lmix.create_mixer("lmix", seed=seed, image_k=image_k)
+        mixer = lmix.create_mixer("lmix", seed=seed, image_k=image_k, pairing="no_self")
         batch = mixer(images, labels)
         sharp_panels.append(Panel(_rgb(batch.images[0]), f"image_k={_fmt(image_k)}"))
     content.rows.append(GridRow("LMix image\nsharpening", sharp_panels))

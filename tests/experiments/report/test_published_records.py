@@ -44,6 +44,8 @@ PAGE = ROOT / "docs" / "results-cpu.md"
 STUDIES = {
     "results/cpu-study": ["cpu_study_fmnist", "cpu_study_cifar10"],
     "results/cpu-study-resnet": ["cpu_study_resnet_cifar10"],
+    "results/cpu-study-timeseries": ["cpu_study_osuleaf"],
+    "results/cpu-study-timeseries-long": ["cpu_study_osuleaf_long"],
 }
 
 pytestmark = pytest.mark.skipif(
@@ -52,7 +54,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 NUM = r"[-+]?\d+(?:\.\d+)?"
-CLASSES = {"fashion_mnist": 10, "cifar10": 10}
+CLASSES = {"fashion_mnist": 10, "cifar10": 10, "osuleaf": 6}
 
 
 @functools.cache
@@ -104,7 +106,9 @@ def _metric(metric: Any) -> str | float:
 FM = Study("results/cpu-study", "fashion_mnist")
 C10 = Study("results/cpu-study", "cifar10")
 RN = Study("results/cpu-study-resnet", "cifar10")
-BY_MARKER = {(s.root, s.dataset): s for s in (FM, C10, RN)}
+TS = Study("results/cpu-study-timeseries", "osuleaf")
+TSL = Study("results/cpu-study-timeseries-long", "osuleaf")
+BY_MARKER = {(s.root, s.dataset): s for s in (FM, C10, RN, TS, TSL)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +269,7 @@ def test_page_names_the_records_code_version() -> None:
 class Checks:
     """The functions a check comment's expression may call; each returns the number(s) a literal shows.
 
-    ``S`` is a study (``FM``, ``C10``, ``RN``); a setting is a report column label (``"LMix k=2"``,
+    ``S`` is a study (``FM``, ``C10``, ``RN``, ``TS``, ``TSL``); a setting is a report column label (``"LMix k=2"``,
     ``"Baseline"``); a metric ``"final"``, ``"clean"`` (clean training accuracy) or an eps.
     """
 
@@ -378,6 +382,8 @@ NAMES = {
     "FM": FM,
     "C10": C10,
     "RN": RN,
+    "TS": TS,
+    "TSL": TSL,
     "abs": abs,
     "min": min,
     "max": max,

@@ -60,7 +60,7 @@ def _strategy(template: Path, name: str) -> st.SearchStrategy[bytes]:
 
 
 @pytest.mark.parametrize("name", ["summary.json", "config.yaml", "metrics.jsonl", "fgsm.json", "failed.json"])
-@settings(FILE_SETTINGS, max_examples=max(4, EXAMPLES // 3))
+@settings(FILE_SETTINGS, max_examples=max(3, EXAMPLES // 5))
 @given(data=st.data())
 def test_the_dry_run_the_real_run_and_the_report_agree_on_a_damaged_record(template, capsys, monkeypatch, name, data):
     out_template, spec = template

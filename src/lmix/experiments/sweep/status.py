@@ -147,10 +147,14 @@ def blocked_message(run: Run, status: str, detail: str) -> str:
             f"lmix sweep: run folder {str(run.dir)!r} holds a different run ({detail}); use another --out, or vary that "
             "setting in the spec's grid so that the folder names differ"
         )
+    fix = (
+        "restore that file, or move the folder away"
+        if ": is missing" in detail
+        else "repair that file, or move it (or the folder) away"
+    )
     return (
         f"lmix sweep: run folder {str(run.dir)!r} has an unreadable record: {detail}; lmix sweep does not train over a "
-        "run's records: repair that file, or move it (or the folder) away, and re-run (the run is then "
-        "trained, or resumed from its checkpoint)"
+        f"run's records: {fix}, and re-run (the run is then trained, or resumed from its checkpoint)"
     )
 
 

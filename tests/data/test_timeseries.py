@@ -247,3 +247,16 @@ def test_lmix_attack_refuses_a_sequence_run(capsys, tmp_path, fake_osuleaf):
     assert run_cli(capsys, [*argv, str(out)])[0] == 0
     one_line_error(capsys, ["attack", "--run", str(out), "--eps", "1"], "holds time series", str(out))
     assert not (out / "fgsm.json").exists()
+
+
+def test_a_sweep_refuses_a_model_of_the_other_kind_before_anything_runs(capsys, tmp_path):
+    spec = tmp_path / "mixed.yaml"
+    spec.write_text("base: {epochs: 1}\ngrid:\n  dataset: [digits, osuleaf]\n  model: [simple_cnn]\n")
+    out = tmp_path / "out"
+    one_line_error(
+        capsys, ["sweep", str(spec), "--out", str(out), "--dry-run"], "model 'simple_cnn' takes images", "cnn1d"
+    )
+    assert not out.exists()
+    # lmix compare expands its runs the same way: nothing is trained
+    one_line_error(capsys, ["compare", "--dataset", "osuleaf", "--epochs", "1", "--seeds", "1", "--out", str(out)])
+    assert not any(out.rglob("summary.json"))

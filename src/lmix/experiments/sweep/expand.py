@@ -15,6 +15,7 @@ from lmix.experiments.sweep.spec import Grid, SweepSpec, check_plan, forbid_owne
 from lmix.experiments.train import TrainConfig, config_from_sources
 from lmix.experiments.train.config import check_keys
 from lmix.experiments.train.mixer_config import ignored_mixer_settings, mixer_from_config
+from lmix.experiments.train.trainer import check_input_kind
 from lmix.models import list_models
 
 __all__ = ["Run", "expand", "format_value"]
@@ -133,3 +134,4 @@ def _check_registries(config: TrainConfig) -> None:
         raise LmixValueError(f"unknown model {config.model!r}; known models: {', '.join(list_models())}")
     if config.dataset not in list_datasets():
         raise LmixValueError(f"unknown dataset {config.dataset!r}; known data sets: {', '.join(list_datasets())}")
+    check_input_kind(config)  # an image model on time series, or the other way round

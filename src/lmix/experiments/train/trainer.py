@@ -95,6 +95,7 @@ __all__ = [
     "resolve_device",
     "CHECKPOINT",
     "load_checkpoint",
+    "check_input_kind",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -146,8 +147,13 @@ def _check_model_input(model: str, spatial_dims: int, dataset: str) -> None:
     )
 
 
-def _check_input_kind(config: TrainConfig) -> None:
-    """The model and ``channels_last`` fit the data set's kind (images or sequences), checked before any data is read."""
+def check_input_kind(config: TrainConfig) -> None:
+    """The model and ``channels_last`` fit the data set's kind (images or sequences), checked before any data is read.
+
+    Raises:
+        LmixValueError: an image model on sequences, a sequence model on images, or
+            ``channels_last`` on sequences (one line naming the models that fit).
+    """
     from lmix.data import dataset_info
 
     spatial_dims = dataset_info(config.dataset).spatial_dims
@@ -321,7 +327,7 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print, restart
         raise LmixValueError(
             f"batch_size {config.batch_size} must be divisible by the number of processes ({env.world_size})"
         )
-    _check_input_kind(config)
+    check_input_kind(config)
     ignored = ignored_mixer_settings(config)
     # Checks the method and its settings before touching the disk; config.yaml then shows every
     # value the mixer is built with (settings the method does not take become None).

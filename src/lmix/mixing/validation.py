@@ -161,10 +161,16 @@ def check_lam(lam: object) -> torch.Tensor:
         raise LmixValueError(f"lam must be 1-D with shape (B,), got shape {tuple(lam.shape)}")
     if not lam.is_floating_point():
         raise LmixTypeError(f"lam must be a floating-point tensor, got dtype {lam.dtype}")
-    if lam.numel() and not bool(((lam >= 0) & (lam <= 1)).all()):
+    if lam.numel() and not _in_unit_interval(lam):
         bad = lam[~((lam >= 0) & (lam <= 1))][0].item()
         raise LmixValueError(f"lam values must lie in [0, 1], got {bad}")
     return lam
+
+
+def _in_unit_interval(values: torch.Tensor) -> bool:
+    """Whether every value of a non-empty tensor lies in [0, 1] (False with a NaN: it propagates)."""
+    low, high = torch.aminmax(values)
+    return float(low) >= 0 and float(high) <= 1
 
 
 def check_batch(

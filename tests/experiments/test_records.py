@@ -200,3 +200,12 @@ def test_read_finished_names_the_file_a_finished_run_lacks(tmp_path, missing):
     with pytest.raises(RecordError) as err:
         records.read_finished(run)
     assert err.value.file == missing and err.value.problem.startswith("is missing")
+
+
+def test_read_finished_blames_a_summary_and_config_that_disagree_on_epochs_not_the_rows(tmp_path):
+    run = make_run(tmp_path, method="lmix", seed=1, epochs=4)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "epochs": 14}))
+    with pytest.raises(RecordError) as err:
+        records.read_finished(run)
+    assert err.value.file == "summary.json" and err.value.problem == "epochs is 14 but config.yaml says 4"

@@ -441,7 +441,11 @@ def read_finished(run_dir: str | os.PathLike) -> FinishedRun:
             raise RecordError(folder / SUMMARY_JSON, f"{key} is {mine!r} but config.yaml says {theirs!r}")
         if mine is None and theirs is None:
             raise RecordError(folder / SUMMARY_JSON, f"names no {key} (and config.yaml neither)")
-    metrics = _required(folder / METRICS_JSONL, load_metrics(folder, epochs=summary.get("epochs")))
+    # the summary's epochs are the config's (the trainer writes both): blame the pair before the rows
+    epochs = summary.get("epochs")
+    if epochs is not None and config.get("epochs") is not None and config["epochs"] != epochs:
+        raise RecordError(folder / SUMMARY_JSON, f"epochs is {epochs!r} but config.yaml says {config['epochs']!r}")
+    metrics = _required(folder / METRICS_JSONL, load_metrics(folder, epochs=epochs))
     return FinishedRun(summary, config, metrics, load_fgsm(folder))
 
 

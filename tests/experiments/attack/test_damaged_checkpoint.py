@@ -102,3 +102,11 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(trained, capsys, data):
 def test_resume_with_a_wrong_typed_checkpoint_entry(trained, capsys, entry, value):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
     _run_on(trained, capsys, _saved({**checkpoint, entry: value}), ["train", "--resume", "--out", "RUN"])
+
+
+def test_attack_on_a_checkpoint_whose_last_epoch_has_no_test_accuracy(trained, capsys):
+    """An epoch row without test_acc (evaluation off for that epoch): the attack runs, no recorded accuracy to compare."""
+    checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
+    argv = ["attack", "--run", "RUN", "--eps", "0,8", "--limit", "16", "--device", "cpu"]
+    code, _, after = _run_on(trained, capsys, _saved({**checkpoint, "history": [{}]}), argv)
+    assert code == 0 and json.loads(after["fgsm.json"])["recorded_acc"] is None

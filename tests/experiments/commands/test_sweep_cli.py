@@ -9,6 +9,7 @@ import pytest
 
 from lmix.experiments.cli import main
 from lmix.experiments.sweep import expand, parse_spec
+from lmix.experiments.train import TrainingDiverged
 from tests.cli_helpers import one_line_error, run_cli
 from tests.experiments.sweep.conftest import TINY_SPEC as SPEC
 from tests.experiments.sweep.conftest import FakeTrain, use_trainer
@@ -62,14 +63,12 @@ def test_gpus_usage_errors(capsys, tmp_path, write_spec):
 
 
 def test_a_failed_run_is_marked_and_the_sweep_goes_on(capsys, tmp_path, write_spec, monkeypatch):
-    class TrainingDiverged(RuntimeError):  # the trainer's exception for a non-finite loss (by name)
-        pass
-
     class Diverging(FakeTrain):
         def __call__(self, config, log=print):
             if config.method == "mixup" and config.seed == 1:
                 self.calls.append(config.out)
-                raise TrainingDiverged("loss is nan at epoch 1, step 3; the last good checkpoint is epoch 0")
+                message = "loss is nan at epoch 1, step 3; the last good checkpoint is epoch 0"
+                raise TrainingDiverged(message, out=config.out, epoch=1, saved_epoch=0)
             return super().__call__(config, log)
 
     fake = Diverging()

@@ -135,7 +135,7 @@ def _provenance(
     """What the curve was computed from and how: the weights' epoch, the run's identity, device and precision."""
     history = ckpt.get("history") or []
     return {
-        "recorded_acc": history[-1]["test_acc"] if history else None,
+        "recorded_acc": history[-1].get("test_acc") if history else None,
         "epoch": int(ckpt.get("epoch", 0)),
         "num_images": num_images,
         "limit": limit,

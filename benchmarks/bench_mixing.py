@@ -215,7 +215,7 @@ def peer_callables(device: str) -> tuple[list[tuple[str, Callable]], list[str]]:
     try:
         from timm.data import Mixup as TimmMixup
     except ImportError:
-        notes.append("timm is not installed (pip install 'lmix[bench]'): timm rows and target T4 skipped")
+        notes.append("timm is not installed (pip install -e '.[bench]'): timm rows and target T4 skipped")
     else:
         for mode in ("batch", "elem"):
             for label, mix_a, cut_a in (("mixup", 1.0, 0.0), ("cutmix", 0.0, 1.0)):
@@ -317,7 +317,7 @@ def collate_callables(num_classes: int) -> tuple[list[tuple[str, Callable]], lis
 
         from lmix.integrations.timm import FastCollateMixup
     except ImportError:
-        return [], ["timm is not installed (pip install 'lmix[bench]'): collate section and targets T5-T9 skipped"]
+        return [], ["timm is not installed (pip install -e '.[bench]'): collate section and targets T5-T9 skipped"]
     fns: list[tuple[str, Callable]] = []
     for label, (side, kwargs) in COLLATE_ROWS.items():
         if kwargs is None:

@@ -1,12 +1,14 @@
-"""Packaging: the core imports with torch alone, the CLI names the extra it misses, one version.
+"""Packaging: the core imports with torch alone, the CLI names the extra it misses, one version,
+and every install line in the README, the docs and the code's messages is one that works.
 
-The "torch alone" checks run in a subprocess whose ``sys.meta_path`` refuses the harness's
-dependencies (as if ``pip install lmix`` without extras), so they hold whatever this environment
+The "torch alone" checks run in a subprocess whose ``sys.modules`` refuses the harness's
+dependencies (as if ``pip install -e .`` without extras), so they hold whatever this environment
 has installed.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import subprocess
@@ -19,6 +21,8 @@ from pathlib import Path
 import pytest
 
 import lmix
+from lmix._extras import MissingExtraModuleError, install_hint
+from lmix.errors import LmixError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,13 +136,13 @@ def test_cli_names_the_missing_extra_in_one_line():
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, (command, err)
         assert lines[0].startswith(f"lmix: error: lmix {command.split()[0]} needs the 'train' extra"), lines[0]
-        assert lines[0].endswith("pip install 'lmix[train]'"), lines[0]
+        assert lines[0].endswith(install_hint("train")), lines[0]
     # What a core install can do without the extra.
     assert result["--version"][:2] == [0, f"lmix {lmix.__version__}\n"]
     assert result["methods"][0] == 0 and "lmix" in result["methods"][1]
     assert result["configs"][0] == 0 and "table1_cifar10_preact_resnet18" in result["configs"][1]
     code, help_text, _ = result["--help"]
-    assert code == 0 and "pip install 'lmix[train]'" in help_text
+    assert code == 0 and install_hint("train") in " ".join(help_text.split())
 
 
 def test_missing_extra_at_run_time_is_one_line(capsys, monkeypatch):
@@ -153,8 +157,9 @@ def test_missing_extra_at_run_time_is_one_line(capsys, monkeypatch):
     code = main(["methods"])
     err = capsys.readouterr().err
     assert code == 2
-    assert (
-        err == "lmix: error: lmix methods needs the 'timm' extra (no module named 'timm'): pip install 'lmix[timm]'\n"
+    assert err == (
+        "lmix: error: lmix methods needs the 'timm' extra (no module named 'timm'): "
+        "pip install -e '.[timm]' in a clone of lmix\n"
     )
 
 
@@ -204,3 +209,144 @@ def test_import_leaves_the_import_system_alone():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("missing", ["PIL", "torchvision"])
+def test_transforms_without_the_train_extra_name_it(monkeypatch, missing):
+    """``import lmix.transforms`` without torchvision or Pillow says which extra to install."""
+    monkeypatch.setitem(sys.modules, missing, None)  # None: `import missing` fails as if not installed
+    monkeypatch.delitem(sys.modules, "lmix.transforms", raising=False)
+    with pytest.raises(ModuleNotFoundError) as caught:
+        importlib.import_module("lmix.transforms")
+    assert isinstance(caught.value, MissingExtraModuleError) and isinstance(caught.value, LmixError)
+    assert caught.value.name.split(".")[0] == missing
+    assert str(caught.value) == (
+        f"lmix.transforms needs the 'train' extra (no module named {caught.value.name!r}): "
+        "pip install -e '.[train]' in a clone of lmix"
+    )
+
+
+# -- install lines ---------------------------------------------------------------------------
+
+# Packages an install line may take from an index other than lmix's own clone: the dependencies
+# pyproject.toml names (torch and the extras' packages). lmix itself is on no index.
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+CPU_TORCH_LINE = f"pip install torch torchvision --index-url {CPU_INDEX}"
+_OPTIONS_WITH_VALUE = {"--index-url", "--extra-index-url"}
+_FLAGS = {"-e", "--editable", "-q", "--quiet", "-U", "--upgrade"}
+_TOKEN = re.compile(r"""\s*('[^'\s]*'|"[^"\s]*"|[^\s'"`)\[\]]+(?:\[[^\]\s]*\])?)""")
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _requirement_names() -> set[str]:
+    project = _pyproject()["project"]
+    specs = [*project["dependencies"], *(r for reqs in project["optional-dependencies"].values() for r in reqs)]
+    return {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower() for r in specs} - {"lmix"}
+
+
+def install_lines() -> list[tuple[str, str]]:
+    """(where, the command) of every ``pip install`` in README.md, docs/**/*.md, src/ and benchmarks/."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    files += sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+    found = []
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in re.finditer(r"pip3? install\b", line):
+                found.append((f"{path.relative_to(ROOT)}:{number}", line[match.start() :]))
+    return found
+
+
+def parse_install(command: str) -> tuple[list[str], dict[str, str]]:
+    """The targets and the options with values of a ``pip install ...`` text, up to where prose starts.
+
+    The command ends at a backtick, a closing bracket or quote of the text around it, or the first
+    word that is neither an option nor something pip installs (a path, a quoted spec, a package).
+    """
+    rest = command.split("install", 1)[1]
+    targets: list[str] = []
+    options: dict[str, str] = {}
+    pending = None
+    known = _requirement_names() | {"lmix"}
+    while (match := _TOKEN.match(rest)) is not None:
+        token, rest = match[1], rest[match.end() :]
+        if pending is not None:
+            options[pending], pending = token, None
+        elif token in _OPTIONS_WITH_VALUE:
+            pending = token
+        elif token in _FLAGS:
+            continue
+        else:
+            bare = token.strip("'\"")
+            name = re.split(r"[\[<>=!~]", bare, maxsplit=1)[0].lower()
+            if bare.startswith((".", "/", "$")) or "[" in bare or name in known:
+                targets.append(bare)
+            else:
+                break  # prose: "... in a clone of lmix"
+    return targets, options
+
+
+def test_parse_install():
+    assert parse_install("pip install -e '.[train]' in a clone of lmix") == ([".[train]"], {})
+    assert parse_install('pip install -e ".[dev]"`') == ([".[dev]"], {})
+    assert parse_install("pip install -e '.[bench]'): timm rows") == ([".[bench]"], {})
+    assert parse_install(f"pip install torch torchvision --index-url {CPU_INDEX}  # CPU") == (
+        ["torch", "torchvision"],
+        {"--index-url": CPU_INDEX},
+    )
+    assert parse_install('pip install "lmix[timm]"') == (["lmix[timm]"], {})
+    assert parse_install("pip install lmix`") == (["lmix"], {})
+    assert parse_install("pip install -e .[timm,docs] && lmix") == ([".[timm,docs]"], {})
+
+
+@pytest.mark.parametrize(("where", "command"), install_lines())
+def test_every_install_line_works_from_a_clone(where, command):
+    """An install line installs the clone (``.`` with extras pyproject.toml has) or packages an index has.
+
+    Never ``lmix`` by name: it is on no package index. Packages by name are pyproject's own
+    requirements (torch, torchvision, timm, ...), and the only other index is PyTorch's CPU one.
+    """
+    targets, options = parse_install(command)
+    assert targets, f"{where}: no package or path in {command!r}"
+    extras = set(_pyproject()["project"]["optional-dependencies"])
+    for target in targets:
+        name = re.split(r"[\[<>=!~]", target, maxsplit=1)[0]
+        assert name.lower() != "lmix", f"{where}: {command!r}: lmix is on no package index; use pip install -e ."
+        if name == "." or name.startswith(("./", "/", "$")):
+            asked = re.fullmatch(r"[^\[]*(?:\[([^\]]*)\])?", target)[1]
+            for extra in filter(None, (asked or "").split(",")):
+                if extra != "{extra}":  # install_hint's template: checked for every extra below
+                    assert extra in extras, f"{where}: {command!r}: no extra {extra!r} in pyproject.toml"
+        else:
+            assert name.lower() in _requirement_names(), f"{where}: {command!r}: {name!r} is no requirement of lmix"
+    assert set(options) <= {"--index-url"} and options.get("--index-url", CPU_INDEX) == CPU_INDEX, (where, command)
+    if options:  # PyTorch's CPU index: torch with its torchvision, as the quick starts say
+        assert (targets, options) == (["torch", "torchvision"], {"--index-url": CPU_INDEX}), (where, command)
+
+
+def test_install_hint_names_every_extra():
+    for extra in _pyproject()["project"]["optional-dependencies"]:
+        (target,) = parse_install(install_hint(extra))[0]
+        assert target == f".[{extra}]"
+
+
+def test_cpu_torch_line_comes_first_in_both_quick_starts():
+    """README's and getting-started's quick start: the same CPU-only torch line, just before lmix's install."""
+    for page in (ROOT / "README.md", ROOT / "docs" / "getting-started.md"):
+        block = re.search(r"```sh\n(python3 -m venv .*?)```", page.read_text(), flags=re.S)[1].splitlines()
+        assert block[1:3] == [CPU_TORCH_LINE, 'pip install -e ".[train]"'], (page.name, block)
+    torch_deps = [r for r in _pyproject()["project"]["dependencies"] if r.startswith("torch")]
+    assert torch_deps == ["torch>=2.3"]  # the CPU index serves torch >= 2.3 for Python 3.10 and newer
+
+
+def test_readme_test_commands_are_what_ci_runs():
+    """README's "Run the tests" block is .ci/run's install and test commands, as they are."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Run the tests\n\n```sh\n(.*?)```", readme, flags=re.S)[1].splitlines()
+    ci = (ROOT / ".ci" / "run").read_text()
+    synced = re.search(r"# --- README: \"Run the tests\" \(keep in sync\) ---\n(.*?)# --- end", ci, flags=re.S)
+    assert block[1:] == synced[1].splitlines(), (block, synced[1])

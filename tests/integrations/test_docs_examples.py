@@ -194,7 +194,7 @@ def check_accelerate(ns: dict) -> None:
 @pytest.mark.parametrize("name, code", examples())
 def test_example_runs(workdir, tmp_path, capsys, name, code):
     if name == "install":
-        extra = re.fullmatch(r'pip install "lmix\[(\w+)\]"', code.strip())
+        extra = re.fullmatch(r'pip install -e "\.\[(\w+)\]"', code.strip())  # from the clone
         assert extra, code
         assert re.search(rf"^{extra[1]} = \[", (ROOT / "pyproject.toml").read_text(), flags=re.M), code
         return

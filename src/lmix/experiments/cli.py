@@ -9,7 +9,7 @@ errors of paths the user gave (:data:`USER_OS_ERRORS`; a file that may not be wr
 read-only file system is one line and exit code 1. Any other exception is a bug and shows its
 traceback (exit code 1). ``LMIX_DEBUG=1`` shows the traceback of user errors too.
 
-The commands need the ``train`` extra (``pip install 'lmix[train]'``); on a core install
+The commands need the ``train`` extra (``pip install -e '.[train]'`` in a clone); on a core install
 (torch alone) ``lmix --version``, ``lmix methods``, ``lmix models`` and ``lmix configs`` work,
 and any other command says in one line which extra to install (exit code 2).
 """
@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Sequence
 
 from lmix import __version__
+from lmix._extras import install_hint
 from lmix.errors import LmixError
 from lmix.experiments.commands import UsageError
 from lmix.experiments.io import WriteError
@@ -56,7 +57,7 @@ class MissingExtraError(UsageError):
         extra = EXTRA_OF_MODULE[module.split(".")[0]]
         what = f"lmix {command}" if command else "this command"
         super().__init__(
-            f"lmix: error: {what} needs the '{extra}' extra (no module named {module!r}): pip install 'lmix[{extra}]'"
+            f"lmix: error: {what} needs the '{extra}' extra (no module named {module!r}): {install_hint(extra)}"
         )
 
 

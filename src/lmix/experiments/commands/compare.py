@@ -1,11 +1,12 @@
 """``lmix compare``: the main job: compare mixing methods over several seeds, print the table, draw the figures.
 
 With no arguments it runs a small study on the bundled offline ``digits`` data (no
-augmentation, Mixup, CutMix, FMix, LMix; 3 seeds) sized to finish in a few minutes on a
-2-core CPU, in the regime where mixing can matter: the default model fits the training
-subset completely without augmentation (clean training accuracy ~100%), so the mixing
-methods are regularisers of an overfitting baseline. The printed table says which regime
-the result is in. Every flag scales it up (``--dataset cifar10 --model preact_resnet18
+augmentation, Mixup, CutMix, FMix, LMix; 3 seeds) sized for a 2-core CPU (its measured time:
+:mod:`lmix.experiments.commands.durations`), in the regime where mixing can matter: the
+default model fits the training subset completely without augmentation (clean training
+accuracy ~100%), so the mixing methods are regularisers of an overfitting baseline. The
+printed table compares every method with the baseline, paired by seed, with the report's
+tests (:func:`summary_lines`), and says which regime the result is in. Every flag scales it up (``--dataset cifar10 --model preact_resnet18
 --epochs 200 --seeds 5 --device cuda``). It is ``lmix sweep`` on a generated spec (saved as
 OUT/compare.yaml) followed by ``lmix report``; re-running it with the same ``--out`` resumes.
 """
@@ -13,23 +14,29 @@ OUT/compare.yaml) followed by ``lmix report``; re-running it with the same ``--o
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lmix.experiments.commands.durations import COMPARE
 from lmix.experiments.commands.sweep import add_overrides_argument, parse_overrides, set_threads
+
+if TYPE_CHECKING:
+    from lmix.experiments.report import Report
 
 # Chosen by measurement on the 2-core CPU shared with other jobs (3 seeds, 5 methods each):
 #   preact_resnet_tiny w16, 500 images, 60 epochs: baseline 100% clean train, test ~98%: every
 #     method within noise of a near-saturated test set;
-#   preact_resnet_tiny w16, 200 images, batch 64, 100 epochs: baseline 96.5 +- 1.0, mixing +0.5..+1.0, ~200 s;
-#   preact_resnet_tiny w16, 100 images, batch 32, 100 epochs: noisier (std up to 3.9), ~180 s;
+#   preact_resnet_tiny w16, 200 images, batch 64, 100 epochs: baseline 96.5 +- 1.0, mixing +0.5..+1.0,
+#     and slower than the default;
+#   preact_resnet_tiny w16, 100 images, batch 32, 100 epochs: noisier (std up to 3.9);
 #   simple_cnn w32, 200 images, batch 64, 100 epochs: baseline 96.7 +- 0.6 with 100% clean training
-#     accuracy (it overfits), mixing +0.3..+1.4 (none significant at 3 seeds), 97-142 s for the
-#     whole command depending on the load: the default. Two invocations gave identical numbers.
+#     accuracy (it overfits), mixing +0.3..+1.4: the default (its time: durations.COMPARE).
+#     Two invocations gave identical numbers.
 # digits' 360 test images make one image 0.28 points, so 3 seeds rarely separate the methods
-# significantly; --seeds 5 (about 4 minutes) tightens the intervals.
+# significantly; --seeds 5 (5/3 of the time) tightens the intervals.
 DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "model": "simple_cnn",
@@ -47,7 +54,7 @@ DEFAULT_SEEDS = 3
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help="compare mixing methods over seeds: table + figures (default: a few minutes on digits, CPU)",
+        help=f"compare mixing methods over seeds: table + figures (default: digits, {COMPARE.phrase} on a shared 2-core CPU)",
         description="Train every method with several seeds (lmix sweep), then write and print the report "
         "(lmix report). With no arguments: digits, "
         f"{DEFAULTS['model']} (width {DEFAULTS['width']}), {DEFAULTS['train_subset']} training images, "
@@ -124,11 +131,83 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"name": "compare", "base": base, "grid": {"method": methods, "seed": list(range(args.seeds))}}
 
 
+def summary_lines(report: Report) -> list[str]:
+    """The terminal's comparison: per row, each method's final accuracy and its test against the baseline.
+
+    Columns: runs, mean ± std, the mean's 95% interval, and the difference from the baseline
+    (``none``) paired by seed with its 95% interval, the paired t-test's p and its Holm adjustment
+    over the row's comparisons with the baseline. These are the tests of report.md's "Paired by
+    seed" table and report.json's ``paired`` (:func:`lmix.experiments.report.analysis.paired_tests`),
+    read from the same ``report``, so the terminal and the report agree.
+    """
+    from lmix.experiments.report.accounting import counts_text
+    from lmix.experiments.report.analysis import FINAL
+    from lmix.experiments.report.formats import fmt_p, signed_ci
+    from lmix.experiments.report.stats import cell_order, report_datasets, report_rows, row_regime
+
+    out: list[str] = []
+    for dataset in report_datasets(report):
+        for key, label, cells in report_rows(report, dataset):
+            cells = sorted(cells, key=cell_order)
+            base = next((c for c in cells if c.method == "none" and not c.variant), None)
+            tests = {
+                t.a: t
+                for t in report.paired.get((dataset, *key), [])
+                if base is not None and t.b == base.column_label and t.metric == FINAL
+            }
+            family = next((len(t.family) for t in tests.values() if t.family), 0)
+            header = ["method", "n", "final acc (%)", "95% CI"]
+            if base is not None:
+                header += [f"vs {base.column_label} [95% CI]", "p", "Holm p"]
+            rows = [header]
+            for c in cells:
+                s = c.final
+                row = [
+                    c.column_label,
+                    str(s.n if s else 0),
+                    "-" if s is None else f"{s.mean:.2f}" + ("" if math.isnan(s.std) else f" ± {s.std:.2f}"),
+                    "-" if s is None or math.isnan(s.ci95) else f"[{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]",
+                ]
+                if base is not None:
+                    t = tests.get(c.column_label)
+                    row += (
+                        ["", "", ""]
+                        if t is None
+                        else [signed_ci(t.diff, t.ci95), fmt_p(t.p), "" if t.p_holm is None else fmt_p(t.p_holm)]
+                    )
+                rows.append(row)
+            widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+            out.append(f"{dataset}, {label}: final test accuracy over seeds")
+            out += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+            if base is None:
+                out.append("  no baseline (none) among the methods: nothing to test against")
+            elif not family:
+                out.append("  p: n/a, a paired test needs 2 or more seeds shared with the baseline (--seeds)")
+            else:
+                out += [
+                    f"  vs {base.column_label}: the difference paired by seed (a seed fixes the training subset, the "
+                    "initial weights and the batch order);",
+                    f"  p: paired t-test, * = p < 0.05; Holm p: adjusted over the {family} comparisons with "
+                    f"{base.column_label}. Exploratory; report.md has the same tests.",
+                ]
+            regime = row_regime(cells)[0]
+            out.append(f"  regime: {regime}")
+            if regime.startswith("overfits"):
+                out.append("  the baseline fits its training set: the regime where mixing can act as a regulariser")
+            elif regime.startswith("underfits"):
+                out.append("  the baseline underfits: too little capacity or training for a regulariser to help")
+    used = len(report.runs) - len(report.not_used)
+    others = counts_text(report.runs)
+    out.append(f"{len(report.runs)} runs: {used} finished and used" + (f", {others}" if others else ""))
+    out += [f"  {r.status_label}: {r.dir}: {r.detail}" for r in report.not_used]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import yaml
 
     from lmix.experiments.io import atomic_write_text
-    from lmix.experiments.report import build_report, regimes, render_text_summary, write_report
+    from lmix.experiments.report import build_report, write_report
     from lmix.experiments.sweep import parse_spec, run_sweep
 
     t0 = time.perf_counter()
@@ -154,12 +233,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(out)
     paths = write_report(report, out / "report")
     print()
-    print(render_text_summary(report), end="")
-    for _dataset, label, regime in regimes(report):
-        if regime.startswith("overfits"):
-            print(f"{label}: the baseline fits its training set: the regime where mixing can act as a regulariser")
-        elif regime.startswith("underfits"):
-            print(f"{label}: the baseline underfits: too little capacity or training for a regulariser to help")
+    print("\n".join(summary_lines(report)))
     figures = [p.name for p in paths if p.suffix == ".png"]
     print(f"report: {out / 'report' / 'report.md'}; figures: {', '.join(figures) or 'none'}")
     print(f"lmix compare took {time.perf_counter() - t0:.0f}s ({result.count('trained')} runs trained)")

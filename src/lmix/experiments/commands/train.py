@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lmix.experiments.commands.durations import TRAIN
+
 EXIT_WRITE_FAILED = 1  # a file could not be written (disk full, unwritable folder); earlier files intact
 EXIT_DIVERGED = 3  # the loss or the weights stopped being finite; the last good checkpoint is kept
 
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help="train a model (default: a one-minute LMix run on the bundled digits)",
+        help=f"train a model (default: LMix on the bundled digits, {TRAIN.phrase} on a shared 2-core CPU)",
         description="Train one model with one mixing method. Every setting is a flag; --config FILE.yaml "
         "supplies settings that flags override. Re-running the same command on the same --out resumes; "
         "--restart trains the run in --out again from epoch 0.",

@@ -1122,5 +1122,7 @@ def _tensorboard(out: Path, config: TrainConfig):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise RunError("--tensorboard needs the tensorboard package: pip install 'lmix[tensorboard]'") from None
+        from lmix._extras import install_hint
+
+        raise RunError(f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}") from None
     return SummaryWriter(log_dir=str(out / "tb"))

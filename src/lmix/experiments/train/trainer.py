@@ -475,9 +475,14 @@ def _start(out: Path, config: TrainConfig, env: DistEnv, log, *, restart: bool) 
             decision = (kind, detail)
         except RunError as err:
             decision = ("refused", str(err))
+        except BaseException:
+            broadcast_object(("failed", None), env)  # the other ranks stop too, instead of waiting
+            raise
     kind, detail = broadcast_object(decision, env)
     if kind == "refused":
         raise RunError(detail)
+    if kind == "failed":
+        raise RunError(f"rank 0 could not prepare the run folder {str(out)!r}; its own error says why")
     if kind == "complete":
         return None, detail
     if kind == "fresh":
@@ -585,9 +590,9 @@ def _train_locked(
     except DataFileError as err:
         if epoch is None:
             raise  # reading the data into memory, before any training: nothing to keep
-        kept = f"its checkpoint after epoch {saved_epoch} is kept" if saved_epoch else "no epoch finished"
+        kept = f"the checkpoint after epoch {saved_epoch} is kept" if saved_epoch else "no checkpoint was written yet"
         raise RunError(
-            f"{err}; training stopped in epoch {epoch + 1} and {kept} in {out}: re-run the same command to go on"
+            f"{err}; training stopped in epoch {epoch + 1}, {kept} in {out}: re-run the same command to go on"
         ) from None
     return _finish(run)
 

@@ -1,11 +1,19 @@
-"""lmix masks: connected components and boundary share on hand-made masks, the study, the command."""
+"""lmix masks: connected components and boundary share on hand-made masks, the study, the command.
+
+Masks are 1-D (sequences), 2-D (images) or 3-D (volumes); regions are face-connected (runs in 1-D,
+4-connectivity in 2-D, 6-connectivity in 3-D) and the boundary counts the same neighbour pairs.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lmix
 from lmix.experiments.cli import main
@@ -17,6 +25,7 @@ from lmix.experiments.masks import (
     radial_power,
     render_mask_study,
     run_mask_study,
+    statistics,
     table_lines,
 )
 from tests.cli_helpers import one_line_error
@@ -52,6 +61,111 @@ def test_connected_components_on_hand_made_masks(mask, regions, largest, complem
     assert count.tolist() == [complement_regions] and big.tolist() == [complement_largest]
 
 
+def _strip(text: str) -> torch.Tensor:
+    return torch.tensor([c == "1" for c in text])
+
+
+@pytest.mark.parametrize(
+    ("mask", "regions", "largest", "complement_regions", "complement_largest", "differing"),
+    [
+        ("0011100110", 2, 3, 3, 2, 4),  # runs of ones: 2..4 and 7..8; of zeros: 0..1, 5..6, 9
+        ("1111111111", 1, 10, 0, 0, 0),
+        ("1010101010", 5, 1, 5, 1, 9),
+        ("1000000001", 2, 1, 1, 8, 2),  # no wrap-around: the two ends are two runs
+        ("01", 1, 1, 1, 1, 1),
+    ],
+)
+def test_runs_of_1d_masks(mask, regions, largest, complement_regions, complement_largest, differing):
+    """In 1-D a region is a run (a maximal segment of equal values); the boundary counts the L - 1 pairs."""
+    m = _strip(mask)[None]
+    assert [t.tolist() for t in connected_components(m)] == [[regions], [largest]]
+    assert [t.tolist() for t in connected_components(~m)] == [[complement_regions], [complement_largest]]
+    assert boundary_share(m).tolist() == [differing / (len(mask) - 1)]
+    stats = mask_statistics(m)
+    assert stats["regions"].tolist() == [regions] and stats["largest"].tolist() == [largest / len(mask)]
+
+
+def test_face_connectivity_in_3d():
+    """Voxels are neighbours when they share a face: touching edges or corners do not join regions."""
+    masks = torch.zeros(4, 3, 3, 3, dtype=torch.bool)
+    masks[0, :, 1, 1] = True  # a column along depth: one region of 3
+    masks[1, 0, 0, 0] = masks[1, 1, 1, 1] = masks[1, 2, 2, 2] = True  # corners only: 3 regions
+    masks[2, 0, 0, 0] = masks[2, 0, 1, 1] = True  # an edge only: 2 regions
+    masks[3, 0, 0, 0] = masks[3, 1, 0, 0] = masks[3, 1, 1, 0] = masks[3, 1, 1, 1] = True  # a staircase of faces: 1
+    count, big = connected_components(masks)
+    assert count.tolist() == [1, 3, 2, 1] and big.tolist() == [3, 1, 1, 4]
+    # The complement of the column is one region (around it); of the corner diagonal too.
+    assert connected_components(~masks)[0].tolist() == [1, 1, 1, 1]
+    one = torch.zeros(1, 2, 2, 2, dtype=torch.bool)
+    one[0, 0, 0, 0] = True  # 3 of the 3 * 4 = 12 face pairs of a 2x2x2 cube differ
+    assert boundary_share(one).tolist() == [3 / 12]
+    layers = torch.zeros(1, 4, 2, 3, dtype=torch.bool)
+    layers[0, ::2] = True  # alternate depth layers: every depth pair differs, no other pair
+    pairs = 3 * 2 * 3 + 4 * 1 * 3 + 4 * 2 * 2  # (D-1)HW + D(H-1)W + DH(W-1) = 18 + 12 + 16
+    assert boundary_share(layers).tolist() == [18 / pairs]
+    assert connected_components(layers)[0].tolist() == [2]
+
+
+def _components_by_search(mask: torch.Tensor) -> tuple[int, int]:
+    """(count, largest) face-connected components of one N-D bool mask, by breadth-first search."""
+    shape = mask.shape
+    todo = {index for index in itertools.product(*map(range, shape)) if mask[index]}
+    sizes = []
+    while todo:
+        queue = [todo.pop()]
+        size = 0
+        while queue:
+            index = queue.pop()
+            size += 1
+            for axis, step in itertools.product(range(len(shape)), (-1, 1)):
+                near = index[:axis] + (index[axis] + step,) + index[axis + 1 :]
+                if near in todo:
+                    todo.remove(near)
+                    queue.append(near)
+        sizes.append(size)
+    return len(sizes), max(sizes, default=0)
+
+
+def _boundary_by_pairs(mask: torch.Tensor) -> float:
+    """Share of face-neighbour pairs whose values differ, pair by pair."""
+    shape = mask.shape
+    differ = pairs = 0
+    for index in itertools.product(*map(range, shape)):
+        for axis in range(len(shape)):
+            if index[axis] + 1 < shape[axis]:
+                near = index[:axis] + (index[axis] + 1,) + index[axis + 1 :]
+                pairs += 1
+                differ += bool(mask[index] != mask[near])
+    return differ / pairs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.sampled_from([(2,), (7,), (16,), (3, 5), (6, 4), (2, 2, 2), (3, 4, 5), (4, 3, 2)]),
+    batch=st.integers(1, 4),
+    density=st.floats(0.1, 0.9),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_statistics_match_a_search_on_random_masks(shape, batch, density, seed):
+    """Regions, largest region and boundary of random 1-D, 2-D and 3-D masks, against a plain search."""
+    masks = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(seed)) < density
+    count, big = connected_components(masks)
+    comp_count, comp_big = connected_components(~masks)
+    share = boundary_share(masks)
+    for i, mask in enumerate(masks):
+        assert (count[i].item(), big[i].item()) == _components_by_search(mask)
+        assert (comp_count[i].item(), comp_big[i].item()) == _components_by_search(~mask)
+        assert share[i].item() == pytest.approx(_boundary_by_pairs(mask), abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), ()])
+def test_measurements_refuse_other_ranks(shape):
+    masks = torch.zeros(3, *shape, dtype=torch.bool)
+    for measure in (connected_components, boundary_share, radial_power, mask_statistics):
+        with pytest.raises(ValueError, match=r"\(B, L\), \(B, H, W\) or \(B, D, H, W\)"):
+            measure(masks)
+
+
 def test_connected_components_batch_does_not_join_masks():
     # the same column of ones in every mask: one region per mask, not one through the batch
     masks = torch.zeros(4, 3, 3, dtype=torch.bool)
@@ -61,6 +175,8 @@ def test_connected_components_batch_does_not_join_masks():
     assert count.tolist() == [1, 1, 1, 0] and big.tolist() == [3, 3, 3, 0]
     with pytest.raises(ValueError, match="bool tensor of shape"):
         connected_components(masks.float())
+    # A batch without a single false pixel has no background label: each mask is still one region.
+    assert [t.tolist() for t in connected_components(torch.ones(2, 3, 3, dtype=torch.bool))] == [[1, 1], [9, 9]]
 
 
 def test_connected_components_match_a_reference_on_random_masks():
@@ -95,6 +211,37 @@ def test_radial_power():
     blocks[:, :, :4] = True  # one cycle per image: all power at radius 1, below the cutoff
     power, high = radial_power(blocks)
     assert power[0, 1] / power.sum() > 0.8 and high.item() < 0.2
+
+
+def test_radial_power_in_1d_and_3d():
+    stripes = torch.zeros(1, 16, dtype=torch.bool)
+    stripes[:, ::2] = True  # 8 cycles per sequence: the Nyquist bin, 0.5 cycles per step
+    power, high = radial_power(stripes)
+    assert power.shape == (1, 9) and power[0, 8] == pytest.approx(power.sum().item()) and high.item() == 1.0
+    half = torch.zeros(1, 16, dtype=torch.bool)
+    half[:, :8] = True  # one cycle per sequence, below the cutoff; a square wave has odd harmonics only
+    power, high = radial_power(half)
+    assert power[0, 1] / power.sum() > 0.8 and power[0, 2::2].sum() < 1e-20 and high.item() < 0.2
+    layers = torch.zeros(1, 8, 4, 6, dtype=torch.bool)
+    layers[:, ::2] = True  # alternate depth layers: radius round(0.5 * max(size)) = 4
+    power, high = radial_power(layers)
+    assert power.shape == (1, 5) and power[0, 4] == pytest.approx(power.sum().item()) and high.item() == 1.0
+    # Parseval: the power of the mean-removed mask, in all bins (none beyond the Nyquist sphere here).
+    x = layers.double() - layers.double().mean()
+    assert power.sum().item() == pytest.approx(x.square().sum().item() * x.numel())
+
+
+@pytest.mark.parametrize("size", [(40,), (12, 16), (6, 8, 10)])
+def test_cutmix_masks_keep_what_is_outside_one_box(size):
+    """A CutMix box (segment, rectangle, cuboid) holds int(n (1 - lam) ** (1 / d)) elements per axis unclipped."""
+    d, lam = len(size), 0.5  # exact in float32, as the mixers hold lam
+    masks, kept = cutmix_masks(torch.full((200,), lam), size, generator=torch.Generator().manual_seed(2))
+    masks = masks[:, 0].bool()
+    assert torch.equal(kept, masks.float().mean(dim=tuple(range(1, d + 1))))
+    cut = (~masks).flatten(1).sum(1)  # elements in the clipped box
+    unclipped = math.prod(int(n * (1 - lam) ** (1 / d)) for n in size)
+    assert cut.max().item() == unclipped and (cut <= unclipped).all()
+    assert (connected_components(~masks)[0] <= 1).all()  # one box (or none, clipped away)
 
 
 def test_cutmix_masks_are_one_box():
@@ -143,6 +290,40 @@ def test_kept_area_is_the_area_the_masks_keep():
     assert torch.equal(batch.lam, batch.params.mask.float().mean(dim=(1, 2, 3)))
 
 
+@pytest.mark.parametrize("size", [(64,), (6, 10, 8)])
+def test_study_of_sequences_and_volumes(size):
+    study = run_mask_study(size=size, ks=[0, 4], n=60, seed=0)
+    numel = math.prod(size)
+    assert study.dims == len(size) and [r.label for r in study.rows] == ["CutMix", "FMix (k=0)", "LMix k=4"]
+    cut, fmix, lmix_ = study.rows
+    for r in (fmix, lmix_):  # a Fourier mask keeps round(lam N) elements exactly
+        assert r.kept.mean == pytest.approx(round(0.5 * numel) / numel, abs=1e-12) and r.kept.std == 0
+        assert sum(r.spectrum) == pytest.approx(1.0) and len(r.spectrum) == max(size) // 2 + 1
+    assert lmix_.stats["boundary"].mean > fmix.stats["boundary"].mean
+    assert lmix_.stats["high_freq"].mean > fmix.stats["high_freq"].mean
+    assert cut.stats["complement_regions"].mean <= 1  # one box
+    text = render_mask_study(study)
+    if len(size) == 1:
+        assert "60 masks per row, length 64," in text and "- regions (mask): runs of ones" in text
+        assert "its segment is clipped" in text
+    else:
+        assert "60 masks per row, 6x10x8," in text and "(6-connectivity: voxels that share a face)" in text
+        assert "its cuboid is clipped" in text and "cycles/voxel" in text
+
+
+def test_statistics_wording_is_that_of_images_in_2d():
+    """The 2-D wording is unchanged: what masks.md and masks.json said before sequences and volumes."""
+    assert statistics(2)["regions"][1] == "connected regions of the mask's ones (4-connectivity)"
+    assert statistics(2)["boundary"][1] == "share of 4-neighbour pixel pairs that differ"
+    assert [h for h, _ in statistics(1).values()] == [h for h, _ in statistics(3).values()]
+
+
+@pytest.mark.parametrize("size", [(1,), (8, 1), (2, 2, 2, 2), (), "32", (3.0, 4)])
+def test_study_refuses_bad_sizes(size):
+    with pytest.raises(ValueError, match="size must be 1 to 3 integers >= 2"):
+        run_mask_study(size=size, n=2)
+
+
 def test_render_mask_study():
     study = run_mask_study(size=(8, 8), ks=[1], n=5, seed=0)
     text = render_mask_study(study)
@@ -178,16 +359,34 @@ def test_command_writes_files(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("size", "shown", "words"),
+    [(["48"], "length 48", "runs of ones"), (["5", "8", "6"], "5x8x6", "6-connectivity")],
+)
+def test_command_on_sequences_and_volumes(capsys, tmp_path, size, shown, words):
+    out = tmp_path / "m"
+    assert main(["masks", "--size", *size, "--k", "0,2", "--n", "20", "--out", str(out)]) == 0
+    assert f"20 masks of {shown} per row" in capsys.readouterr().out
+    data = json.loads((out / "masks.json").read_text())
+    assert data["size"] == [int(s) for s in size] and words in data["statistics"]["regions"]
+    for name in ("fig_mask_statistics.png", "fig_mask_spectra.png", "fig_mask_examples.png"):
+        png = (out / name).read_bytes()
+        assert png[:8] == PNG_MAGIC and len(png) > 5000
+
+
+@pytest.mark.parametrize(
     ("argv", "needle"),
     [
         (["--k", "1,-2"], "--k values must be >= 0"),
         (["--k", "one"], "comma-separated numbers"),
         (["--lam", "0"], "(0, 1)"),
-        (["--size", "1", "8"], "--size"),
+        (["--size", "1", "8"], "--size sides must all be >= 2"),
+        (["--size", "1"], "--size sides must all be >= 2"),
+        (["--size", "8", "8", "8", "8"], "--size takes 1 to 3 sides (L, H W or D H W), got 4"),
+        (["--size", "8", "x"], "--size"),
+        (["--size"], "--size"),
         (["--n", "1"], "--n must be >= 2"),
         (["--decay", "-1"], "--decay"),
         (["--seed", "-1"], "--seed"),
-        (["--size", "8"], "--size"),
     ],
 )
 def test_bad_arguments_are_one_line(capsys, tmp_path, argv, needle):

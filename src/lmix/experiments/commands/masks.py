@@ -1,4 +1,8 @@
-"""``lmix masks``: statistics of CutMix, FMix and LMix masks against k (regions, boundary, spectrum)."""
+"""``lmix masks``: statistics of CutMix, FMix and LMix masks against k (regions, boundary, spectrum).
+
+``--size`` takes one side per spatial axis: ``L`` (sequences), ``H W`` (images, the default
+32 32) or ``D H W`` (volumes), the ``size`` of ``lmix.fourier_masks``.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "masks",
         help="mask diagnostics: regions, boundary, largest region and spectrum of CutMix/FMix/LMix masks per k",
         description="Draw N masks per configuration (CutMix, FMix = LMix k=0, LMix at each k; each lam) and "
-        "measure the connected regions of each mask and of its complement (4-connectivity), the boundary "
-        "share (4-neighbour pixel pairs that differ), the largest region's share of the image and the radial "
-        "power spectrum. Prints a table (mean and 95% CI) and writes masks.md, masks.json and PNG figures.",
+        "measure the connected regions of each mask and of its complement (neighbours share a face: runs "
+        "in 1-D, 4-connectivity in 2-D, 6 in 3-D), the boundary share (neighbour pairs that differ), the "
+        "largest region's share of the mask and the radial power spectrum. Masks are 1-D (--size L), 2-D "
+        "(--size H W) or 3-D (--size D H W). Prints a table (mean and 95% CI) and writes masks.md, "
+        "masks.json and PNG figures.",
     )
-    p.add_argument("--size", nargs=2, type=int, default=[32, 32], metavar=("H", "W"), help="mask size (default 32 32)")
+    p.add_argument(
+        "--size",
+        nargs="+",
+        type=int,
+        default=[32, 32],
+        metavar="SIDE",
+        help="mask sides, each >= 2: L (a sequence: masks drawn as strips), H W (an image) or D H W (a volume: "
+        "masks drawn as slices) (default 32 32)",
+    )
     p.add_argument("--k", default="0,0.5,1,2,4,8", help="comma-separated LMix k >= 0 (default 0,0.5,1,2,4,8)")
     p.add_argument("--lam", default="0.5", help="comma-separated mask areas in (0, 1) (default 0.5)")
     p.add_argument("--n", type=int, default=1000, help="masks per configuration, >= 2 (default 1000)")
@@ -45,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from datetime import datetime
     from pathlib import Path
 
-    from lmix.experiments.masks import run_mask_study, table_lines, write_study
+    from lmix.experiments.masks import run_mask_study, size_text, table_lines, write_study
 
     ks = _floats(args.k, "--k")
     lams = _floats(args.lam, "--lam")
@@ -53,9 +67,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"lmix masks: --k values must be >= 0, got {args.k!r}")
     if any(not 0 < x < 1 for x in lams):
         raise UsageError(f"lmix masks: --lam values must lie in (0, 1), got {args.lam!r}")
-    h, w = args.size
-    if h < 2 or w < 2:
-        raise UsageError(f"lmix masks: --size H W must both be >= 2, got {h} {w}")
+    if not 1 <= len(args.size) <= 3:
+        raise UsageError(
+            f"lmix masks: --size takes 1 to 3 sides (L, H W or D H W), got {len(args.size)}: "
+            + " ".join(map(str, args.size))
+        )
+    if min(args.size) < 2:
+        raise UsageError(f"lmix masks: --size sides must all be >= 2, got {' '.join(map(str, args.size))}")
     if args.n < 2:
         raise UsageError(f"lmix masks: --n must be >= 2 (masks per configuration), got {args.n}")
     if not math.isfinite(args.decay) or args.decay < 0:
@@ -63,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"lmix masks: --seed must be >= 0, got {args.seed}")
     out = Path(args.out) if args.out else Path("runs") / f"masks-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    study = run_mask_study(size=(h, w), ks=ks, lams=lams, n=args.n, decay=args.decay, seed=args.seed)
+    study = run_mask_study(size=tuple(args.size), ks=ks, lams=lams, n=args.n, decay=args.decay, seed=args.seed)
     paths = write_study(study, out)
     print(
-        f"lmix masks: {study.n} masks of {h}x{w} per row, decay {study.decay:g}, seed {study.seed}; "
+        f"lmix masks: {study.n} masks of {size_text(study.size)} per row, decay {study.decay:g}, seed {study.seed}; "
         f"mean [95% CI] ({study.seconds:.1f} s)"
     )
     print("\n".join(table_lines(study)))

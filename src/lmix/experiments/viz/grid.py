@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 import lmix
 from lmix.errors import LmixValueError
 from lmix.experiments.io import atomic_write
+from lmix.mixing.batch import MixedBatch, MixParams
 
-__all__ = ["Panel", "GridContent", "build_grid_content", "mixing_figure", "save_figure"]
+__all__ = ["Panel", "GridContent", "build_grid_content", "mix_every_method", "mixing_figure", "save_figure"]
 
 # (row label, registry name, parameters): the methods of the paper's Fig. 1-2, defaults otherwise,
 # except that partners form a random cycle: a small batch drawn with a uniform permutation would
@@ -87,6 +88,36 @@ def _describe(mixer: lmix.Mixer) -> str:
     return "\n".join(items)
 
 
+def mix_every_method(inputs: torch.Tensor, *, seed: int) -> list[tuple[str, lmix.Mixer, MixParams, MixedBatch]]:
+    """Mix ``inputs`` with each method of :data:`METHODS`: (row label, mixer, its parameters, the mixed batch).
+
+    Labels are the sample indices. Cutout's fixed box is half of every side (the paper's 16x16
+    square on 32x32 CIFAR).
+
+    Args:
+        inputs: (B, C, *spatial) batch, 1 to 3 spatial axes, B >= 2.
+        seed: seed of every mixer.
+    """
+    b, spatial = inputs.shape[0], tuple(inputs.shape[2:])
+    labels = torch.arange(b, device=inputs.device)
+    mixed = []
+    for label, name, params in METHODS:
+        params = dict(params)
+        if name == "cutout":
+            params["size"] = tuple(max(1, n // 2) for n in spatial)
+        mixer = lmix.create_mixer(name, seed=seed, **params)
+        mix_params = mixer.sample(b, spatial, device=inputs.device, generator=mixer.generator_for(inputs.device))
+        mixed.append((label, mixer, mix_params, mixer.apply(inputs, labels, mix_params)))
+    return mixed
+
+
+def sample_mask(params: MixParams, i: int, lam: float, spatial: tuple[int, ...]) -> np.ndarray:
+    """Sample ``i``'s mask as float weights of shape ``spatial``: the share of its own element (Mixup: ``lam``)."""
+    if params.mask is None:  # Mixup: every element has weight lam
+        return np.full(spatial, lam)
+    return params.mask[i if params.mask.shape[0] > 1 else 0, 0].to(torch.float32).cpu().numpy()
+
+
 def build_grid_content(
     images: torch.Tensor,
     *,
@@ -120,22 +151,11 @@ def build_grid_content(
     content = GridContent()
     content.rows.append(GridRow("batch", [Panel(_rgb(images[i]), f"#{i}") for i in range(b)]))
 
-    for label, name, params in METHODS:
-        params = dict(params)
-        if name == "cutout":
-            # The paper's 16x16 square on 32x32 CIFAR is half the side: keep that proportion.
-            params["size"] = (max(1, h // 2), max(1, w // 2))
-        mixer = lmix.create_mixer(name, seed=seed, **params)
-        mix_params = mixer.sample(b, (h, w), device=images.device, generator=mixer.generator_for(images.device))
-        batch = mixer.apply(images, labels, mix_params)
+    for label, mixer, mix_params, batch in mix_every_method(images, seed=seed):
         panels = []
         for i in range(show):
             lam = float(batch.lam[i])
-            if mix_params.mask is None:  # Mixup: every pixel has weight lam
-                mask = np.full((h, w), lam)
-            else:
-                m = mix_params.mask[i if mix_params.mask.shape[0] > 1 else 0, 0]
-                mask = m.to(torch.float32).cpu().numpy()
+            mask = sample_mask(mix_params, i, lam, (h, w))
             j = int(mix_params.perm[i])
             if mix_params.erase:
                 title = f"#{i}, {100 * (1 - mask.mean()):.0f}% erased"

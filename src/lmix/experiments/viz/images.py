@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lmix.errors import LmixValueError
 
-__all__ = ["IMAGE_SUFFIXES", "sample_photo_batch", "load_image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "sample_photo_batch", "sample_clip_batch", "load_image_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -55,6 +55,32 @@ def sample_photo_batch(size: int = 128) -> torch.Tensor:
     photos = [torch.tensor(p).permute(2, 0, 1).contiguous() for p in load_sample_images().images]
     crops = [_square(photos[i][:, top : top + side, left : left + side], size) for i, top, left, side in _CROPS]
     return torch.stack(crops)
+
+
+def sample_clip_batch(frames: int = 16, size: int = 64) -> torch.Tensor:
+    """Two short "video clips" as volumes: a camera panning across each of scikit-learn's sample photos.
+
+    Frame ``t`` is a square crop of the photo's full height whose left edge moves evenly from
+    the left border to the right one; clip 0 pans over the temple, clip 1 over the dahlia.
+
+    Args:
+        frames: depth of the volumes (number of frames), >= 2.
+        size: side of the square frames, in pixels.
+
+    Returns:
+        (2, 3, frames, size, size) float32 tensor in [0, 1]: (B, C, D, H, W).
+    """
+    from sklearn.datasets import load_sample_images
+
+    if frames < 2:
+        raise LmixValueError(f"frames must be >= 2, got {frames}")
+    clips = []
+    for photo in load_sample_images().images:
+        image = torch.tensor(photo).permute(2, 0, 1).contiguous()
+        side, width = image.shape[1], image.shape[2]
+        lefts = torch.linspace(0, width - side, frames).round().long().tolist()
+        clips.append(torch.stack([_square(image[:, :, left : left + side], size) for left in lefts], dim=1))
+    return torch.stack(clips)
 
 
 def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) -> torch.Tensor:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from lmix._extras import MissingExtraModuleError
+from lmix.data.timeseries import MissingTimeseriesExtraError
 from lmix.errors import LmixError, LmixValueError
 from lmix.experiments.cli import COMMANDS, USER_OS_ERRORS, UsageError, build_parser, main
 from tests.cli_helpers import one_line_error, run_cli
@@ -31,6 +33,9 @@ def _failing(error: BaseException):
         LmixValueError("alpha must be > 0, got -1"),
         UsageError("lmix methods: --x must be >= 1"),
         *(cls(f"no such file: {cls.__name__}") for cls in USER_OS_ERRORS),
+        # lmix's own missing-extra errors, also ModuleNotFoundErrors, of modules the CLI's table does not name
+        MissingTimeseriesExtraError("the osuleaf data set needs the 'timeseries' extra", name="sktime"),
+        MissingExtraModuleError("lmix.integrations.lightning", "lightning", "lightning"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(capsys, monkeypatch, error):

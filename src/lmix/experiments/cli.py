@@ -142,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as err:
         missing = _missing_extra_module(err)
+        if missing is None and isinstance(err, LmixError) and not os.environ.get("LMIX_DEBUG"):
+            # lmix's own "needs the X extra" error (e.g. sktime, the 'timeseries' extra): its message says it.
+            print(_one_line(err), file=sys.stderr)
+            return 2
         if missing is None or os.environ.get("LMIX_DEBUG"):
             raise
         print(MissingExtraError(getattr(args, "command", None), missing), file=sys.stderr)

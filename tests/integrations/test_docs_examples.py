@@ -1,4 +1,5 @@
-"""Every code block of docs/integrations.md and of the README's integrations section runs.
+"""Every code block of docs/integrations.md and of the README's integrations section runs, and the
+README's sequences-and-volumes example.
 
 Each block runs with the real packages (timm, torchvision, Lightning, accelerate) in this
 process; the checks after each block then drive the example's objects (a Lightning Trainer
@@ -29,6 +30,7 @@ from lmix.integrations import timm as lt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("timm_train_script.py")
 README_SECTION = "## Use it with timm / torchvision / Lightning / accelerate"
+LOOP_SECTION = "## Use it in your training loop"
 
 
 def code_blocks(text: str) -> list[tuple[str, str]]:
@@ -36,10 +38,10 @@ def code_blocks(text: str) -> list[tuple[str, str]]:
     return [(lang, code) for lang, code in re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.M | re.S)]
 
 
-def readme_section() -> str:
+def readme_section(title: str = README_SECTION) -> str:
     text = (ROOT / "README.md").read_text()
-    start = text.index(README_SECTION)
-    end = text.index("\n## ", start + len(README_SECTION))
+    start = text.index(title)
+    end = text.index("\n## ", start + len(title))
     return text[start:end]
 
 
@@ -206,3 +208,23 @@ def test_example_runs(workdir, tmp_path, capsys, name, code):
     ns: dict = {"__name__": "example"}
     exec(compile(code, f"<{name} example>", "exec"), ns)
     check_namespace(name, ns)
+
+
+def test_readme_sequences_and_volumes_example_runs():
+    """The README's (B, C, L) / (B, C, D, H, W) block runs as written, and gives what its comments say."""
+    blocks = [code for lang, code in code_blocks(readme_section(LOOP_SECTION)) if "(B, C, L)" in code]
+    assert len(blocks) == 1, "the README's training-loop section has one sequences-and-volumes example"
+    ns: dict = {"__name__": "example"}
+    exec(compile(blocks[0], "<README sequences and volumes example>", "exec"), ns)
+    assert torch.isfinite(ns["loss"]) and ns["loss"].requires_grad
+    ns["loss"].backward()  # trains: the gradient reaches the model
+    assert all(p.grad is not None for p in ns["model"].parameters())
+    mixed = lmix.create_mixer("lmix", seed=0)(ns["signals"], ns["labels"])  # the sequence batch, again
+    mask = mixed.params.mask
+    assert mask.shape == (8, 1, 1000) and torch.equal(mixed.lam, mask.float().mean(dim=(1, 2)))
+    assert torch.equal(mixed.images, torch.where(mask, ns["signals"], ns["signals"][mixed.params.perm]))
+    batch, masks = ns["batch"], ns["masks"]
+    assert batch.images.shape == (4, 1, 16, 32, 32) and batch.params.mask.shape == (4, 1, 16, 32, 32)
+    assert torch.equal(batch.lam, batch.params.mask.float().mean(dim=(1, 2, 3, 4)))  # the cuboid's kept share
+    assert masks.shape == (4, 1, 16, 32, 32)
+    assert masks.flatten(1).sum(1).tolist() == [16 * 32 * 32 / 2] * 4  # exactly lam of the voxels

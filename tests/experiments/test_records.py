@@ -209,3 +209,29 @@ def test_read_finished_blames_a_summary_and_config_that_disagree_on_epochs_not_t
     with pytest.raises(RecordError) as err:
         records.read_finished(run)
     assert err.value.file == "summary.json" and err.value.problem == "epochs is 14 but config.yaml says 4"
+
+
+def test_failed_json_is_named_once_for_its_writers_and_its_reader():
+    """The trainer's and the sweep's writer (train/failures.py) and the records' reader use one constant,
+    defined once in src (in io.py: records may import neither the trainer's package nor torch)."""
+    import re
+
+    from lmix.experiments.train import failures
+
+    assert records.FAILED_JSON is failures.FAILED_JSON == "failed.json"
+    src = Path(records.__file__).resolve().parents[1]
+    defined = [p.name for p in src.rglob("*.py") if re.search(r"^FAILED_JSON\s*[:=]", p.read_text(), re.M)]
+    assert defined == ["io.py"]
+
+
+def test_records_import_neither_torch_nor_the_trainer():
+    """lmix report and the sweep's status read run folders without loading torch: records stays light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lmix.experiments.records; "
+        "print(sorted(m for m in ('torch', 'lmix.experiments.train') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

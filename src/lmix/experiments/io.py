@@ -8,6 +8,11 @@ a ``RuntimeError``).
 
 :class:`RunLock`: the one lock of a run folder, an exclusive, non-blocking ``flock`` on
 ``RUN_DIR/.lock`` (one ``lmix train`` or sweep job per run folder).
+
+:data:`FAILED_JSON`: the name of a run's failure record, here because its writer
+(:mod:`lmix.experiments.train.failures`) and its reader (:mod:`lmix.experiments.records`, which
+stays importable without torch) both import this module and neither may import the other.
+:func:`not_a_folder`: why a path given for a folder to write into cannot be one, in one line.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import IO, Any, ClassVar, TypeVar
 from lmix.errors import LmixValueError
 
 __all__ = [
+    "FAILED_JSON",
     "WriteError",
     "atomic_write",
     "atomic_write_text",
@@ -35,7 +41,12 @@ __all__ = [
     "atomic_torch_save",
     "RunLock",
     "read_yaml",
+    "not_a_folder",
 ]
+
+# Why a run's last attempt failed: written by ``lmix train`` (training diverged) and by ``lmix sweep``
+# (any failure) into the run folder, which then has no summary.json; read by lmix report and lmix sweep.
+FAILED_JSON = "failed.json"
 
 
 class WriteError(OSError):
@@ -167,6 +178,31 @@ def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
     except (ValueError, TypeError, AttributeError, RecursionError) as err:  # yaml: 2001-13-45, !!float abc, [[[...
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise LmixValueError(f"{what} {str(path)!r} is not valid YAML: {type(err).__name__}: {first}") from None
+
+
+def not_a_folder(path: str | os.PathLike, *, name: str = "--out", hint: str = "") -> str | None:
+    """Why ``path``, given as ``name`` for a folder to write into, cannot be one; None when it can
+    (it is a folder, or one can be made there).
+
+    Args:
+        hint: what to do instead, after a path that is (inside) a file.
+
+    Returns:
+        One line naming the path: ``"--out 'x' is a file, not a folder; HINT"``, ``"--out 'x/y' is
+        inside 'x', which is a file, not a folder; HINT"`` or ``"cannot reach --out 'x' (Permission
+        denied); choose a folder you may write to"``.
+    """
+    path = Path(path)
+    try:
+        for folder in (path, *path.parents):
+            if folder.is_dir():
+                return None
+            if folder.exists():
+                where = "is a file" if folder == path else f"is inside {str(folder)!r}, which is a file"
+                return f"{name} {str(path)!r} {where}, not a folder" + (f"; {hint}" if hint else "")
+    except PermissionError as err:
+        return f"cannot reach {name} {str(path)!r} ({err.strerror}); choose a folder you may write to"
+    return None
 
 
 _Lock = TypeVar("_Lock", bound="RunLock")

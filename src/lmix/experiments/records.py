@@ -3,8 +3,9 @@ and ``lmix attack`` leave behind and that ``lmix report`` and ``lmix attack`` re
 
 A run folder (``lmix train --out RUN``) holds ``config.yaml``, ``metrics.jsonl`` (one row per
 epoch), ``checkpoint.pt`` and, once finished, ``summary.json``; the run lock ``.lock`` while a
-process works on it; ``failed.json`` where a run failed (a sweep's run that raised, a run that
-diverged); ``fgsm.json`` and ``fgsm.png`` once attacked. A sweep's folder holds ``sweep.json``,
+process works on it; ``failed.json`` where the run's last attempt failed (written by ``lmix train``
+when training diverged and by ``lmix sweep`` for any failure: :mod:`lmix.experiments.train.failures`);
+``fgsm.json`` and ``fgsm.png`` once attacked. A sweep's folder holds ``sweep.json``,
 its expanded runs (and the spec's declared analysis plan, where it has one), and while job
 processes run, their scratch folder ``.lmix-sweep-*`` (never a run folder).
 
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixError, LmixValueError
 from lmix.experiments.divergence import LOSS_KEYS, loss_problem
-from lmix.experiments.io import RunLock, WriteError, atomic_write_json, read_yaml
+from lmix.experiments.io import FAILED_JSON, RunLock, WriteError, atomic_write_json, read_yaml
 from lmix.experiments.plan import AnalysisPlan, parse_plan
 
 if TYPE_CHECKING:
@@ -79,7 +80,6 @@ SUMMARY_JSON = "summary.json"
 CONFIG_YAML = "config.yaml"
 METRICS_JSONL = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
-FAILED_JSON = "failed.json"  # written by lmix sweep in the folder of a run that failed (and has no summary.json)
 FGSM_JSON = "fgsm.json"
 FGSM_PNG = "fgsm.png"
 SWEEP_JSON = "sweep.json"
@@ -385,7 +385,8 @@ def load_fgsm(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def load_failed(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``failed.json`` of a run a sweep could not finish (why: ``error``; ``diverged``); None if there is none."""
+    """``failed.json`` of a run whose last attempt failed (why: ``error``; ``diverged``), written by
+    ``lmix train`` (a diverged run) or ``lmix sweep`` (any failure); None if there is none."""
     path = Path(run_dir) / FAILED_JSON
     record = _json_mapping(path)
     if record is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,7 @@ from lmix.experiments.commands.compare import DEFAULT_METHODS, DEFAULT_SEEDS, DE
 from lmix.experiments.report import build_report, report_json
 from lmix.experiments.report.formats import fmt_p, signed_ci
 from lmix.experiments.sweep import expand, parse_spec
-from tests.cli_helpers import one_line_error
+from tests.cli_helpers import run_cli
 from tests.experiments.report.conftest import make_run
 
 TINY = [
@@ -77,22 +78,99 @@ def test_compare_end_to_end_and_rerun(capsys, tmp_path):
     assert "0 runs trained" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "extra, needle",
-    [
-        (["--seeds", "0"], "--seeds must be >= 1"),
-        (["--train-subset", "lots"], "--train-subset must be an integer or 'all'"),
-        (["--methods", ","], "--methods is empty"),
-        (["--methods", "lmix,lmix"], "twice"),
-        (["--methods", "none,supermix"], "unknown mixer 'supermix'"),
-        (["--set", "seed=3"], "--seeds"),
-        (["--epochs", "0"], "epochs must be an integer >= 1"),
-        (["--threads", "0"], "--threads must be >= 1"),
-    ],
-)
-def test_compare_errors(capsys, tmp_path, extra, needle):
-    one_line_error(capsys, ["compare", "--out", str(tmp_path / "c"), *extra], needle)
-    assert not list((tmp_path / "c").rglob("summary.json")) if (tmp_path / "c").exists() else True
+# Small settings first, so that a case that slipped through would train a moment, not the default study.
+GUARD = ["--epochs", "1", "--seeds", "1", "--methods", "none", "--train-subset", "64", "--batch-size", "32"]
+# Every flag of lmix compare given a value the user must fix: {file} is a file, {missing} a path that does not exist.
+USER_ERRORS = [
+    (["--dataset", "nope"], "lmix compare: run {seed=0, method=none}: unknown dataset 'nope'; choose one of: "),
+    (["--model", "nope"], "unknown model 'nope'; known models: "),
+    (["--model", "cnn1d"], "model 'cnn1d' takes sequences (B, C, L) but data set 'digits' holds images"),
+    (["--dataset", "osuleaf"], "model 'simple_cnn' takes images (B, C, H, W) but data set 'osuleaf' holds sequences"),
+    (["--methods", "none,bogus"], "run {seed=0, method=bogus}: unknown mixer 'bogus'"),
+    (["--methods", ","], "--methods is empty"),
+    (["--methods", "lmix,lmix"], "--methods lists a method twice"),
+    (["--seeds", "0"], "lmix compare: --seeds must be >= 1, got 0"),
+    (["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
+    (["--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
+    (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--train-subset", "lots"], "--train-subset must be an integer or 'all'"),
+    (["--schedule", "sometimes"], "schedule"),
+    (["--set", "seed=3"], "use --methods / --seeds"),
+    (["--set", "nope=1"], "unknown config key(s) ['nope']"),
+    (["--set", "lr=abc"], "config key 'lr' must be of type float, got 'abc'"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--dataset", "cifar10", "--data-root", "{missing}"], "lmix compare: cifar10: data not found in {missing}"),
+    (["--dataset", "cifar10", "--data-root", "{file}"], "lmix compare: --data-root '{file}' is a file, not a folder; "),
+    (["--dataset", "cifar10", "--data-root", "{file}", "--set", "download=true"], "--data-root '{file}' is a file"),
+    (["--out", "{file}"], "lmix compare: --out '{file}' is a file, not a folder"),
+    (["--out", "{file}/study"], "--out '{file}/study' is inside '{file}', which is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("extra, needle", USER_ERRORS, ids=[" ".join(e) for e, _ in USER_ERRORS])
+def test_every_user_error_is_one_line_exit_2_and_leaves_nothing(capsys, tmp_path, monkeypatch, extra, needle):
+    """Each is found before anything is written: no runs/compare-* folder (nor runs/), no --out, no run trained."""
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/compare-<timestamp>, would be made here
+    paths = {"file": "a-file", "missing": str(tmp_path / "no-such-folder")}
+    (tmp_path / "a-file").write_text("not a folder\n")
+    monkeypatch.setattr("lmix.experiments.sweep.one_run.train", pytest.fail)  # nothing may train
+    code, out, err = run_cli(capsys, ["compare", *GUARD, *(_fill(a, paths) for a in extra)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert _fill(needle, paths) in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and out == ""
+    assert (tmp_path / "a-file").read_text() == "not a folder\n"
+
+
+def _fill(text: str, paths: dict[str, str]) -> str:
+    for key, path in paths.items():
+        text = text.replace("{" + key + "}", path)
+    return text
+
+
+def _failing_trainer(monkeypatch, err: Exception, *, epochs_done: int):
+    """Every run fails with ``err``, after ``epochs_done`` epochs of records (0: before its first epoch)."""
+
+    def train(config, log=print):
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if epochs_done:
+            (out / "config.yaml").write_text(config.to_yaml())
+            (out / "metrics.jsonl").write_text('{"epoch": 1, "test_acc": 50.0, "train_loss": 1.0}\n')
+        raise err
+
+    monkeypatch.setattr("lmix.experiments.sweep.one_run.train", train)
+
+
+def test_every_run_failing_on_the_data_is_one_line_exit_2_and_leaves_nothing(capsys, tmp_path, monkeypatch):
+    """A data problem only training finds (damaged files): the first run's reason, and no useless folder."""
+    from lmix.data.info import DataNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    reason = "cifar10: files in /data are missing or failed torchvision's integrity check; pass --data-root DIR"
+    _failing_trainer(monkeypatch, DataNotFoundError(reason), epochs_done=0)
+    code, _, err = run_cli(capsys, ["compare", *GUARD, "--seeds", "2"])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("lmix compare: no run finished (2 of 2 failed), so no report; the first, ")
+    assert lines[0].endswith(f"seed=0: {reason}; nothing was kept")
+    assert list(tmp_path.iterdir()) == []  # neither runs/compare-* nor runs/
+
+
+def test_every_run_failing_after_an_epoch_keeps_the_runs_and_says_where(capsys, tmp_path, monkeypatch):
+    """A fault (not the user's) after the runs recorded epochs: exit 1, the runs kept for a re-run to resume."""
+    out = tmp_path / "cmp"
+    _failing_trainer(monkeypatch, RuntimeError("CUDA error: an illegal memory access"), epochs_done=1)
+    code, _, err = run_cli(capsys, ["compare", *GUARD, "--out", str(out)])
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert "no run finished (1 of 1 failed), so no report; the first, " in lines[0]
+    assert lines[0].endswith(
+        f"seed=0: CUDA error: an illegal memory access; the runs are in {out} (each failed run's failed.json "
+        "says why; re-run the same command to resume)"
+    )
+    assert len(list(out.rglob("failed.json"))) == 1 and len(list(out.rglob("metrics.jsonl"))) == 1
+    assert not (out / "report").exists()
 
 
 def table_rows(text: str) -> dict[str, dict[str, str]]:

@@ -9,12 +9,19 @@ printed table compares every method with the baseline, paired by seed, with the 
 tests (:func:`summary_lines`), and says which regime the result is in. Every flag scales it up (``--dataset cifar10 --model preact_resnet18
 --epochs 200 --seeds 5 --device cuda``). It is ``lmix sweep`` on a generated spec (saved as
 OUT/compare.yaml) followed by ``lmix report``; re-running it with the same ``--out`` resumes.
+
+A user error (a flag's value, an ``--out`` that is a file, data not where ``--data-root`` says)
+is one line and exit code 2 before anything is written: no ``runs/compare-*`` folder is left.
+Where every run fails, there is no report: one line with the first run's reason, exit code 2 for
+a user's error (the data) and 1 otherwise; the folder goes too when no run recorded an epoch
+(nothing in it is worth keeping), else the line names it (a re-run resumes the runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +32,7 @@ from lmix.experiments.commands.sweep import add_overrides_argument, parse_overri
 
 if TYPE_CHECKING:
     from lmix.experiments.report import Report
+    from lmix.experiments.sweep import SweepSpec
 
 # Chosen by measurement on the 2-core CPU shared with other jobs (3 seeds, 5 methods each):
 #   preact_resnet_tiny w16, 500 images, 60 epochs: baseline 100% clean train, test ~98%: every
@@ -49,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
 }
 DEFAULT_METHODS = ("none", "mixup", "cutmix", "fmix", "lmix")
 DEFAULT_SEEDS = 3
+SOURCE = "lmix compare"  # the generated spec's source, as the sweep's messages name it
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +67,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train every method with several seeds (lmix sweep), then write and print the report "
         "(lmix report). With no arguments: digits, "
         f"{DEFAULTS['model']} (width {DEFAULTS['width']}), {DEFAULTS['train_subset']} training images, "
-        f"{DEFAULTS['epochs']} epochs, methods {', '.join(DEFAULT_METHODS)}, {DEFAULT_SEEDS} seeds.",
+        f"{DEFAULTS['epochs']} epochs, methods {', '.join(DEFAULT_METHODS)}, {DEFAULT_SEEDS} seeds. "
+        "Every setting, --out and the data are checked before anything is written (a mistake: one line, exit "
+        "code 2, no folder left); if every run fails, the first one's reason is one line (exit code 2 for a data "
+        "problem, else 1), and the folder is kept only where a run recorded an epoch (a re-run resumes it).",
     )
     p.add_argument("--dataset", help=f"data set (default {DEFAULTS['dataset']})")
     p.add_argument("--model", help=f"model (default {DEFAULTS['model']})")
@@ -114,20 +126,22 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 base["train_subset"] = int(args.train_subset)
             except ValueError:
-                raise UsageError(f"--train-subset must be an integer or 'all', got {args.train_subset!r}") from None
+                raise UsageError(
+                    f"lmix compare: --train-subset must be an integer or 'all', got {args.train_subset!r}"
+                ) from None
     base.update(parse_overrides(args.overrides))
     if not args.verbose:
         base.setdefault("progress", False)
     if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+        raise UsageError(f"lmix compare: --seeds must be >= 1, got {args.seeds}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
-        raise UsageError("--methods is empty; give e.g. none,mixup,lmix")
+        raise UsageError("lmix compare: --methods is empty; give e.g. none,mixup,lmix")
     if len(set(methods)) != len(methods):
-        raise UsageError(f"--methods lists a method twice: {args.methods!r}")
+        raise UsageError(f"lmix compare: --methods lists a method twice: {args.methods!r}")
     for key in ("method", "seed"):
         if key in base:
-            raise UsageError(f"--set {key}=... : use --methods / --seeds")
+            raise UsageError(f"lmix compare: --set {key}=... : use --methods / --seeds")
     return {"name": "compare", "base": base, "grid": {"method": methods, "seed": list(range(args.seeds))}}
 
 
@@ -208,13 +222,13 @@ def run(args: argparse.Namespace) -> int:
 
     from lmix.experiments.io import atomic_write_text
     from lmix.experiments.report import build_report, write_report
-    from lmix.experiments.sweep import parse_spec, run_sweep
+    from lmix.experiments.sweep import run_sweep
 
     t0 = time.perf_counter()
     data = build_spec(args)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    spec = parse_spec(data, source="lmix compare", default_name="compare")
     set_threads(args.threads)
+    spec = _check_before_writing(data, out)  # a user error leaves nothing behind: no OUT, no runs/
     log = lambda line: print(line, flush=True)  # noqa: E731
     base = data["base"]
     log(
@@ -223,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
         + (f", {base['train_subset']} training images" if "train_subset" in base else "")
         + f", {base['epochs']} epochs; methods {', '.join(data['grid']['method'])}; {args.seeds} seed(s); out {out}"
     )
+    # the outermost folder this call makes (runs/ too on a first compare): removed if nothing is worth keeping
+    created = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         out / "compare.yaml",
@@ -230,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
         + yaml.safe_dump(data, sort_keys=False),
     )
     result = run_sweep(spec, out, log=log, train_log=print if args.verbose else None)
+    if result.count("failed") and not result.count("trained") + result.count("skipped"):
+        return _no_run_finished(result, out, created=created)
     report = build_report(out)
     paths = write_report(report, out / "report")
     print()
@@ -238,3 +256,87 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {out / 'report' / 'report.md'}; figures: {', '.join(figures) or 'none'}")
     print(f"lmix compare took {time.perf_counter() - t0:.0f}s ({result.count('trained')} runs trained)")
     return 1 if result.count("failed") else 0
+
+
+def _check_before_writing(data: dict[str, Any], out: Path) -> SweepSpec:
+    """The study's spec, once every user error it can have is ruled out, before anything is written:
+    each run's settings (an unknown data set, model, method or ``--set`` key, a model of the other
+    input kind: the sweep's own checks), ``--out``, and each data set's files where ``--data-root``
+    says they are (the trainer's own look-up).
+
+    Raises:
+        UsageError: one line saying what is wrong.
+    """
+    from lmix.data import resolve_root
+    from lmix.data.info import DataNotFoundError, dataset_info
+    from lmix.errors import LmixValueError
+    from lmix.experiments.cli import UsageError
+    from lmix.experiments.io import not_a_folder
+    from lmix.experiments.sweep import expand, parse_spec
+
+    problem = not_a_folder(out, hint="give --out a new folder or an earlier lmix compare's folder")
+    if problem is not None:
+        raise UsageError(f"lmix compare: {problem}")
+    try:
+        spec = parse_spec(data, source=SOURCE, default_name="compare")
+        runs = expand(spec, out)
+    except LmixValueError as err:  # "run {seed=0, method=bogus}: unknown mixer 'bogus'; ..."
+        raise UsageError(f"lmix compare: {str(err).removeprefix(f'sweep spec {SOURCE}: ')}") from None
+    for config in {(r.config.dataset, r.config.data_root, r.config.download, r.config.svhn_extra) for r in runs}:
+        dataset, root, download, svhn_extra = config
+        if download and root is not None and dataset_info(dataset).downloadable:  # torchvision downloads into it
+            problem = not_a_folder(
+                root, name="--data-root", hint=f"give --data-root the folder to download {dataset} into"
+            )
+            if problem is not None:
+                raise UsageError(f"lmix compare: {problem}")
+        for train in (True, False):
+            try:
+                resolve_root(dataset, root, download=download, train=train, svhn_extra=svhn_extra)
+            except DataNotFoundError as err:
+                raise UsageError(f"lmix compare: {_data_problem(err, root)}") from None
+    return spec
+
+
+def _data_problem(err: Exception, root: str | None) -> str:
+    """The data look-up's line; where ``--data-root`` is a file, that, with the look-up's hint (how to give the data)."""
+    from lmix.experiments.io import not_a_folder
+
+    text = str(err)  # "cifar10: data not found in X (nor in X/cifar10); pass --data-root DIR (...) or --download ..."
+    dataset, _, rest = text.partition(": ")
+    how = rest.partition("; ")[2]
+    problem = None if root is None else not_a_folder(root, name="--data-root", hint=how and f"{dataset}: {how}")
+    return text if problem is None else problem
+
+
+def _no_run_finished(result: Any, out: Path, *, created: Path | None) -> int:
+    """Every run failed, so there is no report: one line with the first run's reason. A user's
+    error (the data, a path: what ``lmix train`` calls one) exits 2, any other failure 1. The folders
+    this call made (``created``: the outermost) are removed where no run recorded an epoch (no metrics
+    row, no checkpoint: nothing a re-run could resume, only failed.json) and none is busy in another
+    process; otherwise the line says where the runs are (a re-run resumes them)."""
+    import shutil
+
+    from lmix.errors import LmixError
+    from lmix.experiments.cli import USER_OS_ERRORS
+    from lmix.experiments.io import FAILED_JSON
+    from lmix.experiments.records import CHECKPOINT
+    from lmix.experiments.train.failures import epochs_done
+
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    first = failed[0]
+    user_error = all(isinstance(o.exception, (LmixError, *USER_OS_ERRORS)) for o in failed)
+    kept = any(
+        o.status == "busy" or epochs_done(o.run.dir) or (o.run.dir / CHECKPOINT).exists() for o in result.outcomes
+    )
+    if created is not None and not kept:
+        shutil.rmtree(created, ignore_errors=True)
+        where = "nothing was kept"
+    else:
+        where = f"the runs are in {out} (each failed run's {FAILED_JSON} says why; re-run the same command to resume)"
+    print(
+        f"lmix compare: no run finished ({len(failed)} of {len(result.outcomes)} failed), so no report; "
+        f"the first, {first.run.name}: {first.error or 'unknown error'}; {where}",
+        file=sys.stderr,
+    )
+    return 2 if user_error else 1

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lmix.experiments.io import atomic_write_json
+from lmix.experiments.io import FAILED_JSON, atomic_write_json
 
 __all__ = [
     "FAILED_JSON",
@@ -40,8 +40,6 @@ __all__ = [
     "mark_failed",
     "clear_failed",
 ]
-
-FAILED_JSON = "failed.json"
 
 
 class TrainingDiverged(RuntimeError):

@@ -60,6 +60,7 @@ from lmix.experiments.io import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
+    not_a_folder,
     read_yaml,
 )
 from lmix.experiments.metrics import evaluate
@@ -404,7 +405,7 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
         (the lock on rank 0, whether this call created the folder).
     """
     lock, created, busy, failed = None, False, None, None
-    problem = _not_a_folder(out) if env.is_main else None
+    problem = not_a_folder(out, hint="give --out a new folder or a run folder") if env.is_main else None
     if env.is_main and problem is None:
         created = not out.exists()
         lock = RunLock(out)
@@ -432,20 +433,6 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
             f"out dir {str(out)!r} is in use by another lmix train or sweep job ({busy}); wait for it or choose another --out"
         )
     return lock, created
-
-
-def _not_a_folder(out: Path) -> str | None:
-    """Why ``out`` cannot be a run folder (it, or a folder above it, is a file; it cannot be reached), or None."""
-    try:
-        for path in (out, *out.parents):
-            if path.is_dir():
-                return None
-            if path.exists():
-                where = "is a file" if path == out else f"is inside {str(path)!r}, which is a file"
-                return f"--out {str(out)!r} {where}, not a folder; give --out a new folder or a run folder"
-    except PermissionError as err:
-        return f"cannot reach --out {str(out)!r} ({err.strerror}); choose an --out folder you may write to"
-    return None
 
 
 def _finished_summary(out: Path) -> dict[str, Any] | None:

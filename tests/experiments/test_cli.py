@@ -244,6 +244,40 @@ def test_every_path_argument_of_the_wrong_kind_is_one_line_and_exit_2(
         assert "does not exist" not in line and "File exists" not in line, line
 
 
+# Every command's output path given as a file where a folder is expected, inside a file, or (lmix
+# attack's --out, a PNG) as a folder: the line says so in lmix train's wording and names the path.
+COMPARE_QUICK = ["--seeds", "1", "--epochs", "1", "--methods", "none"]
+OUT_CASES = [
+    (["train", *QUICK_TRAIN, "--out", "{file}"], "--out '{file}' is a file, not a folder"),
+    (["train", *QUICK_TRAIN, "--out", "{file}/run"], "--out '{file}/run' is inside '{file}', which is a file, not a"),
+    (["sweep", "table1", "--dry-run", "--out", "{file}"], "lmix sweep: --out '{file}' is a file, not a folder"),
+    (["sweep", "table1", "--dry-run", "--out", "{file}/sub"], "lmix sweep: --out '{file}/sub' is inside '{file}', "),
+    (["sweep", "table1", "--out", "{file}"], "lmix sweep: --out '{file}' is a file, not a folder"),
+    (["report", "{file}"], "lmix report: DIR '{file}' is a file, not a folder"),
+    (["report", "{file}/runs"], "lmix report: DIR '{file}/runs' is inside '{file}', which is a file, not a folder"),
+    (["report", "{run}", "--out", "{file}"], "lmix report: --out '{file}' is a file, not a folder"),
+    (["report", "{run}", "--out", "{file}/rep"], "lmix report: --out '{file}/rep' is inside '{file}', which is a"),
+    (["attack", "--run", "{run}", "--limit", "8", "--out", "{dir}"], "lmix attack: --out '{dir}' is a folder, not a"),
+    (["attack", "--run", "{run}", "--limit", "8", "--out", "{file}/a.png"], "--out '{file}/a.png' is inside '{file}'"),
+    (["compare", *COMPARE_QUICK, "--out", "{file}"], "lmix compare: --out '{file}' is a file, not a folder"),
+    (["compare", *COMPARE_QUICK, "--out", "{file}/c"], "lmix compare: --out '{file}/c' is inside '{file}', which"),
+]
+
+
+@pytest.mark.parametrize("case, needle", OUT_CASES, ids=[" ".join(c) for c, _ in OUT_CASES])
+def test_an_output_path_of_the_wrong_kind_is_said_so_before_anything_is_written(
+    capsys, tmp_path, monkeypatch, finished_run, case, needle
+):
+    from tests.experiments.damage import snapshot
+
+    monkeypatch.chdir(tmp_path)
+    paths = _paths(tmp_path, finished_run)
+    before = (snapshot(tmp_path), snapshot(finished_run))
+    line = one_line_error(capsys, _argv(case, paths))
+    assert needle.format(**{k: str(v) for k, v in paths.items()}) in line, line
+    assert (snapshot(tmp_path), snapshot(finished_run)) == before  # no run attacked, no folder, no file
+
+
 _RUN_CASES = """
 import contextlib, io, json, sys
 from lmix.experiments.cli import main

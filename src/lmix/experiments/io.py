@@ -181,28 +181,32 @@ def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
 
 
 def not_a_folder(path: str | os.PathLike, *, name: str = "--out", hint: str = "") -> str | None:
-    """Why ``path``, given as ``name`` for a folder to write into, cannot be one; None when it can
-    (it is a folder, or one can be made there).
+    """Why ``path``, given as ``name`` for a folder, cannot be one; None when it can (it is a folder,
+    or one can be made there).
 
     Args:
-        hint: what to do instead, after a path that is (inside) a file.
+        hint: what to do instead, appended after ``"; "``.
 
     Returns:
-        One line naming the path: ``"--out 'x' is a file, not a folder; HINT"``, ``"--out 'x/y' is
-        inside 'x', which is a file, not a folder; HINT"`` or ``"cannot reach --out 'x' (Permission
-        denied); choose a folder you may write to"``.
+        One line naming the path: ``"--out 'x' is a file, not a folder"``, ``"--out 'x/y' is inside
+        'x', which is a file, not a folder"`` or ``"cannot reach --out 'x' (Permission denied)"``,
+        then ``"; HINT"``.
     """
     path = Path(path)
+    problem = None
     try:
         for folder in (path, *path.parents):
             if folder.is_dir():
                 return None
             if folder.exists():
                 where = "is a file" if folder == path else f"is inside {str(folder)!r}, which is a file"
-                return f"{name} {str(path)!r} {where}, not a folder" + (f"; {hint}" if hint else "")
+                problem = f"{name} {str(path)!r} {where}, not a folder"
+                break
     except PermissionError as err:
-        return f"cannot reach {name} {str(path)!r} ({err.strerror}); choose a folder you may write to"
-    return None
+        problem = f"cannot reach {name} {str(path)!r} ({err.strerror})"
+    if problem is None:
+        return None
+    return problem + (f"; {hint}" if hint else "")
 
 
 _Lock = TypeVar("_Lock", bound="RunLock")

@@ -217,7 +217,9 @@ def test_cli_report(capsys, runs_dir, tmp_path):
     assert (runs_dir / "report" / "report.json").is_file()
 
     assert "no finished runs" in one_line_error(capsys, ["report", str(tmp_path / "rep")])
-    assert "not a folder" in one_line_error(capsys, ["report", str(tmp_path / "nope")])
+    assert f"DIR {str(tmp_path / 'nope')!r} does not exist" in one_line_error(
+        capsys, ["report", str(tmp_path / "nope")]
+    )
     bad = tmp_path / "paper.yaml"
     bad.write_text("- {dataset: digits, model: simple_cnn}\n")
     assert "must have keys" in one_line_error(capsys, ["report", str(runs_dir), "--paper", str(bad)])

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     figure = Path(args.out) if args.out else Path("fgsm-compare.png") if args.compare else None
     try:
         # Every folder the attack writes to, checked before any attack spends time: nothing is written otherwise.
-        _check_writable([d for d, r in zip(run_dirs, reuse) if r is None], figure)
+        _check_writable([d for d, r in zip(run_dirs, reuse) if r is None], figure, given=args.out is not None)
         records: list[tuple[Path, dict[str, Any]]] = []
         for run_dir, reused in zip(run_dirs, reuse):
             record = reused if reused is not None else _attack(run_dir, args, eps, eps_255)
@@ -160,10 +160,24 @@ def _reusable_record(run_dir: Path, args: argparse.Namespace, eps: list[float]) 
     return None
 
 
-def _check_writable(run_dirs: list[Path], figure: Path | None) -> None:
-    """WriteError (one line naming the file) unless each run folder, and the figure's folder, can be written."""
+def _check_writable(run_dirs: list[Path], figure: Path | None, *, given: bool) -> None:
+    """WriteError (one line naming the file) unless each run folder, and the figure's folder, can be written;
+    UsageError where the figure's path is a folder or lies inside a file (``given``: it is ``--out``'s)."""
+    from lmix.experiments.cli import UsageError
+    from lmix.experiments.io import not_a_folder
     from lmix.experiments.records import FGSM_JSON, check_writable
 
+    if figure is not None:
+        name = "--out" if given else "the figure"
+        if figure.is_dir():
+            raise UsageError(
+                f"lmix attack: {name} {str(figure)!r} is a folder, not a file; give --out the PNG to write, "
+                f"e.g. {str(figure / 'fgsm-compare.png')!r}"
+            )
+        # a file there is replaced; a path that does not exist yet must lie in folders, not inside a file
+        problem = None if figure.exists() else not_a_folder(figure, name=name, hint="give --out a PNG path in a folder")
+        if problem is not None:
+            raise UsageError(f"lmix attack: {problem}")
     for target in [d / FGSM_JSON for d in run_dirs] + ([figure] if figure is not None else []):
         check_writable(target)
 

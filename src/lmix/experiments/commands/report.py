@@ -62,8 +62,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_OUT_HINT = "give --out a new folder or an earlier report's folder"
+
+
 def run(args: argparse.Namespace) -> int:
-    from lmix.experiments.io import WriteError
+    from lmix.experiments.io import WriteError, not_a_folder
     from lmix.experiments.records import check_writable
     from lmix.experiments.report import build_report, render_runs_text, render_text_summary, write_report
 
@@ -73,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
         plans = plans_from_specs(args.plan, args.dir)
     out = Path(args.out) if args.out else Path(args.dir) / "report"
+    problem = not_a_folder(out, name="--out" if args.out else "the report folder", hint=_OUT_HINT)
+    if problem is not None and Path(args.dir).is_dir():  # DIR's own problem is said first (build_report)
+        print(f"lmix report: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if Path(args.dir).is_dir():  # before the work: the report's folder must take new files (see write_report)
             check_writable(out / "report.md" if out.is_dir() else out)

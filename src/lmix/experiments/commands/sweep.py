@@ -130,11 +130,14 @@ def _checked_gpus(args: argparse.Namespace) -> list[str]:
     return gpus
 
 
+_OUT_HINT = "give --out a new folder or a sweep's folder"
+
+
 def run(args: argparse.Namespace) -> int:
     # The sweep (and through it the trainer, torchvision, ...) is imported when the command runs:
     # building every lmix command's parser stays quick.
     from lmix.experiments.catalog import resolve_config
-    from lmix.experiments.io import WriteError
+    from lmix.experiments.io import WriteError, not_a_folder
     from lmix.experiments.sweep import SweepInterrupted, failed_line, load_spec, parse_shard, run_sweep
 
     gpus = _checked_gpus(args)
@@ -144,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         overrides.setdefault("progress", False)
     out = Path(args.out) if args.out else Path("runs") / spec.name
+    problem = not_a_folder(out, name="--out" if args.out else "the sweep's folder", hint=_OUT_HINT)
+    if problem is not None:  # else the dry run would blame each run's records ("failed.json: Not a directory")
+        raise UsageError(f"lmix sweep: {problem}")
     if args.jobs == 1:
         set_threads(args.threads)  # with --jobs, each job process sets its own
     try:

@@ -35,7 +35,7 @@ from typing import Any
 
 from lmix._checks import is_integer
 from lmix.errors import LmixValueError
-from lmix.experiments.io import RunLock
+from lmix.experiments.io import RunLock, not_a_folder
 from lmix.experiments.plan import AnalysisPlan
 from lmix.experiments.records import (
     CHECKPOINT,
@@ -188,8 +188,13 @@ def status_counts(runs: list[RunRecord]) -> dict[str, int]:
 
 def _check_root(root: str | os.PathLike) -> Path:
     root = Path(root)
+    problem = not_a_folder(root, name="DIR", hint="give the folder that holds the run folders")
+    if problem is not None:
+        raise LmixValueError(f"lmix report: {problem}")
     if not root.is_dir():
-        raise LmixValueError(f"lmix report: {str(root)!r} is not a folder of runs")
+        raise LmixValueError(
+            f"lmix report: DIR {str(root)!r} does not exist; give the folder that holds the run folders"
+        )
     return root
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from lmix.experiments.report import build_report, render_latex, render_markdown, render_text_summary, write_report
-from lmix.experiments.report.analysis import holm
+from lmix.experiments.report.analysis import holm, welch_p
 
 from .conftest import make_run
 
@@ -56,8 +59,9 @@ def test_paired_test_matches_scipy_and_beats_welch_under_seed_offsets(runs_dir):
     assert t.p == pytest.approx(stats.ttest_rel(CUTMIX, NONE).pvalue)
     assert t.ci95 == pytest.approx(stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2)
     cutmix = next(c for c in report.cells if c.method == "cutmix")
-    # the seed offsets hide the +1 point from Welch's test; pairing finds it
-    assert cutmix.p_vs_none["final_acc"] > 0.05 > t.p
+    # the seed offsets hide the +1 point from Welch's unpaired test; pairing finds it, and the cell's p vs none is it
+    assert welch_p(CUTMIX, NONE) > 0.05 > t.p == cutmix.p_vs_none["final_acc"]
+    assert cutmix.vs_none["final_acc"].label == "paired t-test"
 
 
 def test_holm_adjustment():
@@ -168,3 +172,64 @@ def test_rendered_in_markdown_summary_and_json(runs_dir, tmp_path):
     (row_trends,) = data["k_trends"]
     final = next(x for x in row_trends["trends"] if x["metric"] == "final_acc")
     assert final["change_over_range"] == pytest.approx(final["slope"] * 4)
+
+
+def _stats_row(md: str, label: str) -> list[str]:
+    """The cells of ``label``'s row in report.md's exploratory statistics table."""
+    section = md[md.index("### Statistics (exploratory)") :]
+    line = next(line for line in section.splitlines() if line.startswith(f"| {label} | "))
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy's own, on near-constant samples
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    n=st.integers(2, 5),
+    seeds=st.sampled_from(["same", "shifted", "disjoint", "repeated"]),
+)
+def test_one_p_for_x_vs_none_in_the_terminal_report_md_and_report_json(tmp_path_factory, data, n, seeds):
+    """Same seeds: the p of "Mixup vs Baseline" is ttest_rel's on the per-seed values, and the terminal summary,
+    report.md (statistics table and sentence) and report.json (the group's p_vs_none and the paired table) show
+    that one number. Seeds that differ, or a seed run twice: Welch's test, labelled as unpaired wherever shown."""
+    from lmix.experiments.report import report_json
+    from lmix.experiments.report.formats import fmt_p
+
+    root = tmp_path_factory.mktemp("runs")
+    acc = st.floats(60, 100, allow_nan=False).map(lambda x: round(x, 2))
+    none = data.draw(st.lists(acc, min_size=n, max_size=n), label="none")
+    mixup = data.draw(st.lists(acc, min_size=n, max_size=n), label="mixup")
+    mixup_seeds = {"same": range(n), "shifted": range(1, n + 1), "disjoint": range(10, 10 + n)}.get(seeds, range(n))
+    for seed, final in zip(range(n), none):
+        make_run(root, method="none", seed=seed, final=final)
+    for seed, final in zip(mixup_seeds, mixup):
+        make_run(root, method="mixup", seed=seed, final=final)
+    if seeds == "repeated":  # seed 0 once more, in another folder: a second sample of seed 0
+        make_run(root / "again", method="mixup", seed=0, final=mixup[0])
+        mixup = [*mixup, mixup[0]]
+    report = build_report(root, paper=None)
+    data_json = report_json(report)
+    (group,) = [g for g in data_json["groups"] if g["method"] == "mixup"]
+    p, label = group["p_vs_none"]["final_acc"], group["test_vs_none"]["final_acc"]
+
+    if seeds == "same":
+        paired = [t for b in data_json["paired"] for t in b["tests"] if (t["a"], t["b"]) == ("Mixup", "Baseline")]
+        assert label == "paired t-test" and p == paired[0]["p"] and paired[0]["metric"] == "final_acc"
+        diffs = [a - b for a, b in zip(mixup, none)]
+        if len(set(diffs)) > 1:  # scipy's t is undefined for constant differences (the report: 1 or 0)
+            assert p == pytest.approx(stats.ttest_rel(mixup, none).pvalue, rel=1e-9)
+    else:
+        why = "a seed repeats" if seeds == "repeated" else "seeds differ"
+        assert label == f"Welch (unpaired: {why})"
+        if len(set(mixup)) > 1 or len(set(none)) > 1:
+            assert p == pytest.approx(stats.ttest_ind(mixup, none, equal_var=False).pvalue, rel=1e-9)
+
+    md = render_markdown(report)
+    text = render_text_summary(report)
+    shown = fmt_p(p) + ("" if label == "paired t-test" else f", {label}")
+    assert _stats_row(md, "Mixup")[4] == shown  # "p vs none" of final accuracy
+    diff = statistics.mean(mixup) - statistics.mean(none)
+    verdict = "significant" if p < 0.05 else "not significant"
+    sentence = f"Mixup vs Baseline: {diff:+.2f} points final accuracy, {verdict} (p = {p:.3g}, {label})."
+    assert f"- {sentence}" in md.splitlines()
+    assert f"  {sentence}" in text.splitlines()

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from lmix.experiments.report import Cell, Report, build_report
-from lmix.experiments.report.analysis import k_families, k_trend, metric_label
+from lmix.experiments.report.analysis import k_families, k_trend, metric_label, welch_p
 from lmix.experiments.report.planned import PlannedTest, plans_from_specs
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -369,6 +369,19 @@ class Checks:
         """The lowest and highest seed's value of ``"final"`` or ``"clean"`` accuracy."""
         values = study.cell(setting).values("final_acc" if metric == "final" else "final_clean_train_acc")
         return min(values), max(values)
+
+    @staticmethod
+    def welch(study: Study, a: str, b: str, metric: Any) -> float:
+        """Welch's unpaired p of two settings' runs (the report pairs them by seed; the page may contrast the two)."""
+
+        def values(setting: str) -> list[float]:
+            cell = study.cell(setting)
+            if metric == "final":
+                return cell.values("final_acc")
+            (pt,) = [pt for pt in cell.fgsm if pt.eps_255 == float(metric)]
+            return pt.values
+
+        return welch_p(values(a), values(b))
 
     @staticmethod
     def external(why: str) -> None:

@@ -60,17 +60,19 @@ def test_report_numbers_equal_the_summaries(runs_dir, tmp_path):
         half = stats.t.ppf(0.975, 2) * statistics.stdev(finals) / math.sqrt(3)
         assert g["final_acc"]["ci95"] == pytest.approx(half)
         assert g["best_acc"]["mean"] == pytest.approx(statistics.mean(finals) + 1)
-    p = stats.ttest_ind(FINALS["mixup"], FINALS["none"], equal_var=False).pvalue
+    # every group has seeds 0, 1, 2: the tests are paired by seed
+    p = stats.ttest_rel(FINALS["mixup"], FINALS["none"]).pvalue
     assert _group(data, "mixup")["p_vs_none"]["final_acc"] == pytest.approx(p)
-    p = stats.ttest_ind(FINALS["mixup"], FINALS["lmix"], equal_var=False).pvalue
+    p = stats.ttest_rel(FINALS["mixup"], FINALS["lmix"]).pvalue
     assert _group(data, "mixup")["p_vs_lmix"]["final_acc"] == pytest.approx(p)
+    assert _group(data, "mixup")["test_vs_none"] == {"final_acc": "paired t-test", "best_acc": "paired t-test"}
     assert _group(data, "none")["p_vs_none"] is None and _group(data, "lmix")["p_vs_lmix"] is None
 
     md = (tmp_path / "rep" / "report.md").read_text()
     mean, std = statistics.mean(FINALS["lmix"]), statistics.stdev(FINALS["lmix"])
     assert f"{mean:.2f} ± {std:.2f} (n=3)" in md
     assert "| model | Baseline | Mixup | LMix | regime |" in md
-    assert "overfits" in md and "Welch" in md
+    assert "overfits" in md and "(p = " in md and ", paired t-test)." in md
     tex = (tmp_path / "rep" / "report.tex").read_text()
     assert "\\begin{tabular}{lccc}" in tex and f"${mean:.2f} \\pm {std:.2f}$" in tex
     assert "simple\\_cnn" in tex

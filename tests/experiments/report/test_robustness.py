@@ -1,4 +1,4 @@
-"""lmix report: FGSM robustness per method and k (stats per eps, Welch vs the baseline), run conditions."""
+"""lmix report: FGSM robustness per method and k (stats per eps, paired tests vs the baseline), run conditions."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def test_fgsm_statistics_per_eps_and_k(runs_dir):
         assert pt.stats.mean == pytest.approx(statistics.mean(vals))
         half = stats.t.ppf(0.975, 2) * statistics.stdev(vals) / math.sqrt(3)
         assert pt.stats.ci95 == pytest.approx(half)
-        p = stats.ttest_ind(vals, [b[i] for b in BASE], equal_var=False).pvalue
-        assert pt.p_vs_none == pytest.approx(p)
+        p = stats.ttest_rel(vals, [b[i] for b in BASE]).pvalue  # seeds 0, 1, 2 in both: paired
+        assert pt.p_vs_none == pytest.approx(p) and pt.vs_none.label == "paired t-test"
     assert plain.fgsm[-1].p_vs_none < 0.05 and base.fgsm[0].p_vs_none is None
     assert next(c for c in report.cells if c.method == "cutmix").fgsm == []  # no fgsm.json
 
@@ -75,6 +75,26 @@ def test_fgsm_tables_figure_and_json(runs_dir, tmp_path):
     assert [pt["eps_255"] for pt in g["fgsm"]] == EPS
     assert [r["acc"] for r in g["fgsm"][4]["runs"]] == vals
     assert g["fgsm"][4]["acc"]["mean"] == pytest.approx(m)
+
+
+def test_fgsm_runs_that_cannot_be_paired_get_welchs_test_labelled(runs_dir):
+    """LMix on seeds 3..5, the baseline on 0..2: Welch's unpaired test at every eps, and each p says so."""
+    for seed in range(3):
+        make_run(runs_dir, method="none", seed=seed, fgsm=_fgsm(BASE[seed]))
+        make_run(runs_dir, method="lmix", seed=seed + 3, fgsm=_fgsm(LMIX[1.0][seed]))
+    report = build_report(runs_dir)
+    lmix = next(c for c in report.cells if c.method == "lmix")
+    for i, pt in enumerate(lmix.fgsm[1:], 1):
+        p = stats.ttest_ind([a[i] for a in LMIX[1.0]], [b[i] for b in BASE], equal_var=False).pvalue
+        assert pt.p_vs_none == pytest.approx(p) and pt.vs_none.label == "Welch (unpaired: seeds differ)"
+    md = render_markdown(report)
+    fgsm = md[md.index("### FGSM robustness") :].splitlines()
+    row = next(line for line in fgsm if line.startswith("| LMix | 3 |"))
+    assert row.count(", Welch (unpaired: seeds differ)") == len(EPS)  # every eps, 0 (the clean accuracy) too
+    assert "paired by seed unless marked Welch" in render_text_summary(report)
+    tex = render_latex(report)
+    assert "$^\\dagger$: Welch's unpaired test, where the runs cannot be paired by seed" in tex
+    assert tex.count("\\dagger}$") == len(EPS)
 
 
 def test_tables_state_mode_precision_and_provenance(runs_dir, tmp_path):

@@ -17,12 +17,17 @@ Declared analysis: a sweep spec's ``analysis`` plan (:mod:`lmix.experiments.plan
 paired by seed, Holm-adjusted over the declared family, and labelled primary (written before
 the runs) or post hoc. Every other test below is exploratory, and the report says so.
 
-Significance (exploratory): per row, Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``)
-of every cell against the row's no-augmentation cell (``none``) and against its LMix
-reference (the ``lmix`` cell with the same mixing settings where there is one, otherwise the
-plain ``lmix`` cell). p-values are not corrected for multiple comparisons. The seed-paired
-tests of :mod:`~lmix.experiments.report.analysis` are Holm-adjusted per column and reference,
-and the report names each of those families.
+Significance (exploratory): per row, every cell against the row's no-augmentation cell
+(``none``) and against its LMix reference (the ``lmix`` cell with the same mixing settings where
+there is one, otherwise the plain ``lmix`` cell), two-sided. In a sweep a seed fixes the
+training subset, the initial weights and the batch order, so two cells whose runs have the same
+seeds (one run each) are compared paired by seed (``scipy.stats.ttest_rel``): the same p as the
+"Paired by seed" table, report.json's ``paired`` and ``lmix compare``. Only cells that cannot be
+paired (their seeds differ, or a seed repeats within one) get Welch's unpaired test
+(``scipy.stats.ttest_ind(equal_var=False)``), labelled "Welch (unpaired: seeds differ)" wherever
+it is shown (:func:`~lmix.experiments.report.analysis.versus`). These p-values are not corrected
+for multiple comparisons; the "Paired by seed" tables add Holm's adjustment per column and
+reference, and the report names each of those families.
 
 Regime: Mixed-sample augmentation regularises, so it can only pay off where the baseline fits
 its training set. Each row says whether its ``none`` cell's mean final clean training accuracy
@@ -30,7 +35,8 @@ its training set. Each row says whether its ``none`` cell's mean final clean tra
 
 Robustness: where runs have an ``fgsm.json`` (``lmix attack``, or a sweep's ``attack_eps``), each
 row gets a table of FGSM accuracy per eps and cell (method, and k or any other mixing setting
-that varies): mean and 95% CI, and Welch's test against the baseline at the same eps.
+that varies): mean and 95% CI, and the same test against the baseline at the same eps (paired by
+seed, else Welch, labelled).
 
 Run conditions: under every table, the mix mode (``mix_mode``, or the method's default), the
 precision (``amp``) and device of the runs behind it, and the distinct values of the provenance

@@ -3,7 +3,12 @@
 In lmix a run's seed fixes everything that is not the method: the stratified training subset,
 the model's initial weights and the order of the batches. Runs of two methods with the same
 seed are therefore a matched pair, and a paired test (``scipy.stats.ttest_rel`` on the per-seed
-differences) removes the seed-to-seed spread that Welch's test has to carry. Both are reported.
+differences) removes the seed-to-seed spread that an unpaired test has to carry.
+
+``versus``: the report's one test of a cell against a reference (its p vs none, vs LMix, and per
+FGSM eps): :func:`paired_test` wherever both cells' runs have the same seeds, one run per seed,
+so that it is the p of the "Paired by seed" table; Welch's unpaired test (:func:`welch_p`) only
+where they cannot be paired (the seeds differ, or a seed repeats within a cell), and labelled so.
 
 ``k_trends`` fits accuracy against ``k`` over the LMix cells of a row that differ only in
 ``k`` (FMix with the same other settings joins as k = 0, since FMix's masks are LMix's at
@@ -22,9 +27,14 @@ from typing import Any
 
 from lmix.experiments.report.cells import Cell
 from lmix.experiments.report.collect import fgsm_curve
-from lmix.experiments.report.settings import mixer_defaults, sort_value
+from lmix.experiments.report.settings import mixer_defaults, same_value, sort_value
 
 __all__ = [
+    "PAIRED",
+    "WELCH",
+    "Versus",
+    "versus",
+    "welch_p",
     "PairedTest",
     "Trend",
     "metric_label",
@@ -38,11 +48,15 @@ __all__ = [
 ]
 
 FINAL = "final_acc"
+PAIRED = "paired"
+WELCH = "welch"
 
 
 def metric_label(metric: str | float) -> str:
-    """``"final"`` for final accuracy, ``"FGSM eps 4"`` for FGSM accuracy at eps 4/255."""
-    return "final" if metric == FINAL else f"FGSM eps {float(metric):g}"
+    """``"final"`` for final accuracy (``"best"`` for best), ``"FGSM eps 4"`` for FGSM accuracy at eps 4/255."""
+    if isinstance(metric, str):
+        return metric.removesuffix("_acc")
+    return f"FGSM eps {float(metric):g}"
 
 
 @dataclass(frozen=True)
@@ -134,19 +148,75 @@ class Trend:
         }
 
 
+def _value(run: Any, metric: str | float) -> float | None:
+    """A run's value of ``metric``: a summary key (``final_acc``, ``best_acc``) or an FGSM eps in 1/255."""
+    v = run.summary.get(metric) if isinstance(metric, str) else fgsm_curve(run).get(float(metric))
+    return None if v is None or math.isnan(float(v)) else float(v)
+
+
 def values_by_seed(cell: Cell, metric: str | float) -> dict[Any, float]:
     """A cell's value of ``metric`` per seed (the first run of a seed wins)."""
     out: dict[Any, float] = {}
     for r in cell.runs:
         if r.seed is None or r.seed in out:
             continue
-        if metric == FINAL:
-            v = r.summary.get(FINAL)
-        else:
-            v = fgsm_curve(r).get(float(metric))
-        if v is not None and not math.isnan(float(v)):
-            out[r.seed] = float(v)
+        v = _value(r, metric)
+        if v is not None:
+            out[r.seed] = v
     return out
+
+
+@dataclass(frozen=True)
+class Versus:
+    """The report's test of a cell against a reference on one metric (:func:`versus`).
+
+    Attributes:
+        p: two-sided p (None: too few runs or pairs, fewer than 2).
+        test: :data:`PAIRED` (the paired t-test over the seeds, :func:`paired_test`) or :data:`WELCH`
+            (Welch's unpaired t-test, :func:`welch_p`).
+        why: why the test is unpaired (``"seeds differ"``, ``"a seed repeats"``); empty when paired.
+    """
+
+    p: float | None
+    test: str
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        """``"paired t-test"`` or ``"Welch (unpaired: seeds differ)"``."""
+        return "paired t-test" if self.test == PAIRED else f"Welch (unpaired: {self.why})"
+
+
+def versus(a: Cell, b: Cell, metric: str | float) -> Versus:
+    """``a`` against ``b`` on ``metric``: paired by seed where every run of each has a seed of its own and
+    both have the same seeds (then ``p`` is :func:`paired_test`'s, the "Paired by seed" table's), else
+    Welch's unpaired test over all their runs, with why it could not be paired."""
+    runs = [[r for r in c.runs if _value(r, metric) is not None] for c in (a, b)]
+    seeds = [[r.seed for r in rs] for rs in runs]
+    if any(len(set(s)) < len(s) for s in seeds):
+        why = "a seed repeats"
+    elif None in seeds[0] + seeds[1] or set(seeds[0]) != set(seeds[1]):
+        why = "seeds differ"
+    else:
+        t = paired_test(a, b, metric)
+        return Versus(None if t is None else t.p, PAIRED)
+    values = [[_value(r, metric) for r in rs] for rs in runs]
+    return Versus(welch_p(values[0], values[1]), WELCH, why)  # type: ignore[arg-type]
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Welch's two-sided unpaired t-test p (``scipy.stats.ttest_ind(equal_var=False)``); None for fewer than
+    2 values in either sample."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    if len(set(a)) == 1 and len(set(b)) == 1:  # both constant: t is undefined
+        return 1.0 if same_value(a[0], b[0]) else 0.0
+    with warnings.catch_warnings():  # scipy warns about precision for near-constant samples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return None if math.isnan(p) else p
 
 
 def _metrics(cells: Sequence[Cell]) -> list[str | float]:
@@ -177,7 +247,9 @@ def paired_test(a: Cell, b: Cell, metric: str | float) -> PairedTest | None:
     else:
         from scipy import stats
 
-        p = float(stats.ttest_1samp(d, 0.0).pvalue)
+        with warnings.catch_warnings():  # scipy warns about precision for near-constant differences
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(stats.ttest_1samp(d, 0.0).pvalue)
     return PairedTest(a.column_label, b.column_label, metric, seeds, mean, _t(n - 1) * sd / math.sqrt(n), p)
 
 

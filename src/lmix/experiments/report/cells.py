@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # At import: a report needs the train extra, and an install without it is told so before any run is read.
 from scipy import stats as scipy_stats
@@ -18,6 +18,9 @@ from scipy import stats as scipy_stats
 from lmix.experiments.paper import PaperResult
 from lmix.experiments.report.collect import RunRecord
 from lmix.experiments.report.settings import format_setting, method_display
+
+if TYPE_CHECKING:
+    from lmix.experiments.report.analysis import Versus
 
 __all__ = ["Stats", "FgsmPoint", "Cell"]
 
@@ -56,19 +59,29 @@ class FgsmPoint:
         values: accuracy (%) per run attacked at this eps, in the cell's run order.
         dirs: those runs' folders.
         stats: mean, std, n and 95% CI half-width of ``values``.
-        p_vs_none: Welch's two-sided p against the row's baseline (``none``) at the same eps.
+        vs_none: the test against the row's baseline (``none``) at the same eps
+            (:func:`lmix.experiments.report.analysis.versus`: paired by seed, else Welch).
     """
 
     eps_255: float
     values: list[float]
     dirs: list[str]
     stats: Stats | None
-    p_vs_none: float | None = None
+    vs_none: Versus | None = None
+
+    @property
+    def p_vs_none(self) -> float | None:
+        return None if self.vs_none is None else self.vs_none.p
 
 
 @dataclass
 class Cell:
-    """The runs of one (data set, row settings, model, method, column settings) group."""
+    """The runs of one (data set, row settings, model, method, column settings) group.
+
+    ``vs_none`` and ``vs_lmix``: per metric (``final_acc``, ``best_acc``), the test against the row's
+    baseline and against the LMix reference ``lmix_ref``
+    (:func:`lmix.experiments.report.analysis.versus`: paired by seed, else Welch, labelled).
+    """
 
     dataset: str
     model: str
@@ -80,8 +93,8 @@ class Cell:
     best: Stats | None = None
     clean_train: Stats | None = None
     paper: PaperResult | None = None
-    p_vs_none: dict[str, float | None] | None = None
-    p_vs_lmix: dict[str, float | None] | None = None
+    vs_none: dict[str, Versus] | None = None
+    vs_lmix: dict[str, Versus] | None = None
     lmix_ref: str | None = None
     not_used: list[RunRecord] = field(default_factory=list)  # runs of this group not in the numbers (failed, ...)
     fgsm: list[FgsmPoint] = field(default_factory=list)  # FGSM accuracy per eps (runs with fgsm.json), eps order
@@ -97,6 +110,16 @@ class Cell:
         return method_display(self.method) + (
             " " + ", ".join(f"{k}={format_setting(v)}" for k, v in self.variant) if self.variant else ""
         )
+
+    @property
+    def p_vs_none(self) -> dict[str, float | None] | None:
+        """The p of ``vs_none`` per metric."""
+        return None if self.vs_none is None else {k: v.p for k, v in self.vs_none.items()}
+
+    @property
+    def p_vs_lmix(self) -> dict[str, float | None] | None:
+        """The p of ``vs_lmix`` per metric."""
+        return None if self.vs_lmix is None else {k: v.p for k, v in self.vs_lmix.items()}
 
     def values(self, key: str) -> list[float]:
         return [r.summary[key] for r in self.runs if r.summary.get(key) is not None]

@@ -18,7 +18,7 @@ from typing import Any
 
 from lmix.experiments.io import WriteError, atomic_write_json, atomic_write_text
 from lmix.experiments.report.accounting import cell_runs_text, counts_text
-from lmix.experiments.report.analysis import PairedTest, Trend, metric_label
+from lmix.experiments.report.analysis import PAIRED, WELCH, PairedTest, Trend, Versus, metric_label
 from lmix.experiments.report.collect import STATUSES, RunRecord
 from lmix.experiments.report.formats import eq_p as _eq_p
 from lmix.experiments.report.formats import fmt_p as _fmt_p
@@ -126,6 +126,22 @@ def _table_md(table: _Table, *, regime: bool = True) -> list[str]:
     return lines
 
 
+def _p_text(v: Versus, ref: str = "") -> str:
+    """``0.046 *`` (paired by seed); ``0.120, Welch (unpaired: seeds differ)`` where the groups cannot be paired."""
+    return _fmt_p(v.p) + ref + ("" if v.test == PAIRED else f", {v.label}")
+
+
+# What the p-values outside the paired and k tables are (report.md's closing note, the terminal).
+P_NOTE = (
+    "p vs none, p vs LMix and the FGSM tables' p: two-sided, the paired t-test over the seeds "
+    "(scipy.stats.ttest_rel: the p of the Paired by seed table) where both groups' runs have the same seeds, "
+    "one run each; otherwise Welch's unpaired t-test (scipy.stats.ttest_ind, equal_var=False), marked "
+    '"Welch (unpaired: seeds differ)" or "(unpaired: a seed repeats)". * = p < 0.05, not corrected for '
+    "multiple comparisons (the Paired by seed tables give Holm's adjustment); n/a where a group has fewer than "
+    "2 runs (or pairs)."
+)
+
+
 def _stats_md(cells: list[Cell], *, of: bool) -> list[str]:
     lines = [
         "| method | n | final | final 95% CI | p vs none | p vs LMix | best | best 95% CI | p vs none | p vs LMix "
@@ -136,13 +152,12 @@ def _stats_md(cells: list[Cell], *, of: bool) -> list[str]:
         parts = [c.column_label, cell_runs_text(c, of=of, n=len(c.runs)).removeprefix("n=")]
         for s, key in ((c.final, "final_acc"), (c.best, "best_acc")):
             ci = "-" if s is None or math.isnan(s.ci95) else f"[{s.mean - s.ci95:.2f}, {s.mean + s.ci95:.2f}]"
+            ref = "" if c.lmix_ref == "LMix" else f" ({c.lmix_ref})"
             parts += [
                 _fmt_stats(s),
                 ci,
-                _fmt_p(c.p_vs_none[key]) if c.p_vs_none else "-",
-                (_fmt_p(c.p_vs_lmix[key]) + ("" if c.lmix_ref == "LMix" else f" ({c.lmix_ref})"))
-                if c.p_vs_lmix
-                else "-",
+                _p_text(c.vs_none[key]) if c.vs_none else "-",
+                _p_text(c.vs_lmix[key], ref) if c.vs_lmix else "-",
             ]
         parts.append(_fmt_stats(c.clean_train))
         parts.append(", ".join(f"seed {r.seed}" for r in c.runs))
@@ -196,7 +211,8 @@ def render_markdown(report: Report) -> str:
             out += [
                 "",
                 "FGSM test accuracy (%) per eps (in 1/255), mean [95% CI] over the runs with fgsm.json; "
-                "p: Welch's t-test against the baseline (none) at the same eps, * = p < 0.05.",
+                "p: against the baseline (none) at the same eps, paired by seed (Welch's unpaired test where "
+                "marked), * = p < 0.05.",
                 "",
                 _conditions_text([r for c in fgsm_cells for r in c.runs if r.fgsm]),
                 "",
@@ -214,8 +230,7 @@ def render_markdown(report: Report) -> str:
                 out += _trends_md(trends)
                 out += ["", TREND_NOTE, ""]
     out += [
-        "p-values outside the paired and k tables: Welch's two-sided t-test over seeds (scipy.stats.ttest_ind, "
-        "equal_var=False), * = p < 0.05, not corrected for multiple comparisons; n/a where a group has fewer than 2 runs. 95% CI: mean ± "
+        P_NOTE + " 95% CI: mean ± "
         't(0.975, n-1) · std / sqrt(n). "overfits": the no-augmentation baseline\'s mean final clean training '
         f"accuracy is >= {OVERFIT_THRESHOLD:g}%, the regime where a regulariser such as mixing can help; "
         '"underfits": below that, where mixing methods are expected to lose.',
@@ -289,8 +304,10 @@ def _fgsm_md(cells: list[Cell]) -> list[str]:
             if pt is None:
                 vals.append("")
                 continue
-            p = "" if pt.p_vs_none is None else _fmt_p(pt.p_vs_none)
-            vals.append(_fmt_ci(pt.stats) + (f", p{p}" if p.startswith("<") else f", p={p}" if p else ""))
+            p = "" if pt.vs_none is None else _fmt_p(pt.vs_none.p)
+            p = f", p{p}" if p.startswith("<") else f", p={p}" if p else ""
+            welch = "" if pt.vs_none is None or pt.vs_none.test == PAIRED else f", {pt.vs_none.label}"
+            vals.append(_fmt_ci(pt.stats) + p + welch)
         n = max(len(pt.values) for pt in c.fgsm)
         lines.append(f"| {c.column_label} | {n} | " + " | ".join(vals) + " |")
     return lines
@@ -401,16 +418,14 @@ def _significance_sentences(cells: list[Cell]) -> list[str]:
     lines = []
     base = next((c for c in cells if c.method == "none" and not c.variant), None)
     for c in cells:
-        if c is base or c.p_vs_none is None or c.final is None or base is None or base.final is None:
+        if c is base or c.vs_none is None or c.final is None or base is None or base.final is None:
             continue
-        p = c.p_vs_none["final_acc"]
+        v = c.vs_none["final_acc"]
         diff = c.final.mean - base.final.mean
-        if p is None:
-            verdict = "too few runs to test"
-        elif p < 0.05:
-            verdict = f"significant (p = {p:.3g})"
+        if v.p is None:
+            verdict = f"too few runs to test ({v.label})"
         else:
-            verdict = f"not significant (p = {p:.3g})"
+            verdict = f"{'significant' if v.p < 0.05 else 'not significant'} (p = {v.p:.3g}, {v.label})"
         lines.append(f"- {c.column_label} vs Baseline: {diff:+.2f} points final accuracy, {verdict}.")
     return lines
 
@@ -468,9 +483,12 @@ _PRECISION_KEYS = ("mix_mode", "amp", "device")
 def _fgsm_latex(dataset: str, label: str, cells: list[Cell]) -> list[str]:
     eps = _fgsm_eps(cells)
     runs = [r for c in cells for r in c.runs if r.fgsm]
+    welch = any(pt.vs_none is not None and pt.vs_none.test == WELCH for c in cells for pt in c.fgsm)
     caption = (
         f"{_tex_escape(dataset)}, {_tex_escape(label)}: FGSM test accuracy (\\%) per $\\epsilon$ (in 1/255), "
-        "mean $\\pm$ 95\\% CI half-width; $^*$: $p < 0.05$ against the baseline (Welch). "
+        "mean $\\pm$ 95\\% CI half-width; $^*$: $p < 0.05$ against the baseline (paired $t$-test over the seeds"
+        + ("; $^\\dagger$: Welch's unpaired test, where the runs cannot be paired by seed" if welch else "")
+        + "). "
         + _tex_escape(_conditions_text(runs, keys=_PRECISION_KEYS))
     )
     out = [
@@ -493,7 +511,9 @@ def _fgsm_latex(dataset: str, label: str, cells: list[Cell]) -> list[str]:
                 continue
             s = pt.stats
             body = f"{s.mean:.2f}" + ("" if math.isnan(s.ci95) else f" \\pm {s.ci95:.2f}")
-            star = "^*" if pt.p_vs_none is not None and pt.p_vs_none < 0.05 else ""
+            marks = "*" if pt.p_vs_none is not None and pt.p_vs_none < 0.05 else ""
+            marks += "\\dagger" if pt.vs_none is not None and pt.vs_none.test == WELCH else ""
+            star = f"^{{{marks}}}" if marks else ""
             vals.append(f"${body}{star}$")
         out.append(_tex_escape(c.column_label) + " & " + " & ".join(vals) + " \\\\")
     return out + ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
@@ -533,15 +553,15 @@ def render_text_summary(report: Report) -> str:
             out += _table_md(table, regime=False)
         for _, label, cells in report_rows(report, dataset):
             out.append(f"{label}: regime: {row_regime(cells)[0]}")
-            welch = _significance_sentences(cells)
-            out += ["  exploratory, Welch's test, uncorrected:"] if welch else []
-            out += ["  " + s[2:] for s in welch]
+            tests = _significance_sentences(cells)
+            out += ["  exploratory, uncorrected:"] if tests else []
+            out += ["  " + s[2:] for s in tests]
         for _, label, cells in report_rows(report, dataset):
             fgsm_cells = [c for c in cells if c.fgsm]
             if fgsm_cells:
                 out.append(
                     f"{dataset}, {label}: FGSM accuracy (%) per eps (1/255), mean [95% CI], p vs none "
-                    "(exploratory: Welch, uncorrected)"
+                    "(exploratory, uncorrected: paired by seed unless marked Welch)"
                 )
                 out += _fgsm_md(fgsm_cells)
         for key, label, _ in report_rows(report, dataset):
@@ -611,7 +631,9 @@ def report_json(report: Report) -> dict[str, Any]:
                     "metric": c.paper.metric,
                 },
                 "p_vs_none": c.p_vs_none,
+                "test_vs_none": _tests_json(c.vs_none),
                 "p_vs_lmix": c.p_vs_lmix,
+                "test_vs_lmix": _tests_json(c.vs_lmix),
                 "lmix_reference": c.lmix_ref,
                 "expected_runs": len(c.runs) + len(c.not_used) if report.sweeps else None,
                 "not_used_runs": [{"dir": r.dir, "status": r.status} for r in c.not_used],
@@ -620,6 +642,7 @@ def report_json(report: Report) -> dict[str, Any]:
                         "eps_255": pt.eps_255,
                         "acc": pt.stats.to_dict() if pt.stats else None,
                         "p_vs_none": pt.p_vs_none,
+                        "test_vs_none": None if pt.vs_none is None else pt.vs_none.label,
                         "runs": [{"dir": d, "acc": v} for d, v in zip(pt.dirs, pt.values)],
                     }
                     for pt in c.fgsm
@@ -651,6 +674,11 @@ def report_json(report: Report) -> dict[str, Any]:
         "notes": report.notes,
         "figures": report.figures,
     }
+
+
+def _tests_json(tests: dict[str, Versus] | None) -> dict[str, str] | None:
+    """Per metric, which test gave the p beside it: ``"paired t-test"`` or ``"Welch (unpaired: seeds differ)"``."""
+    return None if tests is None else {k: v.label for k, v in tests.items()}
 
 
 def _runs_json(report: Report) -> dict[str, Any]:

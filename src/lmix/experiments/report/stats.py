@@ -4,15 +4,15 @@ Runs are grouped into cells by (data set, model, method, every other setting tha
 between runs, except the seed); a cell's numbers are the mean, sample standard deviation
 (ddof 1), count and 95% confidence half-width (Student t) of its runs' ``final_acc`` and
 ``best_acc``. Significance: a declared analysis plan first (:mod:`lmix.experiments.report.planned`);
-then, exploratory: per row, Welch's two-sided t-test of every cell against the row's
-no-augmentation cell (``none``) and against its LMix reference; the same comparisons paired by
-seed, and slopes against LMix's k (:mod:`lmix.experiments.report.analysis`). Regime: whether the
-row's baseline fits its training set (``OVERFIT_THRESHOLD``).
+then, exploratory: per row, every cell against the row's no-augmentation cell (``none``) and
+against its LMix reference, paired by seed wherever the two cells have the same seeds (else
+Welch's unpaired test, labelled: :func:`lmix.experiments.report.analysis.versus`); the paired
+tables with Holm's adjustment, and slopes against LMix's k (:mod:`lmix.experiments.report.analysis`).
+Regime: whether the row's baseline fits its training set (``OVERFIT_THRESHOLD``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -25,7 +25,7 @@ from lmix.errors import LmixValueError
 from lmix.experiments.io import read_yaml
 from lmix.experiments.paper import PAPER_EPOCHS, PaperResult, paper_result
 from lmix.experiments.report.accounting import attach_not_used, counts_text, group_key
-from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests
+from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests, versus
 from lmix.experiments.report.cells import Cell, FgsmPoint, Stats
 from lmix.experiments.report.collect import (
     STATUSES,
@@ -200,23 +200,8 @@ def _by_row(cells: list[Cell]) -> dict[tuple, list[Cell]]:
     return by_row
 
 
-def _welch(a: Sequence[float], b: Sequence[float]) -> float | None:
-    if len(a) < 2 or len(b) < 2:
-        return None
-    import warnings
-
-    from scipy import stats
-
-    if len(set(a)) == 1 and len(set(b)) == 1:  # both constant: t is undefined
-        return 1.0 if same_value(a[0], b[0]) else 0.0
-    with warnings.catch_warnings():  # scipy warns about precision for near-constant samples
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return None if math.isnan(p) else p
-
-
 def _robustness(cells: list[Cell]) -> None:
-    """Per cell and eps: FGSM accuracy statistics, and Welch's test against the row's baseline."""
+    """Per cell and eps: FGSM accuracy statistics, and the test against the row's baseline (:func:`versus`)."""
     for c in cells:
         by_eps: dict[float, list[tuple[str, float]]] = defaultdict(list)
         for r in c.runs:
@@ -230,13 +215,13 @@ def _robustness(cells: list[Cell]) -> None:
         base = next((c for c in row_cells if c.method == "none" and not c.variant), None)
         if base is None or not base.fgsm:
             continue
-        base_at = {pt.eps_255: pt.values for pt in base.fgsm}
+        base_eps = {pt.eps_255 for pt in base.fgsm}
         for c in row_cells:
             if c is base:
                 continue
             for pt in c.fgsm:
-                if pt.eps_255 in base_at:
-                    pt.p_vs_none = _welch(pt.values, base_at[pt.eps_255])
+                if pt.eps_255 in base_eps:
+                    pt.vs_none = versus(c, base, pt.eps_255)
 
 
 def _lmix_reference(cell: Cell, candidates: list[Cell]) -> Cell | None:
@@ -263,13 +248,13 @@ def _significance(cells: list[Cell]) -> None:
         lmix_cells = [c for c in row_cells if c.method == "lmix"]
         for c in row_cells:
             if base is not None and c is not base:
-                c.p_vs_none = {k: _welch(c.values(k), base.values(k)) for k in ("final_acc", "best_acc")}
+                c.vs_none = {k: versus(c, base, k) for k in ("final_acc", "best_acc")}
             if c.method == "lmix" and not c.variant:
                 continue  # the reference itself
             ref = _lmix_reference(c, lmix_cells)
             if ref is not None:
                 c.lmix_ref = ref.column_label
-                c.p_vs_lmix = {k: _welch(c.values(k), ref.values(k)) for k in ("final_acc", "best_acc")}
+                c.vs_lmix = {k: versus(c, ref, k) for k in ("final_acc", "best_acc")}
 
 
 def _notes(cells: list[Cell]) -> list[str]:

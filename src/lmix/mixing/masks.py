@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import torch
 
@@ -99,6 +100,39 @@ def _spectral_constants(
     return filt, flips
 
 
+#: Largest temporary (bytes) that ``_scratch`` keeps for reuse; larger ones are allocated afresh.
+SCRATCH_BYTES = 1 << 23
+
+_scratch_store = threading.local()
+
+
+def _scratch(slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    """An uninitialised tensor whose memory this thread reuses on every call with the same ``slot`` (CPU).
+
+    Freshly allocated temporaries of a few hundred KB are mapped and page-faulted in again on
+    every call whenever the C allocator has returned them to the system in between, which it
+    does or not depending on the process's allocation history: that cost more than the rest of
+    a 32x32 mask. One buffer per slot and thread (at most ``SCRATCH_BYTES``; larger ones, and
+    tensors on other devices, are allocated afresh), so calls from other threads never share
+    one. The tensor must not outlive the caller's use of the slot: never return it, and never
+    use one slot for two live tensors.
+    """
+    if device is not None and device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > SCRATCH_BYTES:
+        return torch.empty(shape, dtype=dtype)
+    store = _scratch_store.__dict__
+    buf, view = store.get(slot, (None, None))
+    if view is not None and view.shape == shape and view.dtype == dtype:
+        return view  # the same shape as last time: no view operations
+    if buf is None or buf.numel() < nbytes:
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+    view = buf[:nbytes].view(dtype).view(shape)
+    store[slot] = (buf, view)
+    return view
+
+
 def _hermitian_planes(
     z: torch.Tensor, size: tuple[int, ...], flips: tuple[torch.Tensor, ...] | None = None
 ) -> torch.Tensor:
@@ -142,20 +176,55 @@ def _spectra(
     gdev = generator.device
     # Real and imaginary parts are independent N(0, 1): one randn call of twice the size.
     shape = (n, *size[:-1], size[-1] // 2 + 1, 2)
-    parts = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
+    if gdev.type == "cpu":
+        # The same draws into reused memory (the caller consumes them before its next call).
+        parts = torch.randn(shape, generator=generator, out=_scratch("noise", shape, torch.float32))
+    else:
+        parts = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
     out_dev = torch.device(device) if device is not None else gdev
-    return torch.view_as_complex(parts.to(out_dev)), out_dev
+    return torch.view_as_complex(parts if out_dev == gdev else parts.to(out_dev)), out_dev
 
 
 def _grey(z: torch.Tensor, size: tuple[int, ...], decay: float, k: float) -> torch.Tensor:
     """(m, *size) grey images from (m, *size[:-1], size[-1]//2+1) normal half spectra (``z`` is modified in place)."""
     filt, flips = _spectral_constants(size, decay, k, str(z.device))
+    if len(size) == 2 and z.device.type == "cpu":
+        return _grey_2d_cpu(z, size, _transposed_filter(size, decay, k, "cpu"), flips[0])
     z = _hermitian_planes(z, size, flips).mul_(filt)
     if len(size) == 2:
         return torch.fft.irfft2(z, s=size)
     if len(size) == 1:
         return torch.fft.irfft(z, n=size[0])
     return torch.fft.irfftn(z, s=size, dim=(-3, -2, -1))
+
+
+def _grey_2d_cpu(z: torch.Tensor, size: tuple[int, ...], filt_t: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """``_grey`` in 2-D on the CPU: the same operations on every element, the same bits, less copying.
+
+    ``irfft2`` transforms the columns first and, with the rows contiguous, copies the spectrum
+    into column-major order for it. Making that copy here instead, before the Hermitian fix and
+    the filter, spares ``irfft2`` its copy and turns the fix's strided columns into contiguous
+    rows. The column transforms then see the very same contiguous data (same bits).
+
+    Args:
+        z: (m, H, W//2+1) complex64 normal half spectra.
+        filt_t: (W//2+1, H) the transposed emphasis filter, contiguous.
+        flip: (H,) int64 ``(-arange(H)) % H``.
+    """
+    width = size[-1]
+    zt = _scratch("spectrum", (z.shape[0], z.shape[2], z.shape[1]), z.dtype).copy_(z.transpose(1, 2))
+    # Columns 0 and W/2 of z (its self-conjugate planes) are rows of zt: the operations of
+    # _hermitian_planes on them.
+    zc = zt[:, 0 :: width // 2] if width % 2 == 0 else zt[:, :1]
+    t = torch.gather(zc, 2, flip.expand(zc.shape)).conj_physical_()
+    torch.mul(t.add_(zc), 1.0 / math.sqrt(2.0), out=zc)
+    return torch.fft.irfft2(zt.mul_(filt_t).transpose(1, 2), s=size)
+
+
+@functools.lru_cache(maxsize=32)
+def _transposed_filter(size: tuple[int, int], decay: float, k: float, device: str) -> torch.Tensor:
+    """(W//2+1, H) contiguous transpose of the 2-D emphasis filter, cached. Shared: never modify it in place."""
+    return _spectral_constants(size, decay, k, device)[0].T.contiguous()
 
 
 def fourier_noise(
@@ -206,17 +275,32 @@ def fourier_top_masks(
         ((B, 1, *size) masks: bool, or float32 weights in [0, 1] when ``max_soft > 0``; (B,) float32
         exact areas ``round(lam * N) / N``, N = the number of pixels), on ``lam``'s device.
     """
+    return _fourier_top_masks(lam, size, decay=decay, k=k, generator=generator, max_soft=max_soft, as_float=False)
+
+
+def _fourier_top_masks(
+    lam: torch.Tensor,
+    size: tuple[int, ...],
+    *,
+    decay: float,
+    k: float,
+    generator: torch.Generator | None,
+    max_soft: float,
+    as_float: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fourier_top_masks``; with ``as_float``, binary masks come as float32 0/1 (the float32 form
+    of the same masks, made directly: cheaper than a bool mask and a conversion)."""
     b = lam.shape[0]
     z, _ = _spectra(b, size, generator, lam.device)
     numel = math.prod(size)
     step = b if lam.device.type != "cpu" else max(1, MASK_CHUNK // numel)
+    dtype = torch.float32 if as_float or max_soft > 0 else torch.bool
 
     def select(grey: torch.Tensor, part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return top_mask(grey, part) if max_soft == 0 else soft_top_mask(grey, part, max_soft)
+        return _top_mask(grey, part, dtype) if max_soft == 0 else soft_top_mask(grey, part, max_soft)
 
     if step >= b:
         return select(_grey(z, size, decay, k), lam)
-    dtype = torch.bool if max_soft == 0 else torch.float32
     masks = torch.empty((b, 1, *size), dtype=dtype, device=lam.device)
     areas = torch.empty(b, dtype=torch.float32, device=lam.device)
     for start in range(0, b, step):
@@ -275,6 +359,20 @@ def _row_constants(
     return rows, rows << 32, base.to(dtype), base.to(itype)
 
 
+def _bucket_count(b: int, length: int) -> int:
+    """Buckets per row of ``_nth_largest`` (any count gives the same result; this one is the fastest measured).
+
+    Finer buckets leave fewer candidates to sort, at the price of a longer histogram; int16
+    bucket ids (``b * nb < 2**15``) are converted, compared and counted faster than int32 ones,
+    so a count that keeps them int16 wins unless it is much coarser.
+    """
+    nb = min(max(16, length // 4), 8192)
+    if b * nb >= 2**15:
+        nb16 = (2**15 - 1) // b
+        nb = nb16 if nb16 >= max(16, length // 16) else max(16, min(4096, length // 8))
+    return nb
+
+
 def _nth_largest(
     values: torch.Tensor, n: torch.Tensor, vmin: torch.Tensor, span: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,7 +397,7 @@ def _nth_largest(
         (B, L) floating scratch tensor the caller may overwrite).
     """
     b, length = values.shape
-    nb = max(16, min(4096, length // 8))
+    nb = _bucket_count(b, length)
     dtype = values.dtype
     if dtype == torch.float32 and b * nb >= 2**22:
         # Bucket ids are computed in floating point below: beyond 2**22 float32 cannot hold
@@ -308,26 +406,28 @@ def _nth_largest(
     # The narrowest integer that holds every bucket id: converting to it, comparing it and
     # counting it are cheaper on CPU.
     itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
-    rows, rows_hi, base_f, base_i = _row_constants(b, nb, values.dtype, itype, str(values.device))
-    rank = n.clamp(1, length)
+    device = values.device
+    rows, rows_hi, base_f, base_i = _row_constants(b, nb, values.dtype, itype, str(device))
+    # Per-row quantities stay (B, 1): no reshaping between the small operations.
+    above = length - n.clamp(1, length)[:, None]  # values above the threshold's bucket or in it, at most
     # nb - 0.5: the row maximum lands below nb despite rounding. A constant row (or a span so
     # small that the scale overflows) gets scale 0: one bucket.
-    scale = torch.nan_to_num_((nb - 0.5) / span, nan=0.0, posinf=0.0)
+    scale = span.reciprocal().mul_(nb - 0.5).nan_to_num_(nan=0.0, posinf=0.0)
     # Bucket row * nb + floor((v - vmin) * scale): monotone in v within a row (each rounding
     # is), in [row * nb, row * nb + nb) as the base is an exact integer of the float type.
-    # In place on one (B, L) scratch, which the comparisons below reuse: a broadcast addcmul is
-    # several times slower on CPU, and every fresh full-size buffer costs page faults.
-    scratch = torch.sub(values, vmin)
-    bucket = scratch.mul_(scale).add_(base_f).to(itype)
+    # In place on one (B, L) scratch, which the caller reuses: a broadcast addcmul is several
+    # times slower on CPU.
+    scratch = torch.sub(values, vmin, out=_scratch("select", (b, length), values.dtype, device))
+    bucket = _scratch("bucket", (b, length), itype, device).copy_(scratch.mul_(scale).add_(base_f))
     hist = torch.bincount(bucket.view(-1), minlength=b * nb).view(b, nb)
     below_or_in = hist.cumsum(1)  # values in buckets <= j, per row, ascending
     # The bucket holding the rank-th largest: the first whose running count passes L - rank.
-    top = torch.searchsorted(below_or_in, (length - rank)[:, None], right=True)  # (B, 1)
+    top = torch.searchsorted(below_or_in, above, right=True)  # (B, 1)
     n_inside = hist.gather(1, top).view(b)
     # The threshold is the j-th largest of its bucket (the values above it are the others).
-    j = (rank - length) + below_or_in.gather(1, top).view(b)
-    # Into the scratch's bytes, read as bool: CPU comparison kernels that write bool are slow.
-    inside = torch.eq(bucket, top.to(itype).add_(base_i), out=_bytes_of(scratch, b * length).view(b, length))
+    j = below_or_in.gather(1, top).sub_(above).view(b)
+    # uint8 0/1, read as bool: CPU comparison kernels that write bool are slow.
+    inside = torch.eq(bucket, top.to(itype).add_(base_i), out=_scratch("inside", (b, length), torch.uint8, device))
     cand = _candidates(values, inside.view(torch.bool))  # grouped by row
     cand = _sort_within_rows(cand, rows, rows_hi, n_inside)
     # Row i's candidates ascend in cand[ends[i] - n_inside[i] : ends[i]]. Every value in a
@@ -337,11 +437,6 @@ def _nth_largest(
     out = cand[pos]
     tied = (j < n_inside) & (cand[(pos - 1).clamp_min_(0)] == out)
     return out.masked_fill_(n == 0, float("inf")).to(dtype), tied, scratch
-
-
-def _bytes_of(tensor: torch.Tensor, count: int) -> torch.Tensor:
-    """The first ``count`` bytes of a contiguous tensor's memory, as a (count,) uint8 tensor."""
-    return tensor.view(-1).view(torch.uint8)[:count]
 
 
 def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -354,12 +449,12 @@ def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """Same result as ``_top_by_sort``: keep the values >= each row's n-th largest.
 
     Rows where that would keep more than ``n`` values (ties at the threshold) and rows with
     a NaN or an infinity are done by ``_top_by_sort``, so the output is identical to the
-    sort's, ties included.
+    sort's, ties included. ``dtype``: bool, or float32 for 0/1 floats.
     """
     values = flat.detach()
     if values.dtype not in (torch.float32, torch.float64):
@@ -371,17 +466,20 @@ def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     # every row at once (it can overflow only when spans are huge: then check row by row).
     finite = None if math.isfinite(float(span.sum())) else torch.isfinite(span[:, 0])
     if finite is not None and not bool(finite.all()):
-        out = torch.empty(values.shape, dtype=torch.bool, device=values.device)
-        out[~finite] = _top_by_sort(flat[~finite], n[~finite])
+        out = torch.empty(values.shape, dtype=dtype, device=values.device)
+        out[~finite] = _top_by_sort(flat[~finite], n[~finite]).to(dtype)
         if bool(finite.any()):
-            out[finite] = _top_by_threshold(flat[finite], n[finite])
+            out[finite] = _top_by_threshold(flat[finite], n[finite], dtype)
         return out
     threshold, tied, scratch = _nth_largest(values, n, vmin, span)
-    # values >= threshold as 1.0/0.0 in the scratch, then bool: several times faster on CPU
-    # than a comparison that writes bool, the same bits.
-    out = torch.ge(values, threshold[:, None], out=scratch).to(torch.bool)
+    if dtype == torch.bool:
+        # values >= threshold as 1.0/0.0 in the scratch, then bool: several times faster on CPU
+        # than a comparison that writes bool, the same bits.
+        out = torch.ge(values, threshold[:, None], out=scratch).to(torch.bool)
+    else:
+        out = torch.ge(values, threshold[:, None], out=torch.empty(values.shape, dtype=dtype, device=values.device))
     if bool(tied.any()):
-        out[tied] = _top_by_sort(flat[tied], n[tied])
+        out[tied] = _top_by_sort(flat[tied], n[tied]).to(dtype)
     return out
 
 
@@ -401,15 +499,21 @@ def top_mask(grey: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch
     On CPU the threshold is found by selection instead of a full ``torch.argsort``, which
     dominated the cost of LMix masks; the result is the same, bit for bit.
     """
+    return _top_mask(grey, lam, torch.bool)
+
+
+def _top_mask(grey: torch.Tensor, lam: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``top_mask`` with (B, 1, *size) masks of ``dtype``: bool, or float32 0/1."""
     b, size = grey.shape[0], tuple(grey.shape[1:])
     numel = math.prod(size)
     n = _counts(lam, numel, grey.device)
     flat = grey.reshape(b, numel)
     # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
     if grey.device.type == "cpu" and b * numel > 4096:
-        out = _top_by_threshold(flat, n)
+        out = _top_by_threshold(flat, n, dtype)
     else:
         out = _top_by_sort(flat, n)
+        out = out if dtype == torch.bool else _as_float(out)
     return out.reshape(b, 1, *size), n.to(torch.float32) / numel
 
 
@@ -496,8 +600,7 @@ def fourier_masks(
     if generator is None:
         generator = torch.Generator(device=lam.device)
         generator.seed()
-    masks = fourier_top_masks(lam, size, decay=decay, k=k, generator=generator, max_soft=max_soft)[0]
-    return _as_float(masks)
+    return _fourier_top_masks(lam, size, decay=decay, k=k, generator=generator, max_soft=max_soft, as_float=True)[0]
 
 
 def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:

@@ -63,7 +63,7 @@ SOURCE = "lmix compare"  # the generated spec's source, as the sweep's messages 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help=f"compare mixing methods over seeds: table + figures (default: digits, {COMPARE.phrase} on a shared 2-core CPU)",
+        help=f"compare mixing methods over seeds: table + figures (default: digits, {COMPARE.phrase} on a 2-core CPU)",
         description="Train every method with several seeds (lmix sweep), then write and print the report "
         "(lmix report). With no arguments: digits, "
         f"{DEFAULTS['model']} (width {DEFAULTS['width']}), {DEFAULTS['train_subset']} training images, "

@@ -48,5 +48,5 @@ class Duration:
         return f"about {minutes:g} minutes"
 
 
-COMPARE = Duration("lmix compare", seconds=(171.8, 217.3, 263.0), load=(4.9, 5.5, 7.3))
-TRAIN = Duration("lmix train", seconds=(75.3, 53.2, 343.2), load=(6.5, 5.0, 4.1))
+COMPARE = Duration("lmix compare", seconds=(75.0, 120.5, 75.9), load=(0.8, 2.0, 3.1))
+TRAIN = Duration("lmix train", seconds=(23.0, 16.6, 24.5), load=(2.0, 2.2, 2.3))

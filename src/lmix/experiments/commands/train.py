@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help=f"train a model (default: LMix on the bundled digits, {TRAIN.phrase} on a shared 2-core CPU)",
+        help=f"train a model (default: LMix on the bundled digits, {TRAIN.phrase} on a 2-core CPU)",
         description="Train one model with one mixing method. Every setting is a flag; --config FILE.yaml "
         "supplies settings that flags override. Re-running the same command on the same --out resumes; "
         "--restart trains the run in --out again from epoch 0.",

@@ -88,9 +88,9 @@ def test_the_readme_and_getting_started_state_both():
     readme = (ROOT / "README.md").read_text()
     start = (ROOT / "docs" / "getting-started.md").read_text()
     for text in (readme, start):
-        assert f"It takes {COMPARE.phrase} on a shared 2-core CPU" in " ".join(text.split())
-    assert f"# {TRAIN.phrase} on a shared 2-core CPU" in readme
-    assert f"# {TRAIN.phrase} on a shared 2-core CPU" in (ROOT / "docs" / "guide" / "training.md").read_text()
+        assert f"It takes {COMPARE.phrase} on a 2-core CPU" in " ".join(text.split())
+    assert f"# {TRAIN.phrase} on a 2-core CPU" in readme
+    assert f"# {TRAIN.phrase} on a 2-core CPU" in (ROOT / "docs" / "guide" / "training.md").read_text()
 
 
 def test_help_states_the_measured_duration(capsys):

@@ -100,36 +100,54 @@ def _spectral_constants(
     return filt, flips
 
 
-#: Largest temporary (bytes) that ``_scratch`` keeps for reuse; larger ones are allocated afresh.
-SCRATCH_BYTES = 1 << 23
+#: Largest temporary (bytes) that ``_scratch`` keeps for reuse; larger ones are allocated afresh
+#: (measured: at 224x224 reused buffers of 1 MB and more were slower than fresh ones, which the
+#: allocator hands back still in cache, and page faults did not occur).
+SCRATCH_BYTES = 3 << 18
 
-_scratch_store = threading.local()
+
+class _ScratchStore(threading.local):
+    """Per-thread scratch memory: one uint8 buffer per slot, and the views handed out on it."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.views: dict[tuple, torch.Tensor] = {}
 
 
-def _scratch(slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
-    """An uninitialised tensor whose memory this thread reuses on every call with the same ``slot`` (CPU).
+_scratch_store = _ScratchStore()
+
+
+def _scratch(
+    slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None, offset: int = 0
+) -> torch.Tensor:
+    """An uninitialised tensor on memory that this thread reuses on every call with the same ``slot`` (CPU).
 
     Freshly allocated temporaries of a few hundred KB are mapped and page-faulted in again on
     every call whenever the C allocator has returned them to the system in between, which it
     does or not depending on the process's allocation history: that cost more than the rest of
-    a 32x32 mask. One buffer per slot and thread (at most ``SCRATCH_BYTES``; larger ones, and
-    tensors on other devices, are allocated afresh), so calls from other threads never share
-    one. The tensor must not outlive the caller's use of the slot: never return it, and never
-    use one slot for two live tensors.
+    a 32x32 mask. One buffer per slot and thread (at most ``SCRATCH_BYTES``; larger tensors,
+    and tensors on other devices, are allocated afresh), so calls from other threads never
+    share memory. ``offset`` (bytes, a multiple of 64) places tensors side by side in a slot.
+    The tensor must not outlive the caller's use of the slot: never return it, and never use
+    overlapping parts of a slot for two live tensors.
     """
     if device is not None and device.type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > SCRATCH_BYTES:
+    store = _scratch_store
+    key = (slot, shape, dtype, offset)
+    view = store.views.get(key)
+    if view is not None:
+        return view  # no view operations: each costs about a microsecond
+    end = offset + math.prod(shape) * dtype.itemsize
+    if end > SCRATCH_BYTES:
         return torch.empty(shape, dtype=dtype)
-    store = _scratch_store.__dict__
-    buf, view = store.get(slot, (None, None))
-    if view is not None and view.shape == shape and view.dtype == dtype:
-        return view  # the same shape as last time: no view operations
-    if buf is None or buf.numel() < nbytes:
-        buf = torch.empty(nbytes, dtype=torch.uint8)
-    view = buf[:nbytes].view(dtype).view(shape)
-    store[slot] = (buf, view)
+    buf = store.buffers.get(slot)
+    if buf is None or buf.numel() < end:
+        buf = store.buffers[slot] = torch.empty(end, dtype=torch.uint8)
+        store.views = {k: v for k, v in store.views.items() if k[0] != slot}  # those were on the old buffer
+    if len(store.views) > 64:
+        store.views.clear()
+    view = store.views[key] = buf[offset:end].view(dtype).view(shape)
     return view
 
 
@@ -188,7 +206,8 @@ def _spectra(
 def _grey(z: torch.Tensor, size: tuple[int, ...], decay: float, k: float) -> torch.Tensor:
     """(m, *size) grey images from (m, *size[:-1], size[-1]//2+1) normal half spectra (``z`` is modified in place)."""
     filt, flips = _spectral_constants(size, decay, k, str(z.device))
-    if len(size) == 2 and z.device.type == "cpu":
+    # Many short columns (small images, large groups): the transposed order pays for its copy.
+    if len(size) == 2 and z.device.type == "cpu" and z.shape[0] * z.shape[1] >= 2048:
         return _grey_2d_cpu(z, size, _transposed_filter(size, decay, k, "cpu"), flips[0])
     z = _hermitian_planes(z, size, flips).mul_(filt)
     if len(size) == 2:
@@ -329,7 +348,7 @@ def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
 def _sort_within_rows(
     cand: torch.Tensor, rows: torch.Tensor, rows_hi: torch.Tensor, counts: torch.Tensor
 ) -> torch.Tensor:
-    """(M,) values grouped by row, ``counts[i]`` of them in row i -> the values ascending within each row.
+    """(M,) values grouped by row, ``counts[i]`` of them in row i -> the order that sorts them ascending within each row.
 
     float32: one sort of the int64 keys ``row << 32 | order-preserving bits of the value``
     (``rows_hi`` is ``rows << 32``; -0.0 sorts below +0.0, which only matters among equal
@@ -339,10 +358,11 @@ def _sort_within_rows(
         bits = cand.view(torch.int32)
         # Negative floats order backwards as integers: flip all bits but the sign.
         key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)
-        key += torch.repeat_interleave(rows_hi, counts)
-        return cand[torch.sort(key).indices]
-    cand, order = torch.sort(cand)
-    return cand[torch.argsort(torch.repeat_interleave(rows, counts)[order], stable=True)]
+        key += torch.repeat_interleave(rows_hi, counts, output_size=cand.numel())
+        return torch.sort(key).indices
+    order = torch.sort(cand).indices
+    rows = torch.repeat_interleave(rows, counts, output_size=cand.numel()).index_select(0, order)
+    return order.index_select(0, torch.argsort(rows, stable=True))
 
 
 @functools.lru_cache(maxsize=32)
@@ -374,7 +394,7 @@ def _bucket_count(b: int, length: int) -> int:
 
 
 def _nth_largest(
-    values: torch.Tensor, n: torch.Tensor, vmin: torch.Tensor, span: torch.Tensor
+    values: torch.Tensor, n: torch.Tensor, vmin: torch.Tensor, span: torch.Tensor, scratch: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact ``n[i]``-th largest value of each row of ``values`` (``+inf`` where ``n[i] == 0``).
 
@@ -390,11 +410,12 @@ def _nth_largest(
         n: (B,) int64 ranks in [0, L].
         vmin: (B, 1) row minima of ``values``.
         span: (B, 1) row maxima minus ``vmin``.
+        scratch: a (B, L) tensor of ``values.dtype`` to work in (its contents are destroyed), or
+            None for this thread's scratch memory.
 
     Returns:
-        ((B,) thresholds of ``values.dtype``, (B,) bool: True where more than ``n[i]`` values
-        may be ``>=`` the threshold, i.e. ties at it that a threshold alone cannot split, and a
-        (B, L) floating scratch tensor the caller may overwrite).
+        ((B, 1) thresholds of ``values.dtype``, the (B, L) floating scratch, which the caller may
+        overwrite).
     """
     b, length = values.shape
     nb = _bucket_count(b, length)
@@ -403,22 +424,25 @@ def _nth_largest(
         # Bucket ids are computed in floating point below: beyond 2**22 float32 cannot hold
         # them to within a quarter. float64 holds every float32 exactly (same order).
         values, vmin, span = values.double(), vmin.double(), span.double()
+    device = values.device
+    if scratch is None or scratch.dtype != values.dtype:
+        scratch = _scratch("select", (b, length), values.dtype, device)
     # The narrowest integer that holds every bucket id: converting to it, comparing it and
     # counting it are cheaper on CPU.
     itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
-    device = values.device
     rows, rows_hi, base_f, base_i = _row_constants(b, nb, values.dtype, itype, str(device))
-    # Per-row quantities stay (B, 1): no reshaping between the small operations.
+    # Per-row quantities stay (B, 1) where they can: fewer reshaping operations.
     above = length - n.clamp(1, length)[:, None]  # values above the threshold's bucket or in it, at most
     # nb - 0.5: the row maximum lands below nb despite rounding. A constant row (or a span so
     # small that the scale overflows) gets scale 0: one bucket.
     scale = span.reciprocal().mul_(nb - 0.5).nan_to_num_(nan=0.0, posinf=0.0)
     # Bucket row * nb + floor((v - vmin) * scale): monotone in v within a row (each rounding
     # is), in [row * nb, row * nb + nb) as the base is an exact integer of the float type.
-    # In place on one (B, L) scratch, which the caller reuses: a broadcast addcmul is several
-    # times slower on CPU.
-    scratch = torch.sub(values, vmin, out=_scratch("select", (b, length), values.dtype, device))
-    bucket = _scratch("bucket", (b, length), itype, device).copy_(scratch.mul_(scale).add_(base_f))
+    # In place on the (B, L) scratch: a broadcast addcmul is several times slower on CPU. The
+    # ids and the candidate flags go where _grey_2d_cpu's transposed spectrum was: memory
+    # touched moments ago.
+    bucket = _scratch("spectrum", (b, length), itype, device)
+    bucket.copy_(torch.sub(values, vmin, out=scratch).mul_(scale).add_(base_f))
     hist = torch.bincount(bucket.view(-1), minlength=b * nb).view(b, nb)
     below_or_in = hist.cumsum(1)  # values in buckets <= j, per row, ascending
     # The bucket holding the rank-th largest: the first whose running count passes L - rank.
@@ -426,17 +450,15 @@ def _nth_largest(
     n_inside = hist.gather(1, top).view(b)
     # The threshold is the j-th largest of its bucket (the values above it are the others).
     j = below_or_in.gather(1, top).sub_(above).view(b)
-    # uint8 0/1, read as bool: CPU comparison kernels that write bool are slow.
-    inside = torch.eq(bucket, top.to(itype).add_(base_i), out=_scratch("inside", (b, length), torch.uint8, device))
+    flags = _scratch("spectrum", (b, length), torch.uint8, device, offset=-(-bucket.nbytes // 64) * 64)
+    inside = torch.eq(bucket, top.to(itype).add_(base_i), out=flags)  # uint8: CPU kernels writing bool are slow
     cand = _candidates(values, inside.view(torch.bool))  # grouped by row
-    cand = _sort_within_rows(cand, rows, rows_hi, n_inside)
-    # Row i's candidates ascend in cand[ends[i] - n_inside[i] : ends[i]]. Every value in a
-    # higher bucket is larger, every value in a lower one smaller, so more than n values
-    # reach the threshold exactly when the candidate just below it is equal to it.
-    pos = torch.cumsum(n_inside, 0).sub_(j)
-    out = cand[pos]
-    tied = (j < n_inside) & (cand[(pos - 1).clamp_min_(0)] == out)
-    return out.masked_fill_(n == 0, float("inf")).to(dtype), tied, scratch
+    order = _sort_within_rows(cand, rows, rows_hi, n_inside)
+    # Row i's candidates ascend in cand[order[ends[i] - n_inside[i] : ends[i]]]: the threshold
+    # is the j-th from the end.
+    threshold = cand.index_select(0, order.index_select(0, torch.cumsum(n_inside, 0).sub_(j)))
+    threshold = threshold.masked_fill_(n == 0, float("inf"))
+    return (threshold if threshold.dtype == dtype else threshold.to(dtype))[:, None], scratch
 
 
 def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -452,11 +474,11 @@ def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """Same result as ``_top_by_sort``: keep the values >= each row's n-th largest.
 
-    Rows where that would keep more than ``n`` values (ties at the threshold) and rows with
-    a NaN or an infinity are done by ``_top_by_sort``, so the output is identical to the
-    sort's, ties included. ``dtype``: bool, or float32 for 0/1 floats.
+    Rows where that keeps more than ``n`` values (ties at the threshold) and rows with a NaN or
+    an infinity are done by ``_top_by_sort``, so the output is identical to the sort's, ties
+    included. ``dtype``: bool, or float32 for 0/1 floats.
     """
-    values = flat.detach()
+    values = flat.detach() if flat.requires_grad else flat
     if values.dtype not in (torch.float32, torch.float64):
         values = values.to(torch.float32)  # exact for float16/bfloat16: same order
     values = values.contiguous()
@@ -471,13 +493,16 @@ def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = 
         if bool(finite.any()):
             out[finite] = _top_by_threshold(flat[finite], n[finite], dtype)
         return out
-    threshold, tied, scratch = _nth_largest(values, n, vmin, span)
-    if dtype == torch.bool:
-        # values >= threshold as 1.0/0.0 in the scratch, then bool: several times faster on CPU
-        # than a comparison that writes bool, the same bits.
-        out = torch.ge(values, threshold[:, None], out=scratch).to(torch.bool)
-    else:
-        out = torch.ge(values, threshold[:, None], out=torch.empty(values.shape, dtype=dtype, device=values.device))
+    # values >= threshold as 1.0/0.0 (a bool mask from the float one: comparisons that write
+    # bool are several times slower on CPU, the same bits). For float masks, the output itself
+    # is the selection's scratch until the comparison overwrites it.
+    out = None if dtype == torch.bool else torch.empty(values.shape, dtype=dtype, device=values.device)
+    threshold, scratch = _nth_largest(values, n, vmin, span, out)
+    ones = torch.ge(values, threshold, out=scratch if out is None else out)
+    # More than n values >= the threshold: ties at it, which a threshold cannot split. (A float32
+    # sum of ones is exact below 2**24 values.)
+    tied = (ones.sum(1) if ones.shape[1] < 2**24 else ones.sum(1, dtype=torch.float64)) != n
+    out = ones.to(torch.bool) if out is None else out
     if bool(tied.any()):
         out[tied] = _top_by_sort(flat[tied], n[tied]).to(dtype)
     return out

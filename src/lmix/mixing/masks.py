@@ -89,15 +89,22 @@ def emphasis_filter(
 @functools.lru_cache(maxsize=32)
 def _spectral_constants(
     size: tuple[int, ...], decay: float, k: float, device: str
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """The emphasis filter and, per axis but the last, the index ``-u mod n``, cached per size and device.
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+    """The emphasis filter, per axis but the last the index ``-u mod n``, and the filter transposed
+    (contiguous; 2-D only, else None), cached per size and device.
 
     Recomputing them is a dozen small kernels per call, a large share of the cost of one
     small mask (per-batch mode). Shared tensors: never modify them in place.
     """
     filt = emphasis_filter(size, decay, k, device=torch.device(device))
     flips = tuple((-torch.arange(n, device=device)) % n for n in size[:-1])
-    return filt, flips
+    return filt, flips, filt.T.contiguous() if len(size) == 2 else None
+
+
+@functools.lru_cache(maxsize=32)
+def _plane_index(shape: tuple[int, int, int], flip: torch.Tensor) -> torch.Tensor:
+    """``flip`` expanded to ``shape`` (a gather index), cached. Shared: never modify it in place."""
+    return flip.expand(shape)
 
 
 #: Largest temporary (bytes) that ``_scratch`` keeps for reuse; larger ones are allocated afresh
@@ -117,9 +124,7 @@ class _ScratchStore(threading.local):
 _scratch_store = _ScratchStore()
 
 
-def _scratch(
-    slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None, offset: int = 0
-) -> torch.Tensor:
+def _scratch(slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
     """An uninitialised tensor on memory that this thread reuses on every call with the same ``slot`` (CPU).
 
     Freshly allocated temporaries of a few hundred KB are mapped and page-faulted in again on
@@ -127,28 +132,41 @@ def _scratch(
     does or not depending on the process's allocation history: that cost more than the rest of
     a 32x32 mask. One buffer per slot and thread (at most ``SCRATCH_BYTES``; larger tensors,
     and tensors on other devices, are allocated afresh), so calls from other threads never
-    share memory. ``offset`` (bytes, a multiple of 64) places tensors side by side in a slot.
-    The tensor must not outlive the caller's use of the slot: never return it, and never use
-    overlapping parts of a slot for two live tensors.
+    share memory. The tensor must not outlive the caller's use of the slot: never return it,
+    and never use overlapping parts of a slot for two live tensors (``_scratch_views``).
     """
+    return _scratch_views(slot, ((shape, dtype),), device)[0]
+
+
+def _scratch_views(
+    slot: str,
+    specs: tuple[tuple[tuple[int, ...], torch.dtype], ...],
+    device: torch.device | None = None,
+    offset: int = 0,
+) -> tuple[torch.Tensor, ...]:
+    """Views ``(shape, dtype)`` of one piece of ``_scratch`` memory, all of the same byte size, at
+    ``offset`` bytes (a multiple of 64) into the slot. Cached: no view operations on later calls."""
+    nbytes = math.prod(specs[0][0]) * specs[0][1].itemsize
     if device is not None and device.type != "cpu":
-        return torch.empty(shape, dtype=dtype, device=device)
+        buf = torch.empty(nbytes, dtype=torch.uint8, device=device)
+        return tuple(buf.view(dtype).view(shape) for shape, dtype in specs)
     store = _scratch_store
-    key = (slot, shape, dtype, offset)
-    view = store.views.get(key)
-    if view is not None:
-        return view  # no view operations: each costs about a microsecond
-    end = offset + math.prod(shape) * dtype.itemsize
+    key = (slot, offset, specs)
+    views = store.views.get(key)
+    if views is not None:
+        return views
+    end = offset + nbytes
     if end > SCRATCH_BYTES:
-        return torch.empty(shape, dtype=dtype)
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+        return tuple(buf.view(dtype).view(shape) for shape, dtype in specs)
     buf = store.buffers.get(slot)
     if buf is None or buf.numel() < end:
         buf = store.buffers[slot] = torch.empty(end, dtype=torch.uint8)
         store.views = {k: v for k, v in store.views.items() if k[0] != slot}  # those were on the old buffer
     if len(store.views) > 64:
         store.views.clear()
-    view = store.views[key] = buf[offset:end].view(dtype).view(shape)
-    return view
+    views = store.views[key] = tuple(buf[offset:end].view(dtype).view(shape) for shape, dtype in specs)
+    return views
 
 
 def _hermitian_planes(
@@ -205,10 +223,10 @@ def _spectra(
 
 def _grey(z: torch.Tensor, size: tuple[int, ...], decay: float, k: float) -> torch.Tensor:
     """(m, *size) grey images from (m, *size[:-1], size[-1]//2+1) normal half spectra (``z`` is modified in place)."""
-    filt, flips = _spectral_constants(size, decay, k, str(z.device))
+    filt, flips, filt_t = _spectral_constants(size, decay, k, str(z.device))
     # Many short columns (small images, large groups): the transposed order pays for its copy.
     if len(size) == 2 and z.device.type == "cpu" and z.shape[0] * z.shape[1] >= 2048:
-        return _grey_2d_cpu(z, size, _transposed_filter(size, decay, k, "cpu"), flips[0])
+        return _grey_2d_cpu(z, size, filt_t, flips[0])
     z = _hermitian_planes(z, size, flips).mul_(filt)
     if len(size) == 2:
         return torch.fft.irfft2(z, s=size)
@@ -235,15 +253,9 @@ def _grey_2d_cpu(z: torch.Tensor, size: tuple[int, ...], filt_t: torch.Tensor, f
     # Columns 0 and W/2 of z (its self-conjugate planes) are rows of zt: the operations of
     # _hermitian_planes on them.
     zc = zt[:, 0 :: width // 2] if width % 2 == 0 else zt[:, :1]
-    t = torch.gather(zc, 2, flip.expand(zc.shape)).conj_physical_()
+    t = torch.gather(zc, 2, _plane_index(tuple(zc.shape), flip)).conj_physical_()
     torch.mul(t.add_(zc), 1.0 / math.sqrt(2.0), out=zc)
     return torch.fft.irfft2(zt.mul_(filt_t).transpose(1, 2), s=size)
-
-
-@functools.lru_cache(maxsize=32)
-def _transposed_filter(size: tuple[int, int], decay: float, k: float, device: str) -> torch.Tensor:
-    """(W//2+1, H) contiguous transpose of the 2-D emphasis filter, cached. Shared: never modify it in place."""
-    return _spectral_constants(size, decay, k, device)[0].T.contiguous()
 
 
 def fourier_noise(
@@ -328,21 +340,25 @@ def _fourier_top_masks(
     return masks, areas
 
 
-def _candidates(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+def _candidates(values: torch.Tensor, inside: torch.Tensor, words: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
     """``values[inside]`` (row-major order) for a sparse (B, L) mask ``inside``, scanning it 8 bytes at a time.
 
     ``torch.masked_select`` scans every element of the mask; reading the bool mask as int64
     words first locates the few words that hold a candidate, so the element-wise scan only
-    runs over those. Same result as ``values[inside]``.
+    runs over those. Same result as ``values[inside]``. ``words``: ``inside`` viewed as (N/8,)
+    int64 and as (N/8, 8) bool, if the caller has them (else they are made here).
     """
-    length = values.shape[1]
-    word = next(((t, s) for t, s in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)) if length % s == 0), None)
-    if word is None:
-        return torch.masked_select(values, inside)
-    itype, width = word
+    if not words:
+        count = inside.numel()
+        word = next(((t, s) for t, s in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)) if count % s == 0), None)
+        if word is None:
+            return torch.masked_select(values, inside)
+        itype, width = word
+        words = (inside.view(-1).view(itype), inside.view(-1, width))
+    flat_words, rows = words
     # Flat index of every word that holds a candidate, in row-major order.
-    hit = inside.view(itype).view(-1).nonzero().view(-1)
-    return torch.masked_select(values.view(-1, width).index_select(0, hit), inside.view(-1, width).index_select(0, hit))
+    hit = flat_words.nonzero().view(-1)
+    return torch.masked_select(values.view(-1, rows.shape[1]).index_select(0, hit), rows.index_select(0, hit))
 
 
 def _sort_within_rows(
@@ -435,24 +451,28 @@ def _nth_largest(
     above = length - n.clamp(1, length)[:, None]  # values above the threshold's bucket or in it, at most
     # nb - 0.5: the row maximum lands below nb despite rounding. A constant row (or a span so
     # small that the scale overflows) gets scale 0: one bucket.
-    scale = span.reciprocal().mul_(nb - 0.5).nan_to_num_(nan=0.0, posinf=0.0)
+    scale = ((nb - 0.5) / span).nan_to_num_(nan=0.0, posinf=0.0)
     # Bucket row * nb + floor((v - vmin) * scale): monotone in v within a row (each rounding
     # is), in [row * nb, row * nb + nb) as the base is an exact integer of the float type.
     # In place on the (B, L) scratch: a broadcast addcmul is several times slower on CPU. The
     # ids and the candidate flags go where _grey_2d_cpu's transposed spectrum was: memory
     # touched moments ago.
-    bucket = _scratch("spectrum", (b, length), itype, device)
+    count = b * length
+    bucket, bucket_flat = _scratch_views("spectrum", (((b, length), itype), ((count,), itype)), device)
     bucket.copy_(torch.sub(values, vmin, out=scratch).mul_(scale).add_(base_f))
-    hist = torch.bincount(bucket.view(-1), minlength=b * nb).view(b, nb)
+    hist = torch.bincount(bucket_flat, minlength=b * nb).view(b, nb)
     below_or_in = hist.cumsum(1)  # values in buckets <= j, per row, ascending
     # The bucket holding the rank-th largest: the first whose running count passes L - rank.
     top = torch.searchsorted(below_or_in, above, right=True)  # (B, 1)
     n_inside = hist.gather(1, top).view(b)
     # The threshold is the j-th largest of its bucket (the values above it are the others).
     j = below_or_in.gather(1, top).sub_(above).view(b)
-    flags = _scratch("spectrum", (b, length), torch.uint8, device, offset=-(-bucket.nbytes // 64) * 64)
-    inside = torch.eq(bucket, top.to(itype).add_(base_i), out=flags)  # uint8: CPU kernels writing bool are slow
-    cand = _candidates(values, inside.view(torch.bool))  # grouped by row
+    specs = (((b, length), torch.uint8), ((b, length), torch.bool))
+    if count % 8 == 0:
+        specs += (((count // 8,), torch.int64), ((count // 8, 8), torch.bool))
+    flags, inside, *words = _scratch_views("spectrum", specs, device, offset=-(-bucket.nbytes // 64) * 64)
+    torch.eq(bucket, top.to(itype).add_(base_i), out=flags)  # into uint8: CPU kernels writing bool are slow
+    cand = _candidates(values, inside, tuple(words))  # grouped by row
     order = _sort_within_rows(cand, rows, rows_hi, n_inside)
     # Row i's candidates ascend in cand[order[ends[i] - n_inside[i] : ends[i]]]: the threshold
     # is the j-th from the end.
@@ -471,12 +491,15 @@ def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+def _top_by_threshold(
+    flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = torch.bool, n_float: torch.Tensor | None = None
+) -> torch.Tensor:
     """Same result as ``_top_by_sort``: keep the values >= each row's n-th largest.
 
     Rows where that keeps more than ``n`` values (ties at the threshold) and rows with a NaN or
     an infinity are done by ``_top_by_sort``, so the output is identical to the sort's, ties
-    included. ``dtype``: bool, or float32 for 0/1 floats.
+    included. ``dtype``: bool, or float32 for 0/1 floats. ``n_float``: ``n`` as float32, if the
+    caller has it.
     """
     values = flat.detach() if flat.requires_grad else flat
     if values.dtype not in (torch.float32, torch.float64):
@@ -501,9 +524,10 @@ def _top_by_threshold(flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = 
     ones = torch.ge(values, threshold, out=scratch if out is None else out)
     # More than n values >= the threshold: ties at it, which a threshold cannot split. (A float32
     # sum of ones is exact below 2**24 values.)
-    tied = (ones.sum(1) if ones.shape[1] < 2**24 else ones.sum(1, dtype=torch.float64)) != n
+    kept = ones.sum(1) if ones.shape[1] < 2**24 else ones.sum(1, dtype=torch.float64)
     out = ones.to(torch.bool) if out is None else out
-    if bool(tied.any()):
+    if not torch.equal(kept, n if n_float is None or n_float.dtype != kept.dtype else n_float):
+        tied = kept != n
         out[tied] = _top_by_sort(flat[tied], n[tied]).to(dtype)
     return out
 
@@ -532,14 +556,15 @@ def _top_mask(grey: torch.Tensor, lam: torch.Tensor, dtype: torch.dtype) -> tupl
     b, size = grey.shape[0], tuple(grey.shape[1:])
     numel = math.prod(size)
     n = _counts(lam, numel, grey.device)
+    n_float = n.to(torch.float32)
     flat = grey.reshape(b, numel)
     # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
     if grey.device.type == "cpu" and b * numel > 4096:
-        out = _top_by_threshold(flat, n, dtype)
+        out = _top_by_threshold(flat, n, dtype, n_float)
     else:
         out = _top_by_sort(flat, n)
         out = out if dtype == torch.bool else _as_float(out)
-    return out.reshape(b, 1, *size), n.to(torch.float32) / numel
+    return out.reshape(b, 1, *size), n_float / numel
 
 
 def soft_top_mask(grey: torch.Tensor, lam: torch.Tensor, max_soft: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -448,10 +448,12 @@ def _nth_largest(
     itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
     rows, rows_hi, base_f, base_i = _row_constants(b, nb, values.dtype, itype, str(device))
     # Per-row quantities stay (B, 1) where they can: fewer reshaping operations.
-    above = length - n.clamp(1, length)[:, None]  # values above the threshold's bucket or in it, at most
+    # Values above the threshold's bucket or in it, at most. (torch.rsub and reciprocal: the
+    # reflected operators ``int - tensor`` and ``float / tensor`` go through Python wrappers.)
+    above = torch.rsub(n.clamp(1, length)[:, None], length)
     # nb - 0.5: the row maximum lands below nb despite rounding. A constant row (or a span so
     # small that the scale overflows) gets scale 0: one bucket.
-    scale = ((nb - 0.5) / span).nan_to_num_(nan=0.0, posinf=0.0)
+    scale = span.reciprocal().mul_(nb - 0.5).nan_to_num_(nan=0.0, posinf=0.0)
     # Bucket row * nb + floor((v - vmin) * scale): monotone in v within a row (each rounding
     # is), in [row * nb, row * nb + nb) as the base is an exact integer of the float type.
     # In place on the (B, L) scratch: a broadcast addcmul is several times slower on CPU. The

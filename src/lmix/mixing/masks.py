@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from typing import NamedTuple
 
 import torch
 
@@ -381,18 +382,47 @@ def _sort_within_rows(
     return order.index_select(0, torch.argsort(rows, stable=True))
 
 
-@functools.lru_cache(maxsize=32)
-def _row_constants(
-    b: int, nb: int, dtype: torch.dtype, itype: torch.dtype, device: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row constants of the radix selection, cached (each small op costs microseconds on CPU).
+class _Plan(NamedTuple):
+    """Shape-dependent constants of ``_nth_largest`` (see ``_selection_plan``)."""
 
-    Returns (B,) int64 row ids, (B,) int64 ``row << 32``, and the (B, 1) first bucket id of each
-    row ``row * nb`` as ``dtype`` and as ``itype``. Shared tensors: never modify them in place.
+    nb: int
+    itype: torch.dtype
+    rows: torch.Tensor
+    rows_hi: torch.Tensor
+    base_i: torch.Tensor
+    bucket_specs: tuple
+    flag_specs: tuple
+    flag_offset: int
+
+
+@functools.lru_cache(maxsize=32)
+def _selection_plan(b: int, length: int, device: str) -> _Plan:
+    """The bucket count and id type, per-row constants and scratch layout of ``_nth_largest``, cached
+    (each small op costs a microsecond or more on CPU). Shared tensors: never modify them in place.
+
+    Per-row constants: (B,) int64 row ids, (B,) int64 ``row << 32``, and the (B, 1) first bucket id
+    of each row ``row * nb`` in the id type.
     """
+    nb = _bucket_count(b, length)
+    # The narrowest integer that holds every bucket id: converting to it, comparing it and
+    # counting it are cheaper on CPU.
+    itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
     rows = torch.arange(b, device=device)
     base = (rows * nb)[:, None]
-    return rows, rows << 32, base.to(dtype), base.to(itype)
+    count = b * length
+    flag_specs = (((b, length), torch.uint8), ((b, length), torch.bool))
+    if count % 8 == 0:  # the flags as int64 words too (_candidates)
+        flag_specs += (((count // 8,), torch.int64), ((count // 8, 8), torch.bool))
+    return _Plan(
+        nb=nb,
+        itype=itype,
+        rows=rows,
+        rows_hi=rows << 32,
+        base_i=base.to(itype),
+        bucket_specs=(((b, length), itype), ((count,), itype)),
+        flag_specs=flag_specs,
+        flag_offset=-(-count * itype.itemsize // 64) * 64,
+    )
 
 
 def _bucket_count(b: int, length: int) -> int:
@@ -434,19 +464,11 @@ def _nth_largest(
         overwrite).
     """
     b, length = values.shape
-    nb = _bucket_count(b, length)
-    dtype = values.dtype
-    if dtype == torch.float32 and b * nb >= 2**22:
-        # Bucket ids are computed in floating point below: beyond 2**22 float32 cannot hold
-        # them to within a quarter. float64 holds every float32 exactly (same order).
-        values, vmin, span = values.double(), vmin.double(), span.double()
     device = values.device
+    plan = _selection_plan(b, length, str(device))
+    nb, itype = plan.nb, plan.itype
     if scratch is None or scratch.dtype != values.dtype:
         scratch = _scratch("select", (b, length), values.dtype, device)
-    # The narrowest integer that holds every bucket id: converting to it, comparing it and
-    # counting it are cheaper on CPU.
-    itype = torch.int16 if b * nb < 2**15 else torch.int32 if b * nb < 2**31 else torch.int64
-    rows, rows_hi, base_f, base_i = _row_constants(b, nb, values.dtype, itype, str(device))
     # Per-row quantities stay (B, 1) where they can: fewer reshaping operations.
     # Values above the threshold's bucket or in it, at most. (torch.rsub and reciprocal: the
     # reflected operators ``int - tensor`` and ``float / tensor`` go through Python wrappers.)
@@ -455,13 +477,12 @@ def _nth_largest(
     # small that the scale overflows) gets scale 0: one bucket.
     scale = span.reciprocal().mul_(nb - 0.5).nan_to_num_(nan=0.0, posinf=0.0)
     # Bucket row * nb + floor((v - vmin) * scale): monotone in v within a row (each rounding
-    # is), in [row * nb, row * nb + nb) as the base is an exact integer of the float type.
-    # In place on the (B, L) scratch: a broadcast addcmul is several times slower on CPU. The
-    # ids and the candidate flags go where _grey_2d_cpu's transposed spectrum was: memory
-    # touched moments ago.
-    count = b * length
-    bucket, bucket_flat = _scratch_views("spectrum", (((b, length), itype), ((count,), itype)), device)
-    bucket.copy_(torch.sub(values, vmin, out=scratch).mul_(scale).add_(base_f))
+    # is), in [row * nb, row * nb + nb). In place on the (B, L) scratch (a broadcast addcmul is
+    # several times slower on CPU); the row's base is added to the integer ids, half the bytes
+    # of the floats. The ids and the candidate flags go where _grey_2d_cpu's transposed
+    # spectrum was: memory touched moments ago.
+    bucket, bucket_flat = _scratch_views("spectrum", plan.bucket_specs, device)
+    bucket.copy_(torch.sub(values, vmin, out=scratch).mul_(scale)).add_(plan.base_i)
     hist = torch.bincount(bucket_flat, minlength=b * nb).view(b, nb)
     below_or_in = hist.cumsum(1)  # values in buckets <= j, per row, ascending
     # The bucket holding the rank-th largest: the first whose running count passes L - rank.
@@ -469,18 +490,14 @@ def _nth_largest(
     n_inside = hist.gather(1, top).view(b)
     # The threshold is the j-th largest of its bucket (the values above it are the others).
     j = below_or_in.gather(1, top).sub_(above).view(b)
-    specs = (((b, length), torch.uint8), ((b, length), torch.bool))
-    if count % 8 == 0:
-        specs += (((count // 8,), torch.int64), ((count // 8, 8), torch.bool))
-    flags, inside, *words = _scratch_views("spectrum", specs, device, offset=-(-bucket.nbytes // 64) * 64)
-    torch.eq(bucket, top.to(itype).add_(base_i), out=flags)  # into uint8: CPU kernels writing bool are slow
+    flags, inside, *words = _scratch_views("spectrum", plan.flag_specs, device, plan.flag_offset)
+    torch.eq(bucket, top.to(itype).add_(plan.base_i), out=flags)  # into uint8: CPU kernels writing bool are slow
     cand = _candidates(values, inside, tuple(words))  # grouped by row
-    order = _sort_within_rows(cand, rows, rows_hi, n_inside)
+    order = _sort_within_rows(cand, plan.rows, plan.rows_hi, n_inside)
     # Row i's candidates ascend in cand[order[ends[i] - n_inside[i] : ends[i]]]: the threshold
     # is the j-th from the end.
     threshold = cand.index_select(0, order.index_select(0, torch.cumsum(n_inside, 0).sub_(j)))
-    threshold = threshold.masked_fill_(n == 0, float("inf"))
-    return (threshold if threshold.dtype == dtype else threshold.to(dtype))[:, None], scratch
+    return threshold.masked_fill_(n == 0, float("inf"))[:, None], scratch
 
 
 def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

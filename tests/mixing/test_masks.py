@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lmix
+from lmix.mixing import masks as core
 from lmix.mixing.masks import (
     binarise_top,
     box_masks,
@@ -246,12 +250,12 @@ def test_top_mask_selection_equals_the_stable_sort(kind, size):
     assert torch.equal(area, mask.float().mean(dim=(1, 2, 3)))
 
 
-@pytest.mark.parametrize("size", [(32, 32), (7, 10), (16, 9)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", [(32, 32), (7, 10), (16, 9), (33, 31)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("k", [0.0, 1.0])
-def test_fourier_noise_is_the_spec_formula_bit_for_bit(size, k):
+@pytest.mark.parametrize("n", [5, 300], ids=["few", "many"])  # many rows: the CPU's transposed order
+def test_fourier_noise_is_the_spec_formula_bit_for_bit(size, k, n):
     """Published runs depend on the exact noise: it is the plain formula, computed in this order."""
     h, w = size
-    n = 5
     ref_gen = gen(21)
     parts = torch.randn((n, h, w // 2 + 1, 2), generator=ref_gen)
     z = torch.view_as_complex(parts).clone()
@@ -274,3 +278,102 @@ def test_top_mask_selection_with_int32_bucket_ids():
     lam = torch.rand(300, generator=g)
     mask, _ = lmix.mixing.masks.top_mask(x, lam)
     assert torch.equal(mask, _stable_sort_top(x, lam))
+
+
+def _sort_top(values: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """(B, L) values, (B,) counts -> (B, L) bool: the first n of a stable descending sort."""
+    order = torch.argsort(values, dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(values.shape[1]).expand_as(order).contiguous())
+    return ranks < n[:, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    b=st.integers(min_value=1, max_value=40),
+    length=st.integers(min_value=2, max_value=600),
+    buckets=st.integers(min_value=1, max_value=3000),
+    kind=st.sampled_from(["noise", "levels", "constant", "signed-zeros", "tiny", "huge"]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_radix_selection_is_the_stable_sort_for_any_bucket_count(b, length, buckets, kind, dtype, seed):
+    """The CPU selection gives the stable sort's mask, bool or float, whatever the number of buckets
+    (the count only changes the speed; 40 rows of 3000 need int32 ids), ties included."""
+    g = gen(seed)
+    x = torch.randn(b, length, generator=g, dtype=torch.float64)
+    if kind == "levels":
+        x = (x * 2).round()  # many ties
+    elif kind == "constant":
+        x[: (b + 1) // 2] = 1.5
+    elif kind == "signed-zeros":
+        x = torch.where(x > 0.5, 1.0, torch.where(x > 0, 0.0, -0.0))
+    elif kind == "tiny":
+        x = x * 1e-42 if dtype != torch.float16 else x * 1e-6
+    elif kind == "huge":
+        x = x * (1e300 if dtype == torch.float64 else 1e37 if dtype == torch.float32 else 1e4)
+    x = x.to(dtype)
+    n = torch.randint(0, length + 1, (b,), generator=g)
+    n[0] = length if b > 1 else n[0]
+    expected = _sort_top(x, n)
+    saved = core._bucket_count
+    core._selection_plan.cache_clear()
+    core._bucket_count = lambda rows, values: buckets
+    try:
+        as_bool = core._top_by_threshold(x, n)
+        as_float = core._top_by_threshold(x, n, torch.float32, n.to(torch.float32))
+    finally:
+        core._bucket_count = saved
+        core._selection_plan.cache_clear()
+    assert torch.equal(as_bool, expected)
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, expected.float())
+
+
+CASES = [((32, 32), 128), ((33, 31), 70), ((6, 6, 6), 40), ((50,), 90)]
+
+
+@pytest.mark.parametrize("scratch_bytes", [0, 300_000, None], ids=["none", "some", "default"])
+def test_reused_scratch_memory_changes_no_bit_and_is_never_returned(monkeypatch, scratch_bytes):
+    """Temporaries live in per-thread memory reused from call to call (up to SCRATCH_BYTES): the
+    masks are those of fresh memory, and a later call never overwrites an earlier result."""
+    lam = {size: torch.rand(b, generator=gen(b)) for size, b in CASES}
+    expected = {
+        size: (
+            core._fourier_top_masks(lam[size], size, decay=3.0, k=1.0, generator=gen(7), max_soft=0.0, as_float=False)
+        )
+        for size, _ in CASES
+    }
+    monkeypatch.setattr(core, "_scratch_store", core._ScratchStore())  # nothing reused from earlier tests
+    if scratch_bytes is not None:
+        monkeypatch.setattr(core, "SCRATCH_BYTES", scratch_bytes)
+    first = {size: lmix.fourier_masks(lam[size], size, k=1.0, generator=gen(7)) for size, _ in CASES}
+    noise = fourier_noise(128, (32, 32), k=1.0, generator=gen(8))
+    kept = {size: m.clone() for size, m in first.items()}, noise.clone()
+    for size, _ in CASES:  # the bool masks, the float ones, noise and selection again: no result moves
+        masks, areas = core.fourier_top_masks(lam[size], size, decay=3.0, k=1.0, generator=gen(7))
+        assert torch.equal(masks, expected[size][0]) and torch.equal(areas, expected[size][1])
+        assert torch.equal(first[size], expected[size][0].float())
+        core.top_mask(fourier_noise(len(lam[size]), size, k=1.0, generator=gen(9)), lam[size])
+    assert all(torch.equal(first[size], kept[0][size]) for size, _ in CASES)
+    assert torch.equal(noise, kept[1])
+
+
+def test_masks_made_in_threads_at_once_equal_the_serial_ones():
+    """Each thread has its own scratch memory: masks made at the same time in several threads are
+    bit for bit the masks made one after the other."""
+    lam = {size: torch.rand(b, generator=gen(b + 1)) for size, b in CASES}
+    expected = {size: lmix.fourier_masks(lam[size], size, k=1.0, generator=gen(3)) for size, _ in CASES}
+    start = threading.Barrier(len(CASES))
+    wrong: list[tuple[int, ...]] = []
+
+    def work(size: tuple[int, ...]) -> None:
+        start.wait()
+        for _ in range(6):
+            if not torch.equal(lmix.fourier_masks(lam[size], size, k=1.0, generator=gen(3)), expected[size]):
+                wrong.append(size)
+
+    threads = [threading.Thread(target=work, args=(size,)) for size, _ in CASES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong

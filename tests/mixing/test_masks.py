@@ -292,13 +292,13 @@ def _sort_top(values: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     b=st.integers(min_value=1, max_value=40),
     length=st.integers(min_value=2, max_value=600),
     buckets=st.integers(min_value=1, max_value=3000),
-    kind=st.sampled_from(["noise", "levels", "constant", "signed-zeros", "tiny", "huge"]),
+    kind=st.sampled_from(["noise", "levels", "constant", "signed-zeros", "tiny", "huge", "non-finite"]),
     dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
     seed=st.integers(min_value=0, max_value=2**32 - 1),
 )
 def test_radix_selection_is_the_stable_sort_for_any_bucket_count(b, length, buckets, kind, dtype, seed):
-    """The CPU selection gives the stable sort's mask, bool or float, whatever the number of buckets
-    (the count only changes the speed; 40 rows of 3000 need int32 ids), ties included."""
+    """The CPU selections give the stable sort's mask, bool or float, whatever the number of buckets
+    (the count only changes the speed; 40 rows of 3000 need int32 ids), ties and NaN included."""
     g = gen(seed)
     x = torch.randn(b, length, generator=g, dtype=torch.float64)
     if kind == "levels":
@@ -311,6 +311,9 @@ def test_radix_selection_is_the_stable_sort_for_any_bucket_count(b, length, buck
         x = x * 1e-42 if dtype != torch.float16 else x * 1e-6
     elif kind == "huge":
         x = x * (1e300 if dtype == torch.float64 else 1e37 if dtype == torch.float32 else 1e4)
+    elif kind == "non-finite":
+        spots = torch.randint(0, x.numel(), (3,), generator=g)
+        x.view(-1)[spots] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=x.dtype)
     x = x.to(dtype)
     n = torch.randint(0, length + 1, (b,), generator=g)
     n[0] = length if b > 1 else n[0]
@@ -326,6 +329,18 @@ def test_radix_selection_is_the_stable_sort_for_any_bucket_count(b, length, buck
         core._selection_plan.cache_clear()
     assert torch.equal(as_bool, expected)
     assert as_float.dtype == torch.float32 and torch.equal(as_float, expected.float())
+    # The selection row by row (torch.kthvalue), taken for a few long rows: the same masks.
+    assert torch.equal(core._top_by_rows(x, n), expected)
+    assert torch.equal(core._top_by_rows(x, n, torch.float32), expected.float())
+
+
+def test_row_selection_sorts_rows_with_a_nan():
+    """kthvalue ranks NaN above everything, as the sort does, but the comparison never keeps a NaN:
+    with two equal values below it, the count of kept values still matches (the sort's mask keeps
+    the NaN and one of them), so rows with a non-finite value always take the sort."""
+    x = torch.tensor([[float("nan"), 5.0, 5.0, 1.0], [float("inf"), 5.0, 5.0, -float("inf")]])
+    n = torch.tensor([2, 2])
+    assert torch.equal(core._top_by_rows(x, n), _sort_top(x, n))
 
 
 CASES = [((32, 32), 128), ((33, 31), 70), ((6, 6, 6), 40), ((50,), 90)]

@@ -510,6 +510,36 @@ def _top_by_sort(flat: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _top_by_rows(flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """Same result as ``_top_by_sort`` for a few long rows: keep the values >= each row's n-th largest.
+
+    ``torch.kthvalue`` finds the threshold without sorting the row (a 64x64 row: 7 times faster
+    than the stable sort); a row where more than n values reach it (ties) or with a non-finite
+    value is done by ``_top_by_sort``. ``dtype``: bool, or float32 for 0/1 floats.
+    """
+    b, length = flat.shape
+    values = flat.detach() if flat.requires_grad else flat
+    out = torch.empty((b, length), dtype=dtype, device=flat.device)
+    for i, count in enumerate(n.tolist()):
+        row, kept = values[i], out[i]
+        if count == 0:
+            kept.zero_()
+            continue
+        threshold = torch.kthvalue(row, length - count + 1).values
+        torch.ge(row, threshold, out=kept)
+        # A finite sum: no NaN (which kthvalue and the sort order differently) and no infinity.
+        if int(kept.sum()) != count or not math.isfinite(float(row.sum())):
+            kept.copy_(_top_by_sort(flat[i : i + 1], n[i : i + 1])[0])
+    return out
+
+
+def _uses_rows(b: int, length: int) -> bool:
+    """Whether ``_top_by_rows`` is the fastest CPU selection: a few rows of 512 values or more
+    (measured: about 10 us + 2.5 ns per value and row, against ~100 us for ``_top_by_threshold``
+    and a stable sort that grows faster than linearly)."""
+    return length >= 512 and b * (10 + length / 400) <= 80
+
+
 def _top_by_threshold(
     flat: torch.Tensor, n: torch.Tensor, dtype: torch.dtype = torch.bool, n_float: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -577,8 +607,11 @@ def _top_mask(grey: torch.Tensor, lam: torch.Tensor, dtype: torch.dtype) -> tupl
     n = _counts(lam, numel, grey.device)
     n_float = n.to(torch.float32)
     flat = grey.reshape(b, numel)
-    # Below ~4096 values in all, the fixed cost of the selection outweighs sorting.
-    if grey.device.type == "cpu" and b * numel > 4096:
+    # Below ~4096 values in all, the fixed cost of the selection outweighs sorting, unless the
+    # rows are long enough for a selection row by row.
+    if grey.device.type == "cpu" and _uses_rows(b, numel):
+        out = _top_by_rows(flat, n, dtype)
+    elif grey.device.type == "cpu" and b * numel > 4096:
         out = _top_by_threshold(flat, n, dtype, n_float)
     else:
         out = _top_by_sort(flat, n)

@@ -372,6 +372,19 @@ def test_reused_scratch_memory_changes_no_bit_and_is_never_returned(monkeypatch,
     assert torch.equal(noise, kept[1])
 
 
+@pytest.mark.parametrize("mode", ["inference", "no_grad"])
+def test_scratch_memory_first_made_under_inference_mode_serves_later_calls(monkeypatch, mode):
+    """Masks made first under torch.inference_mode() (or no_grad), then outside it: the reused
+    memory stays writable, and the masks are the same."""
+    monkeypatch.setattr(core, "_scratch_store", core._ScratchStore())
+    context = torch.inference_mode() if mode == "inference" else torch.no_grad()
+    with context:
+        inside = {size: lmix.fourier_masks(torch.full((b,), 0.4), size, generator=gen(5)) for size, b in CASES}
+    for size, b in CASES:
+        assert torch.equal(lmix.fourier_masks(torch.full((b,), 0.4), size, generator=gen(5)), inside[size])
+        core.top_mask(torch.randn(b, *size, generator=gen(6)), torch.full((b,), 0.4))
+
+
 def test_masks_made_in_threads_at_once_equal_the_serial_ones():
     """Each thread has its own scratch memory: masks made at the same time in several threads are
     bit for bit the masks made one after the other."""

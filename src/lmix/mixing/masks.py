@@ -160,13 +160,16 @@ def _scratch_views(
     if end > SCRATCH_BYTES:
         buf = torch.empty(nbytes, dtype=torch.uint8)
         return tuple(buf.view(dtype).view(shape) for shape, dtype in specs)
-    buf = store.buffers.get(slot)
-    if buf is None or buf.numel() < end:
-        buf = store.buffers[slot] = torch.empty(end, dtype=torch.uint8)
-        store.views = {k: v for k, v in store.views.items() if k[0] != slot}  # those were on the old buffer
-    if len(store.views) > 64:
-        store.views.clear()
-    views = store.views[key] = tuple(buf[offset:end].view(dtype).view(shape) for shape, dtype in specs)
+    # Normal tensors even when first made under torch.inference_mode(): a later call outside it
+    # may not write into inference tensors or views made in that mode.
+    with torch.inference_mode(False):
+        buf = store.buffers.get(slot)
+        if buf is None or buf.numel() < end:
+            buf = store.buffers[slot] = torch.empty(end, dtype=torch.uint8)
+            store.views = {k: v for k, v in store.views.items() if k[0] != slot}  # those were on the old buffer
+        if len(store.views) > 64:
+            store.views.clear()
+        views = store.views[key] = tuple(buf[offset:end].view(dtype).view(shape) for shape, dtype in specs)
     return views
 
 

@@ -25,6 +25,11 @@ which become real (``sqrt(2) Re z``).
 Soft masks (``max_soft > 0``, the FMix reference's ``binarise_mask``): around the threshold the
 mask ramps linearly from 1 to 0 over ``2 * soft`` pixels (``soft_top_mask``); its mean stays
 exactly ``round(lam * N) / N``.
+
+On the CPU the same bits come from cheaper routes: the top-n threshold by a selection instead
+of a sort (``_nth_largest``, or ``torch.kthvalue`` row by row for a few rows), the 2-D spectrum
+transposed before ``irfft2`` (``_grey_2d_cpu``), and temporaries below ``SCRATCH_BYTES`` in
+memory each thread keeps and reuses (``_scratch``: a few MB per thread at most).
 """
 
 from __future__ import annotations

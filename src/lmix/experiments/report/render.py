@@ -421,7 +421,8 @@ def _significance_sentences(cells: list[Cell]) -> list[str]:
         if c is base or c.vs_none is None or c.final is None or base is None or base.final is None:
             continue
         v = c.vs_none["final_acc"]
-        diff = c.final.mean - base.final.mean
+        # Rounded first, + 0.0: a difference of -1e-15 (summation order) reads +0.00, not -0.00.
+        diff = round(c.final.mean - base.final.mean, 2) + 0.0
         if v.p is None:
             verdict = f"too few runs to test ({v.label})"
         else:

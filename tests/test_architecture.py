@@ -125,6 +125,6 @@ def test_the_mixing_core_imports_torch_and_its_leaves_only():
                     continue
                 top = mod.split(".")[0]
                 assert top in ("torch", "__future__", "lmix") or top in {"collections", "copy", "dataclasses",
-                    "functools", "inspect", "io", "math", "numbers", "typing", "warnings"}, (name, mod)  # fmt: skip
+                    "functools", "inspect", "io", "math", "numbers", "threading", "typing", "warnings"}, (name, mod)  # fmt: skip
                 if top == "lmix":
                     assert mod.startswith(MIXING_MAY_IMPORT), (name, mod)

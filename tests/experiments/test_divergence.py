@@ -20,8 +20,17 @@ def test_losses_past_the_bound_or_not_finite_are_named(key, value):
     assert "\n" not in problem
 
 
-@pytest.mark.parametrize("row", [{}, {"train_loss": 2.3, "test_loss": 2.48}, {"train_loss": "abc"}, {"test_loss": None},
-                                 {"train_loss": True}, {"train_loss": 0.0}])
+@pytest.mark.parametrize(
+    "row",
+    [
+        {},
+        {"train_loss": 2.3, "test_loss": 2.48},
+        {"train_loss": "abc"},
+        {"test_loss": None},
+        {"train_loss": True},
+        {"train_loss": 0.0},
+    ],
+)
 def test_ordinary_or_unjudged_rows_pass(row):
     assert loss_problem(row, 10) is None
 

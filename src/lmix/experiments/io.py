@@ -42,6 +42,7 @@ __all__ = [
     "RunLock",
     "read_yaml",
     "not_a_folder",
+    "printable",
 ]
 
 # Why a run's last attempt failed: written by ``lmix train`` (training diverged) and by ``lmix sweep``
@@ -178,6 +179,12 @@ def read_yaml(path: str | os.PathLike, *, what: str) -> Any:
     except (ValueError, TypeError, AttributeError, RecursionError) as err:  # yaml: 2001-13-45, !!float abc, [[[...
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise LmixValueError(f"{what} {str(path)!r} is not valid YAML: {type(err).__name__}: {first}") from None
+
+
+def printable(text: str) -> str:
+    """``text`` on one printable line: control characters (a newline, or ``\\x1e``, which
+    ``str.splitlines`` also breaks at) shown escaped. For text a damaged record may have supplied."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def not_a_folder(path: str | os.PathLike, *, name: str = "--out", hint: str = "") -> str | None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from lmix._checks import is_finite_real, is_integer
 from lmix.errors import LmixError, LmixValueError
 from lmix.experiments.divergence import LOSS_KEYS, loss_problem
-from lmix.experiments.io import FAILED_JSON, RunLock, WriteError, atomic_write_json, read_yaml
+from lmix.experiments.io import FAILED_JSON, RunLock, WriteError, atomic_write_json, printable, read_yaml
 from lmix.experiments.plan import AnalysisPlan, parse_plan
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class RecordError(LmixValueError):
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = Path(path)
         # one printable line whatever the record held (a key may contain a newline)
-        self.problem = "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
+        self.problem = printable(problem)
         super().__init__(f"{self.path}: {self.problem}")
 
     @property

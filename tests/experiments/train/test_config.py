@@ -214,3 +214,13 @@ def test_patchup_loss_scale_reaches_the_mixer_and_is_refused_when_wrong():
     assert single.loss_scale == "single" and mixer_from_config(single).loss_scale == "single"
     with pytest.raises(ValueError, match="loss_scale must be 'reference'"):
         mixer_from_config(config_from_sources({"method": "patchup", "loss_scale": "twice"}))
+
+
+@pytest.mark.parametrize("key", ["\x1e", "a\nb", "\x00", "ok"])
+def test_identity_difference_is_one_line_whatever_the_keys(key):
+    from lmix.experiments.train.config import identity_difference
+
+    ours = TrainConfig().to_dict()
+    shown = identity_difference({**ours, key: []}, ours)
+    assert shown is not None and len(shown.splitlines()) == 1 and shown.startswith(repr(key)[1:-1] + ": [] there")
+    assert identity_difference(dict(ours), ours) is None

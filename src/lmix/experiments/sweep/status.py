@@ -31,7 +31,7 @@ from lmix.experiments.records import (
 )
 from lmix.experiments.sweep.expand import Run
 from lmix.experiments.sweep.fgsm import has_fgsm
-from lmix.experiments.train.config import RUN_IDENTITY_EXCLUDE, run_identity
+from lmix.experiments.train.config import identity_difference
 from lmix.experiments.train.failures import (  # the writers, shared with the trainer
     clear_failed,
     epochs_done,
@@ -90,11 +90,7 @@ def conflict(run: Run) -> str | None:
     if theirs is None:
         return None
     # Compare identities, not raw dicts: a folder saved before a setting existed still matches.
-    theirs, ours = run_identity(theirs), run_identity(run.config.to_dict())
-    diff = sorted(k for k in set(theirs) | set(ours) if k not in RUN_IDENTITY_EXCLUDE and theirs.get(k) != ours.get(k))
-    if not diff:
-        return None
-    return ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:3])
+    return identity_difference(theirs, run.config.to_dict())
 
 
 def run_status(run: Run, *, attack_eps: Sequence[float] | None = None) -> tuple[str, str]:

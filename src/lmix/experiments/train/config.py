@@ -32,7 +32,7 @@ import yaml
 
 from lmix._checks import is_integer, is_real
 from lmix.errors import LmixValueError
-from lmix.experiments.io import read_yaml
+from lmix.experiments.io import printable, read_yaml
 from lmix.experiments.train.mixer_config import METHOD_PARAM_KEYS, resolve_mixer_settings
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "add_config_arguments",
     "RUN_IDENTITY_EXCLUDE",
     "run_identity",
+    "identity_difference",
 ]
 
 
@@ -337,6 +338,20 @@ def run_identity(config_dict: dict[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(ValueError, TypeError):
         resolve_mixer_settings(config)
     return {k: v for k, v in {**config.to_dict(), **extra}.items() if k not in RUN_IDENTITY_EXCLUDE}
+
+
+def identity_difference(theirs: dict[str, Any], ours: dict[str, Any], *, limit: int = 3) -> str | None:
+    """The settings in which two saved configs' :func:`run_identity` differ, as one line
+    (``"alpha: 1.0 there, 0.5 here, ..."``, at most ``limit`` of them), or None where they define the same run.
+
+    Keys come from files a user or a crash may have damaged: they are shown escaped where they are
+    not printable, so that the line stays one line.
+    """
+    theirs, ours = run_identity(theirs), run_identity(ours)
+    diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    if not diff:
+        return None
+    return ", ".join(f"{printable(str(k))}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:limit])
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

@@ -64,7 +64,7 @@ from lmix.experiments.io import (
     read_yaml,
 )
 from lmix.experiments.metrics import evaluate
-from lmix.experiments.train.config import TrainConfig, run_identity
+from lmix.experiments.train.config import TrainConfig, identity_difference, run_identity
 from lmix.experiments.train.distributed import (
     DistEnv,
     all_gather_objects,
@@ -232,10 +232,8 @@ def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        theirs, ours = run_identity(ckpt["config"]), run_identity(config.to_dict())
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        if diff:
-            shown = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:4])
+        shown = identity_difference(ckpt["config"], config.to_dict(), limit=4)
+        if shown:
             raise RunError(f"out dir {str(out)!r} holds a different run's checkpoint ({shown}); choose another --out")
         return ckpt
     cfg_path = out / "config.yaml"

@@ -185,3 +185,9 @@ def test_no_finished_run_is_a_one_line_error_that_says_what_there_is(capsys, run
     line = one_line_error(capsys, ["report", str(runs_dir)], "no finished runs")
     assert "1 failed, 1 unreadable" in line and "summary.json: must hold a mapping, got list" in line
     assert main(["report", str(runs_dir / "nope")]) == 2
+
+
+def test_no_finished_run_names_why_the_failed_one_failed(capsys, runs_dir):
+    _fail(make_run(runs_dir, method="none", seed=0))
+    line = one_line_error(capsys, ["report", str(runs_dir)], "no finished runs")
+    assert "(1 failed; digits/simple_cnn/none/seed=0: failed: " in line and "non-finite loss" in line

@@ -28,6 +28,7 @@ from lmix.experiments.report.accounting import attach_not_used, counts_text, gro
 from lmix.experiments.report.analysis import PairedTest, Trend, k_trends, paired_tests, versus
 from lmix.experiments.report.cells import Cell, FgsmPoint, Stats
 from lmix.experiments.report.collect import (
+    FAILED,
     STATUSES,
     UNREADABLE,
     USED,
@@ -150,11 +151,13 @@ def build_report(
 
 
 def _what_there_is(collection: Collection) -> str:
-    """`` (2 failed, 1 unreadable: a: summary.json: ...)``: the runs there are, for the no-finished-runs error."""
+    """`` (2 failed, 1 unreadable; first, a: unreadable: summary.json: ...)``: the runs there are, and
+    why the first failed or unreadable one is not used, for the no-finished-runs error."""
     parts = [counts_text(collection.runs)] if collection.runs else []
-    unreadable = [r for r in collection.runs if r.status == UNREADABLE]
-    if unreadable:
-        parts[-1] += f" ({unreadable[0].dir}: {unreadable[0].detail}" + (", ..." if len(unreadable) > 1 else "") + ")"
+    # unreadable records first: those the user can mend
+    why = [r for status in (UNREADABLE, FAILED) for r in collection.runs if r.status == status and r.detail]
+    if why:
+        parts[-1] += f"; {'first, ' if len(why) > 1 else ''}{why[0].dir}: {why[0].status_label}: {why[0].detail}"
     parts += collection.problems[:1]
     return f" ({'; '.join(parts)})" if parts else ""
 

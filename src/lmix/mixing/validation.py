@@ -89,14 +89,19 @@ def _check_sides(sides: tuple[int, ...], *, what: str) -> None:
         raise LmixValueError(f"{what} must have {problem}")
 
 
+def _is_sides(size: object) -> bool:
+    """Whether ``size`` is a sequence (not a string) of 1, 2 or 3 integers: one side per spatial axis."""
+    return (
+        isinstance(size, Sequence)
+        and not isinstance(size, str)
+        and 1 <= len(size) <= 3
+        and all(is_integer(s) for s in size)
+    )
+
+
 def check_size(size: object, *, name: str = "size") -> tuple[int, ...]:
     """(L,), (H, W) or (D, H, W): 1, 2 or 3 integers, each >= 2."""
-    if (
-        not isinstance(size, Sequence)
-        or isinstance(size, str)
-        or not 1 <= len(size) <= 3
-        or not all(is_integer(s) for s in size)
-    ):
+    if not _is_sides(size):
         raise LmixValueError(
             f"{name} must be 1, 2 or 3 integers: (L,), a pair of integers (H, W) or (D, H, W), got {size!r}"
         )
@@ -109,12 +114,7 @@ def check_box_size(size: object, *, name: str) -> tuple[int, ...]:
     """A box side (an int: ``(s, s)``, a cube of side s in any number of dimensions) or 1, 2 or 3 integer sides, >= 1."""
     if is_integer(size):
         size = (size, size)
-    if (
-        not isinstance(size, Sequence)
-        or isinstance(size, str)
-        or not 1 <= len(size) <= 3
-        or not all(is_integer(s) for s in size)
-    ):
+    if not _is_sides(size):
         raise LmixValueError(
             f"{name} must be an integer or 1, 2 or 3 integers (a side per spatial axis, e.g. (h, w)), got {size!r}"
         )

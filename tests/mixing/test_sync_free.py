@@ -27,6 +27,9 @@ CONFIGS = [(n, {}) for n in INPUT_SPACE] + [
     ("lmix", {"alpha": 0.4, "mode": "batch", "image_k": 1.0}),
     ("lmix+mixup", {}),
     ("mixup+cutmix+cutout", {"mode": "sample"}),
+    # soft masks (float weights, blended) alone and beside Mixup's rows
+    ("fmix", {"max_soft": 0.1, "reformulate": True}),
+    ("lmix+mixup+cutout", {"mode": "sample", "max_soft": 0.1}),
 ]
 
 

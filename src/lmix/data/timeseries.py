@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from lmix._extras import install_hint
 from lmix.errors import LmixError, LmixValueError
 
 __all__ = ["TIMESERIES_DATASETS", "MissingTimeseriesExtraError", "read_timeseries"]
@@ -33,7 +34,7 @@ def _sktime_loader(name: str):
         missing = (err.name or "sktime").split(".")[0]
         raise MissingTimeseriesExtraError(
             f"the {name} data set needs the 'timeseries' extra (no module named {missing!r}): "
-            "pip install -e '.[timeseries]' in a clone of lmix",
+            f"{install_hint('timeseries')}",
             name=missing,
         ) from None
     return getattr(sk, TIMESERIES_DATASETS[name])

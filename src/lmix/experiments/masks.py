@@ -41,7 +41,7 @@ import torch
 
 from lmix._checks import is_integer
 from lmix.errors import LmixValueError
-from lmix.mixing.masks import boxes, fourier_masks, frequency_magnitude
+from lmix.mixing.masks import boxes, cutmix_sides, fourier_masks, frequency_magnitude
 
 __all__ = [
     "connected_components",
@@ -249,11 +249,7 @@ def cutmix_masks(
         ((B, 1, *size) float32 masks, (B,) float32 kept share: the ``lam`` CutMix returns with its
         batch, larger than ``lam`` where the box is clipped).
     """
-    d = len(size)
-    cut = 1.0 - lam.double()
-    # The same side ratio as CutMix's (bit for bit): its d-th power is the box's share before clipping.
-    ratio = torch.sqrt(cut) if d == 2 else cut if d == 1 else cut ** (1.0 / d)
-    sides = tuple((n * ratio).long() for n in size)
+    sides = tuple(cutmix_sides(lam, size))  # CutMix's own sides
     centres = tuple(torch.randint(0, n, (lam.shape[0],), generator=generator) for n in size)
     return boxes(centres, sides, tuple(size))
 

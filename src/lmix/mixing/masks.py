@@ -58,6 +58,7 @@ __all__ = [
     "sharpen",
     "box_masks",
     "boxes",
+    "cutmix_sides",
 ]
 
 
@@ -735,6 +736,25 @@ def sharpen(images: torch.Tensor, *, decay: float, k: float) -> torch.Tensor:
         info = torch.iinfo(images.dtype)
         out = out.round_().clamp_(info.min, info.max)
     return out.to(images.dtype)
+
+
+def cutmix_sides(lam: torch.Tensor, size: tuple[int, ...]) -> list[torch.Tensor]:
+    """The CutMix paper's box sides for kept shares ``lam``: ``int(n * (1 - lam) ** (1 / d))`` on each axis.
+
+    The side ratio's d-th power is ``1 - lam``, so the box holds that share of the elements before
+    clipping; ``sqrt`` in 2-D (the 2-D CutMix's bits) and no root in 1-D.
+
+    Args:
+        lam: (B,) floating shares in [0, 1].
+        size: (L,), (H, W) or (D, H, W).
+
+    Returns:
+        Per spatial axis, (B,) int64 box sides on ``lam``'s device.
+    """
+    d = len(size)
+    cut = 1.0 - lam.double()
+    ratio = torch.sqrt(cut) if d == 2 else cut if d == 1 else cut ** (1.0 / d)
+    return [(side * ratio).long() for side in size]
 
 
 def boxes(

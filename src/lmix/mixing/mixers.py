@@ -14,7 +14,7 @@ import torch
 from lmix.errors import LmixValueError
 from lmix.mixing.base import STANDARD_APPLIES, Mixer, MixParams
 from lmix.mixing.batch import MixedBatch
-from lmix.mixing.masks import boxes, fourier_top_masks, sharpen
+from lmix.mixing.masks import boxes, cutmix_sides, fourier_top_masks, sharpen
 from lmix.mixing.sampling import sample_beta, sample_beta_lams
 from lmix.mixing.validation import (
     box_sides,
@@ -133,11 +133,7 @@ class CutMix(Mixer):
         gdev = generator.device
         perm = self.sample_partners(batch_size, generator=generator, device=device)
         if self.size is None:
-            lam0 = sample_beta(self.alpha, n, generator=generator, device=gdev)
-            # The side ratio whose d-th power is 1 - lam0: the box volume before clipping.
-            cut = 1.0 - lam0.double()
-            ratio = torch.sqrt(cut) if d == 2 else cut if d == 1 else cut ** (1.0 / d)
-            sides = [(side * ratio).long() for side in size]
+            sides = cutmix_sides(sample_beta(self.alpha, n, generator=generator, device=gdev), size)
         else:
             sides = [torch.full((n,), s, dtype=torch.long, device=gdev) for s in box_sides(self.size, d)]
         if self.box_rounding == "reference":

@@ -79,7 +79,6 @@ from lmix.experiments.report.stats import (
     Stats,
     build_report,
     load_paper_table,
-    regimes,
 )
 
 __all__ = [
@@ -95,7 +94,6 @@ __all__ = [
     "render_text_summary",
     "render_runs_text",
     "report_json",
-    "regimes",
     "load_paper_table",
     "plot_accuracy",
     "plot_alpha_sweep",

@@ -54,7 +54,6 @@ __all__ = [
     "Report",
     "build_report",
     "load_paper_table",
-    "regimes",
     "run_conditions",
     "report_rows",
     "report_datasets",
@@ -362,15 +361,6 @@ def row_regime(cells: list[Cell]) -> tuple[str, float | None]:
     if acc >= OVERFIT_THRESHOLD:
         return f"overfits (baseline clean train acc {acc:.1f}% >= {OVERFIT_THRESHOLD:g}%)", acc
     return f"underfits (baseline clean train acc {acc:.1f}% < {OVERFIT_THRESHOLD:g}%): mixing is expected to lose", acc
-
-
-def regimes(report: Report) -> list[tuple[str, str, str]]:
-    """(data set, row label, regime text) for every table row."""
-    out = []
-    for dataset in report_datasets(report):
-        for _, label, cells in report_rows(report, dataset):
-            out.append((dataset, label, row_regime(cells)[0]))
-    return out
 
 
 # Run conditions a table states: how the runs mixed, in which precision, on what, with which code.

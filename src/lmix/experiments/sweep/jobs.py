@@ -220,30 +220,25 @@ def remove_stale_scratch(out_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _scratch_parent(runs: Sequence[Run]) -> Path:
-    """The deepest folder holding every run's folder (a sweep's output folder)."""
-    return Path(os.path.commonpath([os.path.abspath(r.dir.parent) for r in runs]))
-
-
 def run_jobs(
     runs: Sequence[Run],
     *,
     jobs: int,
     threads: int,
+    scratch_in: str | os.PathLike,
     gpus: Sequence[str] = (),
     plan: AttackPlan | None = None,
     verbose: bool = False,
     keep_going: bool = True,
     on_start: Callable[[Run, int, str | None], None] = lambda run, pid, gpu: None,
     on_done: Callable[[RunOutcome], None] = lambda outcome: None,
-    scratch_in: str | os.PathLike | None = None,
 ) -> None:
     """Train ``runs`` in up to ``jobs`` processes at once; ``on_done`` gets each outcome as it finishes.
 
     With ``gpus``, each job whose device the sweep may choose (:func:`may_place_on_gpu`) sees the
     GPU running the fewest jobs. With ``keep_going`` False no job starts after the first failure.
-    The jobs' files go to a scratch folder in ``scratch_in`` (default: the deepest folder holding
-    every run's folder, the sweep's output folder; see the module).
+    The jobs' files go to a scratch folder in ``scratch_in``, the sweep's output folder, where
+    :func:`remove_stale_scratch` looks for one a killed sweep left (see the module).
 
     Raises:
         SweepInterrupted: SIGINT or SIGTERM arrived; it was forwarded to the jobs, which stopped
@@ -251,7 +246,7 @@ def run_jobs(
     """
     if not runs:
         return
-    parent = Path(scratch_in) if scratch_in is not None else _scratch_parent(runs)
+    parent = Path(scratch_in)
     stops: list[int] = []  # signals received (handlers only record them)
     previous = {}
     if threading.current_thread() is threading.main_thread():

@@ -96,7 +96,7 @@ def emphasis_filter(
 @functools.lru_cache(maxsize=32)
 def _spectral_constants(
     size: tuple[int, ...], decay: float, k: float, device: str
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
     """The emphasis filter, per axis but the last the index ``-u mod n``, and the filter transposed
     (contiguous; 2-D only, else None), cached per size and device.
 
@@ -179,18 +179,14 @@ def _scratch_views(
     return views
 
 
-def _hermitian_planes(
-    z: torch.Tensor, size: tuple[int, ...], flips: tuple[torch.Tensor, ...] | None = None
-) -> torch.Tensor:
+def _hermitian_planes(z: torch.Tensor, size: tuple[int, ...], flips: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Make the self-conjugate planes of a half spectrum (B, *size[:-1], n//2+1) Hermitian, in place.
 
     The planes are the last-axis bins 0 and n/2 (even n) or bin 0 (odd n); Hermitian over the
     other axes jointly: ``Z[-u, -v] = conj(Z[u, v])``. ``z`` must be a fresh tensor owned by the
     caller (it is modified and returned). ``flips`` holds ``(-arange(n)) % n`` for every axis but
-    the last (computed when not given).
+    the last (``_spectral_constants``).
     """
-    if flips is None:
-        flips = tuple((-torch.arange(n, device=z.device)) % n for n in size[:-1])
     width = size[-1]
     # Bins 0 and n/2 (even n) or bin 0 (odd n) of the last axis, as a view: n//2 + 1 bins, step n/2.
     zc = z[..., 0 :: width // 2] if width % 2 == 0 else z[..., :1]
@@ -212,7 +208,7 @@ def _check_count(n: object) -> int:
 
 def _spectra(
     n: int, size: tuple[int, ...], generator: torch.Generator | None, device: torch.device | None
-) -> tuple[torch.Tensor, torch.device]:
+) -> torch.Tensor:
     """(n, *size[:-1], size[-1]//2+1) complex64 standard normal half spectra (drawn with ``generator``
     on its device, in one call: the numbers must not depend on how the masks are grouped later), on
     the output device."""
@@ -228,7 +224,7 @@ def _spectra(
     else:
         parts = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
     out_dev = torch.device(device) if device is not None else gdev
-    return torch.view_as_complex(parts if out_dev == gdev else parts.to(out_dev)), out_dev
+    return torch.view_as_complex(parts if out_dev == gdev else parts.to(out_dev))
 
 
 def _grey(z: torch.Tensor, size: tuple[int, ...], decay: float, k: float) -> torch.Tensor:
@@ -286,7 +282,7 @@ def fourier_noise(
     size = check_size(size)
     decay = check_decay(decay)
     k = check_k(k, name="k")
-    z, _ = _spectra(_check_count(n), size, generator, device)
+    z = _spectra(_check_count(n), size, generator, device)
     return _grey(z, size, decay, k)
 
 
@@ -332,7 +328,7 @@ def _fourier_top_masks(
     """``fourier_top_masks``; with ``as_float``, binary masks come as float32 0/1 (the float32 form
     of the same masks, made directly: cheaper than a bool mask and a conversion)."""
     b = lam.shape[0]
-    z, _ = _spectra(b, size, generator, lam.device)
+    z = _spectra(b, size, generator, lam.device)
     numel = math.prod(size)
     step = b if lam.device.type != "cpu" else max(1, MASK_CHUNK // numel)
     dtype = torch.float32 if as_float or max_soft > 0 else torch.bool

@@ -108,7 +108,8 @@ class Table4Sweep:
 
     def train(self, runs: list[Run], jobs: int, on_done: Callable[[RunOutcome], None]) -> None:
         """Train ``runs``, ``jobs`` job processes at once (``lmix sweep --jobs``)."""
-        run_jobs(runs, jobs=jobs, threads=self.threads, on_done=on_done)
+        # the jobs' scratch folder: in the work folder that holds every sweep's runs
+        run_jobs(runs, jobs=jobs, threads=self.threads, scratch_in=self.work, on_done=on_done)
 
     def probe(self, jobs: int, images: int) -> list[float]:
         """Training img/s of ``jobs`` lmix runs at once, one epoch of ``images`` training images each."""

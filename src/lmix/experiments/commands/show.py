@@ -54,6 +54,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"side of the square images (or volume frames) in pixels, {MIN_SIZE}..{MAX_SIZE} (default: "
         f"{DEFAULT_SIZE}; sequences keep their length)",
     )
+    p.add_argument(
+        "--max-soft",
+        type=float,
+        default=None,
+        metavar="S",
+        help="soft edges for the LMix and FMix masks: the share of pixels ramped on each side, in [0, 0.5] "
+        "(default: 0, binary masks)",
+    )
+    p.add_argument(
+        "--reformulate",
+        action="store_true",
+        help="LMix and FMix draw the area from Beta(alpha + 1, alpha) and keep the own label (lam = 1), as the FMix "
+        "reference's reformulation; titles then give the area",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise UsageError(f"lmix show: --out must end in .png, got {args.out!r}")
     size = DEFAULT_SIZE if args.size is None else args.size
+    options = _mask_options(args)
     if args.dataset is not None:
-        return _show_sequences(args.dataset, args.seed, out)
+        return _show_sequences(args.dataset, args.seed, out, options)
 
     from lmix.experiments.viz import (
         build_grid_content,
@@ -85,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.volume:
         volumes = sample_clip_batch(CLIP_FRAMES, size)
-        save_figure(mixing_figure(build_volume_content(volumes, seed=args.seed)), out)
-        print(f"wrote {out} (2 volumes of {CLIP_FRAMES}x{size}x{size}, clips of the sample photos, seed {args.seed})")
+        save_figure(mixing_figure(build_volume_content(volumes, seed=args.seed, mask_options=options)), out)
+        print(
+            f"wrote {out} (2 volumes of {CLIP_FRAMES}x{size}x{size}, clips of the sample photos, seed {args.seed}"
+            f"{_options_note(options)})"
+        )
         return 0
     if args.images is None:
         images = sample_photo_batch(size)
@@ -99,14 +117,36 @@ def run(args: argparse.Namespace) -> int:
         if images.shape[0] < 2:
             raise UsageError(f"lmix show: --images: need at least 2 images to mix, found 1 in {args.images!r}")
         source = f"{images.shape[0]} images from {args.images}"
-    content = build_grid_content(images, seed=args.seed)
+    content = build_grid_content(images, seed=args.seed, mask_options=options)
     fig = mixing_figure(content)
     save_figure(fig, out)
-    print(f"wrote {out} ({source}, {size}x{size}, seed {args.seed})")
+    print(f"wrote {out} ({source}, {size}x{size}, seed {args.seed}{_options_note(options)})")
     return 0
 
 
-def _show_sequences(name: str, seed: int, out: Path) -> int:
+def _mask_options(args: argparse.Namespace) -> dict[str, object]:
+    """``--max-soft`` and ``--reformulate`` as the figures' mask options, checked by the mixers' own checks."""
+    from lmix.errors import LmixError
+    from lmix.experiments.cli import UsageError
+    from lmix.experiments.viz import check_mask_options
+
+    options: dict[str, object] = {"reformulate": bool(args.reformulate)}
+    if args.max_soft is not None:
+        options["max_soft"] = args.max_soft
+    try:
+        return check_mask_options(options)
+    except LmixError as err:
+        raise UsageError(f"lmix show: --max-soft: {err}") from None
+
+
+def _options_note(options: dict[str, object]) -> str:
+    """``, LMix/FMix max_soft=0.1, reformulate`` for the closing line ("" for the defaults)."""
+    parts = [f"max_soft={options['max_soft']:g}"] if options["max_soft"] else []
+    parts += ["reformulate"] if options["reformulate"] else []
+    return f", LMix/FMix {' '.join(parts)}" if parts else ""
+
+
+def _show_sequences(name: str, seed: int, out: Path, options: dict[str, object]) -> int:
     """``lmix show --dataset NAME``: the sequence figure of 8 training series of ``name``."""
     from lmix.data.timeseries import TIMESERIES_DATASETS, MissingTimeseriesExtraError
     from lmix.experiments.cli import UsageError
@@ -122,6 +162,7 @@ def _show_sequences(name: str, seed: int, out: Path) -> int:
     except MissingTimeseriesExtraError as err:
         raise UsageError(f"lmix show: {err}") from None
     source = f"{series.shape[0]} training series of {name}"
-    save_figure(sequence_figure(build_sequence_content(series, seed=seed, source=source)), out)
-    print(f"wrote {out} ({source}, length {series.shape[2]}, seed {seed})")
+    content = build_sequence_content(series, seed=seed, source=source, mask_options=options)
+    save_figure(sequence_figure(content), out)
+    print(f"wrote {out} ({source}, length {series.shape[2]}, seed {seed}{_options_note(options)})")
     return 0

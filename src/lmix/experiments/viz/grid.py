@@ -7,6 +7,7 @@ with matplotlib's object API on the Agg canvas (no pyplot, the user's backend is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,15 @@ from lmix.errors import LmixValueError
 from lmix.experiments.io import atomic_write
 from lmix.mixing.batch import MixedBatch, MixParams
 
-__all__ = ["Panel", "GridContent", "build_grid_content", "mix_every_method", "mixing_figure", "save_figure"]
+__all__ = [
+    "Panel",
+    "GridContent",
+    "build_grid_content",
+    "check_mask_options",
+    "mix_every_method",
+    "mixing_figure",
+    "save_figure",
+]
 
 # (row label, registry name, parameters): the methods of the paper's Fig. 1-2, defaults otherwise,
 # except that partners form a random cycle: a small batch drawn with a uniform permutation would
@@ -33,6 +42,9 @@ METHODS = (
     ("Cutout", "cutout", {}),
 )
 DEFAULT_KS = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: The Fourier-mask options ``lmix show`` can set, with their defaults (binary masks, lam from
+#: Beta(alpha, alpha)): they apply to the methods that take them, LMix and FMix.
+MASK_OPTIONS = {"max_soft": 0.0, "reformulate": False}
 
 
 @dataclass
@@ -88,7 +100,40 @@ def _describe(mixer: lmix.Mixer) -> str:
     return "\n".join(items)
 
 
-def mix_every_method(inputs: torch.Tensor, *, seed: int) -> list[tuple[str, lmix.Mixer, MixParams, MixedBatch]]:
+def check_mask_options(mask_options: Mapping[str, object] | None) -> dict[str, object]:
+    """The Fourier-mask options of a figure, checked as the mixers check them, defaults filled in.
+
+    Raises:
+        LmixValueError: an unknown option, or a value the mixers refuse (their message).
+    """
+    options = dict(MASK_OPTIONS)
+    unknown = sorted(set(mask_options or {}) - set(MASK_OPTIONS))
+    if unknown:
+        raise LmixValueError(f"unknown mask option(s) {unknown}; allowed: {sorted(MASK_OPTIONS)}")
+    options.update(mask_options or {})
+    lmix.create_mixer("lmix", **options)  # the mixers' own checks and messages
+    return options
+
+
+def _options_for(name: str, options: Mapping[str, object]) -> dict[str, object]:
+    """The ones of ``options`` that method ``name`` takes, where they differ from the default."""
+    from lmix.mixing.registry import accepted_params, mixer_class
+
+    taken = accepted_params(mixer_class(name))
+    return {key: value for key, value in options.items() if key in taken and value != MASK_OPTIONS[key]}
+
+
+def mix_title(mixer: lmix.Mixer, mask: np.ndarray, lam: float, digits: int = 2) -> str:
+    """The ``λ=...`` part of a mixed sample's title: its label share ``lam``, which is the mask's
+    area, except under ``reformulate`` (own label only, ``lam = 1``): then the area and that."""
+    if getattr(mixer, "reformulate", False):
+        return f"area={mask.mean():.{digits}f}, λ={lam:g}"
+    return f"λ={lam:.{digits}f}"
+
+
+def mix_every_method(
+    inputs: torch.Tensor, *, seed: int, mask_options: Mapping[str, object] | None = None
+) -> list[tuple[str, lmix.Mixer, MixParams, MixedBatch]]:
     """Mix ``inputs`` with each method of :data:`METHODS`: (row label, mixer, its parameters, the mixed batch).
 
     Labels are the sample indices. Cutout's fixed box is half of every side (the paper's 16x16
@@ -97,12 +142,15 @@ def mix_every_method(inputs: torch.Tensor, *, seed: int) -> list[tuple[str, lmix
     Args:
         inputs: (B, C, *spatial) batch, 1 to 3 spatial axes, B >= 2.
         seed: seed of every mixer.
+        mask_options: ``max_soft`` and ``reformulate`` (see :data:`MASK_OPTIONS`), given to the
+            methods that take them (LMix and FMix).
     """
+    options = check_mask_options(mask_options)
     b, spatial = inputs.shape[0], tuple(inputs.shape[2:])
     labels = torch.arange(b, device=inputs.device)
     mixed = []
     for label, name, params in METHODS:
-        params = dict(params)
+        params = {**params, **_options_for(name, options)}
         if name == "cutout":
             params["size"] = tuple(max(1, n // 2) for n in spatial)
         mixer = lmix.create_mixer(name, seed=seed, **params)
@@ -125,6 +173,7 @@ def build_grid_content(
     show: int = 4,
     ks: tuple[float, ...] = DEFAULT_KS,
     image_ks: tuple[float, ...] = DEFAULT_KS,
+    mask_options: Mapping[str, object] | None = None,
 ) -> GridContent:
     """Mix ``images`` with every method and collect what to draw.
 
@@ -139,19 +188,22 @@ def build_grid_content(
         show: samples shown per method row.
         ks: mask emphasis values for the k row.
         image_ks: sharpening values for the image_k row.
+        mask_options: ``max_soft`` and ``reformulate`` for LMix and FMix (:data:`MASK_OPTIONS`);
+            ``max_soft`` also softens the k row's masks.
 
     Returns:
         The ``GridContent`` to pass to ``mixing_figure``.
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 2:
         raise LmixValueError(f"images must have shape (B >= 2, 3, H, W), got {tuple(images.shape)}")
+    options = check_mask_options(mask_options)
     b, _, h, w = images.shape
     show = min(show, b)
     labels = torch.arange(b)
     content = GridContent()
     content.rows.append(GridRow("batch", [Panel(_rgb(images[i]), f"#{i}") for i in range(b)]))
 
-    for label, mixer, mix_params, batch in mix_every_method(images, seed=seed):
+    for label, mixer, mix_params, batch in mix_every_method(images, seed=seed, mask_options=options):
         panels = []
         for i in range(show):
             lam = float(batch.lam[i])
@@ -160,22 +212,25 @@ def build_grid_content(
             if mix_params.erase:
                 title = f"#{i}, {100 * (1 - mask.mean()):.0f}% erased"
             else:
-                title = f"#{i}+#{j}, λ={lam:.2f}"
+                title = f"#{i}+#{j}, {mix_title(mixer, mask, lam)}"
             panels += [Panel(mask, "mask"), Panel(_rgb(batch.images[i]), title)]
         row_label = f"{label}\n{_describe(mixer)}"
         content.rows.append(GridRow(row_label, panels))
 
     half = torch.tensor([0.5])
+    soft = float(options["max_soft"])  # type: ignore[arg-type]
     k_panels = []
     for k in ks:
         gen = torch.Generator().manual_seed(seed)
-        mask = lmix.fourier_masks(half, (h, w), decay=3.0, k=k, generator=gen)[0, 0]
+        mask = lmix.fourier_masks(half, (h, w), decay=3.0, k=k, max_soft=soft, generator=gen)[0, 0]
         k_panels.append(Panel(mask.numpy(), f"k={_fmt(k)}" + (" (FMix)" if k == 0 else "")))
-    content.rows.append(GridRow("LMix masks\nsame noise\nλ=0.5, decay=3", k_panels))
+    soft_label = f"\nmax_soft={_fmt(soft)}" if soft else ""
+    content.rows.append(GridRow(f"LMix masks\nsame noise\nλ=0.5, decay=3{soft_label}", k_panels))
 
     sharp_panels = []
     for image_k in image_ks:
-        mixer = lmix.create_mixer("lmix", seed=seed, image_k=image_k, pairing="no_self")
+        lmix_options = _options_for("lmix", options)
+        mixer = lmix.create_mixer("lmix", seed=seed, image_k=image_k, pairing="no_self", **lmix_options)
         batch = mixer(images, labels)
         sharp_panels.append(Panel(_rgb(batch.images[0]), f"image_k={_fmt(image_k)}"))
     content.rows.append(GridRow("LMix image\nsharpening", sharp_panels))
@@ -183,9 +238,25 @@ def build_grid_content(
     content.title = f"Mixed-sample augmentation with lmix (seed {seed})"
     content.caption = (
         "masks: white = the sample's own pixels, black = its partner's (Mixup: the weight λ as a grey level; "
-        "Cutout: black = zeroed). λ = exact share of the sample's own image and label."
+        "Cutout: black = zeroed). λ = exact share of the sample's own image and label." + options_caption(options)
     )
     return content
+
+
+def options_caption(options: Mapping[str, object]) -> str:
+    """What the figure's captions add for non-default mask options ("" for none)."""
+    text = ""
+    soft = float(options["max_soft"])  # type: ignore[arg-type]
+    if soft:
+        text += (
+            f" LMix/FMix masks have soft edges (max_soft={_fmt(soft)}): grey pixels are weights ramping from 1 to 0."
+        )
+    if options["reformulate"]:
+        text += (
+            " reformulate: LMix/FMix areas drawn from Beta(α+1, α) and the label is the sample's own (λ=1), "
+            "area = share of its own pixels."
+        )
+    return text
 
 
 def mixing_figure(content: GridContent, *, panel_inches: float = 1.45) -> Figure:

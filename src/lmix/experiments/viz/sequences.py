@@ -8,6 +8,7 @@ and drawn with matplotlib's object API on the Agg canvas.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,15 @@ from matplotlib.lines import Line2D
 
 import lmix
 from lmix.errors import LmixValueError
-from lmix.experiments.viz.grid import DEFAULT_KS, _describe, _fmt, mix_every_method, sample_mask
+from lmix.experiments.viz.grid import (
+    DEFAULT_KS,
+    _describe,
+    _fmt,
+    check_mask_options,
+    mix_every_method,
+    options_caption,
+    sample_mask,
+)
 
 __all__ = ["SequencePanel", "SequenceContent", "sample_sequence_batch", "build_sequence_content", "sequence_figure"]
 
@@ -42,6 +51,7 @@ class SequenceContent:
 
     rows: list[tuple[str, list[SequencePanel]]] = field(default_factory=list)
     k_masks: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (label, (L,) mask)
+    k_title: str = "LMix masks for several k, same noise, λ=0.5, decay=3"
     title: str = ""
     caption: str = ""
 
@@ -69,19 +79,29 @@ def sample_sequence_batch(name: str, count: int = 8) -> torch.Tensor:
     return values[order[:count]]
 
 
-def _exact_lam(mask: np.ndarray, lam: float, erase: bool, mixup: bool) -> str:
-    """The title's lam: ``own/L = lam`` for a binary mask, where the count is the exact share."""
+def _exact_lam(mask: np.ndarray, lam: float, erase: bool, mixup: bool, reformulate: bool = False) -> str:
+    """The title's lam: ``own/L = lam`` for a mask, where the count is the exact share (a soft
+    mask's weights sum to it exactly); under ``reformulate`` the label is the own one (``lam = 1``)
+    and the count is the area only."""
     length = mask.shape[0]
     if mixup:
         return f"λ={lam:.3f}"
     own = int(round(float(mask.sum())))
     if erase:
         return f"{length - own}/{length} steps zeroed"
+    if reformulate:
+        return f"area={own}/{length}, λ={lam:g}"
     return f"λ={own}/{length}={lam:.3f}"
 
 
 def build_sequence_content(
-    series: torch.Tensor, *, seed: int = 0, show: int = 3, ks: tuple[float, ...] = DEFAULT_KS, source: str = ""
+    series: torch.Tensor,
+    *,
+    seed: int = 0,
+    show: int = 3,
+    ks: tuple[float, ...] = DEFAULT_KS,
+    source: str = "",
+    mask_options: Mapping[str, object] | None = None,
 ) -> SequenceContent:
     """Mix ``series`` with every method and collect what to draw.
 
@@ -96,35 +116,42 @@ def build_sequence_content(
         show: samples shown per method.
         ks: mask emphasis values of the k masks.
         source: where the series come from, for the title.
+        mask_options: ``max_soft`` and ``reformulate`` for LMix and FMix (``grid.MASK_OPTIONS``);
+            ``max_soft`` also softens the k masks.
     """
     if series.ndim != 3 or series.shape[0] < 2 or series.shape[2] < 2 or not series.is_floating_point():
         raise LmixValueError(f"series must be a float tensor of shape (B >= 2, C, L >= 2), got {tuple(series.shape)}")
+    options = check_mask_options(mask_options)
     b, channels, length = series.shape
     show = min(show, b)
     content = SequenceContent()
-    for label, mixer, params, batch in mix_every_method(series, seed=seed):
+    for label, mixer, params, batch in mix_every_method(series, seed=seed, mask_options=options):
         panels = []
         for i in range(show):
             lam = float(batch.lam[i])
             mask = sample_mask(params, i, lam, (length,))
             j = int(params.perm[i])
-            title = _exact_lam(mask, lam, params.erase, params.mask is None)
+            title = _exact_lam(mask, lam, params.erase, params.mask is None, getattr(mixer, "reformulate", False))
             title = f"#{i}, {title}" if params.erase else f"#{i}+#{j}, {title}"
             partner = None if params.erase else series[j, 0].numpy()
             panels.append(SequencePanel(mask, series[i, 0].numpy(), partner, batch.images[i, 0].numpy(), title))
         content.rows.append((f"{label}\n{_describe(mixer)}", panels))
 
     half = torch.tensor([0.5])
+    soft = float(options["max_soft"])  # type: ignore[arg-type]
     for k in ks:
         gen = torch.Generator().manual_seed(seed)
-        mask = lmix.fourier_masks(half, (length,), decay=3.0, k=k, generator=gen)[0, 0].numpy()
+        mask = lmix.fourier_masks(half, (length,), decay=3.0, k=k, max_soft=soft, generator=gen)[0, 0].numpy()
         content.k_masks.append((f"k={_fmt(k)}" + (" (FMix)" if k == 0 else ""), mask))
+    if soft:
+        content.k_title += f", max_soft={_fmt(soft)}"
 
     channel = f"channel 0 of {channels}" if channels > 1 else "one channel"
     content.title = f"Mixed-sample augmentation of sequences with lmix: {source or f'{b} series'} (seed {seed})"
     content.caption = (
         "strips: white = the sample's own steps, black = its partner's (Mixup: the weight λ as a grey level; "
         f"Cutout: black = zeroed). λ = exact share of the sample's own steps and label. Lines: {channel}."
+        + options_caption(options)
     )
     return content
 
@@ -184,7 +211,7 @@ def sequence_figure(content: SequenceContent, *, panel_inches: float = 3.2) -> F
     k_ax.set_yticks(range(len(content.k_masks)), [label for label, _ in content.k_masks], fontsize=7)
     k_ax.tick_params(axis="x", labelsize=6)
     k_ax.set_xlabel("step", fontsize=7)
-    k_ax.set_title("LMix masks for several k, same noise, λ=0.5, decay=3", fontsize=8, pad=3)
+    k_ax.set_title(content.k_title, fontsize=8, pad=3)
     handles = [
         Line2D([], [], color=OWN, lw=1, label="the sample"),
         Line2D([], [], color=PARTNER, lw=1, label="its partner"),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -233,7 +234,8 @@ def test_jobs_are_spread_over_gpus(capsys, tmp_path, write_spec, fake_jobs, monk
 
 def test_a_killed_sweep_leaves_nothing_outside_its_out_folder(tmp_path, write_spec, fake_jobs):
     """SIGKILL of the sweep (no handler runs): the jobs' files are in .lmix-sweep-* inside --out, which
-    lmix report does not search, and the next sweep removes it once the killed sweep's jobs are gone."""
+    lmix report does not search; the jobs notice that their sweep is gone and stop themselves (SIGTERM),
+    and the next sweep removes the scratch folder."""
     markers, _ = fake_jobs
     tags = ["none-0", "lmix-0"]
     for tag in tags:
@@ -254,15 +256,72 @@ def test_a_killed_sweep_leaves_nothing_outside_its_out_folder(tmp_path, write_sp
         assert len(pids) == 2
         (scratch,) = out.glob(".lmix-sweep-*")
         assert (scratch / "owner.lock").exists()
-        assert remove_stale_scratch(out) == [] and scratch.is_dir()  # its jobs still run: in use
+        assert [r.dir for r in collect_runs(out).runs if ".lmix-sweep-" in r.dir] == []
+        # The orphaned jobs (their own sessions: no terminal signal reaches them) stop by themselves;
+        # their lock on the scratch folder goes with them, and the next sweep may remove it.
+        deadline = time.monotonic() + 30
+        while remove_stale_scratch(out) != [scratch]:
+            assert time.monotonic() < deadline, "the jobs of a killed sweep go on running"
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in pids)
     finally:
-        for pid in pids:  # the jobs outlive a SIGKILLed sweep (their own sessions); end them here
+        for pid in pids:  # only if the test failed: never leave a job behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert list(tmpdir.iterdir()) == []  # nothing in the system's temporary folder
-    assert [r.dir for r in collect_runs(out).runs if ".lmix-sweep-" in r.dir] == []
-    deadline = time.monotonic() + 30
-    while remove_stale_scratch(out) != [scratch]:  # the killed jobs' lock goes when the kernel reaps them
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
     assert not list(out.glob(".lmix-sweep-*"))
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (reaped, or a zombie waiting for its new parent to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_runs_of_a_killed_sweep_stop_at_a_checkpoint_and_the_next_sweep_finishes_them(tmp_path, write_spec):
+    """Real training: the sweep is SIGKILLed mid-run; its jobs stop by themselves as on SIGTERM (last
+    checkpoint kept, run locks released, no failed.json), and the same command then resumes both runs
+    to the end, every epoch recorded once."""
+    epochs = 150
+    spec = {"name": "orphans", "base": {**QUICK_BASE, "epochs": epochs}, "grid": {"method": ["none", "lmix"]}}
+    out = tmp_path / "o"
+    argv = ["sweep", str(write_spec(spec)), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "lmix", *argv], stdout=subprocess.PIPE, text=True)
+    runs = expand(parse_spec(spec), out)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not all((r.dir / "checkpoint.pt").exists() for r in runs):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.kill()
+        pids = [int(pid) for pid in re.findall(r"start \(pid (\d+)", proc.communicate(timeout=60)[0])]
+        assert len(pids) == 2
+        deadline = time.monotonic() + 60
+        while not all(_gone(pid) for pid in pids):
+            assert time.monotonic() < deadline, "the jobs of a killed sweep go on training"
+            time.sleep(0.1)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for r in runs:
+        assert (r.dir / "checkpoint.pt").exists()
+        assert not (r.dir / "summary.json").exists() and not (r.dir / "failed.json").exists()
+        assert len((r.dir / "metrics.jsonl").read_text().splitlines()) < epochs  # stopped mid-run
+    code, text, err = subprocess_cli(argv)
+    assert code == 0, err
+    assert "2 trained, 0 already done, 0 busy, 0 failed" in text
+    for r in runs:
+        rows = [json.loads(line) for line in (r.dir / "metrics.jsonl").read_text().splitlines()]
+        assert [row["epoch"] for row in rows] == list(range(1, epochs + 1))
+        assert json.loads((r.dir / "summary.json").read_text())["epochs"] == epochs
+    assert not list(out.glob(".lmix-sweep-*"))
+
+
+def subprocess_cli(argv: list[str]) -> tuple[int, str, str]:
+    done = subprocess.run([sys.executable, "-m", "lmix", *argv], capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout, done.stderr

@@ -13,7 +13,10 @@ that is killed (SIGKILL, a node that goes down) leaves nothing outside its outpu
 whose sweep was killed is removed by the next sweep into the same folder
 (:func:`remove_stale_scratch`). Whether its sweep is alive is an exclusive ``flock`` on
 ``owner.lock`` inside it, taken by the sweep and inherited by its job processes, so the kernel
-drops it only when the sweep and all its jobs are gone.
+drops it only when the sweep and all its jobs are gone. A job whose sweep dies without stopping
+it (SIGKILL, a crash) notices within a second (:func:`stop_when_orphaned`) and stops as on
+SIGTERM: the trainer keeps its last checkpoint and releases the run's lock, and the next sweep
+resumes the run instead of finding it held by a process nobody watches.
 """
 
 from __future__ import annotations
@@ -115,10 +118,33 @@ def child_env(threads: int, gpu: str | None = None) -> dict[str, str]:
     return env
 
 
+#: Seconds between a job's checks that its sweep is alive.
+ORPHAN_CHECK_S = 0.5
+
+
+def stop_when_orphaned(parent: int, *, interval: float = ORPHAN_CHECK_S) -> threading.Thread:
+    """Send this process SIGTERM once its parent process ``parent`` is gone (a daemon thread polls).
+
+    A job sits in its own session, so the terminal's Ctrl-C never reaches it: only its sweep
+    stops it. When the sweep dies without doing so, the job is re-parented (``os.getppid()``
+    changes) and stops itself the way a forwarded SIGTERM would stop it.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="lmix-sweep-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def child_main(argv: Sequence[str]) -> int:
     """Entry point of one job process: ``JOB.json OUTCOME.json`` (written by :func:`run_jobs`)."""
     job_path, outcome_path = argv
     job = json.loads(Path(job_path).read_text())
+    stop_when_orphaned(int(job["parent"]))
     torch.set_num_threads(int(job["threads"]))
     run = Run(
         index=int(job["index"]),
@@ -322,6 +348,7 @@ class _JobPool:
                     "attack_eps": None if options.plan is None else list(options.plan.eps_255),
                     "threads": options.threads,
                     "verbose": options.verbose,
+                    "parent": os.getpid(),
                 }
             )
         )

@@ -246,6 +246,42 @@ def test_a_report_that_fails_leaves_no_report_folder_and_no_temporary(finished, 
     assert snapshot(parent) == before  # the earlier report as it was
 
 
+def test_a_report_over_an_older_one_removes_the_figures_it_no_longer_draws(finished, tmp_path):
+    """Re-using a report folder: the older report's figures that the new one does not draw (here the
+    FGSM figure, after the attacks' records went) are removed; files the older report.json does not
+    list as its figures (a user's own, a name outside the folder) are left alone."""
+    root = _copy(finished, tmp_path)
+    out = tmp_path / "rep"
+    first = write_report(build_report(root, paper="off"), out)
+    fgsm_figures = [p.name for p in first if p.suffix == ".png" and "fgsm" in p.name]
+    assert fgsm_figures, [p.name for p in first]
+    (out / "mine.png").write_bytes(b"a user's own figure")
+    (tmp_path / "outside.png").write_bytes(b"not in the report folder")
+    listed = json.loads((out / "report.json").read_text())
+    listed["figures"] += ["../outside.png", "/etc/hostname", "gone.png", "report.md", "mine.txt"]
+    (out / "report.json").write_text(json.dumps(listed))
+    (out / "mine.txt").write_text("notes")
+    for fgsm in root.rglob("fgsm.json"):
+        fgsm.unlink()
+    second = write_report(build_report(root, paper="off"), out)
+    figures = sorted(p.name for p in out.glob("*.png"))
+    assert figures == sorted([p.name for p in second if p.suffix == ".png"] + ["mine.png"])
+    assert not any(name in figures for name in fgsm_figures)
+    assert (tmp_path / "outside.png").exists() and (out / "mine.txt").exists() and (out / "report.md").exists()
+    assert json.loads((out / "report.json").read_text())["figures"] == [p.name for p in second if p.suffix == ".png"]
+
+
+def test_a_report_over_an_unreadable_report_json_removes_nothing(finished, tmp_path):
+    root = _copy(finished, tmp_path)
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "old.png").write_bytes(b"an older figure")
+    for text in ("{not json", '{"figures": "old.png"}', '["old.png"]', '{"figures": [1, null]}'):
+        (out / "report.json").write_text(text)
+        write_report(build_report(root, paper="off"), out)
+        assert (out / "old.png").exists(), text
+
+
 def test_a_read_only_report_folder_is_one_line_and_nothing_is_written(finished, tmp_path):
     root = _copy(finished, tmp_path)
     out = tmp_path / "ro"

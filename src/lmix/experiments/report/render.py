@@ -7,9 +7,12 @@ nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -712,9 +715,11 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
 
     Everything is written into a temporary folder first (beside ``out_dir``, or inside it when it
     exists), which becomes ``out_dir`` by one rename, or whose files replace their namesakes in an
-    existing ``out_dir`` one rename each (``report.md``, which names the others, last; other files
-    there are left alone). A report that fails (a record it cannot draw, a full disk, a folder it
-    may not write) leaves ``out_dir`` as it was and no temporary folder.
+    existing ``out_dir`` one rename each (``report.md``, which names the others, last). Then the
+    figures that the report there before listed (its ``report.json``) and this one no longer draws
+    are removed, so that no figure of older runs passes for a current one; other files there are
+    left alone. A report that fails (a record it cannot draw, a full disk, a folder it may not
+    write) leaves ``out_dir`` as it was and no temporary folder.
 
     Raises:
         WriteError: ``out_dir`` (or its parent) cannot be written; nothing was written.
@@ -757,7 +762,34 @@ def _publish(tmp: Path, out_dir: Path, names: list[str]) -> None:
         if not out_dir.exists():
             os.rename(tmp, out_dir)
             return
+        stale = [name for name in _earlier_figures(out_dir) if name not in names]
         for name in [*names[1:], names[0]]:
             os.replace(tmp / name, out_dir / name)
+        for name in stale:
+            with contextlib.suppress(FileNotFoundError):
+                (out_dir / name).unlink()
     except OSError as err:
         raise WriteError(out_dir, err) from None
+
+
+#: What an earlier report's figure may be called: a plain file name of ``plots``' form.
+_FIGURE_NAME = re.compile(r"[^/\\\x00-\x1f]+\.png")
+
+
+def _earlier_figures(out_dir: Path) -> list[str]:
+    """The figures that the report in ``out_dir`` lists in its ``report.json`` (none if it has none,
+    or one that cannot be read: a file this function cannot trace to a report is never removed)."""
+    try:
+        figures = json.loads((out_dir / "report.json").read_text(encoding="utf-8")).get("figures")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(figures, list):
+        return []
+    return [
+        name
+        for name in figures
+        if isinstance(name, str)
+        and _FIGURE_NAME.fullmatch(name)
+        and not name.startswith(".")
+        and (out_dir / name).is_file()
+    ]

@@ -249,6 +249,20 @@ def test_lmix_attack_refuses_a_sequence_run(capsys, tmp_path, fake_osuleaf):
     assert not (out / "fgsm.json").exists()
 
 
+@pytest.mark.parametrize("order", ["image_first", "sequence_first"])
+def test_lmix_attack_compare_refuses_a_sequence_run_before_attacking_any(capsys, tmp_path, fake_osuleaf, order):
+    """An image run and a sequence run in one --compare: refused before the image run is attacked."""
+    seq, img = tmp_path / "seq", tmp_path / "img"
+    argv = "train --model cnn1d --dataset osuleaf --width 4 --epochs 1 --batch-size 16 --progress false --out".split()
+    assert run_cli(capsys, [*argv, str(seq)])[0] == 0
+    argv = "train --dataset digits --width 4 --epochs 1 --train-subset 64 --batch-size 32 --progress false --out"
+    assert run_cli(capsys, [*argv.split(), str(img)])[0] == 0
+    runs = [str(img), str(seq)] if order == "image_first" else [str(seq), str(img)]
+    figure = tmp_path / "cmp.png"
+    one_line_error(capsys, ["attack", "--compare", *runs, "--eps", "1", "--out", str(figure)], "holds time series")
+    assert not (img / "fgsm.json").exists() and not (img / "fgsm.png").exists() and not figure.exists()
+
+
 def test_a_sweep_refuses_a_model_of_the_other_kind_before_anything_runs(capsys, tmp_path):
     spec = tmp_path / "mixed.yaml"
     spec.write_text("base: {epochs: 1}\ngrid:\n  dataset: [digits, osuleaf]\n  model: [simple_cnn]\n")

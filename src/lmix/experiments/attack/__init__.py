@@ -11,7 +11,7 @@
 
 from lmix.experiments.attack.eps import parse_eps
 from lmix.experiments.attack.fgsm import Normalized, fgsm, fgsm_accuracy
-from lmix.experiments.attack.run import attack_run
+from lmix.experiments.attack.run import attack_run, check_attackable
 from lmix.experiments.records import FGSM_JSON, FGSM_PNG, check_run_dir, read_fgsm, write_fgsm
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "fgsm_accuracy",
     "parse_eps",
     "attack_run",
+    "check_attackable",
     "check_run_dir",
     "read_fgsm",
     "write_fgsm",

@@ -50,18 +50,14 @@ def attack_run(
         ``eps_255``, ``acc`` (percent, the units of ``final_acc``), ``recorded_acc`` (the
         checkpoint's last test accuracy), ``num_images``, ``limit``, ``epoch`` and the run's identity.
     """
-    from lmix.data import dataset_info, load_tensors
+    from lmix.data import load_tensors
 
     path = check_run_dir(run_dir)
     eps, eps_255 = _checked_eps(eps, eps_255)
     _check_optional_count(limit, "limit")
     _check_optional_count(batch_size, "batch size")
     config, ckpt = read_checkpoint(path)
-    if dataset_info(config.dataset).spatial_dims != 2:
-        raise LmixValueError(
-            f"{path}: FGSM's eps is a step in the [0, 1] range of image pixels; "
-            f"{config.dataset} holds time series, which it does not apply to"
-        )
+    check_attackable(path, config.dataset)
     dev, amp_dtype, memory_format = _placement(config, device, amp)
     data = load_tensors(
         config.dataset, root=data_root if data_root is not None else config.data_root, train=False, download=download
@@ -83,6 +79,18 @@ def attack_run(
     )
     record = {"attack": "fgsm", "eps": eps, "eps_255": eps_255, "acc": acc, "accuracy_units": "percent"}
     return record | _provenance(config, ckpt, dev, amp_dtype, num_images=int(labels.shape[0]), limit=limit)
+
+
+def check_attackable(run_dir: str | os.PathLike, dataset: str) -> None:
+    """LmixValueError (one line naming the run) unless FGSM applies to ``dataset``: images, whose
+    pixels have the [0, 1] range that eps is a step in (not time series)."""
+    from lmix.data import dataset_info
+
+    if dataset_info(dataset).spatial_dims != 2:
+        raise LmixValueError(
+            f"{run_dir}: FGSM's eps is a step in the [0, 1] range of image pixels; "
+            f"{dataset} holds time series, which it does not apply to"
+        )
 
 
 def _checked_eps(eps: Sequence[float], eps_255: Sequence[float] | None) -> tuple[list[float], list[float]]:

@@ -105,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     figure = Path(args.out) if args.out else Path("fgsm-compare.png") if args.compare else None
     try:
-        # Every folder the attack writes to, checked before any attack spends time: nothing is written otherwise.
-        _check_writable([d for d, r in zip(run_dirs, reuse) if r is None], figure, given=args.out is not None)
+        # Every folder the attack writes to, and every run it attacks, checked before any attack spends
+        # time: nothing is written otherwise.
+        to_attack = [d for d, r in zip(run_dirs, reuse) if r is None]
+        _check_writable(to_attack, figure, given=args.out is not None)
+        _check_data(to_attack)
         records: list[tuple[Path, dict[str, Any]]] = []
         for run_dir, reused in zip(run_dirs, reuse):
             record = reused if reused is not None else _attack(run_dir, args, eps, eps_255)
@@ -180,6 +183,21 @@ def _check_writable(run_dirs: list[Path], figure: Path | None, *, given: bool) -
             raise UsageError(f"lmix attack: {problem}")
     for target in [d / FGSM_JSON for d in run_dirs] + ([figure] if figure is not None else []):
         check_writable(target)
+
+
+def _check_data(run_dirs: list[Path]) -> None:
+    """Refuse (one line) a run FGSM does not apply to, by its config.yaml's data set, before any run is
+    attacked. A run whose config.yaml cannot be read is left to the attack, which reads the checkpoint."""
+    from lmix.experiments.attack import check_attackable
+    from lmix.experiments.records import RecordError, load_config
+
+    for run_dir in run_dirs:
+        try:
+            config = load_config(run_dir)
+        except RecordError:
+            continue
+        if config is not None and isinstance(config.get("dataset"), str):
+            check_attackable(run_dir, config["dataset"])
 
 
 def _attack(run_dir: Path, args: argparse.Namespace, eps: list[float], eps_255: list[float]) -> dict[str, Any]:

@@ -187,6 +187,29 @@ def test_real_bundled_set(name):
     torch.testing.assert_close(values.std(dim=(0, 2)), torch.tensor(info.std, dtype=torch.double), atol=1e-3, rtol=0)
 
 
+def _readme_train_lines() -> list[list[str]]:
+    """The inline ``lmix train --dataset <time series> ...`` commands of the README."""
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    found = re.findall(r"`lmix train (--dataset (?:osuleaf|arrowhead)[^`]*)`", readme.read_text())
+    return [line.split() for line in found]
+
+
+def test_the_readme_names_both_time_series_commands():
+    assert {argv[1] for argv in _readme_train_lines()} == {"osuleaf", "arrowhead"}
+
+
+@needs_sktime
+@pytest.mark.parametrize("argv", _readme_train_lines(), ids=" ".join)
+def test_the_readme_time_series_commands_train(capsys, tmp_path, argv):
+    """As the README writes them, on the real bundled sets (one epoch here)."""
+    code, out, err = run_cli(capsys, ["train", *argv, "--epochs", "1", "--progress", "false", "--out", str(tmp_path)])
+    assert code == 0, err
+    assert "test accuracy" in out
+
+
 def test_lmix_train_refuses_a_model_of_the_other_kind(capsys, tmp_path, fake_osuleaf):
     one_line_error(
         capsys,

@@ -56,6 +56,19 @@ def test_other_model_or_dataset_drops_the_digits_defaults():
     assert "train_subset" not in spec["base"]
 
 
+@pytest.mark.parametrize("dataset", ["osuleaf", "arrowhead"])
+def test_a_time_series_data_set_gets_the_sequence_model_unless_one_is_given(tmp_path, dataset):
+    spec = build_spec(build_parser().parse_args(["compare", "--dataset", dataset]))
+    assert spec["base"]["model"] == "cnn1d" and "width" not in spec["base"]
+    expand(parse_spec(spec), tmp_path)  # a valid spec: the model takes sequences
+    spec = build_spec(build_parser().parse_args(["compare", "--dataset", dataset, "--width", "8"]))
+    assert spec["base"]["model"] == "cnn1d" and spec["base"]["width"] == 8
+    spec = build_spec(build_parser().parse_args(["compare", "--dataset", dataset, "--model", "simple_cnn"]))
+    assert spec["base"]["model"] == "simple_cnn"  # the user's choice stands (and the run checks refuse it)
+    for images in ("digits", "cifar10", "nonsense"):
+        assert build_spec(build_parser().parse_args(["compare", "--dataset", images]))["base"]["model"] == "simple_cnn"
+
+
 def test_compare_end_to_end_and_rerun(capsys, tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", *TINY, "--out", str(out)]) == 0

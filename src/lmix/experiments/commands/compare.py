@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 0.1,
     "schedule": "multistep",
 }
+SEQUENCE_MODEL = "cnn1d"  # the default model for a time-series data set (simple_cnn takes images)
 DEFAULT_METHODS = ("none", "mixup", "cutmix", "fmix", "lmix")
 DEFAULT_SEEDS = 3
 SOURCE = "lmix compare"  # the generated spec's source, as the sweep's messages name it
@@ -73,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "problem, else 1), and the folder is kept only where a run recorded an epoch (a re-run resumes it).",
     )
     p.add_argument("--dataset", help=f"data set (default {DEFAULTS['dataset']})")
-    p.add_argument("--model", help=f"model (default {DEFAULTS['model']})")
+    p.add_argument("--model", help=f"model (default {DEFAULTS['model']}; {SEQUENCE_MODEL} for a time-series data set)")
     p.add_argument("--width", type=int, help=f"width of the small models (default {DEFAULTS['width']})")
     p.add_argument("--epochs", type=int, help=f"epochs per run (default {DEFAULTS['epochs']})")
     p.add_argument(
@@ -114,7 +115,7 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
         base.pop("width")  # the default width belongs to the default model
     custom_data = args.dataset is not None and args.dataset != DEFAULTS["dataset"]
     if custom_data and args.train_subset is None:
-        base.pop("train_subset")  # 500 images is the digits default, not a sensible one elsewhere
+        base.pop("train_subset")  # 200 images is the digits default, not a sensible one elsewhere
     for key in ("dataset", "model", "width", "epochs", "batch_size", "lr", "schedule", "data_root", "device"):
         value = getattr(args, key, None)
         if value is not None:
@@ -130,6 +131,10 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
                     f"lmix compare: --train-subset must be an integer or 'all', got {args.train_subset!r}"
                 ) from None
     base.update(parse_overrides(args.overrides))
+    if args.model is None and base["model"] == DEFAULTS["model"] and _holds_sequences(base["dataset"]):
+        base["model"] = SEQUENCE_MODEL
+        if args.width is None and base.get("width") == DEFAULTS["width"]:
+            base.pop("width")  # the default width belongs to the default model
     if not args.verbose:
         base.setdefault("progress", False)
     if args.seeds < 1:
@@ -143,6 +148,17 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
         if key in base:
             raise UsageError(f"lmix compare: --set {key}=... : use --methods / --seeds")
     return {"name": "compare", "base": base, "grid": {"method": methods, "seed": list(range(args.seeds))}}
+
+
+def _holds_sequences(dataset: object) -> bool:
+    """Whether ``dataset`` names a time-series data set (an unknown name is left to the run checks)."""
+    from lmix.data import dataset_info
+    from lmix.errors import LmixError
+
+    try:
+        return dataset_info(dataset).spatial_dims == 1  # type: ignore[arg-type]
+    except LmixError:
+        return False
 
 
 def summary_lines(report: Report) -> list[str]:

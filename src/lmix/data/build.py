@@ -18,7 +18,14 @@ from lmix.data.sources import default_image_size, file_samples, load_tensors, re
 from lmix.data.subset import stratified_subset
 from lmix.errors import LmixValueError
 
-__all__ = ["build_loaders", "IN_MEMORY_BUDGET_ENV", "DEFAULT_IN_MEMORY_BUDGET", "in_memory_budget", "decoded_size"]
+__all__ = [
+    "build_loaders",
+    "check_in_memory",
+    "IN_MEMORY_BUDGET_ENV",
+    "DEFAULT_IN_MEMORY_BUDGET",
+    "in_memory_budget",
+    "decoded_size",
+]
 
 Loader = DeviceLoader | StreamingLoader
 FOLDER_DATASETS = ("tiny_imagenet", "imagefolder")
@@ -144,6 +151,7 @@ def build_loaders(
     """
     info = dataset_info(name)
     check_flag(in_memory, name="in_memory", optional=True)
+    check_in_memory(name, in_memory)
     if train_subset is not None and (not is_integer(train_subset) or train_subset < 1):
         raise LmixValueError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
     if image_size is not None and name not in FOLDER_DATASETS:
@@ -176,11 +184,19 @@ def build_loaders(
         check_index(memory_budget, name="memory_budget", low=0)
     if in_memory is None:
         in_memory = _fits_in_memory(request, info, memory_budget)
-    if not in_memory and info.spatial_dims == 1:
-        raise LmixValueError(f"{name} is a time-series data set, always kept in memory: in_memory=False does not apply")
     if in_memory:
         return _device_loaders(request)
     return _streaming_loaders(request, num_workers)
+
+
+def check_in_memory(name: str, in_memory: bool | None) -> None:
+    """Refuse ``in_memory=False`` for a data set that is always kept in memory (a time series); reads no data.
+
+    Raises:
+        LmixValueError: naming the data set.
+    """
+    if in_memory is False and dataset_info(name).spatial_dims == 1:
+        raise LmixValueError(f"{name} is a time-series data set, always kept in memory: in_memory=False does not apply")
 
 
 def _fits_in_memory(request: _Request, info: DatasetInfo, memory_budget: int | None) -> bool:

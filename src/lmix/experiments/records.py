@@ -12,12 +12,16 @@ processes run, their scratch folder ``.lmix-sweep-*`` (never a run folder).
 Each ``load_*`` reader returns None when its file is missing and raises :class:`RecordError`
 (an ``LmixValueError`` naming the file and what is wrong with it) when the file is there but
 cannot be used: not text, not valid JSON or YAML, truncated, a value of the wrong type, NaN or infinity, an
-accuracy outside [0, 100], a ``config.yaml`` setting that ``lmix train`` would refuse. Extra keys are
-allowed. Readers never write.
+accuracy outside [0, 100], a ``config.yaml`` that ``lmix train`` would refuse (a key that is not one of its
+settings, a value or a combination of settings it refuses before training). Extra keys are allowed in the
+other records. Readers never write.
 
 A finished run (:func:`read_finished`) needs ``summary.json``, ``config.yaml`` and ``metrics.jsonl``
 (one row per epoch): without any of them its number cannot be traced to its settings and its
 training. ``checkpoint.pt`` (the published records ship without it) and ``fgsm.json`` are optional.
+Its ``config.yaml`` must agree with every setting its ``summary.json`` records (identity, seed,
+device, precision, the mixer's settings, the model's number of parameters): a config edited after
+the run would otherwise put the run's number in another group's row.
 :func:`divergence` applies :func:`lmix.experiments.divergence.loss_problem` to every epoch's row:
 ``lmix report`` and ``lmix sweep`` judge a diverged run by the same rule as the trainer.
 """
@@ -273,16 +277,27 @@ def load_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     for key in ("best_acc", "final_clean_train_acc"):
         if summary.get(key) is not None:
             _accuracy(path, key, summary[key])
-    for key in ("epochs", "best_epoch"):
+    for key in ("epochs", "best_epoch", "num_params"):
         _check(path, summary, key, _count, "a whole number >= 0")
+    _check(path, summary, "mixer", lambda v: isinstance(v, dict), "a mapping of the mixer's settings")
+    for key in ("device", "amp"):
+        _check(path, summary, key, lambda v: isinstance(v, str), "text")
     _identity(path, summary)
     _plain_record(path, summary)
     return summary
 
 
 def load_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """A run's ``config.yaml`` (the TrainConfig the trainer saved) as a mapping; None if there is none."""
-    path = Path(run_dir) / CONFIG_YAML
+    """A run's ``config.yaml`` (the TrainConfig the trainer saved) as a mapping; None if there is none.
+
+    Every key must be a setting of ``lmix train``, and the whole a config it accepts (:func:`_trainer_accepts`).
+    """
+    read = _read_config(Path(run_dir) / CONFIG_YAML)
+    return None if read is None else read[0]
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], Any] | None:
+    """``(config.yaml as a mapping, the TrainConfig the trainer reads from it)``; None if there is none."""
     if not path.exists():
         return None
     try:
@@ -300,21 +315,37 @@ def load_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     config = _mapping(path, config)
     _identity(path, config)
     _plain_record(path, config)
-    _trainer_accepts(path, config)
-    return config
+    return config, _trainer_accepts(path, config)
 
 
-def _trainer_accepts(path: Path, config: dict[str, Any]) -> None:
-    """Every setting is one ``lmix train`` accepts: its type, bounds and choices, and the checks across
-    settings (:meth:`TrainConfig.validate`); a setting that is not a TrainConfig field (from another
-    version of lmix) is left alone. The message names the setting: ``config key 'epochs' must be ...``."""
+def _trainer_accepts(path: Path, config: dict[str, Any]) -> Any:
+    """The TrainConfig ``lmix train`` reads from ``config`` (resolved as it resolves one); RecordError
+    naming the setting where the trainer would refuse it before training.
+
+    Refused: a key that is not a setting of ``lmix train`` (it refuses such a file); a value of the
+    wrong type, out of bounds or not a choice, and the checks across settings (:meth:`TrainConfig.validate`);
+    a model or ``channels_last`` the data set's kind does not take (the trainer's ``check_input_kind``),
+    ``in_memory: false`` for a time series (:func:`lmix.data.build.check_in_memory`); a setting the
+    method's mixer rejects (the mixer is built). The message names the setting:
+    ``config key 'epochs' must be ...``, ``unknown config key 'foo' ...``.
+    """
+    from lmix.data.build import check_in_memory
     from lmix.experiments.train.config import TrainConfig, check_keys
+    from lmix.experiments.train.mixer_config import mixer_from_config
+    from lmix.experiments.train.trainer import check_input_kind
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(k for k in config if k not in known)
+    if unknown:
+        raise RecordError(path, f"unknown config key {unknown[0]!r}: not a setting of lmix train, which refuses it")
     try:
-        TrainConfig(**check_keys({k: v for k, v in config.items() if k in known}, source=CONFIG_YAML)).validate()
-    except LmixError as err:
+        trained = TrainConfig(**check_keys(config, source=CONFIG_YAML)).resolve().validate()
+        check_input_kind(trained)
+        check_in_memory(trained.dataset, trained.in_memory)
+        mixer_from_config(trained)
+    except (LmixError, ValueError, TypeError) as err:  # whatever the trainer's own checks raise
         raise RecordError(path, str(err)) from None
+    return trained
 
 
 def _after_path(message: str, path: Path) -> str:
@@ -431,11 +462,13 @@ def read_finished(run_dir: str | os.PathLike) -> FinishedRun:
     """Every record of a finished run, checked; RecordError naming the first file that is missing or unusable.
 
     ``summary.json``, ``config.yaml`` and ``metrics.jsonl`` are required (:data:`FINISHED_RUN_FILES`),
-    ``fgsm.json`` is read where it is there; summary and config must name the same run.
+    ``fgsm.json`` is read where it is there; summary and config must name the same run, and the
+    config, as the trainer reads it, must agree with every setting the summary records
+    (``config.yaml: max_soft is 0.3 but summary.json records 0.0``; see :func:`_contradiction`).
     """
     folder = Path(run_dir)
     summary = _required(folder / SUMMARY_JSON, load_summary(folder))
-    config = _required(folder / CONFIG_YAML, load_config(folder))
+    config, trained = _required(folder / CONFIG_YAML, _read_config(folder / CONFIG_YAML))
     for key in _IDENTITY:
         mine, theirs = summary.get(key), config.get(key)
         if mine is not None and theirs is not None and mine != theirs:
@@ -446,6 +479,9 @@ def read_finished(run_dir: str | os.PathLike) -> FinishedRun:
     epochs = summary.get("epochs")
     if epochs is not None and config.get("epochs") is not None and config["epochs"] != epochs:
         raise RecordError(folder / SUMMARY_JSON, f"epochs is {epochs!r} but config.yaml says {config['epochs']!r}")
+    problem = _contradiction(summary, config, trained)
+    if problem is not None:
+        raise RecordError(folder / CONFIG_YAML, problem)
     metrics = _required(folder / METRICS_JSONL, load_metrics(folder, epochs=epochs))
     return FinishedRun(summary, config, metrics, load_fgsm(folder))
 
@@ -454,6 +490,146 @@ def _required(path: Path, record: Any) -> Any:
     if record is None:
         raise RecordError(path, f"is missing (a finished run records {', '.join(FINISHED_RUN_FILES)})")
     return record
+
+
+def _contradiction(summary: dict[str, Any], config: dict[str, Any], trained: Any) -> str | None:
+    """Where ``config.yaml``, read as the trainer reads it (``trained``), contradicts a setting that
+    ``summary.json`` records; None where it agrees with all of them (or the summary records none).
+
+    The summary records the seed; ``device`` and ``amp`` as they resolved (``auto`` agrees with any
+    device, and gives the precision the trainer picks on it); ``mixer``, the mixer's every setting
+    (``Mixer.describe()``), which the mixer built from the config must match; and ``num_params``,
+    which the model built from the config (on the meta device: no memory) must have. A setting one
+    of them lacks (a record of an older lmix) is not compared. Numbers compare by value (``1`` and
+    ``1.0``, ``-0.0`` and ``0.0`` agree).
+
+    Returns:
+        ``"max_soft is 0.3 but summary.json records 0.0"``, or None.
+    """
+    seed = summary.get("seed")
+    if seed is not None and not _same(seed, trained.seed):
+        return f"seed is {_shown(trained.seed)} but {SUMMARY_JSON} records {_shown(seed)}"
+    device = summary.get("device")
+    if (
+        device is not None
+        and trained.device not in ("auto", device)
+        and not (trained.device == "cuda" and device.startswith("cuda:"))
+    ):
+        return f"device is {_shown(trained.device)} but {SUMMARY_JSON} records {_shown(device)}"
+    problem = _amp_contradiction(summary, trained)
+    if problem is None and summary.get("mixer") is not None:
+        from lmix.experiments.train.mixer_config import mixer_from_config
+
+        problem = _mixer_contradiction(summary["mixer"], mixer_from_config(trained).describe(), config)
+    if problem is None and summary.get("num_params") is not None:
+        problem = _model_contradiction(summary["num_params"], trained)
+    return problem
+
+
+def _amp_contradiction(summary: dict[str, Any], trained: Any) -> str | None:
+    """Where the precision the trainer picks from the config on the summary's device is not the one it records."""
+    amp, device = summary.get("amp"), summary.get("device")
+    if amp is None or device is None:
+        return None
+    import torch
+
+    from lmix.experiments.train.trainer import _amp_dtype
+
+    try:
+        dtype = _amp_dtype(trained, torch.device(device))
+    except RuntimeError:  # not a device name: nothing to compare
+        return None
+    picked = "none" if dtype is None else str(dtype).replace("torch.", "")  # as the trainer records it
+    if picked == amp:
+        return None
+    on = f"on {device}: " if trained.amp == "auto" else ""
+    return f"amp is {_shown(trained.amp)} ({on}{picked}) but {SUMMARY_JSON} records {_shown(amp)}"
+
+
+# What a config's setting is called in Mixer.describe(), the other way round: describe() key -> config key.
+_DESCRIBED_SETTING = {"name": "method", "seed": "seed"}
+
+
+def _mixer_contradiction(
+    recorded: dict[str, Any], built: dict[str, Any], config: dict[str, Any], part: str | None = None
+) -> str | None:
+    """Where the mixer built from the config differs from the one ``summary.json`` records (``part``:
+    the component of a combination such as lmix+mixup being compared)."""
+    from lmix.experiments.train.mixer_config import CHOICE_KEYWORDS, MIXER_KEYWORDS
+
+    setting_of = _DESCRIBED_SETTING | {v: k for k, v in {**MIXER_KEYWORDS, **CHOICE_KEYWORDS}.items()}
+    for key, theirs in recorded.items():
+        if key not in built:  # a setting of another lmix's mixer: nothing to compare it with
+            continue
+        mine = built[key]
+        if key == "mixers" and _parts(theirs) and _parts(mine) and len(theirs) == len(mine):
+            for theirs_part, mine_part in zip(theirs, mine):
+                problem = _mixer_contradiction(theirs_part, mine_part, config, str(mine_part.get("name")))
+                if problem is not None:
+                    return problem
+            continue
+        if _same(mine, theirs):
+            continue
+        where = f" for its {part} mixer" if part else ""
+        setting = setting_of.get(key)
+        if setting is None:  # not a setting of lmix train: the trainer always builds the mixer with this value
+            return f"builds a mixer whose {key} is {_shown(mine)} but {SUMMARY_JSON} records {_shown(theirs)}{where}"
+        stated = config.get(setting)
+        shown = _shown(stated) if stated is not None else f"null (the method's default, {_shown(mine)})"
+        return f"{setting} is {shown} but {SUMMARY_JSON} records {_shown(theirs)}{where}"
+    return None
+
+
+def _parts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def _model_contradiction(num_params: int, trained: Any) -> str | None:
+    """Where the model the config builds for its data set has another number of parameters than recorded."""
+    import torch
+
+    from lmix.data.info import dataset_info
+    from lmix.experiments.train.trainer import build_model
+
+    info = dataset_info(trained.dataset)
+    if info.num_classes is None:  # imagefolder: its classes are known once its files are read
+        return None
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initial values drawn
+            model = build_model(trained, info)
+    except (LmixError, ValueError, TypeError) as err:
+        return str(err)
+    count = sum(p.numel() for p in model.parameters())
+    if count == num_params:
+        return None
+    settings = f"width is {_shown(trained.width)}"
+    if trained.model_layout is not None:
+        settings += f", model_layout is {_shown(trained.model_layout)}"
+    return f"{settings} (a {trained.model} of {count} parameters) but {SUMMARY_JSON} records num_params {num_params}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal record values: numbers by value (``1`` and ``1.0``, ``-0.0`` and ``0.0``), a boolean only
+    to a boolean, lists and mappings item by item."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _shown(value: Any) -> str:
+    """A setting's value in a message: text quoted, the rest as JSON writes it (``0.3``, ``true``, ``null``)."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def divergence(metrics: Sequence[dict[str, Any]], dataset: str) -> str | None:

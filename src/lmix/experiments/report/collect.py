@@ -16,7 +16,11 @@ holds any of :data:`lmix.experiments.records.RUN_FILES`), with one status:
   sweep's ``sweep.json`` lists whose folder does not exist.
 * ``unreadable``: a record is there but cannot be used, or a finished run lacks one it needs
   (which file, what is wrong: ``config.yaml: config key 'epochs' must be of type int, got 'abc'``,
-  ``metrics.jsonl: is missing ...``).
+  ``metrics.jsonl: is missing ...``). A ``config.yaml`` is unusable where ``lmix train`` would
+  refuse it (an unknown key, a combination it refuses before training) and, in a finished run,
+  where it contradicts a setting its ``summary.json`` records (``config.yaml: max_soft is 0.3 but
+  summary.json records 0.0``): the records of :mod:`lmix.experiments.records`, which ``lmix sweep``
+  reads too, so the sweep refuses to train over the same folders.
 
 A sweep's scratch folder (``.lmix-sweep-*``, left by a killed sweep) is not searched.
 

@@ -98,7 +98,10 @@ USER_ERRORS = [
     (["--dataset", "nope"], "lmix compare: run {seed=0, method=none}: unknown dataset 'nope'; choose one of: "),
     (["--model", "nope"], "unknown model 'nope'; known models: "),
     (["--model", "cnn1d"], "model 'cnn1d' takes sequences (B, C, L) but data set 'digits' holds images"),
-    (["--dataset", "osuleaf"], "model 'simple_cnn' takes images (B, C, H, W) but data set 'osuleaf' holds sequences"),
+    (
+        ["--dataset", "osuleaf", "--model", "simple_cnn"],  # without --model, compare picks cnn1d for sequences
+        "model 'simple_cnn' takes images (B, C, H, W) but data set 'osuleaf' holds sequences",
+    ),
     (["--methods", "none,bogus"], "run {seed=0, method=bogus}: unknown mixer 'bogus'"),
     (["--methods", ","], "--methods is empty"),
     (["--methods", "lmix,lmix"], "--methods lists a method twice"),

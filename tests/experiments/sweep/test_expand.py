@@ -36,7 +36,7 @@ def test_names_are_stable_across_invocations(tmp_path, write_spec):
 
 def test_include_and_runs_add_runs(tmp_path):
     spec = dict(GRID)
-    spec["include"] = [{"method": ["cutout"], "seed": [0, 1]}]
+    spec["include"] = [{"method": ["cutout"], "seed": [0, 1], "box_size": [4]}]  # a box that fits digits' 8x8
     spec["runs"] = [{"method": "lmix+mixup", "seed": 7, "mix_schedule": "alternate"}]
     runs = expand(parse_spec(spec), tmp_path)
     assert len(runs) == 12 + 2 + 1
@@ -48,8 +48,8 @@ def test_include_and_runs_add_runs(tmp_path):
     cutout = [r for r in runs if r.config.method == "cutout"]
     # cutout takes no alpha: the setting is dropped and left out of the name
     assert [r.name for r in cutout] == [
-        "dataset=digits/model=simple_cnn/method=cutout/seed=0",
-        "dataset=digits/model=simple_cnn/method=cutout/seed=1",
+        "dataset=digits/model=simple_cnn/method=cutout/box_size=4/seed=0",
+        "dataset=digits/model=simple_cnn/method=cutout/box_size=4/seed=1",
     ]
     assert all(r.config.alpha is None for r in cutout)
 

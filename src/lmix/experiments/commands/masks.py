@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"lmix masks: --n must be >= 2 (masks per configuration), got {args.n}")
     if not math.isfinite(args.decay) or args.decay < 0:
         raise UsageError(f"lmix masks: --decay must be >= 0, got {args.decay}")
-    if args.seed < 0:
-        raise UsageError(f"lmix masks: --seed must be >= 0, got {args.seed}")
+    from lmix.experiments.train.config import SEED_BOUNDS, SEED_LIMIT
+
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UsageError(f"lmix masks: --seed must be an integer in {SEED_BOUNDS}, got {args.seed}")
     out = Path(args.out) if args.out else Path("runs") / f"masks-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     study = run_mask_study(size=tuple(args.size), ks=ks, lams=lams, n=args.n, decay=args.decay, seed=args.seed)
     paths = write_study(study, out)

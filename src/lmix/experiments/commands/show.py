@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"lmix show: --size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {args.size}")
     if args.dataset is not None and args.size is not None:
         raise UsageError("lmix show: --size sets the side of images; a sequence keeps its length (leave --size out)")
-    if args.seed < 0:
-        raise UsageError(f"lmix show: --seed must be >= 0, got {args.seed}")
+    from lmix.experiments.train.config import SEED_BOUNDS, SEED_LIMIT
+
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UsageError(f"lmix show: --seed must be an integer in {SEED_BOUNDS}, got {args.seed}")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"lmix show: --out must end in .png, got {args.out!r}")

@@ -85,15 +85,18 @@ def _config_file(name_or_path: str) -> str:
 def _saved_config(out: Path) -> dict:
     """The settings of the run in ``out`` for ``--resume``: its config.yaml, else its checkpoint's."""
     from lmix.experiments.cli import UsageError
-    from lmix.experiments.train import load_yaml
+    from lmix.experiments.records import RecordError, load_config
     from lmix.experiments.train.trainer import CHECKPOINT, load_checkpoint
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"lmix train: --resume: {str(out)!r} is a file, not a run folder")
     if not out.exists():
         raise UsageError(f"lmix train: --resume: no run to resume in {str(out)!r} (no such folder)")
-    if (out / "config.yaml").is_file():
-        return load_yaml(out / "config.yaml")
+    if (out / "config.yaml").exists():
+        try:
+            return load_config(out)  # read as lmix report and lmix sweep read it: damage names the file
+        except RecordError as err:
+            raise UsageError(f"lmix train: --resume: {err.path}: {err.problem}") from None
     if (out / CHECKPOINT).is_file():
         return load_checkpoint(out / CHECKPOINT)["config"]
     raise UsageError(f"lmix train: --resume: no run to resume in {str(out)!r} (no config.yaml, no {CHECKPOINT})")

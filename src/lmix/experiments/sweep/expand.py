@@ -75,7 +75,7 @@ def expand(spec: SweepSpec, out_dir: str | os.PathLike, *, overrides: dict[str, 
         LmixValueError: an invalid setting in any run (nothing has run yet), a clash of names, or an
             analysis plan naming a group the runs do not have.
     """
-    overrides = check_keys(dict(overrides or {}), source="--set")
+    overrides = check_keys(dict(overrides or {}), source="--set", named=True)
     forbid_owned(overrides, "--set")
     clash = sorted(set(overrides) & set(spec.varied))
     if clash:

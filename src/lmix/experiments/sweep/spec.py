@@ -121,7 +121,7 @@ def _parse_layers(data: dict[str, Any], source: str, base_dir: Path) -> tuple[di
     if not isinstance(base, dict):
         raise LmixValueError(f"sweep spec {source}: base must be a mapping of settings, got {type(base).__name__}")
     forbid_owned(base, f"{source}: base")
-    layers.append(check_keys(base, source=f"sweep spec {source}: base"))
+    layers.append(check_keys(base, source=f"sweep spec {source}: base", named=True))
     return tuple(layers)
 
 
@@ -157,7 +157,7 @@ def _parse_grid(block: Any, where: str) -> Grid:
             values = [values]
         if not values:
             raise LmixValueError(f"{where}: {key} has an empty list of values")
-        alternatives = tuple(check_keys({key: v}, source=where)[key] for v in values)
+        alternatives = tuple(check_keys({key: v}, source=where, named=True)[key] for v in values)
         out.append((key, alternatives))
     return tuple(out)
 
@@ -173,7 +173,7 @@ def _parse_runs(data: dict[str, Any], source: str) -> tuple[dict[str, Any], ...]
                 f"sweep spec {source}: runs[{i}] must be a non-empty mapping of settings, got {entry!r}"
             )
         forbid_owned(entry, f"{source}: runs[{i}]")
-        runs.append(check_keys(entry, source=f"sweep spec {source}: runs[{i}]"))
+        runs.append(check_keys(entry, source=f"sweep spec {source}: runs[{i}]", named=True))
     return tuple(runs)
 
 

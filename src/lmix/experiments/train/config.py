@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -43,7 +44,14 @@ __all__ = [
     "RUN_IDENTITY_EXCLUDE",
     "run_identity",
     "identity_difference",
+    "SEED_LIMIT",
+    "SEED_BOUNDS",
 ]
+
+# Seeds are below 2**63: torch seeds a generator with a 64-bit integer, and a combination such as
+# lmix+mixup seeds its components with seed + 1, seed + 2 (``lmix.mixing.create_mixer``).
+SEED_LIMIT = 2**63
+SEED_BOUNDS = "[0, 2**63)"
 
 
 def _field(default: Any, help: str, *, bounds: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
@@ -93,7 +101,9 @@ class TrainConfig:
     )
     augment: bool = _field(True, "random crop + flip, as the data set's standard augmentation")
     crop_padding: int | None = _field(
-        None, "zero padding of the random crop (default: the data set's; 0: no crop)", bounds=">= 0"
+        None,
+        "zero padding of the random crop, less than the image side (default: the data set's; 0: no crop)",
+        bounds=">= 0",
     )
     flip: bool | None = _field(None, "random horizontal flip (default: the data set's)")
     num_workers: int = _field(4, "DataLoader workers for data that is not kept in memory", bounds=">= 0")
@@ -164,7 +174,7 @@ class TrainConfig:
     warmup_epochs: int = _field(0, "linear lr warm-up epochs (fewer than epochs)", bounds=">= 0")
     label_smoothing: float = _field(0.0, "label smoothing of the (mixed) targets", bounds="[0, 1)")
     # system
-    seed: int = _field(0, "random seed", bounds=">= 0")
+    seed: int = _field(0, "random seed", bounds=SEED_BOUNDS)
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
     amp: str = _field(
         "auto",
@@ -214,13 +224,15 @@ class TrainConfig:
         return sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
 
     def resolve(self) -> TrainConfig:
-        """Fold ``method_params[method]`` into the shared fields and fill ``crop_padding``/``flip``
-        from the data set (in place; returns self). Idempotent."""
+        """Fold ``method_params[method]`` into the shared fields, fill ``crop_padding``/``flip``
+        from the data set and turn a ``-0.0`` into ``0.0`` (in place; returns self). Idempotent."""
         entry = self.method_params.get(self.method) if self.method_params else None
         for key, value in (entry or {}).items():
             setattr(self, key, value)
         self.method_params = {}
         _resolve_augmentation(self)
+        for f in fields(self):
+            setattr(self, f.name, _unsigned_zeros(getattr(self, f.name)))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +249,7 @@ RUN_IDENTITY_EXCLUDE = frozenset(
 )
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
@@ -250,20 +263,47 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
         raise LmixValueError(f"{f.name} must be {allowed}, got {value!r}")
     if bounds is None:
         return
-    kind, ok = ("an integer", is_integer(value)) if tp is int else ("a number", is_real(value))
-    if not (ok and _in_bounds(float(value), bounds)):
-        shown = bounds if bounds.startswith(">=") else f"in {bounds}"
-        raise LmixValueError(f"{f.name} must be {kind} {shown}, got {value!r}")
+    ok = is_integer(value) if tp is int else is_real(value)
+    if not (ok and _in_bounds(value, bounds)):
+        raise LmixValueError(f"{f.name} must be {_allowed(tp, bounds)}, got {value!r}")
 
 
-def _in_bounds(value: float, bounds: str) -> bool:
-    """Whether ``value`` lies within ``bounds``: ``">= x"`` or an interval such as ``"(0, 1]"``."""
+def _allowed(tp: Any, bounds: str) -> str:
+    """What a field with these ``bounds`` allows, as messages say it: ``"a number in [0, 0.5]"``."""
+    kind = "an integer" if tp is int else "a number"
+    return f"{kind} {bounds}" if bounds.startswith(">=") else f"{kind} in {bounds}"
+
+
+def _in_bounds(value: Any, bounds: str) -> bool:
+    """Whether ``value`` lies within ``bounds``: ``">= x"`` or an interval such as ``"(0, 1]"`` (an
+    end may be a power, ``2**63``). Integers are compared exactly, not as floats."""
     if bounds.startswith(">="):
-        return value >= float(bounds[2:])
-    low, high = (float(end) for end in bounds[1:-1].split(","))
+        return value >= _bound(bounds[2:])
+    low, high = (_bound(end) for end in bounds[1:-1].split(","))
     above = value > low if bounds[0] == "(" else value >= low
     below = value < high if bounds[-1] == ")" else value <= high
-    return above and below
+    return bool(above and below)
+
+
+def _bound(text: str) -> int | float:
+    """An end of a field's bounds: ``"0"``, ``"0.5"`` or ``"2**63"``."""
+    base, _, power = text.strip().partition("**")
+    if power:
+        return int(base) ** int(power)
+    try:
+        return int(base)
+    except ValueError:
+        return float(base)
+
+
+def _unsigned_zeros(value: Any) -> Any:
+    """``value`` with ``-0.0`` as ``0.0`` (also inside a list): the same setting, one spelling, so that
+    ``max_soft: -0.0`` names and identifies the same run as ``max_soft: 0``."""
+    if isinstance(value, float) and value == 0.0:
+        return 0.0
+    if isinstance(value, list):
+        return [_unsigned_zeros(v) for v in value]
+    return value
 
 
 def _check_milestones(milestones: list[Any], epochs: int) -> None:
@@ -389,10 +429,23 @@ def _coerce_scalar(name: str, tp: Any, value: Any) -> Any:
     if tp is int and is_integer(value):
         return int(value)
     if tp is float and is_real(value):
-        return float(value)
+        return _unsigned_zeros(float(value))
     if tp is str and isinstance(value, str):
         return value
+    if tp in (int, float) and _non_finite_text(value):
+        # YAML reads nan and inf as text (its own spellings are .nan and .inf): say what is allowed.
+        bounds = _FIELDS[name].metadata["bounds"]
+        allowed = _allowed(tp, bounds).replace("a number", "a finite number") if bounds else "a finite number"
+        raise LmixValueError(f"config key {name!r} must be {allowed}, got {value!r}")
     raise LmixValueError(f"config key {name!r} must be of type {tp.__name__}, got {value!r}")
+
+
+def _non_finite_text(value: Any) -> bool:
+    """Whether ``value`` is text that spells a number that is not finite (``"nan"``, ``"-inf"``)."""
+    try:
+        return isinstance(value, str) and not math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -403,15 +456,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise LmixValueError(f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
-    return check_keys(data, source=str(path))
+    return check_keys(data, source=str(path), named=True)
 
 
-def check_keys(data: dict[str, Any], *, source: str) -> dict[str, Any]:
+def check_keys(data: dict[str, Any], *, source: str, named: bool = False) -> dict[str, Any]:
+    """``data`` with every value checked against its field's type (ints become floats where the field
+    is a float, ``-0.0`` becomes ``0.0``); LmixValueError for an unknown key or a value of the wrong type.
+
+    Args:
+        source: where ``data`` comes from, for messages (``"sweep spec s.yaml: grid"``, a file's path).
+        named: start a wrong value's message with ``source`` too, not only an unknown key's (a caller
+            that names the source itself, such as the run records' reader, leaves it False).
+    """
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise LmixValueError(f"{source}: unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
-    return {k: _coerce(k, v) for k, v in data.items()}
+    try:
+        return {k: _coerce(k, v) for k, v in data.items()}
+    except LmixValueError as err:
+        if not named:
+            raise
+        raise LmixValueError(f"{source}: {err}") from None
 
 
 def config_from_sources(*layers: dict[str, Any]) -> TrainConfig:

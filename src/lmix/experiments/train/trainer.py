@@ -16,10 +16,14 @@ files as they were; an image file a DataLoader worker cannot read stops the run 
 ``RunError`` naming it, the last checkpoint kept.
 
 What a call does with the run folder it is pointed at (a folder holding another run, by its
-checkpoint's or its ``config.yaml``'s settings, is always refused):
+checkpoint's or its ``config.yaml``'s settings, or a ``config.yaml`` that cannot be used, is always
+refused; the records are read with :mod:`lmix.experiments.records`, as ``lmix report`` and
+``lmix sweep`` read them):
 
-* ``checkpoint.pt`` of the last epoch and a readable ``summary.json``: nothing to do (the summary
-  is returned); without the summary, it is written again from the checkpoint.
+* ``checkpoint.pt`` of the last epoch and a ``summary.json``: nothing to do (the summary is
+  returned), once the finished run's records read as the report reads them; a damaged one is
+  refused, naming it, and a missing ``config.yaml`` or ``metrics.jsonl`` is written again from the
+  checkpoint. Without the summary, it is written again from the checkpoint.
 * ``checkpoint.pt`` of an earlier epoch: resumed, unless a ``summary.json`` says the run finished
   (the files disagree: refused).
 * no checkpoint, a ``summary.json``: a finished run whose checkpoint is gone; refused, nothing
@@ -38,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -61,10 +64,9 @@ from lmix.experiments.io import (
     atomic_write_jsonl,
     atomic_write_text,
     not_a_folder,
-    read_yaml,
 )
 from lmix.experiments.metrics import evaluate
-from lmix.experiments.train.config import TrainConfig, identity_difference, run_identity
+from lmix.experiments.train.config import TrainConfig, identity_difference
 from lmix.experiments.train.distributed import (
     DistEnv,
     all_gather_objects,
@@ -149,18 +151,84 @@ def _check_model_input(model: str, spatial_dims: int, dataset: str) -> None:
 
 
 def check_input_kind(config: TrainConfig) -> None:
-    """The model and ``channels_last`` fit the data set's kind (images or sequences), checked before any data is read.
+    """The model, the method and ``channels_last`` fit the data set's kind (images or sequences), and
+    the crop padding and the box size its sample size where its info gives that size; checked before
+    any data is read, without reading any file (an ImageFolder's size is checked by :func:`train`).
 
     Raises:
-        LmixValueError: an image model on sequences, a sequence model on images, or
-            ``channels_last`` on sequences (one line naming the models that fit).
+        LmixValueError: an image model on sequences, a sequence model on images, a method that does
+            not take the data's kind (PatchUp mixes 2-D feature maps: images only), ``channels_last``
+            on sequences, or a crop padding or box too large for the samples (one line naming what fits).
     """
     from lmix.data import dataset_info
 
-    spatial_dims = dataset_info(config.dataset).spatial_dims
+    info = dataset_info(config.dataset)
+    spatial_dims = info.spatial_dims
     _check_model_input(config.model, spatial_dims, config.dataset)
+    _check_method_input(config.method, spatial_dims, config.dataset)
     if spatial_dims != 2 and config.channels_last:
         raise LmixValueError(f"channels_last applies to images (B, C, H, W); {config.dataset} holds sequences")
+    if info.image_size is not None:
+        _check_sizes(config, tuple(int(s) for s in info.image_size))
+
+
+_KINDS = {1: "sequences (B, C, L)", 2: "images (B, C, H, W)", 3: "volumes (B, C, D, H, W)"}
+
+
+def _check_method_input(method: str, spatial_dims: int, dataset: str) -> None:
+    """Refuse a method (or a part of a combination such as patchup+mixup) that does not take the data's kind."""
+    from lmix.mixing.registry import list_mixers, mixer_class
+
+    parts = [part.strip() for part in method.split("+")]
+    if not all(part in list_mixers() for part in parts):
+        return  # an unknown name gets create_mixer's own message
+    for part in parts:
+        ranks = mixer_class(part).spatial_ranks
+        if spatial_dims not in ranks:
+            fitting = [m for m in list_mixers() if spatial_dims in mixer_class(m).spatial_ranks]
+            takes = " and ".join(_KINDS[d] for d in ranks)
+            whose = f"method {method!r}: {part!r}" if part != method else f"method {method!r}"
+            raise LmixValueError(
+                f"{whose} takes {takes} but data set {dataset!r} holds {_KINDS[spatial_dims]}; "
+                f"use one of: {', '.join(fitting)}"
+            )
+
+
+def _check_sizes(config: TrainConfig, size: tuple[int, ...]) -> None:
+    """Refuse a crop padding or a CutMix/Cutout box too large for samples of ``size`` (``(H, W)`` or ``(L,)``).
+
+    The padding must be less than the side, so that every random crop holds part of the sample; the
+    box at most the side. An unset box is the method's default (Cutout's 16), checked as the mixer
+    will be built. A run without augmentation does not crop: its padding is not checked.
+    """
+    side = min(size)
+    shape = "x".join(str(s) for s in size)
+    samples = f"sequences of length {shape}" if len(size) == 1 else f"{shape} images"
+    if config.augment and config.crop_padding is not None and config.crop_padding >= side:
+        raise LmixValueError(
+            f"crop_padding {config.crop_padding} is too large for the {samples} of {config.dataset}: give "
+            f"--crop-padding a padding in [0, {side - 1}] (less than the side: every crop holds part of the sample)"
+        )
+    for part, box in _box_sides(config):
+        if box > side:
+            whose = "" if config.box_size is not None else f" ({part}'s default)"
+            raise LmixValueError(
+                f"box_size {box}{whose} is larger than the {samples} of {config.dataset}: "
+                f"give --box-size a side in [1, {side}]"
+            )
+
+
+def _box_sides(config: TrainConfig) -> list[tuple[str, int]]:
+    """``(method, largest box side)`` of each part of the run's mixer that has a fixed box (Cutout,
+    CutMix with ``box_size``), as the mixer is built: an unset ``box_size`` is the method's default."""
+    hparams = mixer_from_config(config).hparams()
+    parts = hparams["mixers"] if "mixers" in hparams else [{**hparams, "name": config.method}]
+    sides = []
+    for part in parts:
+        size = part.get("size")
+        if size is not None:
+            sides.append((part["name"], max(size) if isinstance(size, list) else int(size)))
+    return sides
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
@@ -228,26 +296,38 @@ def _bad_checkpoint_entry(ckpt: dict[str, Any]) -> str | None:
 
 
 def check_out_dir(out: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint to resume from, or None for a fresh run; RunError if ``out`` holds another run."""
+    """The checkpoint to resume from, or None for a fresh run.
+
+    ``config.yaml`` is read with the run records' reader (:func:`lmix.experiments.records.load_config`,
+    as ``lmix report`` and ``lmix sweep`` read it), also beside a checkpoint.
+
+    Raises:
+        RunError: ``out`` holds another run (by its checkpoint or its ``config.yaml``; the line names
+            the first settings that differ), a damaged checkpoint, or a ``config.yaml`` that cannot be used.
+    """
+    from lmix.experiments.records import RecordError, load_config
+
+    ckpt = None
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         shown = identity_difference(ckpt["config"], config.to_dict(), limit=4)
         if shown:
             raise RunError(f"out dir {str(out)!r} holds a different run's checkpoint ({shown}); choose another --out")
-        return ckpt
-    cfg_path = out / "config.yaml"
-    if cfg_path.exists():
-        try:
-            data = read_yaml(cfg_path, what="config.yaml")
-            theirs = run_identity(data if isinstance(data, dict) else {"<not a mapping>": True})
-        except LmixValueError:
-            theirs = {"<unreadable config.yaml>": True}
-        if theirs != run_identity(config.to_dict()):
+    try:
+        theirs = load_config(out)
+    except RecordError as err:
+        raise RunError(
+            f"out dir {str(out)!r} has an unreadable record: {err.file}: {err.problem}; lmix train does not train "
+            "over a run's records: repair that file or move it away, or choose another --out"
+        ) from None
+    if theirs is not None:
+        shown = identity_difference(theirs, config.to_dict(), limit=4)
+        if shown:
             raise RunError(
-                f"out dir {str(out)!r} holds a different run (its config.yaml differs); choose another --out"
+                f"out dir {str(out)!r} holds a different run (its config.yaml differs: {shown}); choose another --out"
             )
-    return None
+    return ckpt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,12 +407,13 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print, restart
             f"batch_size {config.batch_size} must be divisible by the number of processes ({env.world_size})"
         )
     check_input_kind(config)
+    _check_folder_sizes(config)
     ignored = ignored_mixer_settings(config)
     # Checks the method and its settings before touching the disk; config.yaml then shows every
     # value the mixer is built with (settings the method does not take become None).
-    box_given = config.box_size is not None
     resolve_mixer_settings(config)
-    _check_box_size(config, given=box_given)
+    if env.is_main:
+        _tensorboard_writer(config)  # a missing tensorboard package is said before any file is written
     if ignored and env.is_main:
         log(f"note: {', '.join(ignored)} not used by method {config.method!r}")
     setup_distributed(env, device)
@@ -433,13 +514,29 @@ def _lock_out_dir(out: Path, env: DistEnv) -> tuple[RunLock | None, bool]:
     return lock, created
 
 
-def _finished_summary(out: Path) -> dict[str, Any] | None:
-    """A complete run's summary.json, or None when it is missing or damaged (the run then writes it again)."""
+def _finished_summary(out: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a complete run whose ``summary.json`` is there, its records checked as ``lmix report``
+    and ``lmix sweep`` check them (:func:`lmix.experiments.records.read_finished`); a missing
+    ``config.yaml`` or ``metrics.jsonl`` is written again from the checkpoint once the others are checked.
+
+    Raises:
+        RunError: a record cannot be used (one line naming the file; nothing is written).
+    """
+    from lmix.experiments.records import RecordError, load_config, load_metrics, load_summary, read_finished
+
     try:
-        summary = json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) and is_finite_real(summary.get("final_acc")) else None
+        if not ((out / "config.yaml").exists() and (out / "metrics.jsonl").exists()):
+            for read in (load_summary, load_config, load_metrics):  # the files there, before one is written
+                read(out)
+            _restore_records(out, ckpt)
+        return read_finished(out).summary
+    except RecordError as err:
+        raise RunError(
+            f"out dir {str(out)!r} has an unreadable record: {err.file}: {err.problem}; lmix train does not train "
+            f"over a finished run's records: repair that file or move it away (a missing {SUMMARY_JSON}, "
+            "config.yaml or metrics.jsonl is written again from the checkpoint), pass --restart to train it again "
+            "from epoch 0, or choose another --out"
+        ) from None
 
 
 def _start(out: Path, config: TrainConfig, env: DistEnv, log, *, restart: bool) -> tuple[Any, Any]:
@@ -491,11 +588,9 @@ def _decide_start(out: Path, config: TrainConfig, *, restart: bool) -> tuple[str
     if ckpt is not None:
         done = int(ckpt["epoch"])
         if done >= config.epochs:
-            summary = _finished_summary(out)
-            if summary is None:
+            if not finished:
                 return "resume", None, ckpt  # summary.json is written again from the checkpoint
-            _restore_records(out, ckpt)
-            return "complete", summary, None
+            return "complete", _finished_summary(out, ckpt), None
         if finished:
             raise RunError(
                 f"out dir {str(out)!r} holds a {SUMMARY_JSON} but its {CHECKPOINT} is from epoch {done} of "
@@ -613,6 +708,8 @@ def _record_divergence(err: TrainingDiverged, config: TrainConfig, env: DistEnv,
 def _set_up(config: TrainConfig, env: DistEnv, device: torch.device, out: Path, log) -> _Run:
     """Data, model, mixer, optimiser, schedule and precision of a fresh run."""
     train_loader, test_loader, info = _loaders(config, env, device)
+    if getattr(info, "image_size", None) is not None:
+        _check_sizes(config, tuple(int(s) for s in info.image_size))  # an ImageFolder's, known now
     clean_train_loader = _clean_train_loader(train_loader, config, info, env, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
@@ -684,30 +781,18 @@ def _loaders(config: TrainConfig, env: DistEnv, device: torch.device) -> tuple[A
     return train_loader, test_loader, info
 
 
-def _check_box_size(config: TrainConfig, *, given: bool) -> None:
-    """Refuse a CutMix/Cutout box larger than the data set's images, before any file is written.
-
-    The image size is known from the data set's info (the built-in sets), else from the header of
-    an ImageFolder's first training image, read here before the data set is.
-    """
-    if config.box_size is None:
-        return
+def _check_folder_sizes(config: TrainConfig) -> None:
+    """:func:`_check_sizes` for a data set whose info does not give its size (an ImageFolder) and a
+    run with a box: the size is read from the header of its first training image, before the data
+    set is read. The built-in sets are checked by :func:`check_input_kind`; an ImageFolder's crop
+    padding alone once its data is read (:func:`_set_up`), before any file is written."""
     from lmix.data.info import dataset_info
     from lmix.data.sources import default_image_size, resolve_root
 
-    size = dataset_info(config.dataset).image_size
-    if size is None:
-        path = resolve_root(config.dataset, config.data_root, download=config.download)
-        size = default_image_size(config.dataset, path)
-    side = min(int(s) for s in size)
-    if config.box_size > side:
-        shape = "x".join(str(int(s)) for s in size)
-        samples = f"sequences of length {shape}" if len(size) == 1 else f"{shape} images"
-        whose = "" if given else f" ({config.method}'s default)"
-        raise LmixValueError(
-            f"box_size {config.box_size}{whose} is larger than the {samples} of {config.dataset}: "
-            f"give --box-size a side in [1, {side}]"
-        )
+    if dataset_info(config.dataset).image_size is not None or not _box_sides(config):
+        return
+    path = resolve_root(config.dataset, config.data_root, download=config.download)
+    _check_sizes(config, tuple(int(s) for s in default_image_size(config.dataset, path)))
 
 
 def _raw_model(config: TrainConfig, info: Any, device: torch.device) -> tuple[nn.Module, torch.memory_format]:
@@ -1106,7 +1191,12 @@ def _progress_bar(config: TrainConfig, env: DistEnv, steps_per_epoch: int, done_
     )
 
 
-def _tensorboard(out: Path, config: TrainConfig):
+def _tensorboard_writer(config: TrainConfig) -> Any:
+    """TensorBoard's ``SummaryWriter`` class where ``config.tensorboard`` is set, else None.
+
+    Raises:
+        RunError: the tensorboard package is not installed (one line saying how to install it).
+    """
     if not config.tensorboard:
         return None
     try:
@@ -1115,4 +1205,9 @@ def _tensorboard(out: Path, config: TrainConfig):
         from lmix._extras import install_hint
 
         raise RunError(f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}") from None
-    return SummaryWriter(log_dir=str(out / "tb"))
+    return SummaryWriter
+
+
+def _tensorboard(out: Path, config: TrainConfig):
+    writer = _tensorboard_writer(config)
+    return None if writer is None else writer(log_dir=str(out / "tb"))

@@ -188,6 +188,8 @@ def osuleaf_run(tmp_path_factory) -> Path:
         ("single", {"max_soft": 0.3, "foo": 1}, "config.yaml: unknown config key 'foo'"),
         ("single", {"mix_schedule": "alternate"}, "config.yaml: --mix-p and --mix-schedule apply only to combined"),
         ("single", {"model": "cnn1d"}, "config.yaml: model 'cnn1d' takes sequences (B, C, L) but data set 'digits'"),
+        ("single", {"crop_padding": 100}, "config.yaml: crop_padding 100 is too large for the 8x8 images of digits"),
+        ("osu", {"crop_padding": 100000000}, "config.yaml: crop_padding 100000000 is too large for the sequences"),
         ("osu", {"channels_last": True}, "config.yaml: channels_last applies to images (B, C, H, W); osuleaf holds"),
         ("osu", {"in_memory": False}, "config.yaml: osuleaf is a time-series data set, always kept in memory"),
     ],

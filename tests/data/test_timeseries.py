@@ -295,5 +295,6 @@ def test_a_sweep_refuses_a_model_of_the_other_kind_before_anything_runs(capsys, 
     )
     assert not out.exists()
     # lmix compare expands its runs the same way: nothing is trained
-    one_line_error(capsys, ["compare", "--dataset", "osuleaf", "--epochs", "1", "--seeds", "1", "--out", str(out)])
+    argv = ["compare", "--dataset", "osuleaf", "--model", "simple_cnn", "--epochs", "1", "--seeds", "1", "--out"]
+    one_line_error(capsys, [*argv, str(out)], "model 'simple_cnn' takes images")
     assert not any(out.rglob("summary.json"))

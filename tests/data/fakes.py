@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +202,28 @@ def write_imagefolder(
             for i in range(n):
                 _image(folder / f"{i}.png", rng, size)
     return Path(root)
+
+
+# Image sides (width, height) around Pillow's size checks once ``PIL.Image.MAX_IMAGE_PIXELS`` is set to
+# PIXEL_LIMIT: over it, read with a DecompressionBombWarning; over twice it, refused (DecompressionBombError).
+PIXEL_LIMIT = 100
+WARNED_SIDES = [(11, 10), (1, 101), (200, 1)]
+REFUSED_SIDES = [(15, 14), (1, 201), (201, 1)]
+# over Pillow's real limit (2 * 89478485 pixels): written by write_png_claiming
+HUGE_SIDES = [(14000, 14000), (200_000_000, 1), (1, 200_000_000)]
+
+
+def write_png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header says ``width`` x ``height`` pixels but whose data is that of a 1x1 image.
+
+    Pillow refuses it on opening when the size is over its limit, as it refuses a real image that
+    large, without the test writing (or decoding) hundreds of megabytes.
+    """
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    # the signature (8 bytes), then IHDR: length (4), type (4), width and height (4 each), 5 more bytes, CRC (4)
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    Path(path).write_bytes(bytes(data))
+    return Path(path)

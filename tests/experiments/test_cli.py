@@ -164,6 +164,8 @@ PATH_CASES = [
     ["attack", "--run", "{run}", "--limit", "8", "--out", "{dir}"],
     ["attack", "--run", "{run}", "--limit", "8", "--out", "{noperm}/fgsm.png"],
     ["show", "--out", "{dir}"],
+    ["show", "--size", "16", "--out", "{pngdir}"],
+    ["show", "--size", "16", "--out", "{file}/mix.png"],
     ["show", "--out", "{noperm}/mix.png"],
     ["show", "--images", "{file}"],
     ["show", "--images", "{missing}"],
@@ -217,9 +219,10 @@ def _paths(tmp_path: Path, run: Path) -> dict[str, Path]:
     """The paths ``PATH_CASES`` name, made under ``tmp_path`` (``noperm``, ``noread``: still with permissions)."""
     paths = {"file": tmp_path / "a-file", "dir": tmp_path / "a-folder", "missing": tmp_path / "missing.yaml"}
     paths |= {"noperm": tmp_path / "noperm", "noread": tmp_path / "noread.yaml", "run": run}
+    paths["pngdir"] = tmp_path / "folder.png"  # a folder named as a PNG file
     paths["file"].write_text("not a folder\n")
     paths["noread"].write_text("epochs: 1\n")
-    for folder in ("dir", "noperm"):
+    for folder in ("dir", "noperm", "pngdir"):
         paths[folder].mkdir()
     return paths
 
@@ -261,6 +264,10 @@ OUT_CASES = [
     (["attack", "--run", "{run}", "--limit", "8", "--out", "{file}/a.png"], "--out '{file}/a.png' is inside '{file}'"),
     (["compare", *COMPARE_QUICK, "--out", "{file}"], "lmix compare: --out '{file}' is a file, not a folder"),
     (["compare", *COMPARE_QUICK, "--out", "{file}/c"], "lmix compare: --out '{file}/c' is inside '{file}', which"),
+    (["show", "--size", "16", "--out", "{pngdir}"], "lmix show: --out '{pngdir}' is a folder, not a file; give --out"),
+    (["show", "--out", "{file}/a.png"], "lmix show: --out '{file}/a.png' is inside '{file}', which is a file, not a"),
+    (["show", "--out", "{file}/sub/a.png"], "lmix show: --out '{file}/sub/a.png' is inside '{file}', which is a file"),
+    (["show", "--images", "{dir}", "--out", "{file}/a.png"], "lmix show: --out '{file}/a.png' is inside '{file}'"),
 ]
 
 
@@ -276,6 +283,48 @@ def test_an_output_path_of_the_wrong_kind_is_said_so_before_anything_is_written(
     line = one_line_error(capsys, _argv(case, paths))
     assert needle.format(**{k: str(v) for k, v in paths.items()}) in line, line
     assert (snapshot(tmp_path), snapshot(finished_run)) == before  # no run attacked, no folder, no file
+
+
+# A file written on a path of the wrong kind past a command's own checks: a folder where the file goes
+# (EISDIR), a file where its folder goes (EEXIST from mkdir) or above that folder (ENOTDIR). The
+# user's path, not a fault of the disk: exit 2, and the line says which part is of the wrong kind.
+WRONG_KIND_WRITES = [
+    ("{dir}", "lmix: error: cannot write '{dir}': it is a folder, not a file; move that folder away"),
+    ("{file}/x.json", "lmix: error: cannot write '{file}/x.json': its folder '{file}' is a file, not a folder;"),
+    ("{file}/sub/x.json", "cannot write '{file}/sub/x.json': its folder '{file}/sub' is inside '{file}', which is a"),
+]
+
+
+@pytest.mark.parametrize("target, needle", WRONG_KIND_WRITES, ids=[t for t, _ in WRONG_KIND_WRITES])
+def test_a_write_on_a_path_of_the_wrong_kind_is_one_line_exit_2(capsys, tmp_path, monkeypatch, target, needle):
+    from lmix.experiments.io import atomic_write_text
+
+    paths = {k: str(v) for k, v in _paths(tmp_path, tmp_path).items()}
+    monkeypatch.setattr(
+        "lmix.experiments.commands.methods.run", lambda args: atomic_write_text(target.format(**paths), "{}")
+    )
+    line = one_line_error(capsys, ["methods"])
+    assert needle.format(**paths) in line, line
+    assert "previous file" not in line and "File exists" not in line, line
+
+
+@pytest.mark.parametrize(
+    "code, exit_code",
+    [
+        *((code, 2) for code in ("EACCES", "EPERM", "EISDIR", "ENOTDIR", "EEXIST")),  # the user's path
+        *((code, 1) for code in ("ENOSPC", "EDQUOT", "EROFS", "EIO", "EFBIG")),  # the machine's
+    ],
+)
+def test_a_write_error_s_exit_code_says_whose_mistake_it_is(capsys, tmp_path, monkeypatch, code, exit_code):
+    import errno
+
+    from lmix.experiments.io import WriteError
+
+    number = getattr(errno, code)
+    error = WriteError(tmp_path / "out.json", OSError(number, os.strerror(number)))
+    monkeypatch.setattr("lmix.experiments.commands.methods.run", _failing(error))
+    status, _, err = run_cli(capsys, ["methods"])
+    assert status == exit_code and len(err.strip().splitlines()) == 1 and "out.json" in err, err
 
 
 _RUN_CASES = """

@@ -21,6 +21,7 @@ evaluate without collectives inside the loop, e.g. with the unwrapped module).
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -419,20 +420,30 @@ class StreamingLoader:
         """
         non_blocking = self.device.type == "cuda"
         done = 0
+        batches = iter(self._loader)
         try:
-            for images, labels in self._loader:
+            for images, labels in batches:
                 done += 1
                 yield (
                     images.to(self.device, non_blocking=non_blocking),
                     labels.to(self.device, non_blocking=non_blocking),
                 )
-        except Exception:
+            return
+        except Exception as err:
             if self.num_workers == 0:
                 raise  # raised here: a DataFileError already names its file
-            unreadable = self._unreadable_file(done)
-            if unreadable is None:
-                raise
-            raise unreadable from None
+            failed = err
+        # The file is read again past the except clause, so that its error holds nothing of the
+        # worker's error (as __context__), whose traceback holds the DataLoader iterator (torch's
+        # re-raise keeps it in a reference cycle too: its frames are cleared). With this frame letting
+        # go of both, the iterator is freed with the error and stops its workers at once, where the
+        # garbage collector would find it later and then wait 5 s for each worker.
+        traceback.clear_frames(failed.__traceback__)
+        unreadable = self._unreadable_file(done)
+        try:
+            raise failed if unreadable is None else unreadable
+        finally:
+            del failed, batches
 
     def _unreadable_file(self, batch: int) -> DataFileError | None:
         """The error of the first unreadable sample of this epoch's batch ``batch``, or None.

@@ -16,9 +16,13 @@ data set's own folder or a common parent that holds it under its conventional na
 * osuleaf, arrowhead: nothing (time series bundled with sktime, the ``timeseries`` extra; the
   archive's own split; ``lmix.data.timeseries``).
 
-Image files that cannot be read (empty, truncated, not an image) raise :class:`DataFileError`
-naming the file. Read into memory, every file is decoded anyway, so all of them are checked and
-named at once, before training starts. Streamed, a file is decoded when a DataLoader worker
+Image files that cannot be read (empty, truncated, not an image, or over Pillow's size limit of
+``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179M pixels) raise :class:`DataFileError` naming the
+file. An image between ``MAX_IMAGE_PIXELS`` (about 89M pixels) and that limit is read: Pillow warns
+(``DecompressionBombWarning``, once per size and process) and lmix leaves the process's warning
+filters as they are; such a file is the user's own data, it decodes, and the warning says why it
+is slow. Read into memory, every file is decoded anyway, so all of them are checked and named at
+once, before training starts. Streamed, a file is decoded when a DataLoader worker
 reaches it: a large folder is not read through once more before every start, and the error names
 the file when its batch comes (``StreamingLoader``).
 
@@ -30,6 +34,7 @@ files; a failed check is reported like missing data.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -38,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
@@ -305,8 +310,8 @@ def read_image(path: str) -> Any:
     """An image file decoded to an RGB PIL image, as torchvision's ``default_loader`` reads it.
 
     Raises:
-        DataFileError: the file is empty, truncated, not an image PIL can identify, or cannot be
-            opened (one line naming it).
+        DataFileError: the file is empty, truncated, not an image PIL can identify, over Pillow's
+            size limit, or cannot be opened (one line naming it).
     """
     try:
         return default_loader(path)
@@ -324,6 +329,13 @@ def _read_problem(path: str, err: Exception) -> str:
         pass
     if isinstance(err, UnidentifiedImageError):
         return "not an image file PIL can identify"
+    if isinstance(err, Image.DecompressionBombError):
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{pixels.group(1)} pixels" if pixels else "too many pixels"
+        return (
+            f"{size}, over the {2 * Image.MAX_IMAGE_PIXELS} that Pillow decodes (its guard against "
+            "decompression bombs); shrink it below that"
+        )
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     text = (str(err).strip().splitlines() or [""])[0]

@@ -4,10 +4,11 @@ Each command lives in ``lmix.experiments.commands.<name>`` and exposes ``add_par
 ``run(args) -> int``. Every user error becomes one line on stderr and exit code 2, never a
 traceback for a mistake the user can fix: the errors lmix raises on purpose
 (:class:`lmix.errors.LmixError`, which the commands' ``UsageError`` is too) and the file-system
-errors of paths the user gave (:data:`USER_OS_ERRORS`; a file that may not be written there, a
-``WriteError`` with no permission, too). A file that cannot be written for want of space or on a
-read-only file system is one line and exit code 1. Any other exception is a bug and shows its
-traceback (exit code 1). ``LMIX_DEBUG=1`` shows the traceback of user errors too.
+errors of paths the user gave (:data:`USER_OS_ERRORS`; a file that may not be written there or
+whose path is of the wrong kind, a ``WriteError`` of :data:`USER_WRITE_ERRNOS`, too). A file that
+cannot be written for want of space or on a read-only file system is one line and exit code 1.
+Any other exception is a bug and shows its traceback (exit code 1). ``LMIX_DEBUG=1`` shows the
+traceback of user errors too.
 
 The commands need the ``train`` extra (``pip install -e '.[train]'`` in a clone); on a core install
 (torch alone) ``lmix --version``, ``lmix methods``, ``lmix models`` and ``lmix configs`` work,
@@ -28,9 +29,18 @@ from lmix import __version__
 from lmix._extras import install_hint
 from lmix.errors import LmixError
 from lmix.experiments.commands import UsageError
-from lmix.experiments.io import WriteError
+from lmix.experiments.io import WRONG_KIND_ERRNOS, WriteError
 
-__all__ = ["UsageError", "MissingExtraError", "main", "build_parser", "COMMANDS", "EXTRA_OF_MODULE", "USER_OS_ERRORS"]
+__all__ = [
+    "UsageError",
+    "MissingExtraError",
+    "main",
+    "build_parser",
+    "COMMANDS",
+    "EXTRA_OF_MODULE",
+    "USER_OS_ERRORS",
+    "USER_WRITE_ERRNOS",
+]
 
 # Command name -> module under lmix.experiments.commands. Order is the order shown in --help.
 COMMANDS: dict[str, str] = {}
@@ -48,6 +58,12 @@ EXTRA_OF_MODULE: dict[str, str] = {
 # A path the user gave that does not exist, is the wrong kind of file (a file where a folder is
 # expected: FileExistsError from mkdir), or may not be read or written.
 USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+# A file a command writes that the user can make writable: no permission on the path they gave
+# (EACCES, EPERM), or a path of the wrong kind, a folder where the file goes or a file where one of
+# its folders goes (WRONG_KIND_ERRNOS). A full disk, a read-only file system or an I/O error is the
+# machine's.
+USER_WRITE_ERRNOS = (errno.EACCES, errno.EPERM, *WRONG_KIND_ERRNOS)
 
 
 class MissingExtraError(UsageError):
@@ -151,12 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(MissingExtraError(getattr(args, "command", None), missing), file=sys.stderr)
         return 2
     except WriteError as err:
-        # A file a command writes: no permission on the path the user gave is theirs to fix (2);
-        # a full disk or a read-only file system is the machine's (1). The previous file is intact.
+        # A file a command writes: no permission on the path the user gave, or a path of the wrong
+        # kind, is theirs to fix (2); a full disk or a read-only file system is the machine's (1).
+        # The previous file is intact.
         if os.environ.get("LMIX_DEBUG"):
             raise
         print(_one_line(err), file=sys.stderr)
-        return 2 if err.errno in (errno.EACCES, errno.EPERM) else 1
+        return 2 if err.errno in USER_WRITE_ERRNOS else 1
     except (LmixError, *USER_OS_ERRORS) as err:
         if os.environ.get("LMIX_DEBUG"):
             raise

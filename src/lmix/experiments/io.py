@@ -33,6 +33,7 @@ from lmix.errors import LmixValueError
 
 __all__ = [
     "FAILED_JSON",
+    "WRONG_KIND_ERRNOS",
     "WriteError",
     "atomic_write",
     "atomic_write_text",
@@ -50,18 +51,40 @@ __all__ = [
 FAILED_JSON = "failed.json"
 
 
+# errno of a write that failed on a path of the wrong kind: a folder where the file goes (EISDIR), a
+# file where one of its folders goes (ENOTDIR; EEXIST from mkdir)
+WRONG_KIND_ERRNOS = (_errno.EISDIR, _errno.ENOTDIR, _errno.EEXIST)
+
+
 class WriteError(OSError):
-    """A file could not be written; ``str(err)`` is one line: the file and the reason."""
+    """A file could not be written; ``str(err)`` is one line: the file and the reason.
+
+    Where the path is of the wrong kind (:data:`WRONG_KIND_ERRNOS`), the reason says which part:
+    the file is a folder, or its folder is a file (or lies inside one).
+    """
 
     def __init__(self, path: str | os.PathLike, cause: OSError) -> None:
         code = cause.errno if cause.errno is not None else _errno.EIO
         reason = cause.strerror or str(cause) or type(cause).__name__
         super().__init__(code, reason, str(path))
         self.path = Path(path)
+        self.wrong_kind = _wrong_kind(self.path) if code in WRONG_KIND_ERRNOS else None
 
     def __str__(self) -> str:
+        if self.wrong_kind is not None:
+            return f"cannot write {str(self.path)!r}: {self.wrong_kind}"
         hint = " (disk full?)" if self.errno in (_errno.ENOSPC, _errno.EDQUOT) else ""
         return f"cannot write {str(self.path)!r}: {self.strerror}{hint}; the previous file, if any, is unchanged"
+
+
+def _wrong_kind(path: Path) -> str | None:
+    """What is of the wrong kind for writing the file ``path``; None when nothing is (any longer)."""
+    try:
+        if path.is_dir():
+            return "it is a folder, not a file; move that folder away or write elsewhere"
+        return not_a_folder(path.parent, name="its folder", hint="give a path in a folder")
+    except OSError:
+        return None
 
 
 class _GuardedFile:

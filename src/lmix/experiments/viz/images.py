@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
 from lmix.errors import LmixValueError
@@ -35,9 +33,14 @@ _CROPS = (
 
 
 def _square(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, H, W) uint8 -> (3, size, size) float32 in [0, 1]: resize the short side, centre crop."""
-    image = TF.resize(image, [size], antialias=True)
-    image = TF.center_crop(image, [size, size])
+    """(3, H, W) uint8 -> (3, size, size) float32 in [0, 1]: the centre square, resized.
+
+    Cropping first keeps the cost that of the square for any aspect ratio (resizing a 20000x1
+    strip's short side to 1024 first would make a 3x1024x20480000 image).
+    """
+    side = min(image.shape[-2:])
+    image = TF.center_crop(image, [side, side])
+    image = TF.resize(image, [size, size], antialias=True)
     return image.to(torch.float32) / 255.0
 
 
@@ -86,8 +89,11 @@ def sample_clip_batch(frames: int = 16, size: int = 64) -> torch.Tensor:
 def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) -> torch.Tensor:
     """The first ``limit`` jpg/png images of a folder (sorted by name), as a batch.
 
-    Grey, palette and RGBA images are converted to RGB (alpha is dropped). Each image is
-    resized (short side) and centre cropped to a square.
+    Each image is read as :func:`lmix.data.read_image` reads a training image (grey, palette and
+    RGBA converted to RGB, alpha dropped), then its centre square is cut out and resized. An image
+    over Pillow's size limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179M pixels) is refused,
+    as in training; one over ``MAX_IMAGE_PIXELS`` (about 89M) is read, with Pillow's
+    ``DecompressionBombWarning``.
 
     Args:
         directory: folder holding .jpg, .jpeg or .png files (other files are ignored).
@@ -100,8 +106,11 @@ def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) ->
     Raises:
         FileNotFoundError: the folder does not exist.
         NotADirectoryError: the path is not a folder.
-        ValueError: the folder holds no jpg/png image, or one of them cannot be decoded.
+        ValueError: the folder holds no jpg/png image (LmixValueError), or one of them cannot be
+            decoded or is too large (:class:`lmix.data.DataFileError`, naming the file).
     """
+    from lmix.data.sources import read_image
+
     path = Path(directory)
     if not path.exists():
         raise FileNotFoundError(f"image folder not found: {str(path)!r}")
@@ -112,13 +121,12 @@ def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) ->
         raise LmixValueError(f"no .jpg, .jpeg or .png images in {str(path)!r}")
     images = []
     for file in files:
-        # Pillow (a torchvision and matplotlib dependency): torchvision.io's decoders are deprecated.
-        try:
-            with Image.open(file) as pil:
-                rgb = np.asarray(pil.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise LmixValueError(f"cannot read image {str(file)!r}: {detail}") from err
-        image = torch.tensor(rgb).permute(2, 0, 1).contiguous()
-        images.append(_square(image, size))
+        with read_image(str(file)) as rgb:
+            width, height = rgb.size
+            side = min(width, height)
+            # the centre square (TF.center_crop's offsets) before the copy into a tensor: a long
+            # strip is never copied whole
+            left, top = round((width - side) / 2), round((height - side) / 2)
+            square = TF.pil_to_tensor(rgb.crop((left, top, left + side, top + side)))
+        images.append(_square(square, size))
     return torch.stack(images)

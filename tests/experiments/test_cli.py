@@ -290,8 +290,9 @@ def test_an_output_path_of_the_wrong_kind_is_said_so_before_anything_is_written(
 # user's path, not a fault of the disk: exit 2, and the line says which part is of the wrong kind.
 WRONG_KIND_WRITES = [
     ("{dir}", "lmix: error: cannot write '{dir}': it is a folder, not a file; move that folder away"),
-    ("{file}/x.json", "lmix: error: cannot write '{file}/x.json': its folder '{file}' is a file, not a folder;"),
-    ("{file}/sub/x.json", "cannot write '{file}/sub/x.json': its folder '{file}/sub' is inside '{file}', which is a"),
+    ("{file}/x.json", "lmix: error: cannot write '{file}/x.json': '{file}' is a file, not a folder; give a path"),
+    ("{file}/sub/x.json", "lmix: error: cannot write '{file}/sub/x.json': '{file}' is a file, not a folder; give"),
+    ("{file}", None),  # a file is replaced: no error
 ]
 
 
@@ -303,9 +304,20 @@ def test_a_write_on_a_path_of_the_wrong_kind_is_one_line_exit_2(capsys, tmp_path
     monkeypatch.setattr(
         "lmix.experiments.commands.methods.run", lambda args: atomic_write_text(target.format(**paths), "{}")
     )
+    if needle is None:
+        assert run_cli(capsys, ["methods"])[0] == 0
+        return
     line = one_line_error(capsys, ["methods"])
     assert needle.format(**paths) in line, line
     assert "previous file" not in line and "File exists" not in line, line
+
+
+def test_a_file_a_command_writes_into_its_folder_named_when_a_folder_stands_there(capsys, tmp_path, finished_run):
+    """The line names the file in the way, also where the command's WriteError names the folder it writes
+    into (lmix report's --out)."""
+    (tmp_path / "rep" / "report.md").mkdir(parents=True)
+    line = one_line_error(capsys, ["report", str(finished_run), "--out", str(tmp_path / "rep")])
+    assert f"{str(tmp_path / 'rep' / 'report.md')!r} is a folder, not a file" in line, line
 
 
 @pytest.mark.parametrize(

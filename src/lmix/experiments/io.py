@@ -59,8 +59,8 @@ WRONG_KIND_ERRNOS = (_errno.EISDIR, _errno.ENOTDIR, _errno.EEXIST)
 class WriteError(OSError):
     """A file could not be written; ``str(err)`` is one line: the file and the reason.
 
-    Where the path is of the wrong kind (:data:`WRONG_KIND_ERRNOS`), the reason says which part:
-    the file is a folder, or its folder is a file (or lies inside one).
+    Where the path is of the wrong kind (:data:`WRONG_KIND_ERRNOS`), the reason names the path in
+    the way: a folder where a file goes, or a file where a folder goes.
     """
 
     def __init__(self, path: str | os.PathLike, cause: OSError) -> None:
@@ -68,7 +68,7 @@ class WriteError(OSError):
         reason = cause.strerror or str(cause) or type(cause).__name__
         super().__init__(code, reason, str(path))
         self.path = Path(path)
-        self.wrong_kind = _wrong_kind(self.path) if code in WRONG_KIND_ERRNOS else None
+        self.wrong_kind = _wrong_kind(self.path, cause) if code in WRONG_KIND_ERRNOS else None
 
     def __str__(self) -> str:
         if self.wrong_kind is not None:
@@ -77,14 +77,24 @@ class WriteError(OSError):
         return f"cannot write {str(self.path)!r}: {self.strerror}{hint}; the previous file, if any, is unchanged"
 
 
-def _wrong_kind(path: Path) -> str | None:
-    """What is of the wrong kind for writing the file ``path``; None when nothing is (any longer)."""
+def _wrong_kind(path: Path, cause: OSError) -> str | None:
+    """Which path is of the wrong kind for writing ``path``: the one the failed call named (a rename's
+    target, a folder it could not make; else ``path``), or the file above it; None when none is now."""
+    named = cause.filename2 if cause.filename2 is not None else cause.filename
+    culprit = Path(os.fsdecode(named)) if named is not None else path
     try:
-        if path.is_dir():
-            return "it is a folder, not a file; move that folder away or write elsewhere"
-        return not_a_folder(path.parent, name="its folder", hint="give a path in a folder")
+        if cause.errno == _errno.EISDIR:
+            if not culprit.is_dir():
+                return None
+            problem = "is a folder, not a file; move that folder away or write elsewhere"
+        else:
+            culprit = next((p for p in (culprit, *culprit.parents) if p.exists()), path)
+            if culprit.is_dir() or not culprit.exists():
+                return None
+            problem = "is a file, not a folder; give a path in a folder"
     except OSError:
         return None
+    return f"{'it' if culprit == path else repr(str(culprit))} {problem}"
 
 
 class _GuardedFile:

@@ -113,3 +113,35 @@ def test_a_config_file_s_wrong_value_names_the_file(tmp_path):
     with pytest.raises(LmixValueError) as err:
         check_keys({"max_soft": "abc"}, source="config.yaml")
     assert str(err.value) == "config key 'max_soft' must be of type float, got 'abc'"
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS + FLOAT_LIST_FIELDS)
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("5E-1", 0.5), ("25e-3", 25e-3), ("-0e0", 0.0)])
+def test_every_float_field_takes_exponent_notation_as_yaml_1_1_reads_it(name, text, value, tmp_path):
+    """`lr: 1e-3` is text to PyYAML (YAML 1.1 wants a dot); it is the number in a config file, a spec and --set."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{name}: {text}\n")
+    read = yaml.safe_load(path.read_text())[name]
+    assert read == text  # the YAML 1.1 reading this works around
+    got = load_yaml(path)[name]
+    got = got[0] if isinstance(got, list) else got
+    assert got == value and isinstance(got, float) and not (value == 0.0 and not _positive_zero(got))
+    assert check_keys({name: text}, source="--set")[name] == load_yaml(path)[name]
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e999", "1e", "e-3", "1e-3x", "1 e-3", "0x1p-3"])
+def test_text_that_is_not_a_finite_exponent_number_is_still_refused(text):
+    with pytest.raises(LmixValueError, match="config key 'lr' must be"):
+        check_keys({"lr": text}, source="--set")
+
+
+def test_lmix_train_config_file_with_lr_1e_3(tmp_path, capsys):
+    from tests.cli_helpers import run_cli
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "dataset: digits\nwidth: 4\nepochs: 1\ntrain_subset: 64\nbatch_size: 32\nlr: 1e-3\nprogress: false\n"
+    )
+    code, _, err = run_cli(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "run")])
+    assert code == 0, err
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["lr"] == 0.001

@@ -423,6 +423,11 @@ def _coerce(name: str, value: Any) -> Any:
     return _coerce_scalar(name, tp, value)
 
 
+#: A number in exponent notation without a decimal point (``1e-3``, ``5E+2``): a float in YAML 1.2
+#: and in Python, but text to PyYAML, which follows YAML 1.1 (there a float needs a dot: ``1.0e-3``).
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
 def _coerce_scalar(name: str, tp: Any, value: Any) -> Any:
     if tp is bool and isinstance(value, bool):
         return value
@@ -430,6 +435,8 @@ def _coerce_scalar(name: str, tp: Any, value: Any) -> Any:
         return int(value)
     if tp is float and is_real(value):
         return _unsigned_zeros(float(value))
+    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value) and math.isfinite(float(value)):
+        return _unsigned_zeros(float(value))  # `lr: 1e-3` in a YAML file, a spec's grid or --set
     if tp is str and isinstance(value, str):
         return value
     if tp in (int, float) and _non_finite_text(value):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -16,18 +17,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lmix
+import lmix.experiments.masks as masks_module
+from lmix.experiments import mask_limits
 from lmix.experiments.cli import main
+from lmix.experiments.mask_limits import limit_problem
 from lmix.experiments.masks import (
     boundary_share,
+    clipped_note,
     connected_components,
     cutmix_masks,
+    interval,
     mask_statistics,
     radial_power,
     render_mask_study,
     run_mask_study,
     statistics,
     table_lines,
+    write_study,
 )
+from lmix.experiments.report.cells import Stats
 from tests.cli_helpers import one_line_error
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -336,7 +344,7 @@ def test_help_shows_percent_signs_once(capsys):
         main(["masks", "--help"])
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "(mean and 95% CI)" in text and "%%" not in text
+    assert "(mean and 95% CI, clipped" in text and "%%" not in text
 
 
 def test_command_writes_files(capsys, tmp_path):
@@ -392,3 +400,124 @@ def test_command_on_sequences_and_volumes(capsys, tmp_path, size, shown, words):
 def test_bad_arguments_are_one_line(capsys, tmp_path, argv, needle):
     one_line_error(capsys, ["masks", "--out", str(tmp_path / "x"), *argv], needle)
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# limits, clipped intervals, the spectrum figure's radii, all-or-none writes
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.lists(st.integers(2, 1 << 18), min_size=1, max_size=3),
+    n=st.integers(2, 200_000),
+    rows=st.integers(2, 40),
+)
+def test_limits_and_the_advice_they_give(size, n, rows):
+    """A study is refused exactly past one of the five limits, and "--n at most M" is the largest n that runs."""
+    numel = math.prod(size)
+    at_once = max(n, mask_limits.EXAMPLE_MASKS if len(size) < 3 else 1) * numel
+    fits = (
+        n <= mask_limits.MAX_N
+        and rows <= mask_limits.MAX_CONFIGURATIONS
+        and max(size) <= mask_limits.MAX_SIDE
+        and at_once <= mask_limits.MAX_AT_ONCE
+        and rows * at_once <= mask_limits.MAX_IN_ALL
+    )
+    problem = limit_problem(size, n, rows, size_name="--size", n_name="--n")
+    assert (problem is None) == fits
+    if problem is None:
+        return
+    assert "\n" not in problem and "at most" in problem
+    advice = re.search(r"--n at most ([\d,]+) with this size", problem)
+    if advice:
+        most = int(advice.group(1).replace(",", ""))
+        assert limit_problem(size, most, rows) is None and limit_problem(size, most + 1, rows) is not None
+
+
+def test_study_refuses_what_is_too_large_before_drawing(monkeypatch):
+    def started(*args, **kwargs):
+        raise AssertionError("a mask was drawn")
+
+    monkeypatch.setattr(masks_module, "_draw", started)
+    with pytest.raises(ValueError, match=r"n at most 95 with this size and 7 configurations"):
+        run_mask_study(size=(1024, 1024), n=1000)
+    with pytest.raises(ValueError, match="every side must be at most"):
+        run_mask_study(size=(10_000_000,), ks=[0], n=2)
+    with pytest.raises(ValueError, match="at most 32 configurations"):
+        run_mask_study(size=(8, 8), ks=range(40), n=2)
+
+
+_BOUNDS = {"kept_area": (0, 1), "regions": (0, math.inf), "complement_regions": (0, math.inf)}
+
+
+@pytest.mark.parametrize(("size", "n"), [((32, 32), 2), ((32, 32), 3), ((40,), 2), ((6, 8, 10), 2)])
+def test_intervals_stay_within_what_each_statistic_can_take(capsys, tmp_path, size, n):
+    """At small n, mean +- t s / sqrt(n) leaves [0, 1] (shares) or goes below 0 (counts): it is clipped, and said."""
+    out = tmp_path / "m"
+    argv = ["masks", "--size", *map(str, size), "--n", str(n), "--k", "0,1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    table = [line for line in printed.splitlines() if line.startswith("| ") and "[" in line]
+    columns = ["kept_area", *statistics(len(size))]
+    for line in table:
+        cells = line.strip("| ").split(" | ")[2:]
+        for name, cell in zip(columns, cells):
+            mean, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell).groups())
+            lo, hi = _BOUNDS.get(name, (0, 1))
+            assert lo <= low <= mean <= high <= hi, (name, cell)
+    note = "intervals reach beyond what their statistic can take and are clipped to it"
+    assert note in printed and note in (out / "masks.md").read_text()
+
+
+def test_no_note_where_no_interval_is_clipped():
+    study = run_mask_study(size=(16, 16), ks=[0, 4], n=200, seed=0)
+    assert clipped_note(study) is None and "clipped to it" not in render_mask_study(study)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(["kept_area", "regions", "boundary", "largest", "high_freq"]),
+    mean=st.floats(0, 1),
+    ci95=st.floats(0, 5),
+)
+def test_interval_and_error_bar_are_clipped_alike(name, mean, ci95):
+    s = Stats(mean, 1.0, 2, ci95)
+    low, high, clipped = interval(s, name)
+    lo, hi = _BOUNDS.get(name, (0, 1))
+    assert lo <= low <= mean <= high <= hi
+    assert clipped == (mean - ci95 < lo or mean + ci95 > hi)
+    if not clipped:
+        assert (low, high) == (mean - ci95, mean + ci95)
+    down, up = masks_module._bar(s, name)
+    assert down == pytest.approx(mean - low, abs=1e-12) and up == pytest.approx(high - mean, abs=1e-12)
+    if not clipped:
+        assert down == up == ci95  # the bars of intervals inside the range, as they were
+
+
+@given(bins=st.integers(2, 1 << 17))
+def test_spectrum_figure_draws_every_radius_or_a_thousand_log_spaced(bins):
+    radii = masks_module._plotted_radii(bins)
+    assert radii[0] == 1 and radii[-1] == bins - 1 and radii == sorted(set(radii))
+    if bins - 1 <= masks_module.PLOTTED_RADII:
+        assert radii == list(range(1, bins))
+    else:
+        assert len(radii) <= masks_module.PLOTTED_RADII
+        assert radii[:50] == list(range(1, 51))  # every low radius, where the log axis spreads them
+
+
+def test_write_study_with_a_folder_in_the_way_changes_nothing(tmp_path):
+    """Found only when the files are moved into place: nothing is replaced, no temporary folder stays."""
+    study = run_mask_study(size=(8, 8), ks=[0], n=2, seed=0)
+    out = tmp_path / "m"
+    write_study(study, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "masks.json").unlink()
+    (out / "masks.json").mkdir()
+    del before["masks.json"]
+    again = run_mask_study(size=(8, 8), ks=[0], n=2, seed=1)
+    with pytest.raises(OSError, match=r"masks.json.*is a folder") as info:
+        write_study(again, out)
+    assert "\n" not in str(info.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"] and sorted(p.name for p in out.iterdir()) == sorted(
+        [*before, "masks.json"]
+    )

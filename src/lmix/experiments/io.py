@@ -12,6 +12,8 @@ a ``RuntimeError``).
 :data:`FAILED_JSON`: the name of a run's failure record, here because its writer
 (:mod:`lmix.experiments.train.failures`) and its reader (:mod:`lmix.experiments.records`, which
 stays importable without torch) both import this module and neither may import the other.
+:func:`write_folder`: a set of files written through a temporary folder, so that a failure
+leaves the folder as it was.
 :func:`not_a_folder`: why a path given for a folder to write into cannot be one, in one line.
 """
 
@@ -21,6 +23,7 @@ import errno as _errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -40,6 +43,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_torch_save",
+    "write_folder",
     "RunLock",
     "read_yaml",
     "not_a_folder",
@@ -182,6 +186,55 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_folder(out_dir: str | os.PathLike, write: Callable[[Path], list[str]]) -> list[Path]:
+    """Write a set of files into ``out_dir`` through a temporary folder; return their paths.
+
+    ``write(tmp)`` writes the files into the empty folder ``tmp`` and returns their names, the
+    file that names the others first. ``tmp`` is made in ``out_dir`` when it exists (its files
+    then replace their namesakes one rename each, the first name last), else in the nearest
+    folder above it that exists (it then becomes ``out_dir`` by one rename, its missing parents
+    made only then). A failure (in ``write``, a full disk, a folder in the way of a file) leaves
+    ``out_dir`` as it was and no temporary folder; other files in ``out_dir`` are left alone.
+
+    Raises:
+        WriteError: a file or folder could not be written; ``out_dir`` is unchanged.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise WriteError(out_dir, NotADirectoryError(_errno.ENOTDIR, "is a file, not a folder"))
+    where = next(folder for folder in (out_dir, *out_dir.parents) if folder.is_dir())
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=where))
+        os.chmod(tmp, 0o777 & ~_umask())  # a normal folder's mode once it is out_dir, not mkdtemp's 0700
+    except OSError as err:
+        raise WriteError(out_dir, err) from None
+    try:
+        try:
+            names = write(tmp)
+        except WriteError as err:  # name the file it was writing, not its temporary folder
+            if not err.path.is_relative_to(tmp):
+                raise
+            raise WriteError(out_dir / err.path.relative_to(tmp), err) from None
+        target = out_dir
+        try:
+            if where != out_dir:
+                out_dir.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, out_dir)
+            else:
+                for name in names:
+                    if (out_dir / name).is_dir():
+                        target = out_dir / name
+                        raise IsADirectoryError(_errno.EISDIR, "a folder is in the way")
+                for name in [*names[1:], *names[:1]]:
+                    target = out_dir / name
+                    os.replace(tmp / name, target)
+        except OSError as err:
+            raise WriteError(target, err) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out_dir / name for name in names]
 
 
 def read_yaml(path: str | os.PathLike, *, what: str) -> Any:

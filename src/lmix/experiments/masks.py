@@ -24,7 +24,8 @@ from a generator seeded with the same ``seed``, so FMix and the LMix k's see the
 differences between k's are k's effect, not sampling noise.
 
 Connected components: one ``scipy.ndimage.label`` call per batch of masks (see
-:func:`connected_components`); everything else is torch, vectorised over the batch.
+:func:`connected_components`); everything else is torch, vectorised over the batch. The largest
+study one may ask for: :mod:`lmix.experiments.mask_limits`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch
 
 from lmix._checks import is_integer
 from lmix.errors import LmixValueError
+from lmix.experiments.mask_limits import EXAMPLE_MASKS, configurations, limit_problem
 from lmix.mixing.masks import boxes, cutmix_sides, fourier_masks, frequency_magnitude
 
 __all__ = [
@@ -52,8 +54,11 @@ __all__ = [
     "MaskStudy",
     "run_mask_study",
     "render_mask_study",
+    "interval",
+    "clipped_note",
     "study_json",
     "write_study",
+    "FILES",
     "STATISTICS",
     "statistics",
     "HIGH_FREQ",
@@ -65,6 +70,8 @@ _WORDS = {1: ("sequence", "step", "segment"), 2: ("image", "pixel", "box"), 3: (
 # The most mask elements (masks x elements per mask) measured at once: bounds the memory of the
 # labelling and the spectra for large masks (3-D) without changing how 2-D masks are grouped.
 MEASURE_ELEMENTS = 1 << 20
+# The most radii a spectrum line of the figure draws (log-spaced); masks.json keeps every radius.
+PLOTTED_RADII = 1000
 
 
 def kept_area(dims: int = 2) -> str:
@@ -330,7 +337,8 @@ def run_mask_study(
         size: (L,) sequences, (H, W) images or (D, H, W) volumes, every side >= 2.
         ks: LMix emphasis values >= 0; 0 is FMix (always included).
         lams: mask areas in (0, 1).
-        n: masks per configuration, >= 2 (for the intervals).
+        n: masks per configuration, >= 2 (for the intervals); the most masks and elements a
+            study may ask for: :func:`lmix.experiments.mask_limits.limit_problem`.
         decay: the Fourier masks' low-pass decay (>= 0).
         seed: seed of every configuration's generator (the same noise for every k).
         chunk: masks measured at once (fewer where they hold more than ``MEASURE_ELEMENTS``
@@ -360,6 +368,9 @@ def run_mask_study(
         raise LmixValueError(f"decay must be a number >= 0, got {decay!r}")
     if not is_integer(seed) or seed < 0:
         raise LmixValueError(f"seed must be an integer >= 0, got {seed!r}")
+    problem = limit_problem(size, n, configurations(ks, lams))
+    if problem is not None:
+        raise LmixValueError(problem)
     t0 = time.perf_counter()
     configs = [("cutmix", None, "CutMix")] + [
         ("fmix" if k == 0 else "lmix", k, "FMix (k=0)" if k == 0 else f"LMix k={k:g}") for k in sorted({0.0, *ks})
@@ -384,12 +395,57 @@ def run_mask_study(
 # ---------------------------------------------------------------------------------------------
 # output
 # ---------------------------------------------------------------------------------------------
-def _ci(s: Any, digits: int) -> str:
+# What each statistic can take. A 95% interval (mean +- t s / sqrt(n)) can reach beyond it, at
+# small n or near a bound; the table clips it there (and says so).
+_RANGES = {
+    "kept_area": (0.0, 1.0),
+    "regions": (0.0, math.inf),
+    "complement_regions": (0.0, math.inf),
+    "boundary": (0.0, 1.0),
+    "largest": (0.0, 1.0),
+    "largest_complement": (0.0, 1.0),
+    "high_freq": (0.0, 1.0),
+}
+
+
+def interval(s: Any, name: str) -> tuple[float, float, bool]:
+    """The 95% interval of the ``Stats`` ``s`` of statistic ``name`` (or ``kept_area``), clipped to what the
+    statistic can take (shares in [0, 1], counts >= 0), and whether it was clipped."""
+    lo, hi = _RANGES[name]
+    low, high = s.mean - s.ci95, s.mean + s.ci95
+    return max(low, lo), min(high, hi), low < lo or high > hi
+
+
+def _ci(s: Any, digits: int, name: str) -> str:
     if s is None:
         return "-"
     if math.isnan(s.ci95):
         return f"{s.mean:.{digits}f}"
-    return f"{s.mean:.{digits}f} [{s.mean - s.ci95:.{digits}f}, {s.mean + s.ci95:.{digits}f}]"
+    low, high, _ = interval(s, name)
+    return f"{s.mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _bar(s: Any, name: str) -> tuple[float, float]:
+    """The error bar of the ``Stats`` ``s`` below and above its mean: the 95% half-width, clipped as :func:`interval`."""
+    if math.isnan(s.ci95):
+        return 0.0, 0.0
+    lo, hi = _RANGES[name]
+    down = s.ci95 if s.mean - s.ci95 >= lo else s.mean - lo
+    up = s.ci95 if s.mean + s.ci95 <= hi else hi - s.mean
+    return down, up
+
+
+def clipped_note(study: MaskStudy) -> str | None:
+    """One line saying how many of the table's intervals are clipped to their statistic's range; None if none."""
+    cells = [(r.kept, "kept_area") for r in study.rows] + [(r.stats[s], s) for r in study.rows for s in r.stats]
+    clipped = sum(interval(st, name)[2] for st, name in cells if st is not None and not math.isnan(st.ci95))
+    if not clipped:
+        return None
+    return (
+        f"{clipped} of the {len(cells)} intervals reach beyond what their statistic can take and are clipped to it "
+        f"(kept area and shares to [0, 1], region counts to >= 0): with n = {study.n} masks, mean +- t s / sqrt(n) "
+        "is that wide."
+    )
 
 
 _DIGITS = {"regions": 2, "complement_regions": 2, "boundary": 4, "largest": 3, "largest_complement": 3, "high_freq": 4}
@@ -400,6 +456,7 @@ def table_lines(study: MaskStudy) -> list[str]:
 
     ``lam asked`` is the lam the masks were drawn for; ``kept area`` the share of the mask they
     keep, the exact lam a mixer reports (larger for CutMix, whose boxes are clipped at the border).
+    Each interval is clipped to what its statistic can take (:func:`interval`, :func:`clipped_note`).
     """
     described = statistics(study.dims)
     names = list(described)
@@ -409,8 +466,8 @@ def table_lines(study: MaskStudy) -> list[str]:
     ]
     for r in study.rows:
         lines.append(
-            f"| {r.label} | {r.lam:g} | {_ci(r.kept, 3)} | "
-            + " | ".join(_ci(r.stats[s], _DIGITS[s]) for s in names)
+            f"| {r.label} | {r.lam:g} | {_ci(r.kept, 3, 'kept_area')} | "
+            + " | ".join(_ci(r.stats[s], _DIGITS[s], s) for s in names)
             + " |"
         )
     return lines
@@ -428,6 +485,9 @@ def render_mask_study(study: MaskStudy) -> str:
         *table_lines(study),
         "",
     ]
+    note = clipped_note(study)
+    if note is not None:
+        out += [note, ""]
     out.append(
         f"- kept area: {kept_area(study.dims)}, the exact lam a mixer returns; CutMix keeps more than the lam "
         f"asked because its {_WORDS[study.dims][2]} is clipped at the border."
@@ -482,7 +542,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def plot_statistics(study: MaskStudy, path: Path) -> None:
-    """Each statistic against k (FMix at k = 0) with 95% CI bars per lam; CutMix as a dashed line."""
+    """Each statistic against k (FMix at k = 0) with 95% CI bars per lam (clipped as in the table); CutMix dashed."""
     from matplotlib.figure import Figure
 
     described = statistics(study.dims)
@@ -493,10 +553,11 @@ def plot_statistics(study: MaskStudy, path: Path) -> None:
         for i, lam in enumerate(study.lams):
             rows = [r for r in study.rows if r.lam == lam and r.method != "cutmix"]
             ks = [r.k for r in rows]
+            bars = [_bar(r.stats[name], name) for r in rows]
             ax.errorbar(
                 ks,
                 [r.stats[name].mean for r in rows],
-                yerr=[0 if math.isnan(r.stats[name].ci95) else r.stats[name].ci95 for r in rows],
+                yerr=[[down for down, _ in bars], [up for _, up in bars]],
                 marker="o",
                 ms=3,
                 capsize=3,
@@ -525,17 +586,32 @@ def plot_statistics(study: MaskStudy, path: Path) -> None:
     _save(fig, path)
 
 
+def _plotted_radii(bins: int) -> list[int]:
+    """The radii 1 .. bins - 1 a spectrum line draws: all of them, or ``PLOTTED_RADII`` log-spaced ones.
+
+    Every radius of long sequences is too much for matplotlib: three lines of 100,000 radii took
+    1.3 GB and 15 s, and at 500,000 radii Agg refuses to draw the path (OverflowError).
+    """
+    top = bins - 1
+    if top <= PLOTTED_RADII:
+        return list(range(1, bins))
+    return sorted({round(top ** (i / (PLOTTED_RADII - 1))) for i in range(PLOTTED_RADII)})
+
+
 def plot_spectra(study: MaskStudy, path: Path) -> None:
-    """Radial power spectrum of the masks (share of power per radius), one line per configuration."""
+    """Radial power spectrum of the masks (share of power per radius), one line per configuration.
+
+    Every radius up to ``PLOTTED_RADII`` of them; beyond, that many log-spaced radii (masks.json has all).
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4 * len(study.lams), 4.4), layout="constrained")
     axes = fig.subplots(1, len(study.lams), squeeze=False)[0]
     for ax, lam in zip(axes, study.lams):
         for r in (r for r in study.rows if r.lam == lam):
-            x = list(range(1, len(r.spectrum)))
+            x = _plotted_radii(len(r.spectrum))
             style = {"ls": "--", "color": "k"} if r.method == "cutmix" else {}
-            ax.plot(x, r.spectrum[1:], lw=1.3, label=f"{r.label} (keeps {r.kept.mean:.2f})", **style)
+            ax.plot(x, [r.spectrum[i] for i in x], lw=1.3, label=f"{r.label} (keeps {r.kept.mean:.2f})", **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         frequency = "frequency" if study.dims == 1 else "radial frequency"
@@ -547,7 +623,7 @@ def plot_spectra(study: MaskStudy, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_examples(study: MaskStudy, path: Path, *, per_row: int = 6) -> None:
+def plot_examples(study: MaskStudy, path: Path, *, per_row: int = EXAMPLE_MASKS) -> None:
     """A few masks per configuration (first lam), drawn with the study's seed (same noise for every k).
 
     Images: ``per_row`` masks per configuration. Sequences: ``per_row`` masks per configuration as
@@ -605,20 +681,32 @@ def plot_examples(study: MaskStudy, path: Path, *, per_row: int = 6) -> None:
     _save(fig, path)
 
 
-def write_study(study: MaskStudy, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``masks.md``, ``masks.json`` and the PNG figures into ``out_dir`` (atomically); return the paths."""
-    from lmix.experiments.io import atomic_write_json, atomic_write_text
+_FIGURES = {
+    "fig_mask_statistics.png": plot_statistics,
+    "fig_mask_spectra.png": plot_spectra,
+    "fig_mask_examples.png": plot_examples,
+}
+#: The files of a study, masks.md (which names the others) first.
+FILES = ("masks.md", "masks.json", *_FIGURES)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "fig_mask_statistics.png": plot_statistics,
-        "fig_mask_spectra.png": plot_spectra,
-        "fig_mask_examples.png": plot_examples,
-    }
-    for name, plot in figures.items():
-        plot(study, out / name)
-    study.figures = list(figures)
-    atomic_write_text(out / "masks.md", render_mask_study(study))
-    atomic_write_json(out / "masks.json", study_json(study))
-    return [out / "masks.md", out / "masks.json"] + [out / f for f in study.figures]
+
+def write_study(study: MaskStudy, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``masks.md``, ``masks.json`` and the PNG figures (:data:`FILES`) into ``out_dir``; return the paths.
+
+    Everything is written into a temporary folder first (:func:`lmix.experiments.io.write_folder`):
+    a failure (a full disk, a folder in the way of a file) leaves ``out_dir`` as it was.
+
+    Raises:
+        WriteError: a file could not be written; nothing in ``out_dir`` changed.
+    """
+    from lmix.experiments.io import atomic_write_json, atomic_write_text, write_folder
+
+    def write(folder: Path) -> list[str]:
+        for name, plot in _FIGURES.items():
+            plot(study, folder / name)
+        study.figures = list(_FIGURES)
+        atomic_write_text(folder / "masks.md", render_mask_study(study))
+        atomic_write_json(folder / "masks.json", study_json(study))
+        return list(FILES)
+
+    return write_folder(out_dir, write)

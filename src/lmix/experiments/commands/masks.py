@@ -10,6 +10,16 @@ import argparse
 import math
 
 from lmix.experiments.commands import UsageError
+from lmix.experiments.mask_limits import (
+    EXAMPLE_MASKS,
+    MAX_AT_ONCE,
+    MAX_CONFIGURATIONS,
+    MAX_IN_ALL,
+    MAX_N,
+    MAX_SIDE,
+    configurations,
+    limit_problem,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "measure the connected regions of each mask and of its complement (neighbours share a face: runs "
         "in 1-D, 4-connectivity in 2-D, 6 in 3-D), the boundary share (neighbour pairs that differ), the "
         "largest region's share of the mask and the radial power spectrum. Masks are 1-D (--size L), 2-D "
-        "(--size H W) or 3-D (--size D H W). Prints a table (mean and 95% CI) and writes masks.md, "
-        "masks.json and PNG figures.",
+        "(--size H W) or 3-D (--size D H W). Prints a table (mean and 95% CI, clipped to what each statistic "
+        "can take) and writes masks.md, masks.json and PNG figures, all or none. Limits (measured at them: "
+        f"3.4 GB and 3.5 minutes at most): --n <= {MAX_N:,}; at most {MAX_CONFIGURATIONS} "
+        f"configurations (CutMix, FMix and each LMix k, for each lam); every side <= {MAX_SIDE:,}; --n x elements "
+        f"per mask (at least {EXAMPLE_MASKS} masks in 1-D and 2-D: the example figure's) <= {MAX_AT_ONCE:,}, and "
+        f"that times the configurations <= {MAX_IN_ALL:,}.",
     )
     p.add_argument(
         "--size",
@@ -30,11 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[32, 32],
         metavar="SIDE",
         help="mask sides, each >= 2: L (a sequence: masks drawn as strips), H W (an image) or D H W (a volume: "
-        "masks drawn as slices) (default 32 32)",
+        f"masks drawn as slices); each <= {MAX_SIDE:,}, and --n x their product <= {MAX_AT_ONCE:,} (default 32 32)",
     )
     p.add_argument("--k", default="0,0.5,1,2,4,8", help="comma-separated LMix k >= 0 (default 0,0.5,1,2,4,8)")
     p.add_argument("--lam", default="0.5", help="comma-separated mask areas in (0, 1) (default 0.5)")
-    p.add_argument("--n", type=int, default=1000, help="masks per configuration, >= 2 (default 1000)")
+    p.add_argument(
+        "--n", type=int, default=1000, help=f"masks per configuration, 2 to {MAX_N:,} (default 1000; see the limits)"
+    )
     p.add_argument("--decay", type=float, default=3.0, help="low-pass decay of the Fourier masks (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed (the same noise for every k; default 0)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/masks-<timestamp>)")
@@ -59,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from datetime import datetime
     from pathlib import Path
 
-    from lmix.experiments.masks import run_mask_study, size_text, table_lines, write_study
+    from lmix.experiments.io import not_a_folder
+    from lmix.experiments.masks import FILES, clipped_note, run_mask_study, size_text, table_lines, write_study
 
     ks = _floats(args.k, "--k")
     lams = _floats(args.lam, "--lam")
@@ -82,7 +99,20 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.seed < SEED_LIMIT:
         raise UsageError(f"lmix masks: --seed must be an integer in {SEED_BOUNDS}, got {args.seed}")
+    problem = limit_problem(args.size, args.n, configurations(ks, lams), size_name="--size", n_name="--n")
+    if problem is not None:
+        raise UsageError(f"lmix masks: {problem}")
     out = Path(args.out) if args.out else Path("runs") / f"masks-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    # Checked before the study runs; write_study leaves the folder as it was if one is in the way later.
+    problem = not_a_folder(out)
+    if problem is not None:
+        raise UsageError(f"lmix masks: {problem}")
+    for name in FILES:
+        if (out / name).is_dir():
+            raise UsageError(
+                f"lmix masks: {str(out / name)!r} is a folder where lmix masks writes its file {name}; "
+                "remove it or give another --out"
+            )
     study = run_mask_study(size=tuple(args.size), ks=ks, lams=lams, n=args.n, decay=args.decay, seed=args.seed)
     paths = write_study(study, out)
     print(
@@ -90,5 +120,8 @@ def run(args: argparse.Namespace) -> int:
         f"mean [95% CI] ({study.seconds:.1f} s)"
     )
     print("\n".join(table_lines(study)))
+    note = clipped_note(study)
+    if note is not None:
+        print(note)
     print(f"wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths))
     return 0

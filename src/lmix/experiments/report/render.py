@@ -7,19 +7,15 @@ nothing half-written.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmix.experiments.io import WriteError, atomic_write_json, atomic_write_text
+from lmix.experiments.io import WriteError, atomic_write_json, atomic_write_text, write_folder
 from lmix.experiments.report.accounting import cell_runs_text, counts_text
 from lmix.experiments.report.analysis import PAIRED, WELCH, PairedTest, Trend, Versus, metric_label
 from lmix.experiments.report.collect import STATUSES, RunRecord
@@ -713,32 +709,28 @@ def _jsonable(v: Any) -> Any:
 def write_report(report: Report, out_dir: str | os.PathLike) -> list[Path]:
     """Write figures, report.md, report.tex and report.json into ``out_dir``; return the paths.
 
-    Everything is written into a temporary folder first (beside ``out_dir``, or inside it when it
-    exists), which becomes ``out_dir`` by one rename, or whose files replace their namesakes in an
-    existing ``out_dir`` one rename each (``report.md``, which names the others, last). Then the
-    figures that the report there before listed (its ``report.json``) and this one no longer draws
-    are removed, so that no figure of older runs passes for a current one; other files there are
-    left alone. A report that fails (a record it cannot draw, a full disk, a folder it may not
-    write) leaves ``out_dir`` as it was and no temporary folder.
+    Everything is written into a temporary folder first (``io.write_folder``), which becomes
+    ``out_dir`` by one rename, or whose files replace their namesakes in an existing ``out_dir``
+    one rename each (``report.md``, which names the others, last). Then the figures that the
+    report there before listed (its ``report.json``) and this one no longer draws are removed, so
+    that no figure of older runs passes for a current one; other files there are left alone. A
+    report that fails (a record it cannot draw, a full disk, a folder it may not write) leaves
+    ``out_dir`` as it was and no temporary folder.
 
     Raises:
         WriteError: ``out_dir`` (or its parent) cannot be written; nothing was written.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise WriteError(out_dir, NotADirectoryError(errno.ENOTDIR, "is a file, not a folder"))
-    where = out_dir if out_dir.is_dir() else out_dir.parent
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=where))
-    except OSError as err:
-        raise WriteError(out_dir, err) from None
-    try:
-        names = _write_files(report, tmp)
-        _publish(tmp, out_dir, names)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [out_dir / name for name in names]
+    earlier = _earlier_figures(out_dir) if out_dir.is_dir() else []
+    paths = write_folder(out_dir, lambda folder: _write_files(report, folder))
+    written = {path.name for path in paths}
+    for name in earlier:
+        if name not in written:
+            try:
+                (out_dir / name).unlink(missing_ok=True)
+            except OSError as err:
+                raise WriteError(out_dir / name, err) from None
+    return paths
 
 
 def _write_files(report: Report, folder: Path) -> list[str]:
@@ -754,22 +746,6 @@ def _write_files(report: Report, folder: Path) -> list[str]:
     atomic_write_text(folder / "report.tex", render_latex(report))
     atomic_write_json(folder / "report.json", report_json(report))
     return ["report.md", "report.tex", "report.json", *report.figures]
-
-
-def _publish(tmp: Path, out_dir: Path, names: list[str]) -> None:
-    """Move the finished report from ``tmp`` to ``out_dir`` (see :func:`write_report`)."""
-    try:
-        if not out_dir.exists():
-            os.rename(tmp, out_dir)
-            return
-        stale = [name for name in _earlier_figures(out_dir) if name not in names]
-        for name in [*names[1:], names[0]]:
-            os.replace(tmp / name, out_dir / name)
-        for name in stale:
-            with contextlib.suppress(FileNotFoundError):
-                (out_dir / name).unlink()
-    except OSError as err:
-        raise WriteError(out_dir, err) from None
 
 
 #: What an earlier report's figure may be called: a plain file name of ``plots``' form.

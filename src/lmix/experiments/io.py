@@ -302,6 +302,27 @@ def not_a_folder(path: str | os.PathLike, *, name: str = "--out", hint: str = ""
     return problem + (f"; {hint}" if hint else "")
 
 
+def not_a_file(path: str | os.PathLike, *, name: str = "--out", example: str) -> str | None:
+    """Why ``path``, given as ``name`` for a file to write, cannot be one; None when it can (a file
+    there is replaced, or the folders above it exist or can be made).
+
+    Args:
+        example: a file name to suggest inside ``path`` when it is a folder (``"mix.png"``).
+
+    Returns:
+        One line naming the path: ``"--out 'x' is a folder, not a file; give --out the file to write,
+        e.g. 'x/mix.png'"``, or :func:`not_a_folder`'s line for a path inside a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return (
+            f"{name} {str(path)!r} is a folder, not a file; give {name} the file to write, e.g. {str(path / example)!r}"
+        )
+    if path.exists():
+        return None
+    return not_a_folder(path, name=name, hint=f"give {name} a path in a folder")
+
+
 _Lock = TypeVar("_Lock", bound="RunLock")
 
 

@@ -167,18 +167,11 @@ def _check_writable(run_dirs: list[Path], figure: Path | None, *, given: bool) -
     """WriteError (one line naming the file) unless each run folder, and the figure's folder, can be written;
     UsageError where the figure's path is a folder or lies inside a file (``given``: it is ``--out``'s)."""
     from lmix.experiments.cli import UsageError
-    from lmix.experiments.io import not_a_folder
+    from lmix.experiments.io import not_a_file
     from lmix.experiments.records import FGSM_JSON, check_writable
 
     if figure is not None:
-        name = "--out" if given else "the figure"
-        if figure.is_dir():
-            raise UsageError(
-                f"lmix attack: {name} {str(figure)!r} is a folder, not a file; give --out the PNG to write, "
-                f"e.g. {str(figure / 'fgsm-compare.png')!r}"
-            )
-        # a file there is replaced; a path that does not exist yet must lie in folders, not inside a file
-        problem = None if figure.exists() else not_a_folder(figure, name=name, hint="give --out a PNG path in a folder")
+        problem = not_a_file(figure, name="--out" if given else "the figure", example="fgsm-compare.png")
         if problem is not None:
             raise UsageError(f"lmix attack: {problem}")
     for target in [d / FGSM_JSON for d in run_dirs] + ([figure] if figure is not None else []):

@@ -131,16 +131,10 @@ def _check_out(out: Path) -> None:
     """Before any work: UsageError where ``--out`` is a folder or lies inside a file; WriteError (one line
     naming it) where its folder takes no new file (no permission, a read-only file system)."""
     from lmix.experiments.cli import UsageError
-    from lmix.experiments.io import not_a_folder
+    from lmix.experiments.io import not_a_file
     from lmix.experiments.records import check_writable
 
-    if out.is_dir():
-        raise UsageError(
-            f"lmix show: --out {str(out)!r} is a folder, not a file; give --out the PNG to write, "
-            f"e.g. {str(out / 'mix.png')!r}"
-        )
-    # a file there is replaced; a path that does not exist yet must lie in folders, not inside a file
-    problem = None if out.exists() else not_a_folder(out, hint="give --out a PNG path in a folder")
+    problem = not_a_file(out, example="mix.png")
     if problem is not None:
         raise UsageError(f"lmix show: {problem}")
     check_writable(out)

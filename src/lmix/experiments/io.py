@@ -304,7 +304,8 @@ def not_a_folder(path: str | os.PathLike, *, name: str = "--out", hint: str = ""
 
 def not_a_file(path: str | os.PathLike, *, name: str = "--out", example: str) -> str | None:
     """Why ``path``, given as ``name`` for a file to write, cannot be one; None when it can (a file
-    there is replaced, or the folders above it exist or can be made).
+    there is replaced, or the folders above it exist or can be made). The advice names ``--out``,
+    the flag that sets the file wherever a command writes one.
 
     Args:
         example: a file name to suggest inside ``path`` when it is a folder (``"mix.png"``).
@@ -316,11 +317,11 @@ def not_a_file(path: str | os.PathLike, *, name: str = "--out", example: str) ->
     path = Path(path)
     if path.is_dir():
         return (
-            f"{name} {str(path)!r} is a folder, not a file; give {name} the file to write, e.g. {str(path / example)!r}"
+            f"{name} {str(path)!r} is a folder, not a file; give --out the file to write, e.g. {str(path / example)!r}"
         )
     if path.exists():
         return None
-    return not_a_folder(path, name=name, hint=f"give {name} a path in a folder")
+    return not_a_folder(path, name=name, hint="give --out a path in a folder")
 
 
 _Lock = TypeVar("_Lock", bound="RunLock")

@@ -330,9 +330,9 @@ def _trainer_accepts(path: Path, config: dict[str, Any]) -> Any:
     ``config key 'epochs' must be ...``, ``unknown config key 'foo' ...``.
     """
     from lmix.data.build import check_in_memory
+    from lmix.experiments.train.checks import check_input_kind
     from lmix.experiments.train.config import TrainConfig, check_keys
     from lmix.experiments.train.mixer_config import mixer_from_config
-    from lmix.experiments.train.trainer import check_input_kind
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(k for k in config if k not in known)
@@ -533,10 +533,10 @@ def _amp_contradiction(summary: dict[str, Any], trained: Any) -> str | None:
         return None
     import torch
 
-    from lmix.experiments.train.trainer import _amp_dtype
+    from lmix.experiments.train.checks import autocast_dtype
 
     try:
-        dtype = _amp_dtype(trained, torch.device(device))
+        dtype = autocast_dtype(trained, torch.device(device))
     except RuntimeError:  # not a device name: nothing to compare
         return None
     picked = "none" if dtype is None else str(dtype).replace("torch.", "")  # as the trainer records it
@@ -589,7 +589,7 @@ def _model_contradiction(num_params: int, trained: Any) -> str | None:
     import torch
 
     from lmix.data.info import dataset_info
-    from lmix.experiments.train.trainer import build_model
+    from lmix.experiments.train.checks import build_model
 
     info = dataset_info(trained.dataset)
     if info.num_classes is None:  # imagefolder: its classes are known once its files are read
@@ -764,7 +764,8 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
 
 def read_checkpoint(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """``(config, checkpoint)`` of a run folder: its ``TrainConfig`` and the checkpoint dict, checked."""
-    from lmix.experiments.train import config_from_sources, load_checkpoint
+    from lmix.experiments.train.checks import load_checkpoint
+    from lmix.experiments.train.config import config_from_sources
 
     path = run_dir / CHECKPOINT
     ckpt = load_checkpoint(path)
@@ -786,7 +787,7 @@ def read_checkpoint(run_dir: Path) -> tuple[Any, dict[str, Any]]:
 
 def trained_model(ckpt: dict[str, Any], config: Any, info: Any, run_dir: Path) -> nn.Module:
     """The checkpoint's model, rebuilt for the data set ``info`` and in eval mode (expects normalised images)."""
-    from lmix.experiments.train.trainer import build_model
+    from lmix.experiments.train.checks import build_model
 
     model = build_model(config, info)
     try:

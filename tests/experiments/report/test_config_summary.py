@@ -27,17 +27,8 @@ from lmix.experiments.train import TrainConfig, config_from_sources, mixer_from_
 from lmix.experiments.train.migrate import migrate_run
 from lmix.experiments.train.mixer_config import CHOICE_KEYWORDS, MIXER_KEYWORDS
 from tests.cli_helpers import run_cli
+from tests.experiments.sweep.conftest import QUICK_BASE as QUICK
 
-QUICK = {
-    "dataset": "digits",
-    "model": "simple_cnn",
-    "width": 8,
-    "epochs": 1,
-    "train_subset": 64,
-    "batch_size": 32,
-    "eval_train": 0,
-    "progress": False,
-}
 RUNS = {"single": {"method": "lmix"}, "choice": {"method": "cutmix+mixup"}}
 # Another value the trainer accepts, for every setting a summary.json records (the first that differs is used).
 OTHER = {

@@ -122,11 +122,7 @@ def load_image_folder(directory: str | Path, size: int = 128, limit: int = 8) ->
     images = []
     for file in files:
         with read_image(str(file)) as rgb:
-            width, height = rgb.size
-            side = min(width, height)
-            # the centre square (TF.center_crop's offsets) before the copy into a tensor: a long
-            # strip is never copied whole
-            left, top = round((width - side) / 2), round((height - side) / 2)
-            square = TF.pil_to_tensor(rgb.crop((left, top, left + side, top + side)))
+            # the centre square before the copy into a tensor: a long strip is never copied whole
+            square = TF.pil_to_tensor(TF.center_crop(rgb, [min(rgb.size)] * 2))
         images.append(_square(square, size))
     return torch.stack(images)

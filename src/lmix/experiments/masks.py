@@ -429,10 +429,8 @@ def _bar(s: Any, name: str) -> tuple[float, float]:
     """The error bar of the ``Stats`` ``s`` below and above its mean: the 95% half-width, clipped as :func:`interval`."""
     if math.isnan(s.ci95):
         return 0.0, 0.0
-    lo, hi = _RANGES[name]
-    down = s.ci95 if s.mean - s.ci95 >= lo else s.mean - lo
-    up = s.ci95 if s.mean + s.ci95 <= hi else hi - s.mean
-    return down, up
+    low, high, clipped = interval(s, name)
+    return (s.mean - low, high - s.mean) if clipped else (s.ci95, s.ci95)
 
 
 def clipped_note(study: MaskStudy) -> str | None:

@@ -30,6 +30,10 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 
 
+# The kinds of data a model or a method takes, by their number of spatial axes.
+_KINDS = {1: "sequences (B, C, L)", 2: "images (B, C, H, W)", 3: "volumes (B, C, D, H, W)"}
+
+
 class RunError(LmixValueError):
     """A user-fixable problem with the run (out dir, checkpoint): one line, exit code 2."""
 
@@ -51,9 +55,8 @@ def _check_model_input(model: str, spatial_dims: int, dataset: str) -> None:
     fitting = list_models(spatial_dims=spatial_dims)
     if model in fitting or model not in list_models():  # an unknown name gets create_model's own message
         return
-    kinds = {1: "sequences (B, C, L)", 2: "images (B, C, H, W)"}
     raise LmixValueError(
-        f"model {model!r} takes {kinds[3 - spatial_dims]} but data set {dataset!r} holds {kinds[spatial_dims]}; "
+        f"model {model!r} takes {_KINDS[3 - spatial_dims]} but data set {dataset!r} holds {_KINDS[spatial_dims]}; "
         f"use one of: {', '.join(fitting)}"
     )
 
@@ -78,9 +81,6 @@ def check_input_kind(config: TrainConfig) -> None:
         raise LmixValueError(f"channels_last applies to images (B, C, H, W); {config.dataset} holds sequences")
     if info.image_size is not None:
         _check_sizes(config, tuple(int(s) for s in info.image_size))
-
-
-_KINDS = {1: "sequences (B, C, L)", 2: "images (B, C, H, W)", 3: "volumes (B, C, D, H, W)"}
 
 
 def _check_method_input(method: str, spatial_dims: int, dataset: str) -> None:

@@ -246,7 +246,7 @@ def train(config: TrainConfig, *, env: DistEnv | None = None, log=print, restart
     Raises:
         RunError: a problem with the run folder or its checkpoint, another ``lmix train``
             holds the folder's lock, or an image file a worker met cannot be read (one line).
-        ValueError: an invalid setting (also a box larger than the data set's images).
+        ValueError: an invalid setting (also a box or a crop padding too large for the data set's samples).
         TrainingDiverged: the loss or the weights stopped being finite, or the loss passed
             :func:`lmix.experiments.divergence.loss_problem`'s bound (no summary; the last good
             checkpoint is kept; ``failed.json`` says why).
@@ -637,7 +637,7 @@ def _loaders(config: TrainConfig, env: DistEnv, device: torch.device) -> tuple[A
 
 def _check_folder_sizes(config: TrainConfig) -> None:
     """:func:`_check_sizes` for a data set whose info does not give its size (an ImageFolder) and a
-    run with a box: the size is read from the header of its first training image, before the data
+    run with a box: the size is that of its first training image (decoded once here), before the data
     set is read. The built-in sets are checked by :func:`check_input_kind`; an ImageFolder's crop
     padding alone once its data is read (:func:`_set_up`), before any file is written."""
     from lmix.data.info import dataset_info

@@ -15,6 +15,7 @@ stays importable without torch) both import this module and neither may import t
 :func:`write_folder`: a set of files written through a temporary folder, so that a failure
 leaves the folder as it was.
 :func:`not_a_folder`: why a path given for a folder to write into cannot be one, in one line.
+:func:`not_a_file`: the same for a path given for a file to write.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "RunLock",
     "read_yaml",
     "not_a_folder",
+    "not_a_file",
     "printable",
 ]
 

@@ -33,13 +33,11 @@ _CROPS = (
 
 
 def _square(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, H, W) uint8 -> (3, size, size) float32 in [0, 1]: the centre square, resized.
+    """(3, S, S) uint8 square -> (3, size, size) float32 in [0, 1], resized.
 
-    Cropping first keeps the cost that of the square for any aspect ratio (resizing a 20000x1
-    strip's short side to 1024 first would make a 3x1024x20480000 image).
+    Callers cut the square out first: resizing a 20000x1 strip's short side to 1024 would make a
+    3x1024x20480000 image.
     """
-    side = min(image.shape[-2:])
-    image = TF.center_crop(image, [side, side])
     image = TF.resize(image, [size, size], antialias=True)
     return image.to(torch.float32) / 255.0
 

@@ -277,6 +277,13 @@ def test_study_more_regions_and_boundary_with_k():
         run_mask_study(lams=[1.0], n=2)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**64, 2**100, 1.5, True])
+def test_a_seed_the_generator_cannot_take_is_refused_up_front(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
+        run_mask_study(size=(8, 8), ks=[0], lams=[0.5], n=2, seed=seed)
+    run_mask_study(size=(8, 8), ks=[0], lams=[0.5], n=2, seed=2**64 - 1)  # the largest works
+
+
 def test_kept_area_is_the_area_the_masks_keep():
     """The table shows what each mask keeps, not only the lam asked: a clipped CutMix box keeps more."""
     study = run_mask_study(size=(32, 32), ks=[1], lams=[0.3, 0.5], n=1000, seed=0)

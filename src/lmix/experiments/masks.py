@@ -366,8 +366,8 @@ def run_mask_study(
         raise LmixValueError(f"n must be an integer >= 2 (masks per configuration), got {n!r}")
     if not math.isfinite(decay) or decay < 0:
         raise LmixValueError(f"decay must be a number >= 0, got {decay!r}")
-    if not is_integer(seed) or seed < 0:
-        raise LmixValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if not is_integer(seed) or not 0 <= seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise LmixValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     problem = limit_problem(size, n, configurations(ks, lams))
     if problem is not None:
         raise LmixValueError(problem)
